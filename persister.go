@@ -1,0 +1,73 @@
+package raft
+
+import "sync"
+
+// Persister holds Raft's state and a service snapshot in memory, standing in
+// for a disk in the lab tester. It is safe for concurrent use.
+type Persister struct {
+	mu        sync.Mutex
+	raftstate []byte
+	snapshot  []byte
+}
+
+// MakePersister returns an empty Persister.
+func MakePersister() *Persister {
+	return &Persister{}
+}
+
+func clone(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append([]byte(nil), b...)
+}
+
+// Copy returns an independent Persister holding the same state and snapshot.
+func (ps *Persister) Copy() *Persister {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return &Persister{raftstate: clone(ps.raftstate), snapshot: clone(ps.snapshot)}
+}
+
+// SaveRaftState replaces the saved Raft state with a copy of state.
+func (ps *Persister) SaveRaftState(state []byte) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.raftstate = clone(state)
+}
+
+// ReadRaftState returns a copy of the saved Raft state.
+func (ps *Persister) ReadRaftState() []byte {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return clone(ps.raftstate)
+}
+
+// RaftStateSize returns the size in bytes of the saved Raft state.
+func (ps *Persister) RaftStateSize() int {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return len(ps.raftstate)
+}
+
+// SaveStateAndSnapshot replaces both the Raft state and the snapshot, atomically.
+func (ps *Persister) SaveStateAndSnapshot(state []byte, snapshot []byte) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.raftstate = clone(state)
+	ps.snapshot = clone(snapshot)
+}
+
+// ReadSnapshot returns a copy of the saved snapshot.
+func (ps *Persister) ReadSnapshot() []byte {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return clone(ps.snapshot)
+}
+
+// SnapshotSize returns the size in bytes of the saved snapshot.
+func (ps *Persister) SnapshotSize() int {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return len(ps.snapshot)
+}
