@@ -1,0 +1,246 @@
+// Package core is the Raft protocol as a deterministic state machine: events
+// go in (Step for a message from a peer, Tick for the passing of time,
+// Propose for a new command) and effects come out of Ready (state to save,
+// messages to send, entries to apply). It runs no goroutines and does no
+// I/O; time is counted in ticks and randomness comes from the caller.
+//
+// Comments name the rule of Figure 2 or the section of the extended Raft
+// paper (Ongaro and Ousterhout, 2014) that each piece implements.
+package core
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+)
+
+// Config sets up a Node.
+type Config struct {
+	ID    int   // this server
+	Peers []int // every server of the cluster, this one included
+
+	// ElectionTicks is the base election timeout: a follower that hears
+	// from no leader for a random number of ticks in [ElectionTicks,
+	// 2*ElectionTicks) starts an election (5.2).
+	ElectionTicks int
+	// HeartbeatTicks is how often a leader sends AppendEntries to each
+	// follower when it has nothing else to send.
+	HeartbeatTicks int
+	// MaxMsgBytes bounds the command bytes of one AppendEntries; a single
+	// larger entry still travels alone.
+	MaxMsgBytes int
+
+	// State and Log are what the server saved before it last stopped.
+	State HardState
+	Log   []Entry
+
+	Rand *rand.Rand // source of the randomized election timeouts
+
+	// Trace, if set, receives one line per protocol event.
+	Trace func(line string)
+}
+
+// Node is one server's protocol state.
+type Node struct {
+	id    int
+	peers []int // the other servers
+	cfg   Config
+
+	// Persistent state on all servers (Figure 2).
+	term int
+	vote int
+	log  raftLog
+
+	// Volatile state on all servers (Figure 2).
+	commit  int
+	applied int // highest index handed out in Ready.Committed
+
+	role Role
+	lead int // leader of the current term, or None
+
+	votes    map[int]bool      // candidate: votes received in this term
+	progress map[int]*progress // leader: nextIndex and matchIndex per follower
+	elapsed  int               // ticks since the last reset of the election or heartbeat timer
+	timeout  int               // randomized election timeout, in ticks
+	sinceChk int               // leader: ticks since it last checked it still has a quorum
+	msgs     []Message         // outgoing, since the last Ready
+	saved    HardState         // hard state as of the last Ready
+	trace    func(line string)
+}
+
+// New returns a Node starting as a follower from the saved state in cfg.
+func New(cfg Config) (*Node, error) {
+	if cfg.ElectionTicks <= 0 || cfg.HeartbeatTicks <= 0 || cfg.HeartbeatTicks >= cfg.ElectionTicks {
+		return nil, fmt.Errorf("core: need 0 < HeartbeatTicks (%d) < ElectionTicks (%d)", cfg.HeartbeatTicks, cfg.ElectionTicks)
+	}
+	if cfg.Rand == nil {
+		return nil, errors.New("core: Config.Rand is nil")
+	}
+	if !slices.Contains(cfg.Peers, cfg.ID) {
+		return nil, fmt.Errorf("core: server %d is not among the peers %v", cfg.ID, cfg.Peers)
+	}
+	for i, e := range cfg.Log {
+		if e.Index != i+1 || e.Term < 1 || e.Term > cfg.State.Term || (i > 0 && e.Term < cfg.Log[i-1].Term) {
+			return nil, fmt.Errorf("core: saved log is inconsistent at position %d (index %d, term %d, current term %d)", i, e.Index, e.Term, cfg.State.Term)
+		}
+	}
+	if cfg.MaxMsgBytes <= 0 {
+		cfg.MaxMsgBytes = 1 << 20
+	}
+	n := &Node{
+		id:    cfg.ID,
+		cfg:   cfg,
+		term:  cfg.State.Term,
+		vote:  cfg.State.Vote,
+		log:   newLog(cfg.Log),
+		lead:  None,
+		saved: cfg.State,
+		trace: cfg.Trace,
+	}
+	for _, p := range cfg.Peers {
+		if p != cfg.ID && !slices.Contains(n.peers, p) {
+			n.peers = append(n.peers, p)
+		}
+	}
+	n.becomeFollower(n.term, None)
+	return n, nil
+}
+
+// ID returns the server's ID.
+func (n *Node) ID() int { return n.id }
+
+// Term returns the server's current term.
+func (n *Node) Term() int { return n.term }
+
+// Role returns the server's current role.
+func (n *Node) Role() Role { return n.role }
+
+// Leader returns the leader of the current term as far as the server knows,
+// or None.
+func (n *Node) Leader() int { return n.lead }
+
+// Tick advances the server's clock by one tick.
+func (n *Node) Tick() {
+	n.elapsed++
+	if n.role == Leader {
+		n.tickLeader()
+		return
+	}
+	if n.elapsed >= n.timeout {
+		n.campaign() // 5.2: election timeout elapses without a leader's message
+	}
+}
+
+// Step handles a message from a peer. If the message is a request, Step
+// returns the reply; the caller must not deliver it before it has handled
+// the Ready that follows.
+func (n *Node) Step(m Message) (reply Message, ok bool) {
+	if m.To != n.id || m.From == n.id || !n.isPeer(m.From) {
+		n.tracef("drop message from %d to %d", m.From, m.To)
+		return Message{}, false
+	}
+	switch b := m.Body.(type) {
+	case *RequestVoteArgs:
+		r := n.handleRequestVote(m.From, b)
+		return Message{From: n.id, To: m.From, Body: r}, true
+	case *RequestVoteReply:
+		n.handleVoteReply(m.From, b)
+	case *AppendEntriesArgs:
+		r := n.handleAppendEntries(m.From, b)
+		return Message{From: n.id, To: m.From, Body: r}, true
+	case *AppendEntriesReply:
+		n.handleAppendReply(m.From, b)
+	default:
+		n.tracef("drop message of type %T from %d", m.Body, m.From)
+	}
+	return Message{}, false
+}
+
+func (n *Node) isPeer(id int) bool { return slices.Contains(n.peers, id) }
+
+// Ready returns the effects of everything handled since the last call, and
+// counts them as handled.
+func (n *Node) Ready() Ready {
+	if n.role == Leader {
+		n.flush()
+	}
+	hs := HardState{Term: n.term, Vote: n.vote}
+	rd := Ready{
+		HardState:    hs,
+		Entries:      n.log.takeUnstable(),
+		Messages:     n.msgs,
+		stateChanged: hs != n.saved,
+	}
+	if n.commit > n.applied {
+		rd.Committed = n.log.slice(n.applied+1, n.commit+1)
+		n.applied = n.commit
+	}
+	n.saved = hs
+	n.msgs = nil
+	return rd
+}
+
+// Status describes a server's view of the cluster.
+type Status struct {
+	ID, Term, Leader int
+	Role             Role
+	Commit, LastLog  int
+	Match            map[int]int // leader only: highest index known replicated on each follower
+}
+
+// Status returns the server's view of the cluster.
+func (n *Node) Status() Status {
+	s := Status{ID: n.id, Term: n.term, Leader: n.lead, Role: n.role, Commit: n.commit, LastLog: n.log.lastIndex()}
+	if n.role == Leader {
+		s.Match = map[int]int{n.id: n.log.lastIndex()}
+		for id, p := range n.progress {
+			s.Match[id] = p.match
+		}
+	}
+	return s
+}
+
+func (n *Node) send(to int, body interface{}) {
+	n.msgs = append(n.msgs, Message{From: n.id, To: to, Body: body})
+}
+
+func (n *Node) quorum() int { return (len(n.peers)+1)/2 + 1 }
+
+// becomeFollower moves to term (clearing the vote if the term is new) as a
+// follower of lead.
+func (n *Node) becomeFollower(term, lead int) {
+	if term > n.term {
+		n.term, n.vote = term, None
+	}
+	if n.role != Follower || n.lead != lead {
+		n.tracef("follow %d", lead)
+	}
+	n.role, n.lead = Follower, lead
+	n.progress, n.votes = nil, nil
+	n.resetElectionTimer()
+}
+
+// stepDownIfNewer applies the rule for all servers of Figure 2: if a
+// message carries a term newer than currentTerm, adopt it and become a
+// follower. It reports whether the term was newer.
+func (n *Node) stepDownIfNewer(term int) bool {
+	if term <= n.term {
+		return false
+	}
+	n.tracef("term %d is newer", term)
+	n.becomeFollower(term, None)
+	return true
+}
+
+func (n *Node) resetElectionTimer() {
+	n.elapsed = 0
+	n.timeout = n.cfg.ElectionTicks + n.cfg.Rand.IntN(n.cfg.ElectionTicks) // 5.2: randomized election timeouts
+}
+
+func (n *Node) tracef(format string, args ...interface{}) {
+	if n.trace == nil {
+		return
+	}
+	n.trace(fmt.Sprintf("S%d T%d %-9s ", n.id, n.term, n.role) + fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,236 @@
+package core
+
+import "slices"
+
+// progress is what a leader knows of one follower's log.
+type progress struct {
+	next  int // index of the next entry to send (Figure 2, nextIndex)
+	match int // highest index known to be replicated (Figure 2, matchIndex)
+
+	// inflight is the last index of the entries sent in an AppendEntries
+	// not yet answered, or 0. One batch of entries is in flight per
+	// follower at a time; what is proposed meanwhile travels together next.
+	inflight int
+	// heartbeat asks for an AppendEntries even if there are no entries.
+	heartbeat bool
+	// commit is the leaderCommit last sent; a follower with nothing in
+	// flight learns of a newer one at once rather than at the next heartbeat.
+	commit int
+	// active records a reply since the last quorum check.
+	active bool
+}
+
+// Propose appends a command to the leader's log (Figure 2 "Leaders": append
+// the entry to the local log). It returns the index the command will have if
+// it is ever committed, the current term, and false if this server is not
+// the leader.
+func (n *Node) Propose(cmd []byte) (index, term int, ok bool) {
+	if n.role != Leader {
+		return 0, n.term, false
+	}
+	index = n.log.lastIndex() + 1
+	n.log.append(Entry{Index: index, Term: n.term, Command: cmd})
+	n.maybeCommit() // a single server is its own majority
+	return index, n.term, true
+}
+
+func (n *Node) tickLeader() {
+	n.sinceChk++
+	if n.sinceChk >= n.cfg.ElectionTicks {
+		// Beyond Figure 2: a leader that heard from no majority during a
+		// whole election timeout steps down, so that clients stop waiting on
+		// a deposed leader (section 6.2 of Ongaro's thesis).
+		n.sinceChk = 0
+		active := 1
+		for _, p := range n.progress {
+			if p.active {
+				active++
+			}
+			p.active = false
+		}
+		if active < n.quorum() {
+			n.tracef("heard from only %d servers: step down", active)
+			n.becomeFollower(n.term, None)
+			return
+		}
+	}
+	if n.elapsed >= n.cfg.HeartbeatTicks {
+		// Figure 2 "Leaders": repeat AppendEntries during idle periods to
+		// prevent election timeouts (5.2). An unanswered batch is taken as
+		// lost and sent again.
+		n.elapsed = 0
+		for _, p := range n.progress {
+			p.heartbeat, p.inflight = true, 0
+		}
+	}
+}
+
+// flush sends AppendEntries to each follower that lags behind and has no
+// batch in flight, or that is due a heartbeat (Figure 2 "Leaders": if last
+// log index >= nextIndex, send entries starting at nextIndex).
+func (n *Node) flush() {
+	last := n.log.lastIndex()
+	for _, id := range n.peers {
+		p := n.progress[id]
+		lagging := p.next <= last && p.inflight == 0
+		if !lagging && !p.heartbeat && (p.inflight != 0 || p.commit >= n.commit) {
+			continue
+		}
+		p.heartbeat, p.commit = false, n.commit
+		prev := p.next - 1
+		a := &AppendEntriesArgs{
+			Term:         n.term,
+			LeaderID:     n.id,
+			PrevLogIndex: prev,
+			PrevLogTerm:  n.log.term(prev),
+			LeaderCommit: n.commit,
+		}
+		if lagging {
+			hi, size := p.next, 0
+			for hi <= last && (hi == p.next || size+len(n.log.ents[hi].Command) <= n.cfg.MaxMsgBytes) {
+				size += len(n.log.ents[hi].Command)
+				hi++
+			}
+			a.Entries = n.log.slice(p.next, hi)
+			p.inflight = hi - 1
+		}
+		n.send(id, a)
+	}
+}
+
+// handleAppendEntries is the AppendEntries receiver implementation of
+// Figure 2.
+func (n *Node) handleAppendEntries(from int, a *AppendEntriesArgs) *AppendEntriesReply {
+	r := &AppendEntriesReply{Index: a.PrevLogIndex}
+	if a.Term < n.term {
+		// 1. Reply false if term < currentTerm.
+		r.Term = n.term
+		return r
+	}
+	if !wellFormed(a) || a.LeaderID != from {
+		n.tracef("refuse malformed AppendEntries from %d", from)
+		r.Term = n.term
+		return r
+	}
+	// Figure 2 "Candidates": if AppendEntries is received from the new
+	// leader, convert to follower. A follower hearing from its leader resets
+	// its election timer (5.2).
+	n.becomeFollower(a.Term, a.LeaderID)
+	r.Term = n.term
+
+	// 2. Reply false if the log doesn't contain an entry at prevLogIndex
+	// whose term matches prevLogTerm (5.3). The conflict fields let the
+	// leader skip a whole term at a time (end of 5.3).
+	if t := n.log.term(a.PrevLogIndex); t != a.PrevLogTerm {
+		if t < 0 {
+			r.ConflictIndex = n.log.lastIndex() + 1
+		} else {
+			r.ConflictTerm, r.ConflictIndex = t, n.log.firstOfTerm(a.PrevLogIndex)
+		}
+		if n.trace != nil {
+			n.tracef("reject entries after %d/%d from %d: conflict %d/%d", a.PrevLogIndex, a.PrevLogTerm, from, r.ConflictIndex, r.ConflictTerm)
+		}
+		return r
+	}
+
+	// 3. If an existing entry conflicts with a new one (same index but
+	// different terms), delete it and all that follow it. 4. Append any new
+	// entries not already in the log. Entries already present are kept, so a
+	// stale, shorter AppendEntries never truncates the log.
+	for i, e := range a.Entries {
+		if n.log.term(e.Index) != e.Term {
+			if e.Index <= n.commit {
+				// Cannot happen between correct servers (Leader Completeness).
+				n.tracef("refuse entry %d/%d from %d: it would replace a committed entry", e.Index, e.Term, from)
+				return r
+			}
+			n.log.truncateAndAppend(a.Entries[i:])
+			if n.trace != nil {
+				n.tracef("append %d..%d from %d", e.Index, n.log.lastIndex(), from)
+			}
+			break
+		}
+	}
+	lastNew := a.PrevLogIndex + len(a.Entries)
+
+	// 5. If leaderCommit > commitIndex, set commitIndex =
+	// min(leaderCommit, index of last new entry).
+	if c := min(a.LeaderCommit, lastNew); c > n.commit {
+		n.commit = c
+	}
+	r.Success, r.Index = true, lastNew
+	return r
+}
+
+// wellFormed reports whether a's entries are numbered on from PrevLogIndex
+// and carry terms that never decrease and never pass the leader's.
+func wellFormed(a *AppendEntriesArgs) bool {
+	if a.PrevLogIndex < 0 || a.PrevLogTerm < 0 || a.LeaderCommit < 0 {
+		return false
+	}
+	prev := a.PrevLogTerm
+	for i, e := range a.Entries {
+		if e.Index != a.PrevLogIndex+1+i || e.Term < prev || e.Term > a.Term {
+			return false
+		}
+		prev = e.Term
+	}
+	return true
+}
+
+// handleAppendReply updates a follower's progress from its answer (Figure 2
+// "Leaders").
+func (n *Node) handleAppendReply(from int, r *AppendEntriesReply) {
+	if n.stepDownIfNewer(r.Term) || n.role != Leader || r.Term < n.term {
+		return // stale: from an earlier term
+	}
+	p := n.progress[from]
+	p.active = true
+	if r.Success {
+		// If successful: update nextIndex and matchIndex for follower.
+		// Replies may come out of order, so neither ever moves back.
+		if r.Index > p.match {
+			p.match = r.Index
+			n.maybeCommit()
+		}
+		p.next = max(p.next, p.match+1)
+		if r.Index >= p.inflight {
+			p.inflight = 0
+		}
+		return
+	}
+	if r.Index != p.next-1 {
+		return // answers an AppendEntries sent before nextIndex last moved
+	}
+	// If AppendEntries fails because of log inconsistency: decrement
+	// nextIndex and retry, skipping the whole conflicting term (end of 5.3).
+	next := r.ConflictIndex
+	if r.ConflictTerm > 0 {
+		if i := n.log.lastOfTerm(r.ConflictTerm); i > 0 {
+			next = i + 1
+		}
+	}
+	p.next = max(min(next, p.next-1), p.match+1)
+	p.inflight = 0
+	if n.trace != nil {
+		n.tracef("%d rejected entries after %d: retry after %d", from, r.Index, p.next-1)
+	}
+}
+
+// maybeCommit advances commitIndex to the highest N replicated on a
+// majority with log[N].term == currentTerm (Figure 2 "Leaders"; 5.3, 5.4.2:
+// entries of earlier terms are committed only indirectly).
+func (n *Node) maybeCommit() {
+	matches := []int{n.log.lastIndex()}
+	for _, p := range n.progress {
+		matches = append(matches, p.match)
+	}
+	slices.Sort(matches)
+	N := matches[len(matches)-n.quorum()]
+	if N > n.commit && n.log.term(N) == n.term {
+		n.commit = N
+		if n.trace != nil {
+			n.tracef("commit %d", N)
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package core
+
+// None is the Vote of a server that has voted for nobody in its current term,
+// and the leader a server knows of when it knows of none.
+const None = -1
+
+// Entry is one slot of the replicated log.
+type Entry struct {
+	Index   int
+	Term    int
+	Command []byte
+}
+
+// HardState is what a server must save before it answers or sends anything
+// that depends on it (Figure 2, "Persistent state on all servers"), besides
+// the log itself.
+type HardState struct {
+	Term int // latest term the server has seen
+	Vote int // candidate that received its vote in Term, or None
+}
+
+// Role is what a server currently is in its term.
+type Role int
+
+// The three roles of section 5.1.
+const (
+	Follower Role = iota
+	Candidate
+	Leader
+)
+
+func (r Role) String() string {
+	switch r {
+	case Follower:
+		return "follower"
+	case Candidate:
+		return "candidate"
+	case Leader:
+		return "leader"
+	}
+	return "unknown"
+}
+
+// RequestVoteArgs is the RequestVote RPC's request (Figure 2).
+type RequestVoteArgs struct {
+	Term         int // candidate's term
+	CandidateID  int
+	LastLogIndex int // index of candidate's last log entry (5.4)
+	LastLogTerm  int // term of candidate's last log entry (5.4)
+}
+
+// RequestVoteReply is the RequestVote RPC's reply (Figure 2).
+type RequestVoteReply struct {
+	Term        int // currentTerm, for the candidate to update itself
+	VoteGranted bool
+}
+
+// AppendEntriesArgs is the AppendEntries RPC's request (Figure 2): log
+// entries to replicate, or none as a heartbeat.
+type AppendEntriesArgs struct {
+	Term         int // leader's term
+	LeaderID     int
+	PrevLogIndex int // index of the entry just before Entries
+	PrevLogTerm  int // term of the PrevLogIndex entry
+	Entries      []Entry
+	LeaderCommit int // leader's commitIndex
+}
+
+// AppendEntriesReply is the AppendEntries RPC's reply (Figure 2), with the
+// fields of the fast back-up optimisation at the end of section 5.3.
+type AppendEntriesReply struct {
+	Term    int // currentTerm, for the leader to update itself
+	Success bool
+
+	// Index is, on success, the index of the last entry the follower now
+	// knows to match the leader's log; on failure, the rejected PrevLogIndex.
+	Index int
+
+	// On failure: the term of the follower's entry at PrevLogIndex and the
+	// first index it holds for that term; or, when its log is too short,
+	// ConflictTerm 0 and ConflictIndex one past its last entry.
+	ConflictTerm  int
+	ConflictIndex int
+}
+
+// Message is an RPC request or reply travelling between two servers. Body
+// is one of *RequestVoteArgs, *RequestVoteReply, *AppendEntriesArgs or
+// *AppendEntriesReply. Receivers never modify a Body.
+type Message struct {
+	From, To int
+	Body     interface{}
+}
+
+// Ready holds the effects of the events a Node has handled since the last
+// call to Ready. The caller must handle them in this order: save HardState
+// and Entries (if MustSave), then send Messages and deliver the replies
+// Step returned, then apply Committed.
+type Ready struct {
+	HardState HardState
+	// Entries replace the saved log from Entries[0].Index onwards.
+	Entries   []Entry
+	Messages  []Message
+	Committed []Entry // newly committed entries, in log order
+
+	stateChanged bool
+}
+
+// MustSave reports whether the Ready holds state that must be saved before
+// its Messages are sent.
+func (rd *Ready) MustSave() bool {
+	return rd.stateChanged || len(rd.Entries) > 0
+}
+
+// Empty reports whether the Ready has nothing to do.
+func (rd *Ready) Empty() bool {
+	return !rd.MustSave() && len(rd.Messages) == 0 && len(rd.Committed) == 0
+}
