@@ -1,11 +1,24 @@
 // Package raft is a replicated log: a set of servers agree on a sequence of
-// commands and hand each committed command, in order, to the service that
-// embeds them.
+// commands and hand each committed command, in log order, to the service
+// that embeds them. A service calls Start on the leader and reads ApplyMsgs
+// from the channel it passed to Make.
+//
+// The protocol itself lives in package core as a deterministic state
+// machine; this package drives it: timers, calls to peers, storage and the
+// apply channel.
 package raft
 
-import "github.com/raftkit/raft/labrpc"
+import (
+	"bytes"
+	"fmt"
 
-// ApplyMsg is sent on the apply channel for each committed command, in log order.
+	"github.com/raftkit/raft/core"
+	"github.com/raftkit/raft/labgob"
+	"github.com/raftkit/raft/labrpc"
+)
+
+// ApplyMsg is sent on the apply channel for each committed command, in log
+// order, starting at index 1 and without gaps.
 type ApplyMsg struct {
 	CommandValid bool
 	Command      interface{}
@@ -18,19 +31,73 @@ type ApplyMsg struct {
 	SnapshotIndex int
 }
 
-// Raft is one server of a Raft cluster. (STUB: being implemented.)
-type Raft struct{}
+// The RPC messages and log entries, as the protocol core defines them.
+type (
+	// RequestVoteArgs is the RequestVote RPC's request.
+	RequestVoteArgs = core.RequestVoteArgs
+	// RequestVoteReply is the RequestVote RPC's reply.
+	RequestVoteReply = core.RequestVoteReply
+	// AppendEntriesArgs is the AppendEntries RPC's request.
+	AppendEntriesArgs = core.AppendEntriesArgs
+	// AppendEntriesReply is the AppendEntries RPC's reply.
+	AppendEntriesReply = core.AppendEntriesReply
+	// Entry is one slot of the log; its Command is the encoded command.
+	Entry = core.Entry
+	// HardState is the term and vote a server must not forget.
+	HardState = core.HardState
+)
 
-// Make creates a Raft server. (STUB)
+// Make creates a Raft server. peers holds an end for every server of the
+// cluster, this one (peers[me]) included; the position in peers is a
+// server's ID. The server restores its state from persister, saves it
+// there from now on, and sends each committed command on applyCh. Make
+// returns at once; the server runs in goroutines of its own until Kill.
 func Make(peers []*labrpc.ClientEnd, me int, persister *Persister, applyCh chan ApplyMsg) *Raft {
-	return &Raft{}
+	ps := make(map[int]Peer, len(peers))
+	for i, p := range peers {
+		if i != me {
+			ps[i] = p
+		}
+	}
+	rf, err := start(me, ps, &persisterStorage{ps: persister}, applyCh, defaultTiming)
+	if err != nil {
+		panic(fmt.Sprintf("raft: Make: %v", err))
+	}
+	return rf
 }
 
-// Start proposes command. (STUB)
-func (rf *Raft) Start(command interface{}) (int, int, bool) { return -1, 0, false }
+// Start proposes command for the log. If this server is the leader it
+// returns at once with the index the command will have if it is ever
+// committed, the current term, and true; otherwise isLeader is false.
+// The command must be gob-encodable (register its type with labgob).
+func (rf *Raft) Start(command interface{}) (index int, term int, isLeader bool) {
+	if term, isLeader = rf.GetState(); !isLeader {
+		return -1, term, false
+	}
+	var buf bytes.Buffer
+	if err := labgob.NewEncoder(&buf).Encode(&command); err != nil {
+		panic(fmt.Sprintf("raft: Start: encode command %T: %v", command, err))
+	}
+	return rf.propose(buf.Bytes())
+}
 
-// GetState returns the current term and whether this server believes it is the leader. (STUB)
-func (rf *Raft) GetState() (int, bool) { return 0, false }
+// decodeCommand returns the command that Start encoded into b.
+func decodeCommand(b []byte) (interface{}, error) {
+	var cmd interface{}
+	err := labgob.NewDecoder(bytes.NewReader(b)).Decode(&cmd)
+	return cmd, err
+}
 
-// Kill stops the server. (STUB)
-func (rf *Raft) Kill() {}
+// RequestVote is the RequestVote RPC handler.
+func (rf *Raft) RequestVote(args *RequestVoteArgs, reply *RequestVoteReply) {
+	if r, ok := rf.request(args.CandidateID, args).(*RequestVoteReply); ok {
+		*reply = *r
+	}
+}
+
+// AppendEntries is the AppendEntries RPC handler.
+func (rf *Raft) AppendEntries(args *AppendEntriesArgs, reply *AppendEntriesReply) {
+	if r, ok := rf.request(args.LeaderID, args).(*AppendEntriesReply); ok {
+		*reply = *r
+	}
+}

@@ -103,6 +103,7 @@ func New(cfg Config) (*Node, error) {
 			n.peers = append(n.peers, p)
 		}
 	}
+	slices.Sort(n.peers)
 	n.becomeFollower(n.term, None)
 	return n, nil
 }

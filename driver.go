@@ -1,0 +1,241 @@
+package raft
+
+import (
+	"fmt"
+	"log"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/raftkit/raft/core"
+)
+
+// timing sets the clock of a server.
+type timing struct {
+	tick           time.Duration // one core tick
+	electionTicks  int           // election timeouts are random in [1, 2) times this
+	heartbeatTicks int
+}
+
+// defaultTiming: 10 ms ticks, elections after 300-600 ms of silence,
+// heartbeats every 100 ms (at most 10 per second, as the tester requires).
+var defaultTiming = timing{tick: 10 * time.Millisecond, electionTicks: 30, heartbeatTicks: 10}
+
+// maxBatch bounds how many queued events the loop handles before it saves
+// and sends their effects together.
+const maxBatch = 256
+
+// Raft is one server of a Raft cluster. A single goroutine, the event loop,
+// owns the protocol state; everything else talks to it through events.
+type Raft struct {
+	me    int
+	peers map[int]Peer
+	calls map[int]chan struct{} // per peer: a slot for each call in progress
+	store Storage
+	apply *applier
+
+	node   *core.Node // owned by the event loop
+	events chan event
+	done   chan struct{} // closed by Kill
+	kill   sync.Once
+	state  atomic.Int64 // term<<1 | isLeader, published by the loop
+	timing timing
+}
+
+// event is something for the loop to handle: a message from a peer, or a
+// proposal.
+type event struct {
+	msg   core.Message
+	reply chan core.Message // a request's reply goes here once it may be sent
+
+	cmd    []byte // a proposal, answered on proposed
+	result chan proposal
+}
+
+type proposal struct{ index, term int }
+
+// start restores a server from store and starts its event loop and applier.
+func start(me int, peers map[int]Peer, store Storage, applyCh chan ApplyMsg, t timing) (*Raft, error) {
+	hs, ents, err := store.Load()
+	if err != nil {
+		return nil, fmt.Errorf("load state: %w", err)
+	}
+	ids := []int{me}
+	calls := make(map[int]chan struct{}, len(peers))
+	for id := range peers {
+		ids = append(ids, id)
+		calls[id] = make(chan struct{}, maxCallsPerPeer)
+	}
+	rf := &Raft{
+		me:     me,
+		peers:  peers,
+		calls:  calls,
+		store:  store,
+		events: make(chan event, maxBatch),
+		done:   make(chan struct{}),
+		timing: t,
+	}
+	node, err := core.New(core.Config{
+		ID:             me,
+		Peers:          ids,
+		ElectionTicks:  t.electionTicks,
+		HeartbeatTicks: t.heartbeatTicks,
+		State:          hs,
+		Log:            ents,
+		Rand:           rand.New(rand.NewPCG(rand.Uint64(), uint64(me))),
+		Trace:          traceFunc(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	rf.node = node
+	rf.publish()
+	rf.apply = newApplier(applyCh, rf.done)
+	go rf.apply.run()
+	go rf.run()
+	return rf, nil
+}
+
+// GetState returns the current term and whether this server believes it is
+// the leader.
+func (rf *Raft) GetState() (term int, isLeader bool) {
+	s := rf.state.Load()
+	return int(s >> 1), s&1 == 1
+}
+
+// Kill stops the server. It returns at once; the server's goroutines end
+// promptly, and it sends and saves nothing more.
+func (rf *Raft) Kill() {
+	rf.kill.Do(func() { close(rf.done) })
+}
+
+func (rf *Raft) killed() bool {
+	select {
+	case <-rf.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// post hands an event to the loop; it reports false if the server was killed.
+func (rf *Raft) post(ev event) bool {
+	select {
+	case rf.events <- ev:
+		return true
+	case <-rf.done:
+		return false
+	}
+}
+
+// request runs an incoming RPC through the loop and returns the reply body,
+// or nil if the server was killed first.
+func (rf *Raft) request(from int, args interface{}) interface{} {
+	ch := make(chan core.Message, 1)
+	if !rf.post(event{msg: core.Message{From: from, To: rf.me, Body: args}, reply: ch}) {
+		return nil
+	}
+	select {
+	case m := <-ch:
+		return m.Body
+	case <-rf.done:
+		return nil
+	}
+}
+
+func (rf *Raft) propose(cmd []byte) (index, term int, isLeader bool) {
+	ch := make(chan proposal, 1)
+	if !rf.post(event{cmd: cmd, result: ch}) {
+		return -1, 0, false
+	}
+	select {
+	case p := <-ch:
+		if p.index == 0 {
+			return -1, p.term, false
+		}
+		return p.index, p.term, true
+	case <-rf.done:
+		return -1, 0, false
+	}
+}
+
+// run is the event loop: it feeds ticks, messages and proposals to the
+// core, then handles the Ready: save, then reply and send, then apply.
+func (rf *Raft) run() {
+	ticker := time.NewTicker(rf.timing.tick)
+	defer ticker.Stop()
+	var replies []pendingReply
+	for {
+		select {
+		case <-rf.done:
+			return
+		case <-ticker.C:
+			rf.node.Tick()
+		case ev := <-rf.events:
+			replies = rf.handle(ev, replies)
+		}
+		// Whatever else is queued shares one save and one round of messages.
+	drain:
+		for i := 0; i < maxBatch; i++ {
+			select {
+			case ev := <-rf.events:
+				replies = rf.handle(ev, replies)
+			default:
+				break drain
+			}
+		}
+		rd := rf.node.Ready()
+		if rd.MustSave() {
+			if rf.killed() {
+				return
+			}
+			// Figure 2: update stable storage before responding to RPCs.
+			if err := rf.store.Save(rd.HardState, rd.Entries); err != nil {
+				log.Printf("raft: server %d stops: save state: %v", rf.me, err)
+				rf.Kill()
+				return
+			}
+		}
+		rf.publish()
+		for _, r := range replies {
+			r.ch <- r.msg
+		}
+		replies = replies[:0]
+		if rf.killed() {
+			return
+		}
+		for _, m := range rd.Messages {
+			rf.send(m)
+		}
+		if len(rd.Committed) > 0 {
+			rf.apply.push(rd.Committed)
+		}
+	}
+}
+
+type pendingReply struct {
+	ch  chan core.Message
+	msg core.Message
+}
+
+func (rf *Raft) handle(ev event, replies []pendingReply) []pendingReply {
+	if ev.result != nil {
+		index, term, _ := rf.node.Propose(ev.cmd)
+		ev.result <- proposal{index, term}
+		return replies
+	}
+	reply, _ := rf.node.Step(ev.msg)
+	if ev.reply != nil {
+		replies = append(replies, pendingReply{ev.reply, reply})
+	}
+	return replies
+}
+
+func (rf *Raft) publish() {
+	s := int64(rf.node.Term()) << 1
+	if rf.node.Role() == core.Leader {
+		s |= 1
+	}
+	rf.state.Store(s)
+}
