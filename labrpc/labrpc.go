@@ -1,0 +1,450 @@
+// Package labrpc is a simulated network for testing RPC-based code such as
+// Raft. Servers share no memory with their clients: every call's arguments and
+// reply are gob-encoded on the way in and decoded on the way out. The network
+// can lose requests and replies, delay and reorder them, and disconnect
+// clients or servers.
+//
+// Usage:
+//
+//	net := MakeNetwork()
+//	end := net.MakeEnd(endname)     // a client end, one per client/server pair
+//	net.AddServer(servername, srv)  // srv := MakeServer(); srv.AddService(MakeService(rcvr))
+//	net.Connect(endname, servername)
+//	net.Enable(endname, true)
+//	ok := end.Call("Raft.AppendEntries", &args, &reply)
+//
+// Call returns true if the handler ran and reply holds its answer, false if
+// the request or reply was lost (the handler may or may not have run).
+package labrpc
+
+import (
+	"bytes"
+	"fmt"
+	"log"
+	"maps"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/raftkit/raft/labgob"
+)
+
+type reqMsg struct {
+	endname interface{}
+	svcMeth string
+	args    []byte
+	replyCh chan replyMsg // buffered; gets exactly one reply
+}
+
+type replyMsg struct {
+	ok    bool
+	reply []byte
+}
+
+// ClientEnd is one client's end of a connection to a server.
+type ClientEnd struct {
+	endname interface{}
+	ch      chan reqMsg   // the network's request channel
+	done    chan struct{} // closed by Network.Cleanup
+}
+
+// Call sends an RPC to the service method svcMeth ("Service.Method") of the
+// server the end is connected to, and waits for the reply. It returns true if
+// the handler ran and reply, a pointer, holds the decoded answer; false if
+// the request or reply was lost, the end is disabled or unconnected, the
+// server was deleted or replaced, or the network was cleaned up.
+// It panics if args cannot be encoded or the reply cannot be decoded.
+func (e *ClientEnd) Call(svcMeth string, args interface{}, reply interface{}) bool {
+	var b bytes.Buffer
+	if err := labgob.NewEncoder(&b).Encode(args); err != nil {
+		panic(fmt.Sprintf("labrpc: Call(%q): encode args: %v", svcMeth, err))
+	}
+	req := reqMsg{
+		endname: e.endname,
+		svcMeth: svcMeth,
+		args:    b.Bytes(),
+		replyCh: make(chan replyMsg, 1),
+	}
+
+	select {
+	case e.ch <- req:
+	case <-e.done:
+		return false
+	}
+
+	var rep replyMsg
+	select {
+	case rep = <-req.replyCh:
+	case <-e.done:
+		return false
+	}
+	if !rep.ok {
+		return false
+	}
+	if err := labgob.NewDecoder(bytes.NewReader(rep.reply)).Decode(reply); err != nil {
+		panic(fmt.Sprintf("labrpc: Call(%q): decode reply: %v", svcMeth, err))
+	}
+	return true
+}
+
+// Network is a simulated network connecting ClientEnds to Servers.
+// It is safe for concurrent use.
+type Network struct {
+	mu             sync.Mutex
+	reliable       bool
+	longDelays     bool // pause a long time on send to a disabled end
+	longReordering bool // sometimes delay replies a long time
+	ends           map[interface{}]*ClientEnd
+	enabled        map[interface{}]bool        // by end name
+	servers        map[interface{}]*Server     // by server name
+	connections    map[interface{}]interface{} // end name -> server name
+	endCh          chan reqMsg
+	done           chan struct{}
+	cleanup        sync.Once
+	count          atomic.Int64 // total RPCs
+	bytes          atomic.Int64 // total bytes of args and replies
+}
+
+// MakeNetwork returns a reliable network with no ends or servers, and starts
+// its dispatcher. Call Cleanup to stop it.
+func MakeNetwork() *Network {
+	rn := &Network{
+		reliable:    true,
+		ends:        map[interface{}]*ClientEnd{},
+		enabled:     map[interface{}]bool{},
+		servers:     map[interface{}]*Server{},
+		connections: map[interface{}]interface{}{},
+		endCh:       make(chan reqMsg),
+		done:        make(chan struct{}),
+	}
+	go rn.run()
+	return rn
+}
+
+// run hands each request to its own goroutine until Cleanup.
+func (rn *Network) run() {
+	for {
+		select {
+		case req := <-rn.endCh:
+			rn.count.Add(1)
+			rn.bytes.Add(int64(len(req.args)))
+			go rn.processReq(req)
+		case <-rn.done:
+			return
+		}
+	}
+}
+
+// Cleanup stops the network. Pending and later calls return false.
+func (rn *Network) Cleanup() {
+	rn.cleanup.Do(func() { close(rn.done) })
+}
+
+// Reliable sets whether the network delivers every request and reply
+// promptly (true, the default) or delays and drops some of them.
+func (rn *Network) Reliable(yes bool) {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	rn.reliable = yes
+}
+
+// LongReordering sets whether many replies are held back for a long, random
+// time so that they arrive out of order.
+func (rn *Network) LongReordering(yes bool) {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	rn.longReordering = yes
+}
+
+// LongDelays sets whether calls on a disabled or unconnected end fail after a
+// long random delay (up to 7 s) instead of a short one (up to 100 ms).
+func (rn *Network) LongDelays(yes bool) {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	rn.longDelays = yes
+}
+
+// MakeEnd returns a new, disabled and unconnected client end.
+// It panics if an end named endname already exists.
+func (rn *Network) MakeEnd(endname interface{}) *ClientEnd {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	if _, ok := rn.ends[endname]; ok {
+		panic(fmt.Sprintf("labrpc: MakeEnd: %v already exists", endname))
+	}
+	e := &ClientEnd{endname: endname, ch: rn.endCh, done: rn.done}
+	rn.ends[endname] = e
+	rn.enabled[endname] = false
+	rn.connections[endname] = nil
+	return e
+}
+
+// AddServer adds rs under servername, replacing any server of that name;
+// calls in progress to the replaced server fail.
+func (rn *Network) AddServer(servername interface{}, rs *Server) {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	rn.servers[servername] = rs
+}
+
+// DeleteServer removes the server named servername; calls in progress to it
+// fail.
+func (rn *Network) DeleteServer(servername interface{}) {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	delete(rn.servers, servername)
+}
+
+// Connect connects the end named endname to the server named servername.
+// An end is connected to at most one server; the server need not exist yet.
+func (rn *Network) Connect(endname interface{}, servername interface{}) {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	rn.connections[endname] = servername
+}
+
+// Enable enables or disables the end named endname. Calls on a disabled end
+// fail, as do calls in progress when it is disabled.
+func (rn *Network) Enable(endname interface{}, enabled bool) {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	rn.enabled[endname] = enabled
+}
+
+// GetCount returns the number of RPCs received by the server named
+// servername, or 0 if there is no such server.
+func (rn *Network) GetCount(servername interface{}) int {
+	rn.mu.Lock()
+	rs := rn.servers[servername]
+	rn.mu.Unlock()
+	if rs == nil {
+		return 0
+	}
+	return rs.GetCount()
+}
+
+// GetTotalCount returns the number of RPCs sent on the network.
+func (rn *Network) GetTotalCount() int {
+	return int(rn.count.Load())
+}
+
+// GetTotalBytes returns the number of bytes of encoded arguments and delivered
+// replies sent on the network.
+func (rn *Network) GetTotalBytes() int64 {
+	return rn.bytes.Load()
+}
+
+// endInfo is a snapshot of the network's settings for one end.
+type endInfo struct {
+	enabled        bool
+	servername     interface{}
+	server         *Server
+	reliable       bool
+	longDelays     bool
+	longReordering bool
+}
+
+func (rn *Network) readEndInfo(endname interface{}) endInfo {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	in := endInfo{
+		enabled:        rn.enabled[endname],
+		servername:     rn.connections[endname],
+		reliable:       rn.reliable,
+		longDelays:     rn.longDelays,
+		longReordering: rn.longReordering,
+	}
+	if in.servername != nil {
+		in.server = rn.servers[in.servername]
+	}
+	return in
+}
+
+// isServerDead reports whether a call on endname to server (named
+// servername) can no longer succeed.
+func (rn *Network) isServerDead(endname interface{}, servername interface{}, server *Server) bool {
+	select {
+	case <-rn.done:
+		return true
+	default:
+	}
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	return !rn.enabled[endname] || rn.connections[endname] != servername ||
+		rn.servers[servername] != server
+}
+
+func (rn *Network) processReq(req reqMsg) {
+	in := rn.readEndInfo(req.endname)
+
+	if !in.enabled || in.servername == nil || in.server == nil {
+		// Simulate no reply and an eventual timeout. The delay keeps
+		// callers from spinning on failures.
+		var ms int
+		if in.longDelays {
+			ms = rand.IntN(7000)
+		} else {
+			ms = rand.IntN(100)
+		}
+		time.AfterFunc(time.Duration(ms)*time.Millisecond, func() {
+			req.replyCh <- replyMsg{}
+		})
+		return
+	}
+
+	if !in.reliable {
+		time.Sleep(time.Duration(rand.IntN(27)) * time.Millisecond)
+		if rand.IntN(1000) < 100 {
+			// Drop the request.
+			req.replyCh <- replyMsg{}
+			return
+		}
+	}
+
+	// Run the handler in its own goroutine so that we can notice if the
+	// server is deleted or the end disabled meanwhile.
+	ech := make(chan replyMsg, 1)
+	go func() { ech <- in.server.dispatch(req) }()
+
+	var reply replyMsg
+	replied := false
+	dead := false
+	t := time.NewTicker(100 * time.Millisecond)
+	for !replied && !dead {
+		select {
+		case reply = <-ech:
+			replied = true
+		case <-t.C:
+			dead = rn.isServerDead(req.endname, in.servername, in.server)
+		}
+	}
+	t.Stop()
+
+	// Don't deliver a reply from a server that has been deleted: the caller
+	// could otherwise believe a request succeeded whose effects went to a
+	// superseded server (e.g. its old Persister).
+	dead = dead || rn.isServerDead(req.endname, in.servername, in.server)
+
+	switch {
+	case !replied || dead || !reply.ok:
+		req.replyCh <- replyMsg{}
+	case !in.reliable && rand.IntN(1000) < 100:
+		// Drop the reply.
+		req.replyCh <- replyMsg{}
+	case in.longReordering && rand.IntN(900) < 600:
+		ms := 200 + rand.IntN(1+rand.IntN(2000))
+		time.AfterFunc(time.Duration(ms)*time.Millisecond, func() {
+			rn.bytes.Add(int64(len(reply.reply)))
+			req.replyCh <- reply
+		})
+	default:
+		rn.bytes.Add(int64(len(reply.reply)))
+		req.replyCh <- reply
+	}
+}
+
+// Server is a collection of services sharing one network address.
+// It is safe for concurrent use.
+type Server struct {
+	mu       sync.Mutex
+	services map[string]*Service
+	count    atomic.Int64 // RPCs received
+}
+
+// MakeServer returns a server with no services.
+func MakeServer() *Server {
+	return &Server{services: map[string]*Service{}}
+}
+
+// AddService adds svc to the server, replacing any service of the same name.
+func (rs *Server) AddService(svc *Service) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.services[svc.name] = svc
+}
+
+// GetCount returns the number of RPCs the server has received.
+func (rs *Server) GetCount() int {
+	return int(rs.count.Load())
+}
+
+func (rs *Server) dispatch(req reqMsg) replyMsg {
+	rs.count.Add(1)
+
+	name, meth, ok := strings.Cut(req.svcMeth, ".")
+	if !ok {
+		log.Printf("labrpc: bad service method %q: want Service.Method", req.svcMeth)
+		return replyMsg{}
+	}
+	rs.mu.Lock()
+	svc := rs.services[name]
+	rs.mu.Unlock()
+	if svc == nil {
+		rs.mu.Lock()
+		have := slices.Sorted(maps.Keys(rs.services))
+		rs.mu.Unlock()
+		log.Printf("labrpc: unknown service %q in %q; expecting one of %v", name, req.svcMeth, have)
+		return replyMsg{}
+	}
+	return svc.dispatch(meth, req)
+}
+
+// Service is an object whose methods can be called over the network.
+type Service struct {
+	name    string
+	rcvr    reflect.Value
+	methods map[string]reflect.Method
+}
+
+// MakeService returns a service named after the type of receiver (without
+// any pointer), offering each exported method of the form
+//
+//	func (r *T) M(args *A, reply *R)
+//
+// as "T.M". Other methods are ignored.
+func MakeService(receiver interface{}) *Service {
+	svc := &Service{
+		rcvr:    reflect.ValueOf(receiver),
+		methods: map[string]reflect.Method{},
+	}
+	svc.name = reflect.Indirect(svc.rcvr).Type().Name()
+	typ := svc.rcvr.Type()
+	for i := 0; i < typ.NumMethod(); i++ {
+		m := typ.Method(i)
+		mt := m.Type
+		if !m.IsExported() || mt.NumIn() != 3 || mt.NumOut() != 0 ||
+			mt.In(1).Kind() != reflect.Pointer || mt.In(2).Kind() != reflect.Pointer {
+			continue
+		}
+		svc.methods[m.Name] = m
+	}
+	return svc
+}
+
+func (svc *Service) dispatch(methname string, req reqMsg) replyMsg {
+	m, ok := svc.methods[methname]
+	if !ok {
+		have := slices.Sorted(maps.Keys(svc.methods))
+		log.Printf("labrpc: unknown method %q in %q; expecting one of %v", methname, req.svcMeth, have)
+		return replyMsg{}
+	}
+
+	args := reflect.New(m.Type.In(1).Elem())
+	if err := labgob.NewDecoder(bytes.NewReader(req.args)).Decode(args.Interface()); err != nil {
+		log.Printf("labrpc: %s: decode args: %v", req.svcMeth, err)
+		return replyMsg{}
+	}
+	reply := reflect.New(m.Type.In(2).Elem())
+
+	m.Func.Call([]reflect.Value{svc.rcvr, args, reply})
+
+	var b bytes.Buffer
+	if err := labgob.NewEncoder(&b).Encode(reply.Interface()); err != nil {
+		panic(fmt.Sprintf("labrpc: %s: encode reply: %v", req.svcMeth, err))
+	}
+	return replyMsg{ok: true, reply: b.Bytes()}
+}
