@@ -34,6 +34,8 @@ func (n *Node) handleRequestVote(from int, a *RequestVoteArgs) *RequestVoteReply
 	switch {
 	case a.Term < n.term:
 		// 1. Reply false if term < currentTerm.
+	case a.CandidateID != from:
+		// Malformed: a candidate asks for itself.
 	case n.vote != None && n.vote != a.CandidateID:
 		// 2. Already voted for another candidate in this term.
 	case !n.log.upToDate(a.LastLogIndex, a.LastLogTerm):

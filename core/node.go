@@ -230,6 +230,13 @@ func (n *Node) stepDownIfNewer(term int) bool {
 		return false
 	}
 	n.tracef("term %d is newer", term)
+	if n.role == Follower {
+		// Only a leader's message or a granted vote reset a follower's
+		// election timer (Figure 2 "Followers"), so that a candidate that
+		// cannot win does not hold off one that can.
+		n.term, n.vote, n.lead = term, None, None
+		return true
+	}
 	n.becomeFollower(term, None)
 	return true
 }

@@ -199,8 +199,10 @@ func (n *Node) handleAppendReply(from int, r *AppendEntriesReply) {
 		}
 		return
 	}
-	if r.Index != p.next-1 {
-		return // answers an AppendEntries sent before nextIndex last moved
+	if r.ConflictIndex == 0 || r.Index != p.next-1 {
+		// Refused for its term (sent in an earlier term), or answers an
+		// AppendEntries sent before nextIndex last moved.
+		return
 	}
 	// If AppendEntries fails because of log inconsistency: decrement
 	// nextIndex and retry, skipping the whole conflicting term (end of 5.3).

@@ -76,9 +76,11 @@ type AppendEntriesReply struct {
 	// knows to match the leader's log; on failure, the rejected PrevLogIndex.
 	Index int
 
-	// On failure: the term of the follower's entry at PrevLogIndex and the
-	// first index it holds for that term; or, when its log is too short,
-	// ConflictTerm 0 and ConflictIndex one past its last entry.
+	// On failure for a log inconsistency: the term of the follower's entry
+	// at PrevLogIndex and the first index it holds for that term; or, when
+	// its log is too short, ConflictTerm 0 and ConflictIndex one past its
+	// last entry. ConflictIndex is 0 when the request was refused for its
+	// term or as malformed.
 	ConflictTerm  int
 	ConflictIndex int
 }
