@@ -1,11 +1,11 @@
 package raft
 
 import (
-	"bytes"
+	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/raftkit/raft/core"
-	"github.com/raftkit/raft/labgob"
 )
 
 // Storage keeps what a server must not forget across a crash: its
@@ -20,44 +20,86 @@ type Storage interface {
 	Save(hs HardState, ents []Entry) error
 }
 
-// persisterStorage keeps the state in a Persister, as one blob that it
-// rewrites on every Save (the Persister has no other way).
+// persisterStorage keeps the state in a Persister, which can only store
+// one blob. The blob is kept encoded between saves, so that a Save encodes
+// only the new entries and copies the rest:
+//
+//	version byte | term uint64 | vote int64 | entries
+//
+// with each entry as uvarint(term) uvarint(len(command)) command; entry i
+// is the i-th one.
 type persisterStorage struct {
 	ps   *Persister
-	ents []Entry // the saved log; entry i at position i-1
+	blob []byte
+	offs []int // offs[i-1]: where entry i starts in blob
 }
 
+const (
+	persistVersion = 1
+	headerLen      = 1 + 8 + 8
+)
+
 func (s *persisterStorage) Load() (HardState, []Entry, error) {
-	data := s.ps.ReadRaftState()
-	if len(data) == 0 {
+	s.blob, s.offs = s.ps.ReadRaftState(), nil
+	if len(s.blob) == 0 {
+		s.blob = make([]byte, headerLen)
 		return HardState{Vote: core.None}, nil, nil
 	}
-	var st persistedState
-	if err := labgob.NewDecoder(bytes.NewReader(data)).Decode(&st); err != nil {
-		return HardState{}, nil, fmt.Errorf("persister: decode raft state: %w", err)
+	hs, ents, offs, err := decodeState(s.blob)
+	if err != nil {
+		return HardState{}, nil, fmt.Errorf("persister: %w", err)
 	}
-	s.ents = st.Log
-	return st.State, st.Log, nil
+	s.offs = offs
+	return hs, ents, nil
 }
 
 func (s *persisterStorage) Save(hs HardState, ents []Entry) error {
 	if len(ents) > 0 {
 		at := ents[0].Index - 1
-		if at > len(s.ents) {
-			return fmt.Errorf("persister: save entries from %d after a log ending at %d", at+1, len(s.ents))
+		if at > len(s.offs) {
+			return fmt.Errorf("persister: save entries from %d after a log ending at %d", at+1, len(s.offs))
 		}
-		s.ents = append(s.ents[:at:at], ents...)
+		if at < len(s.offs) {
+			s.blob, s.offs = s.blob[:s.offs[at]], s.offs[:at]
+		}
+		for _, e := range ents {
+			s.offs = append(s.offs, len(s.blob))
+			s.blob = binary.AppendUvarint(s.blob, uint64(e.Term))
+			s.blob = binary.AppendUvarint(s.blob, uint64(len(e.Command)))
+			s.blob = append(s.blob, e.Command...)
+		}
 	}
-	var buf bytes.Buffer
-	if err := labgob.NewEncoder(&buf).Encode(persistedState{State: hs, Log: s.ents}); err != nil {
-		return fmt.Errorf("persister: encode raft state: %w", err)
-	}
-	s.ps.SaveRaftState(buf.Bytes())
+	s.blob[0] = persistVersion
+	binary.LittleEndian.PutUint64(s.blob[1:], uint64(hs.Term))
+	binary.LittleEndian.PutUint64(s.blob[9:], uint64(int64(hs.Vote)))
+	s.ps.SaveRaftState(s.blob)
 	return nil
 }
 
-// persistedState is the blob persisterStorage saves.
-type persistedState struct {
-	State HardState
-	Log   []Entry
+var errTruncated = errors.New("truncated")
+
+// decodeState decodes a blob that persisterStorage saved.
+func decodeState(b []byte) (hs HardState, ents []Entry, offs []int, err error) {
+	if len(b) < headerLen || b[0] != persistVersion {
+		return hs, nil, nil, fmt.Errorf("raft state of %d bytes has no valid header", len(b))
+	}
+	hs.Term = int(binary.LittleEndian.Uint64(b[1:]))
+	hs.Vote = int(int64(binary.LittleEndian.Uint64(b[9:])))
+	for at := headerLen; at < len(b); {
+		offs = append(offs, at)
+		term, n := binary.Uvarint(b[at:])
+		if n <= 0 {
+			return hs, nil, nil, fmt.Errorf("entry %d at byte %d: term: %w", len(ents)+1, at, errTruncated)
+		}
+		size, m := binary.Uvarint(b[at+n:])
+		if m <= 0 || size > uint64(len(b)-at-n-m) {
+			return hs, nil, nil, fmt.Errorf("entry %d at byte %d: command: %w", len(ents)+1, at, errTruncated)
+		}
+		at += n + m
+		// A copy: the blob is rewritten in place when the log is truncated.
+		cmd := append([]byte(nil), b[at:at+int(size)]...)
+		ents = append(ents, Entry{Index: len(ents) + 1, Term: int(term), Command: cmd})
+		at += int(size)
+	}
+	return hs, ents, offs, nil
 }
