@@ -2,7 +2,7 @@ package raft
 
 import (
 	"fmt"
-	"log"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -29,11 +29,13 @@ const maxBatch = 256
 // Raft is one server of a Raft cluster. A single goroutine, the event loop,
 // owns the protocol state; everything else talks to it through events.
 type Raft struct {
-	me    int
-	peers map[int]Peer
-	calls map[int]chan struct{} // per peer: a slot for each call in progress
-	store Storage
-	apply *applier
+	me        int
+	peers     map[int]Peer
+	calls     map[int]chan struct{} // per peer: a slot for each call in progress
+	store     Storage
+	transport Transport // nil for Make
+	apply     *applier
+	logger    *slog.Logger
 
 	node   *core.Node // owned by the event loop
 	events chan event
@@ -41,6 +43,8 @@ type Raft struct {
 	kill   sync.Once
 	state  atomic.Int64 // term<<1 | isLeader, published by the loop
 	timing timing
+	wg     sync.WaitGroup // the loop, the applier and calls in progress
+	err    error          // why the server stopped itself; set before done closes
 }
 
 // event is something for the loop to handle: a message from a peer, or a
@@ -49,14 +53,16 @@ type event struct {
 	msg   core.Message
 	reply chan core.Message // a request's reply goes here once it may be sent
 
-	cmd    []byte // a proposal, answered on proposed
+	cmd    []byte // a proposal, answered on result
 	result chan proposal
+
+	status chan core.Status // a request for the status
 }
 
 type proposal struct{ index, term int }
 
 // start restores a server from store and starts its event loop and applier.
-func start(me int, peers map[int]Peer, store Storage, applyCh chan ApplyMsg, t timing) (*Raft, error) {
+func start(me int, peers map[int]Peer, store Storage, applyCh chan ApplyMsg, t timing, logger *slog.Logger) (*Raft, error) {
 	hs, ents, err := store.Load()
 	if err != nil {
 		return nil, fmt.Errorf("load state: %w", err)
@@ -75,6 +81,7 @@ func start(me int, peers map[int]Peer, store Storage, applyCh chan ApplyMsg, t t
 		events: make(chan event, maxBatch),
 		done:   make(chan struct{}),
 		timing: t,
+		logger: logger,
 	}
 	node, err := core.New(core.Config{
 		ID:             me,
@@ -92,8 +99,9 @@ func start(me int, peers map[int]Peer, store Storage, applyCh chan ApplyMsg, t t
 	rf.node = node
 	rf.publish()
 	rf.apply = newApplier(applyCh, rf.done)
-	go rf.apply.run()
-	go rf.run()
+	rf.wg.Add(2)
+	go func() { defer rf.wg.Done(); rf.apply.run() }()
+	go func() { defer rf.wg.Done(); rf.run() }()
 	return rf, nil
 }
 
@@ -107,7 +115,57 @@ func (rf *Raft) GetState() (term int, isLeader bool) {
 // Kill stops the server. It returns at once; the server's goroutines end
 // promptly, and it sends and saves nothing more.
 func (rf *Raft) Kill() {
-	rf.kill.Do(func() { close(rf.done) })
+	rf.stop(nil)
+}
+
+// stop makes the server stop, recording why if err is not nil.
+func (rf *Raft) stop(err error) {
+	rf.kill.Do(func() {
+		rf.err = err
+		close(rf.done)
+	})
+}
+
+// Close stops the server, waits until its goroutines have ended, then
+// closes its transport and storage. It returns the error that made the
+// server stop itself, if one did, or the first error of closing.
+func (rf *Raft) Close() error {
+	rf.Kill()
+	if rf.transport != nil {
+		rf.transport.Close() // first: it ends calls in progress
+	}
+	rf.wg.Wait()
+	err := rf.store.Close()
+	if rf.err != nil {
+		return rf.err
+	}
+	return err
+}
+
+// Err returns why the server stopped itself (it could not save its state),
+// or nil.
+func (rf *Raft) Err() error {
+	select {
+	case <-rf.done:
+		return rf.err
+	default:
+		return nil
+	}
+}
+
+// Status returns the server's view of the cluster, or false if it has
+// stopped.
+func (rf *Raft) Status() (Status, bool) {
+	ch := make(chan core.Status, 1)
+	if !rf.post(event{status: ch}) {
+		return Status{}, false
+	}
+	select {
+	case s := <-ch:
+		return s, true
+	case <-rf.done:
+		return Status{}, false
+	}
 }
 
 func (rf *Raft) killed() bool {
@@ -129,18 +187,21 @@ func (rf *Raft) post(ev event) bool {
 	}
 }
 
-// request runs an incoming RPC through the loop and returns the reply body,
-// or nil if the server was killed first.
-func (rf *Raft) request(from int, args interface{}) interface{} {
+// request runs an incoming RPC through the loop and returns the reply body
+// once the state it depends on is saved.
+func (rf *Raft) request(from int, args interface{}) (interface{}, error) {
 	ch := make(chan core.Message, 1)
 	if !rf.post(event{msg: core.Message{From: from, To: rf.me, Body: args}, reply: ch}) {
-		return nil
+		return nil, ErrStopped
 	}
 	select {
 	case m := <-ch:
-		return m.Body
+		if m.Body == nil {
+			return nil, fmt.Errorf("raft: server %d refuses a message from %d", rf.me, from)
+		}
+		return m.Body, nil
 	case <-rf.done:
-		return nil
+		return nil, ErrStopped
 	}
 }
 
@@ -192,8 +253,11 @@ func (rf *Raft) run() {
 			}
 			// Figure 2: update stable storage before responding to RPCs.
 			if err := rf.store.Save(rd.HardState, rd.Entries); err != nil {
-				log.Printf("raft: server %d stops: save state: %v", rf.me, err)
-				rf.Kill()
+				// A server that cannot save must not answer anything
+				// that depends on what it failed to save.
+				err = fmt.Errorf("raft: server %d stops: save state: %w", rf.me, err)
+				rf.logger.Error(err.Error())
+				rf.stop(err)
 				return
 			}
 		}
@@ -220,9 +284,13 @@ type pendingReply struct {
 }
 
 func (rf *Raft) handle(ev event, replies []pendingReply) []pendingReply {
-	if ev.result != nil {
+	switch {
+	case ev.result != nil:
 		index, term, _ := rf.node.Propose(ev.cmd)
 		ev.result <- proposal{index, term}
+		return replies
+	case ev.status != nil:
+		ev.status <- rf.node.Status()
 		return replies
 	}
 	reply, _ := rf.node.Step(ev.msg)

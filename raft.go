@@ -11,6 +11,7 @@ package raft
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 
 	"github.com/raftkit/raft/core"
 	"github.com/raftkit/raft/labgob"
@@ -59,7 +60,7 @@ func Make(peers []*labrpc.ClientEnd, me int, persister *Persister, applyCh chan 
 			ps[i] = p
 		}
 	}
-	rf, err := start(me, ps, &persisterStorage{ps: persister}, applyCh, defaultTiming)
+	rf, err := start(me, ps, &persisterStorage{ps: persister}, applyCh, defaultTiming, slog.Default())
 	if err != nil {
 		panic(fmt.Sprintf("raft: Make: %v", err))
 	}
@@ -90,14 +91,10 @@ func decodeCommand(b []byte) (interface{}, error) {
 
 // RequestVote is the RequestVote RPC handler.
 func (rf *Raft) RequestVote(args *RequestVoteArgs, reply *RequestVoteReply) {
-	if r, ok := rf.request(args.CandidateID, args).(*RequestVoteReply); ok {
-		*reply = *r
-	}
+	rf.ServeRequestVote(args, reply)
 }
 
 // AppendEntries is the AppendEntries RPC handler.
 func (rf *Raft) AppendEntries(args *AppendEntriesArgs, reply *AppendEntriesReply) {
-	if r, ok := rf.request(args.LeaderID, args).(*AppendEntriesReply); ok {
-		*reply = *r
-	}
+	rf.ServeAppendEntries(args, reply)
 }

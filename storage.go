@@ -18,6 +18,8 @@ type Storage interface {
 	// ents[0].Index onwards with ents (if ents is not empty) before it
 	// returns.
 	Save(hs HardState, ents []Entry) error
+	// Close releases the storage.
+	Close() error
 }
 
 // persisterStorage keeps the state in a Persister, which can only store
@@ -75,6 +77,9 @@ func (s *persisterStorage) Save(hs HardState, ents []Entry) error {
 	s.ps.SaveRaftState(s.blob)
 	return nil
 }
+
+// Close does nothing: the Persister belongs to the tester.
+func (s *persisterStorage) Close() error { return nil }
 
 var errTruncated = errors.New("truncated")
 
