@@ -1,0 +1,116 @@
+package kv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Conn sends one request to one server. It returns the server's answer,
+// or an error: ErrWrongLeader, ErrLeadershipLost, ErrStopped from the
+// server, or any other error when the request or its answer was lost.
+// A Conn may also return a hint of the leader's position in the client's
+// server list (or -1).
+type Conn interface {
+	Do(ctx context.Context, op Op) (res Result, leaderHint int, err error)
+}
+
+// ErrNotDone means the request certainly did not take effect.
+var ErrNotDone = errors.New("kv: request not done")
+
+// ErrUnknown means the request may or may not have taken effect (a server
+// accepted it, then no answer came); a later retry with the same Clerk
+// would not apply it twice.
+var ErrUnknown = errors.New("kv: request outcome unknown")
+
+// Clerk issues requests to the servers one at a time, finds the leader and
+// remembers it, and retries across servers with backoff until the request
+// is done or its context ends.
+type Clerk struct {
+	servers []Conn
+	id      int64
+	seq     int64
+	leader  int
+
+	// MaxBackoff bounds the pause between rounds of tries (default 100 ms).
+	MaxBackoff time.Duration
+}
+
+// NewClerk returns a client of the servers.
+func NewClerk(servers []Conn) *Clerk {
+	var b [8]byte
+	rand.Read(b[:])
+	return &Clerk{servers: servers, id: int64(binary.LittleEndian.Uint64(b[:]) >> 1), MaxBackoff: 100 * time.Millisecond}
+}
+
+// ID returns the client's ID, which tags its requests.
+func (c *Clerk) ID() int64 { return c.id }
+
+// Get returns the value of key and whether it exists.
+func (c *Clerk) Get(ctx context.Context, key string) (string, bool, error) {
+	r, err := c.Do(ctx, Op{Kind: Get, Key: key})
+	return r.Value, r.Found, err
+}
+
+// Put sets key to value.
+func (c *Clerk) Put(ctx context.Context, key, value string) error {
+	_, err := c.Do(ctx, Op{Kind: Put, Key: key, Value: value})
+	return err
+}
+
+// Append appends value to key's value (an absent key counts as "").
+func (c *Clerk) Append(ctx context.Context, key, value string) error {
+	_, err := c.Do(ctx, Op{Kind: Append, Key: key, Value: value})
+	return err
+}
+
+// Delete removes key.
+func (c *Clerk) Delete(ctx context.Context, key string) error {
+	_, err := c.Do(ctx, Op{Kind: Delete, Key: key})
+	return err
+}
+
+// Do runs op (its ClientID and Seq are set here) until a server answers it
+// or ctx ends. The error is then ErrNotDone or ErrUnknown, wrapping ctx's.
+func (c *Clerk) Do(ctx context.Context, op Op) (Result, error) {
+	c.seq++
+	op.ClientID, op.Seq = c.id, c.seq
+	maybe := false // whether some server may have put op in its log
+	backoff := time.Millisecond
+	for {
+		for range c.servers {
+			res, hint, err := c.servers[c.leader].Do(ctx, op)
+			switch {
+			case err == nil:
+				return res, nil
+			case errors.Is(err, ErrWrongLeader) || errors.Is(err, ErrStopped):
+				// Definitely not started there.
+			default:
+				maybe = true // lost, timed out or leadership lost: it may be in a log
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			if hint >= 0 && hint < len(c.servers) && hint != c.leader {
+				c.leader = hint
+			} else {
+				c.leader = (c.leader + 1) % len(c.servers)
+			}
+		}
+		if ctx.Err() != nil {
+			if maybe {
+				return Result{}, fmt.Errorf("%w: %w", ErrUnknown, ctx.Err())
+			}
+			return Result{}, fmt.Errorf("%w: %w", ErrNotDone, ctx.Err())
+		}
+		// A full round without an answer: no leader right now.
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+		backoff = min(2*backoff, c.MaxBackoff)
+	}
+}

@@ -1,0 +1,81 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/raftkit/raft/labrpc"
+)
+
+// RPCService serves a Server's requests over labrpc as "RPCService.Do".
+type RPCService struct {
+	S *Server
+	// Wait bounds how long a request waits for its command (default 2 s).
+	Wait time.Duration
+}
+
+// OpArgs is a request over labrpc.
+type OpArgs struct{ Op Op }
+
+// OpReply is the answer over labrpc; Err is "" on success.
+type OpReply struct {
+	Res Result
+	Err string
+}
+
+// Do is the labrpc handler.
+func (r *RPCService) Do(args *OpArgs, reply *OpReply) {
+	wait := r.Wait
+	if wait == 0 {
+		wait = 2 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	res, err := r.S.Do(ctx, args.Op)
+	reply.Res = res
+	if err != nil {
+		reply.Err = err.Error()
+	}
+}
+
+// LabConn is a Conn to one server over labrpc.
+type LabConn struct{ End *labrpc.ClientEnd }
+
+var errLost = errors.New("kv: request or reply lost")
+
+// Do sends op and waits for the answer or ctx's end.
+func (c LabConn) Do(ctx context.Context, op Op) (Result, int, error) {
+	type answer struct {
+		reply OpReply
+		ok    bool
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		var reply OpReply
+		ok := c.End.Call("RPCService.Do", &OpArgs{Op: op}, &reply)
+		ch <- answer{reply, ok}
+	}()
+	select {
+	case a := <-ch:
+		if !a.ok {
+			return Result{}, -1, errLost
+		}
+		return a.reply.Res, -1, errorFrom(a.reply.Err)
+	case <-ctx.Done():
+		return Result{}, -1, ctx.Err()
+	}
+}
+
+// errorFrom turns a server's error text back into its error value.
+func errorFrom(s string) error {
+	for _, e := range []error{ErrWrongLeader, ErrLeadershipLost, ErrStopped} {
+		if s == e.Error() {
+			return e
+		}
+	}
+	if s == "" {
+		return nil
+	}
+	return errors.New(s)
+}
