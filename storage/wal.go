@@ -1,0 +1,468 @@
+// Package storage is a durable write-ahead log (WAL) for what a Raft
+// server must not forget across a crash: its HardState (term and vote) and
+// its log. A *WAL implements the raft package's Storage interface.
+//
+// # Files
+//
+// A WAL lives in a directory of its own, which holds a file LOCK (flocked
+// while a WAL has the directory open) and the segment files
+// 00000000000000000001.wal, 00000000000000000002.wal, ...: a 20-digit
+// zero-padded sequence number, from 1, with none missing. Records are
+// appended to the last segment; when a record would take it past
+// Options.SegmentBytes, the WAL starts the next one. Nothing is ever
+// deleted: there are no snapshots yet, so the log on disk only grows.
+// Other files in the directory are ignored.
+//
+// A segment is a sequence of records, with no header of its own. A record
+// is
+//
+//	length  uint32, little-endian: the payload length, at most 64 MiB
+//	crc     uint32, little-endian: CRC32C (Castagnoli) of type and payload
+//	type    byte
+//	payload length bytes
+//
+// and the payload, of varints (encoding/binary's uvarint and varint), is
+// by type:
+//
+//	1 hardState:        uvarint term, varint vote
+//	2 entries:          uvarint first index, uvarint count, then per
+//	                    entry uvarint term, uvarint len, len command bytes
+//	3 hardState+entries: a hardState payload, then an entries payload
+//
+// There is no truncate record: an entries record replaces the log from
+// its first index on, which must be at most one past the log's last index
+// at that point. Replaying the records of all segments in order gives the
+// state; entries start at index 1.
+//
+// # Writing
+//
+// A Save writes one record (hardState, entries, or both in one record,
+// the HardState first), then fsyncs the segment before it returns. Only a
+// batch whose payload would pass 64 MiB is split into several records,
+// each synced before the next is written, with the HardState in the first.
+// So every record is on disk before the next one is written: a crash can
+// damage only the last record of the log. A new segment is written,
+// fsynced, and then its directory is fsynced.
+//
+// After a write or an fsync fails the WAL is finished: that Save and every
+// later one return the same error, which wraps ErrFailed. (On Linux a
+// failed fsync may drop the dirty pages and a retried one then succeeds
+// without having written them.) Reopening the directory is the way on.
+//
+// # Damage
+//
+// Open replays the segments. Damage at the very end of the last segment,
+// with no valid record after it (a short header, a short payload, a bad
+// checksum, an impossible header, or zeros where the next header would
+// be), is a write torn by a crash: the file is truncated at the start of
+// the damaged record, fsynced, and one line is logged naming the file and
+// offset. Any other damage, which could drop entries that were
+// acknowledged, makes Open fail with an error wrapping ErrCorrupt that
+// names the segment and byte offset: a bad record anywhere in a segment
+// that is not the last, a bad record in the last one followed by a valid
+// record, a record whose checksum is right but whose payload does not
+// decode, entries that do not follow the log (a gap in the indexes), or a
+// missing segment. "A valid record after it" means a whole record with a
+// good checksum starting at any byte after the damaged one's start, since
+// a damaged length says nothing of where the next record starts; so a torn
+// record whose commands happen to hold a whole record makes Open refuse
+// rather than cut, which errs on the safe side.
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/raftkit/raft/core"
+)
+
+// DefaultSegmentBytes is the segment size at which the WAL starts a new
+// segment if Options.SegmentBytes is not set.
+const DefaultSegmentBytes = 64 << 20
+
+// ErrLocked is returned, wrapped, by Open when another WAL, in this
+// process or another, has the directory open.
+var ErrLocked = errors.New("storage: directory in use by another WAL")
+
+// ErrCorrupt is wrapped by the errors of Open for damage that is not a
+// torn write at the end of the log.
+var ErrCorrupt = errors.New("storage: corrupt log")
+
+// ErrFailed is wrapped by the error that Save returns, then and forever
+// after, once a write or fsync has failed.
+var ErrFailed = errors.New("storage: WAL failed")
+
+// ErrClosed is returned by the methods of a closed WAL.
+var ErrClosed = errors.New("storage: WAL closed")
+
+// Options tunes a WAL. The zero value is the defaults.
+type Options struct {
+	// SegmentBytes is the size past which the WAL starts a new segment
+	// file; 0 means DefaultSegmentBytes. A segment holds at least one
+	// record, so one larger than this gets a segment of its own.
+	SegmentBytes int64
+	// Logger gets a line when Open cuts a torn record off the log; nil
+	// means slog.Default().
+	Logger *slog.Logger
+
+	// syncFn fsyncs a file or directory; nil means (*os.File).Sync. Tests
+	// set it to inject failures.
+	syncFn func(*os.File) error
+	// maxPayload is the payload size past which Save splits a batch
+	// into several records; 0 means maxPayload. Tests set it lower.
+	maxPayload int
+}
+
+// WAL is a write-ahead log in a directory, opened by Open. Its methods
+// are safe for concurrent use, though Save is meant to be called by one
+// goroutine.
+type WAL struct {
+	mu   sync.Mutex
+	dir  string
+	opts Options
+	lock *os.File // dir/LOCK, flocked
+
+	seg     *os.File // the last segment, open for appending
+	segSeq  uint64
+	segSize int64
+
+	hs     core.HardState // the last one saved
+	last   int            // index of the last entry saved
+	loaded *state         // the state replayed at Open, until Load or Save
+	buf    []byte         // encoding buffer
+
+	err    error // set once a write or fsync failed
+	closed bool
+}
+
+// Open opens the WAL in dir, creating dir if it does not exist, and
+// replays it. It fails with an error wrapping ErrLocked if another WAL has
+// dir open, and with one wrapping ErrCorrupt if the log is damaged other
+// than by a torn write at its end (see the package doc); a torn write
+// there is cut off.
+func Open(dir string, opts Options) (*WAL, error) {
+	if opts.SegmentBytes <= 0 {
+		opts.SegmentBytes = DefaultSegmentBytes
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.syncFn == nil {
+		opts.syncFn = (*os.File).Sync
+	}
+	if opts.maxPayload <= 0 || opts.maxPayload > maxPayload {
+		opts.maxPayload = maxPayload
+	}
+	if err := mkdirAll(dir, opts.syncFn); err != nil {
+		return nil, err
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	w := &WAL{dir: dir, opts: opts, lock: lock}
+	if err := w.open(); err != nil {
+		lock.Close() // releases the flock
+		return nil, err
+	}
+	return w, nil
+}
+
+// open replays the log and opens the last segment for appending.
+func (w *WAL) open() error {
+	st, segs, size, err := w.replay(true)
+	if err != nil {
+		return err
+	}
+	w.loaded, w.hs, w.last = st, st.hs, len(st.ents)
+	if len(segs) == 0 {
+		if err := w.createSegment(1, nil); err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
+		return nil
+	}
+	w.segSeq, w.segSize = segs[len(segs)-1].seq, size
+	name := segmentName(w.segSeq)
+	w.seg, err = os.OpenFile(filepath.Join(w.dir, name), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("storage: open segment %s: %w", name, err)
+	}
+	return nil
+}
+
+// mkdirAll creates dir and any missing parents, and fsyncs the directory
+// above each one it creates so that the new directories survive a crash.
+func mkdirAll(dir string, syncFn func(*os.File) error) error {
+	var created []string
+	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		created = append(created, p)
+		if filepath.Dir(p) == p {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("storage: create dir %s: %w", dir, err)
+	}
+	for _, p := range created {
+		if err := syncDir(filepath.Dir(p), syncFn); err != nil {
+			return fmt.Errorf("storage: create dir %s: %w", dir, err)
+		}
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("storage: open dir %s: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("storage: open dir %s: not a directory", dir)
+	}
+	return nil
+}
+
+// syncDir fsyncs directory dir.
+func syncDir(dir string, syncFn func(*os.File) error) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	err = syncFn(d)
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// lockDir takes an exclusive flock on dir/LOCK without waiting. flock
+// locks belong to an open file, so a second lockDir of the same dir fails
+// in this process too.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("storage: open lock file in %s: %w", dir, err)
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		if err == syscall.EWOULDBLOCK {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("storage: lock %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// Load returns the state that was saved last: the HardState and the log,
+// from index 1. For a new directory that is a HardState with Vote
+// core.None and no entries. The first Load after Open hands over the state
+// replayed at Open; a later one, or one after a Save, reads the segments
+// again. The caller owns what it gets.
+func (w *WAL) Load() (core.HardState, []core.Entry, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return core.HardState{}, nil, ErrClosed
+	}
+	if w.err != nil {
+		return core.HardState{}, nil, w.err
+	}
+	st := w.loaded
+	w.loaded = nil
+	if st == nil {
+		var err error
+		if st, _, _, err = w.replay(false); err != nil {
+			return core.HardState{}, nil, err
+		}
+	}
+	return st.hs, st.ents, nil
+}
+
+// Save durably records hs and replaces the saved log from ents[0].Index
+// on with ents, if ents is not empty, before it returns. ents must be
+// consecutive and start at most one past the last saved index. An hs equal
+// to the last saved one is not written again; a Save with nothing to write
+// writes nothing.
+//
+// Save costs O(len(ents)) and one fsync (two more when it starts a
+// segment). Once a write or fsync fails, it and every later Save return
+// the same error, which wraps ErrFailed. A Save whose arguments are
+// invalid returns an error and writes nothing, and the WAL goes on.
+func (w *WAL) Save(hs core.HardState, ents []core.Entry) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.check(hs, ents); err != nil {
+		return err
+	}
+	writeHS := hs != w.hs
+	if !writeHS && len(ents) == 0 {
+		return nil
+	}
+	w.loaded = nil // stale now; Load reads the segments again
+	for first := true; first || len(ents) > 0; first = false {
+		r := record{hs: hs}
+		if writeHS && first {
+			r.typ = typeHardState
+		}
+		if len(ents) > 0 {
+			size, n := recordOverhead, 0
+			for n < len(ents) {
+				es := entrySize(&ents[n])
+				if n > 0 && size+es > w.opts.maxPayload {
+					break
+				}
+				size += es
+				n++
+			}
+			r.ents, ents = ents[:n], ents[n:]
+			if r.typ == typeHardState {
+				r.typ = typeHardStateEntries
+			} else {
+				r.typ = typeEntries
+			}
+		}
+		if err := w.write(&r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordOverhead bounds the payload bytes of a record besides its
+// entries: a HardState, the first index and the count.
+const recordOverhead = 4 * binary.MaxVarintLen64
+
+// check validates the arguments of Save.
+func (w *WAL) check(hs core.HardState, ents []core.Entry) error {
+	if hs.Term < 0 {
+		return fmt.Errorf("storage: save: negative term %d", hs.Term)
+	}
+	if len(ents) == 0 {
+		return nil
+	}
+	first := ents[0].Index
+	if first < 1 || first > w.last+1 {
+		return fmt.Errorf("storage: save: entries from index %d do not follow the log, which ends at index %d", first, w.last)
+	}
+	// The largest command that fits in a record with the rest.
+	room := w.opts.maxPayload - recordOverhead - 2*binary.MaxVarintLen64
+	for i := range ents {
+		e := &ents[i]
+		switch {
+		case e.Index != first+i:
+			return fmt.Errorf("storage: save: entry %d of the batch has index %d, want %d", i, e.Index, first+i)
+		case e.Term < 0:
+			return fmt.Errorf("storage: save: entry %d has negative term %d", e.Index, e.Term)
+		case len(e.Command) > room:
+			return fmt.Errorf("storage: save: entry %d has a command of %d bytes, over the maximum %d", e.Index, len(e.Command), room)
+		}
+	}
+	return nil
+}
+
+// write appends r to the log and syncs it, starting a new segment first
+// if r would take the current one past SegmentBytes. On failure the WAL
+// is finished.
+func (w *WAL) write(r *record) error {
+	w.buf = appendRecord(w.buf[:0], r)
+	if cap(w.buf) > 4<<20 {
+		defer func() { w.buf = nil }() // don't keep a big batch's buffer
+	}
+	var err error
+	if w.segSize > 0 && w.segSize+int64(len(w.buf)) > w.opts.SegmentBytes {
+		err = w.createSegment(w.segSeq+1, w.buf)
+	} else {
+		err = w.appendSynced(w.buf)
+	}
+	if err != nil {
+		w.err = fmt.Errorf("%w: %w", ErrFailed, err)
+		return w.err
+	}
+	if r.typ.hasHardState() {
+		w.hs = r.hs
+	}
+	if r.typ.hasEntries() {
+		w.last = r.ents[len(r.ents)-1].Index
+	}
+	return nil
+}
+
+// appendSynced appends b to the current segment and fsyncs it.
+func (w *WAL) appendSynced(b []byte) error {
+	n, err := w.seg.Write(b)
+	w.segSize += int64(n)
+	if err != nil {
+		return fmt.Errorf("write segment %s: %w", segmentName(w.segSeq), err)
+	}
+	if err := w.opts.syncFn(w.seg); err != nil {
+		return fmt.Errorf("sync segment %s: %w", segmentName(w.segSeq), err)
+	}
+	return nil
+}
+
+// createSegment closes the current segment, if any, and makes segment seq
+// the current one, holding b: it writes the file, fsyncs it, then fsyncs
+// the directory.
+func (w *WAL) createSegment(seq uint64, b []byte) error {
+	if w.seg != nil {
+		err := w.seg.Close()
+		w.seg = nil
+		if err != nil {
+			return fmt.Errorf("close segment %s: %w", segmentName(w.segSeq), err)
+		}
+	}
+	name := segmentName(seq)
+	f, err := os.OpenFile(filepath.Join(w.dir, name), os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create segment %s: %w", name, err)
+	}
+	w.seg, w.segSeq, w.segSize = f, seq, 0
+	if err := w.appendSynced(b); err != nil {
+		return err
+	}
+	return syncDir(w.dir, w.opts.syncFn)
+}
+
+// Close closes the WAL and releases its directory. Every Save has already
+// been synced, so Close writes nothing. Later calls of any method return
+// ErrClosed.
+func (w *WAL) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	w.closed = true
+	w.loaded, w.buf = nil, nil
+	var err error
+	if w.seg != nil {
+		if cerr := w.seg.Close(); cerr != nil {
+			err = fmt.Errorf("storage: close segment %s: %w", segmentName(w.segSeq), cerr)
+		}
+	}
+	if cerr := w.lock.Close(); cerr != nil && err == nil { // releases the flock
+		err = fmt.Errorf("storage: close lock file in %s: %w", w.dir, cerr)
+	}
+	return err
+}
