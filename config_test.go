@@ -27,6 +27,7 @@ import (
 	crand "crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"log/slog"
 	"math/rand"
 	"os"
 	"reflect"
@@ -39,6 +40,7 @@ import (
 	"time"
 
 	"github.com/raftkit/raft/labrpc"
+	"github.com/raftkit/raft/storage"
 )
 
 // testTimeLimit is the real-time limit on each test.
@@ -92,6 +94,11 @@ type config struct {
 	termLeader map[int]int
 	safetyErr  []string // violations found off the test goroutine
 
+	// dirs, when RAFT_TEST_STORAGE=disk, holds each server's data
+	// directory: servers then keep their state in storage.WAL instead of
+	// a Persister.
+	dirs []string
+
 	pollStop chan struct{}
 	pollDone chan struct{}
 	watchdog *time.Timer
@@ -134,6 +141,11 @@ func makeConfig(t *testing.T, n int, unreliable bool) *config {
 	cfg.termLeader = map[int]int{}
 	cfg.reported = map[string]bool{}
 	cfg.start = time.Now()
+	if os.Getenv("RAFT_TEST_STORAGE") == "disk" {
+		for i := 0; i < n; i++ {
+			cfg.dirs = append(cfg.dirs, t.TempDir())
+		}
+	}
 
 	// cleanup (kill everything, stop the poller, report recorded errors)
 	// runs even if a test forgets to defer cfg.cleanup().
@@ -264,7 +276,11 @@ func (cfg *config) crash1(i int) {
 	rf := cfg.rafts[i]
 	if rf != nil {
 		cfg.mu.Unlock()
-		rf.Kill()
+		if cfg.dirs != nil {
+			rf.Close() // waits until its log on disk is closed and unlocked
+		} else {
+			rf.Kill()
+		}
 		cfg.mu.Lock()
 		cfg.rafts[i] = nil
 	}
@@ -386,7 +402,25 @@ func (cfg *config) start1(i int, applier func(int, chan ApplyMsg)) {
 
 	go applier(i, applyCh)
 
-	rf := Make(ends, i, persister, applyCh)
+	var rf *Raft
+	if cfg.dirs != nil {
+		// The same server over the disk log: its directory is what survives.
+		peers := make(map[int]Peer)
+		for j, e := range ends {
+			if j != i {
+				peers[j] = e
+			}
+		}
+		wal, err := storage.Open(cfg.dirs[i], storage.Options{})
+		if err == nil {
+			rf, err = start(i, peers, wal, applyCh, defaultTiming, slog.Default())
+		}
+		if err != nil {
+			cfg.t.Fatalf("start server %d on disk: %v", i, err)
+		}
+	} else {
+		rf = Make(ends, i, persister, applyCh)
+	}
 
 	cfg.mu.Lock()
 	cfg.rafts[i] = rf

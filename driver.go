@@ -37,14 +37,15 @@ type Raft struct {
 	apply     *applier
 	logger    *slog.Logger
 
-	node   *core.Node // owned by the event loop
-	events chan event
-	done   chan struct{} // closed by Kill
-	kill   sync.Once
-	state  atomic.Int64 // term<<1 | isLeader, published by the loop
-	timing timing
-	wg     sync.WaitGroup // the loop, the applier and calls in progress
-	err    error          // why the server stopped itself; set before done closes
+	node    *core.Node // owned by the event loop
+	events  chan event
+	done    chan struct{} // closed by Kill
+	kill    sync.Once
+	state   atomic.Int64 // term<<1 | isLeader, published by the loop
+	timing  timing
+	wg      sync.WaitGroup // the loop and the applier
+	sending sync.WaitGroup // calls to peers in progress
+	err     error          // why the server stopped itself; set before done closes
 }
 
 // event is something for the loop to handle: a message from a peer, or a
@@ -126,16 +127,18 @@ func (rf *Raft) stop(err error) {
 	})
 }
 
-// Close stops the server, waits until its goroutines have ended, then
-// closes its transport and storage. It returns the error that made the
+// Close stops the server, waits until its goroutines have ended, and
+// closes its storage and transport. (Calls a server made by Make has in
+// progress end on their own, as labrpc has no way to cancel them.) It returns the error that made the
 // server stop itself, if one did, or the first error of closing.
 func (rf *Raft) Close() error {
 	rf.Kill()
-	if rf.transport != nil {
-		rf.transport.Close() // first: it ends calls in progress
-	}
 	rf.wg.Wait()
 	err := rf.store.Close()
+	if rf.transport != nil {
+		rf.transport.Close()
+		rf.sending.Wait() // the transport has ended them
+	}
 	if rf.err != nil {
 		return rf.err
 	}

@@ -24,9 +24,9 @@ func (rf *Raft) send(m core.Message) {
 		rf.tracef("S%d drop message to %d: %d calls in progress", rf.me, m.To, maxCallsPerPeer)
 		return
 	}
-	rf.wg.Add(1) // the loop's own count is held, so Close cannot be past Wait
+	rf.sending.Add(1) // called from the loop, which Close waits for before sending.Wait
 	go func() {
-		defer rf.wg.Done()
+		defer rf.sending.Done()
 		defer func() { <-slots }()
 		var reply interface{}
 		var ok bool
