@@ -1,0 +1,146 @@
+package transport
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// Handshake. The dialer opens with a hello, and its primer frame:
+//
+//	magic    "RAFTKIT"
+//	version  1 byte
+//	from     int64, big endian: the dialer's server ID
+//	to       int64, big endian: the ID of the server it means to reach
+//
+// The server answers with magic, version and a status byte, then (if the
+// status is statusOK) its own primer frame; otherwise it closes the
+// connection. Only then do the frames of calls flow.
+
+const (
+	magic          = "RAFTKIT"
+	version   byte = 1
+	helloLen       = len(magic) + 1 + 8 + 8
+	answerLen      = len(magic) + 1 + 1
+)
+
+// Handshake statuses.
+const (
+	statusOK          byte = 0
+	statusUnknownID   byte = 1 // the dialer's ID is not in the server's Peers
+	statusWrongServer byte = 2 // the dialer meant to reach another server
+	statusVersion     byte = 3 // unsupported protocol version
+)
+
+func statusText(s byte) string {
+	switch s {
+	case statusOK:
+		return "accepted"
+	case statusUnknownID:
+		return "our server ID is not among its peers"
+	case statusWrongServer:
+		return "it is not the server we meant to reach (check the peer addresses)"
+	case statusVersion:
+		return "unsupported protocol version"
+	}
+	return fmt.Sprintf("unknown status %d", s)
+}
+
+// clientHandshake runs the dialer's side of the handshake on conn; it must
+// be over by deadline.
+func (p *Peer) clientHandshake(conn net.Conn, deadline time.Time) (*frameReader, *frameWriter, error) {
+	t := p.t
+	conn.SetDeadline(deadline)
+	wr := newFrameWriter()
+	var hello [helloLen]byte
+	copy(hello[:], magic)
+	hello[len(magic)] = version
+	binary.BigEndian.PutUint64(hello[len(magic)+1:], uint64(int64(t.id)))
+	binary.BigEndian.PutUint64(hello[len(magic)+9:], uint64(int64(p.id)))
+	primer, err := wr.writePrimer(newPrimer(false))
+	if err != nil {
+		return nil, nil, err
+	}
+	_, err = conn.Write(append(hello[:], primer...))
+	wr.reset()
+	if err != nil {
+		return nil, nil, fmt.Errorf("send hello: %w", err)
+	}
+	br := bufio.NewReaderSize(conn, readBuffer)
+	var ans [answerLen]byte
+	if _, err := io.ReadFull(br, ans[:]); err != nil {
+		return nil, nil, fmt.Errorf("read the server's answer to hello: %w", err)
+	}
+	if string(ans[:len(magic)]) != magic {
+		return nil, nil, fmt.Errorf("%w: the server's answer to hello starts with %q, not %q", errProtocol, ans[:len(magic)], magic)
+	}
+	if st := ans[answerLen-1]; st != statusOK {
+		return nil, nil, fmt.Errorf("server refused the connection: %s", statusText(st))
+	}
+	rd := newFrameReader(br, t.maxMsg)
+	if err := rd.readPrimer(newPrimer(true)); err != nil {
+		return nil, nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	return rd, wr, nil
+}
+
+// serverHandshake runs the server's side of the handshake on an accepted
+// conn and returns the caller's ID. It refuses callers outside Config.Peers.
+func (t *TCP) serverHandshake(conn net.Conn) (from int, rd *frameReader, wr *frameWriter, err error) {
+	conn.SetDeadline(time.Now().Add(t.callTimeout))
+	br := bufio.NewReaderSize(conn, readBuffer)
+	var hello [helloLen]byte
+	if _, err := io.ReadFull(br, hello[:]); err != nil {
+		return 0, nil, nil, fmt.Errorf("read hello: %w", err)
+	}
+	if string(hello[:len(magic)]) != magic {
+		return 0, nil, nil, fmt.Errorf("%w: hello starts with %q, not %q", errProtocol, hello[:len(magic)], magic)
+	}
+	from64 := int64(binary.BigEndian.Uint64(hello[len(magic)+1:]))
+	to64 := int64(binary.BigEndian.Uint64(hello[len(magic)+9:]))
+	from = int(from64)
+	status := statusOK
+	_, known := t.peers[from]
+	switch {
+	case hello[len(magic)] != version:
+		status = statusVersion
+		err = fmt.Errorf("hello of protocol version %d, want %d", hello[len(magic)], version)
+	case !known || int64(from) != from64 || from == t.id:
+		status = statusUnknownID
+		err = fmt.Errorf("caller's server ID %d is not among the peers", from64)
+	case to64 != int64(t.id):
+		status = statusWrongServer
+		err = fmt.Errorf("caller %d meant to reach server %d", from64, to64)
+	}
+	var ans [answerLen]byte
+	copy(ans[:], magic)
+	ans[len(magic)] = version
+	ans[answerLen-1] = status
+	msg := ans[:]
+	wr = newFrameWriter()
+	if status == statusOK {
+		primer, perr := wr.writePrimer(newPrimer(true))
+		if perr != nil {
+			return 0, nil, nil, perr
+		}
+		msg = append(msg, primer...)
+	}
+	_, werr := conn.Write(msg)
+	wr.reset()
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	if werr != nil {
+		return 0, nil, nil, fmt.Errorf("answer hello: %w", werr)
+	}
+	rd = newFrameReader(br, t.maxMsg)
+	if err := rd.readPrimer(newPrimer(false)); err != nil {
+		return 0, nil, nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	return from, rd, wr, nil
+}

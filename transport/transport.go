@@ -1,0 +1,358 @@
+// Package transport carries Raft's RPCs between servers over TCP.
+//
+// Each server has one TCP: it listens on its own address and serves the
+// RequestVote and AppendEntries RPCs with a Handler (Serve), and gives a
+// Peer for every other server, whose Call satisfies the raft package's
+// Peer interface. Calls to one peer share one connection, dialed on the
+// first call and dialed again, with a growing backoff, when it breaks.
+// Every call has a deadline, and a slow, dead or partitioned peer delays
+// calls to no other peer.
+//
+// # Starting servers on ephemeral ports
+//
+// Config.Peers must hold every server's address before New. To run servers
+// on ports the system picks (tests, local clusters), listen first and hand
+// the listeners over: ListenLocal listens on 127.0.0.1:0 once per server ID
+// and returns the listeners with the Peers map, and each server gets its
+// listener as Config.Listener. No port is closed and reopened, so no other
+// process can take it in between.
+//
+//	lns, peers, err := transport.ListenLocal(0, 1, 2)
+//	for id := range peers {
+//		tr, err := transport.New(transport.Config{ID: id, Peers: peers, Listener: lns[id]})
+//		...
+//	}
+//
+// # Wire protocol
+//
+// A connection starts with a handshake in which the dialer names its own
+// server ID and the one it means to reach; the server refuses IDs outside
+// its Config.Peers (handshake.go). Then net/rpc's request and response
+// headers and gob-encoded bodies flow in length-prefixed frames, which let
+// each end refuse a message over Config.MaxMessageBytes without reading it
+// into memory or losing the connection (codec.go). The serving side is
+// net/rpc's Server; the calling side is a small client of its own that can
+// give up on a call (client.go says why net/rpc's Client cannot).
+//
+// # Fault injection
+//
+// Config.Faults cuts, drops and delays messages between chosen servers; see
+// Faults.
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/raftkit/raft/core"
+)
+
+// Defaults of Config's zero fields.
+const (
+	DefaultCallTimeout     = time.Second
+	DefaultMaxMessageBytes = 16 << 20
+	DefaultDialBackoffMin  = 50 * time.Millisecond
+	DefaultDialBackoffMax  = 2 * time.Second
+
+	// MaxMessageBytesLimit is the largest MaxMessageBytes accepted.
+	MaxMessageBytesLimit = 1 << 30
+)
+
+// Handler answers Raft RPCs; *raft.Raft will implement it. An error means
+// no answer: the caller's Call returns false. The transport calls it from
+// many goroutines at once.
+type Handler interface {
+	ServeRequestVote(args *core.RequestVoteArgs, reply *core.RequestVoteReply) error
+	ServeAppendEntries(args *core.AppendEntriesArgs, reply *core.AppendEntriesReply) error
+}
+
+// Config configures a TCP. ID and Peers are required; the zero value of
+// every other field means its default.
+type Config struct {
+	// ID is this server's ID.
+	ID int
+	// Peers maps every server's ID, this one's included, to its
+	// "host:port". This server listens on its own entry, unless Listener
+	// is set.
+	Peers map[int]string
+	// Listener, if set, is the listener the server accepts on instead of
+	// listening on Peers[ID]. Once New succeeds the TCP owns it and Close
+	// closes it; if New fails, it is still the caller's. See "Starting
+	// servers on ephemeral ports" in the package doc.
+	Listener net.Listener
+
+	// CallTimeout is the deadline of every call, dialing included
+	// (default 1 s). It also bounds a handshake, and the writing of a
+	// reply. A request or reply that cannot cross the network within it
+	// breaks the connection, so it must leave time to send
+	// MaxMessageBytes.
+	CallTimeout time.Duration
+	// MaxMessageBytes bounds the encoded size of a call's arguments and of
+	// a reply (default 16 MiB, at most MaxMessageBytesLimit). Requests and
+	// replies over it are refused, with a log line: the call fails and the
+	// connection serves on.
+	MaxMessageBytes int
+	// After a failed dial, a peer is not dialed again for DialBackoffMin
+	// (default 50 ms), doubling with each further failure up to
+	// DialBackoffMax (default 2 s); meanwhile calls to it fail at once.
+	DialBackoffMin time.Duration
+	DialBackoffMax time.Duration
+
+	// Logger receives the transport's log lines (default slog.Default()).
+	Logger *slog.Logger
+	// Faults, if set, injects faults into this server's traffic.
+	Faults *Faults
+}
+
+// TCP is one server's end of the network: a listener that serves the
+// server's Handler, and a Peer for each other server.
+type TCP struct {
+	id          int
+	peers       map[int]string
+	ln          net.Listener
+	callTimeout time.Duration
+	maxMsg      int
+	backoffMin  time.Duration
+	backoffMax  time.Duration
+	log         *slog.Logger
+	faults      *Faults
+	clients     map[int]*Peer
+
+	ctx    context.Context // done once Close starts
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	closed  bool
+	handler Handler               // set by Serve
+	conns   map[net.Conn]struct{} // every open connection, either way
+	wg      sync.WaitGroup        // every goroutine the TCP started
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New checks cfg, starts listening (on cfg.Listener, or on the address of
+// cfg.ID in cfg.Peers) and returns the server's TCP. It serves nothing
+// before Serve; calls to other servers work at once.
+func New(cfg Config) (*TCP, error) {
+	if err := cfg.check(); err != nil {
+		return nil, fmt.Errorf("transport: server %d: bad config: %w", cfg.ID, err)
+	}
+	t := &TCP{
+		id:          cfg.ID,
+		peers:       make(map[int]string, len(cfg.Peers)),
+		callTimeout: cmp(cfg.CallTimeout, DefaultCallTimeout),
+		maxMsg:      cmp(cfg.MaxMessageBytes, DefaultMaxMessageBytes),
+		backoffMin:  cmp(cfg.DialBackoffMin, DefaultDialBackoffMin),
+		backoffMax:  cmp(cfg.DialBackoffMax, DefaultDialBackoffMax),
+		log:         cfg.Logger,
+		faults:      cfg.Faults,
+		clients:     make(map[int]*Peer, len(cfg.Peers)),
+		conns:       make(map[net.Conn]struct{}),
+	}
+	if t.log == nil {
+		t.log = slog.Default()
+	}
+	t.log = t.log.With("server", cfg.ID)
+	if t.backoffMax < t.backoffMin {
+		t.backoffMax = t.backoffMin
+	}
+	for id, addr := range cfg.Peers {
+		t.peers[id] = addr
+		if id != cfg.ID {
+			t.clients[id] = &Peer{t: t, id: id, addr: addr, backoff: t.backoffMin}
+		}
+	}
+	t.ln = cfg.Listener
+	if t.ln == nil {
+		addr := cfg.Peers[cfg.ID]
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("transport: server %d: listen on %s: %w", cfg.ID, addr, err)
+		}
+		t.ln = ln
+	}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	return t, nil
+}
+
+func (cfg *Config) check() error {
+	if len(cfg.Peers) == 0 {
+		return errors.New("no Peers")
+	}
+	if _, ok := cfg.Peers[cfg.ID]; !ok {
+		return fmt.Errorf("ID %d is not in Peers", cfg.ID)
+	}
+	for id, addr := range cfg.Peers {
+		if addr == "" {
+			return fmt.Errorf("server %d has an empty address in Peers", id)
+		}
+	}
+	switch {
+	case cfg.CallTimeout < 0:
+		return fmt.Errorf("negative CallTimeout %v", cfg.CallTimeout)
+	case cfg.MaxMessageBytes < 0 || cfg.MaxMessageBytes > MaxMessageBytesLimit:
+		return fmt.Errorf("MaxMessageBytes %d out of [0, %d]", cfg.MaxMessageBytes, MaxMessageBytesLimit)
+	case cfg.DialBackoffMin < 0 || cfg.DialBackoffMax < 0:
+		return fmt.Errorf("negative DialBackoff %v, %v", cfg.DialBackoffMin, cfg.DialBackoffMax)
+	case cfg.DialBackoffMax > 0 && cfg.DialBackoffMin > cfg.DialBackoffMax:
+		return fmt.Errorf("DialBackoffMin %v over DialBackoffMax %v", cfg.DialBackoffMin, cfg.DialBackoffMax)
+	}
+	return nil
+}
+
+// cmp returns v, or def if v is zero.
+func cmp[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Addr returns the address the server listens on.
+func (t *TCP) Addr() net.Addr { return t.ln.Addr() }
+
+// ID returns the server's ID.
+func (t *TCP) ID() int { return t.id }
+
+// Peer returns the Peer that reaches server id, the same one on every call.
+// id must be in Config.Peers and not the server's own.
+func (t *TCP) Peer(id int) (*Peer, error) {
+	p, ok := t.clients[id]
+	if !ok {
+		if id == t.id {
+			return nil, fmt.Errorf("transport: server %d: no Peer for the server itself", id)
+		}
+		return nil, fmt.Errorf("transport: server %d: unknown peer ID %d", t.id, id)
+	}
+	return p, nil
+}
+
+// Close stops the server: it closes the listener and every connection,
+// fails the calls in progress, and waits for every goroutine the TCP
+// started, among them those running a Handler method: Close returns when
+// the Handler calls in progress have returned. Afterwards calls fail at
+// once and the listening port is free. Close is idempotent; later calls
+// return the first one's result.
+func (t *TCP) Close() error {
+	t.closeOnce.Do(func() {
+		t.mu.Lock()
+		t.closed = true
+		conns := make([]net.Conn, 0, len(t.conns))
+		for c := range t.conns {
+			conns = append(conns, c)
+		}
+		t.mu.Unlock()
+		t.cancel()
+		err := t.ln.Close()
+		for _, c := range conns {
+			c.Close()
+		}
+		t.wg.Wait()
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			t.closeErr = fmt.Errorf("transport: server %d: close listener: %w", t.id, err)
+		}
+	})
+	return t.closeErr
+}
+
+func (t *TCP) isClosed() bool {
+	select {
+	case <-t.ctx.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// spawn runs f in a goroutine that Close waits for, unless the TCP is
+// closed.
+func (t *TCP) spawn(f func()) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// track records an open connection for Close to close, unless the TCP is
+// closed.
+func (t *TCP) track(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.conns[c] = struct{}{}
+	return true
+}
+
+func (t *TCP) untrack(c net.Conn) {
+	t.mu.Lock()
+	delete(t.conns, c)
+	t.mu.Unlock()
+}
+
+// sleep waits d, unless the call's deadline (expired) or Close comes first.
+func (t *TCP) sleep(d time.Duration, expired <-chan time.Time) error {
+	if d <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-expired:
+		return errTimeout
+	case <-t.ctx.Done():
+		return errClosed
+	}
+}
+
+// lose waits as a call whose message was lost does, and returns errLost.
+func (t *TCP) lose(expired <-chan time.Time) error {
+	if err := t.sleep(t.faults.lostDelay(), expired); err != nil {
+		return err
+	}
+	return errLost
+}
+
+// ListenLocal listens on an ephemeral port of 127.0.0.1 for each of ids and
+// returns the listeners, to pass as Config.Listener, and the Peers map of
+// their addresses. On error it closes the listeners it opened.
+func ListenLocal(ids ...int) (map[int]net.Listener, map[int]string, error) {
+	lns := make(map[int]net.Listener, len(ids))
+	peers := make(map[int]string, len(ids))
+	for _, id := range ids {
+		if _, dup := lns[id]; dup {
+			closeAll(lns)
+			return nil, nil, fmt.Errorf("transport: ListenLocal: server ID %d given twice", id)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			closeAll(lns)
+			return nil, nil, fmt.Errorf("transport: ListenLocal: listen for server %d: %w", id, err)
+		}
+		lns[id], peers[id] = ln, ln.Addr().String()
+	}
+	return lns, peers, nil
+}
+
+func closeAll(lns map[int]net.Listener) {
+	for _, ln := range lns {
+		ln.Close()
+	}
+}

@@ -1,0 +1,1155 @@
+package transport
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/rpc"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/raftkit/raft/core"
+)
+
+// fakeHandler answers in a way the tests can check: RequestVote echoes the
+// term plus one, AppendEntries returns a checksum of the entries.
+type fakeHandler struct {
+	calls atomic.Int64
+
+	mu       sync.Mutex
+	block    chan struct{} // if set, handlers wait for it to close
+	err      error         // if set, handlers fail with it
+	bigReply bool          // if set, replies carry the largest ints
+}
+
+func (h *fakeHandler) set(f func(h *fakeHandler)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f(h)
+}
+
+func (h *fakeHandler) state() (chan struct{}, error, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.block, h.err, h.bigReply
+}
+
+func (h *fakeHandler) ServeRequestVote(a *core.RequestVoteArgs, r *core.RequestVoteReply) error {
+	h.calls.Add(1)
+	block, err, _ := h.state()
+	if block != nil {
+		<-block
+	}
+	if err != nil {
+		return err
+	}
+	r.Term, r.VoteGranted = a.Term+1, a.CandidateID == a.LastLogIndex
+	return nil
+}
+
+func (h *fakeHandler) ServeAppendEntries(a *core.AppendEntriesArgs, r *core.AppendEntriesReply) error {
+	h.calls.Add(1)
+	block, err, big := h.state()
+	if block != nil {
+		<-block
+	}
+	if err != nil {
+		return err
+	}
+	if big {
+		*r = core.AppendEntriesReply{Term: math.MaxInt64, Success: true, Index: math.MaxInt64, ConflictTerm: math.MaxInt64, ConflictIndex: math.MaxInt64}
+		return nil
+	}
+	r.Term, r.Success = a.Term, true
+	r.Index = a.PrevLogIndex + len(a.Entries)
+	r.ConflictTerm = int(checksum(a.Entries))
+	return nil
+}
+
+func checksum(ents []core.Entry) uint32 {
+	h := crc32.NewIEEE()
+	for _, e := range ents {
+		fmt.Fprintf(h, "%d/%d/", e.Index, e.Term)
+		h.Write(e.Command)
+	}
+	return h.Sum32()
+}
+
+func entries(n, size int) []core.Entry {
+	ents := make([]core.Entry, n)
+	for i := range ents {
+		cmd := make([]byte, size)
+		for j := range cmd {
+			cmd[j] = byte(i*7 + j)
+		}
+		ents[i] = core.Entry{Index: i + 1, Term: 3, Command: cmd}
+	}
+	return ents
+}
+
+// logBuf collects log lines for the tests to search.
+type logBuf struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuf) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// has reports whether a log line with want shows up within a few seconds:
+// the servers log on their own goroutines, maybe after the caller is told.
+func (b *logBuf) has(want string) bool {
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if strings.Contains(b.String(), want) {
+			return true
+		}
+		if time.Now().After(end) {
+			return false
+		}
+	}
+}
+
+func (b *logBuf) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// cluster is n transports on ephemeral ports of 127.0.0.1, serving fake
+// handlers, closed (and checked for leftover goroutines) at the end of the
+// test.
+type cluster struct {
+	t     *testing.T
+	peers map[int]string
+	tr    map[int]*TCP
+	h     map[int]*fakeHandler
+	logs  map[int]*logBuf
+}
+
+func newCluster(t *testing.T, n int, tune func(cfg *Config)) *cluster {
+	t.Helper()
+	ids := make([]int, n)
+	for i := range ids {
+		ids[i] = i
+	}
+	lns, peers, err := ListenLocal(ids...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, peers: peers, tr: map[int]*TCP{}, h: map[int]*fakeHandler{}, logs: map[int]*logBuf{}}
+	t.Cleanup(func() {
+		for _, h := range c.h {
+			h.set(func(h *fakeHandler) {
+				if h.block != nil {
+					close(h.block)
+					h.block = nil
+				}
+			})
+		}
+		for _, tr := range c.tr {
+			if err := tr.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		}
+		checkNoGoroutines(t)
+	})
+	for _, id := range ids {
+		c.start(id, lns[id], tune)
+	}
+	return c
+}
+
+// start starts server id, on ln or else on its address in c.peers.
+func (c *cluster) start(id int, ln net.Listener, tune func(cfg *Config)) {
+	c.t.Helper()
+	c.logs[id] = new(logBuf)
+	cfg := Config{ID: id, Peers: c.peers, Listener: ln, Logger: c.logs[id].logger()}
+	if tune != nil {
+		tune(&cfg)
+	}
+	tr, err := New(cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.tr[id] = tr
+	c.h[id] = new(fakeHandler)
+	tr.Serve(c.h[id])
+}
+
+func (c *cluster) peer(from, to int) *Peer {
+	c.t.Helper()
+	p, err := c.tr[from].Peer(to)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return p
+}
+
+// vote calls RequestVote from one server to another and checks the reply
+// if the call succeeds.
+func (c *cluster) vote(from, to int) error {
+	c.t.Helper()
+	args := &core.RequestVoteArgs{Term: 5 + from, CandidateID: from, LastLogIndex: from, LastLogTerm: 2}
+	var reply core.RequestVoteReply
+	err := c.peer(from, to).call("Raft.RequestVote", args, &reply)
+	if err == nil && (reply.Term != 6+from || !reply.VoteGranted) {
+		c.t.Errorf("RequestVote %d→%d: reply %+v", from, to, reply)
+	}
+	return err
+}
+
+// appendEntries calls AppendEntries with n entries of size bytes and checks
+// the reply if the call succeeds.
+func (c *cluster) appendEntries(from, to, n, size int) error {
+	c.t.Helper()
+	ents := entries(n, size)
+	args := &core.AppendEntriesArgs{Term: 9, LeaderID: from, PrevLogIndex: 100, PrevLogTerm: 8, Entries: ents, LeaderCommit: 50}
+	var reply core.AppendEntriesReply
+	err := c.peer(from, to).call("Raft.AppendEntries", args, &reply)
+	if err == nil {
+		want := core.AppendEntriesReply{Term: 9, Success: true, Index: 100 + n, ConflictTerm: int(checksum(ents))}
+		if reply != want {
+			c.t.Errorf("AppendEntries %d→%d: reply %+v, want %+v", from, to, reply, want)
+		}
+	}
+	return err
+}
+
+func (c *cluster) mustCall(from, to int) {
+	c.t.Helper()
+	if err := c.appendEntries(from, to, 2, 10); err != nil {
+		c.t.Fatalf("call %d→%d: %v", from, to, err)
+	}
+}
+
+// dials returns how many dials p started.
+func dials(p *Peer) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dials
+}
+
+// checkNoGoroutines fails the test if a goroutine of the transport or of
+// net/rpc is still alive after a short settling time.
+func checkNoGoroutines(t *testing.T) {
+	t.Helper()
+	var left []string
+	for end := time.Now().Add(5 * time.Second); ; {
+		left = left[:0]
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "testing.tRunner") {
+				continue
+			}
+			if strings.Contains(g, "raftkit/raft/transport.") || strings.Contains(g, "net/rpc.") {
+				left = append(left, g)
+			}
+		}
+		if len(left) == 0 || time.Now().After(end) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(left) > 0 {
+		t.Errorf("%d goroutines left behind, the first:\n%s", len(left), left[0])
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	for from := range 3 {
+		for to := range 3 {
+			if from == to {
+				continue
+			}
+			if err := c.vote(from, to); err != nil {
+				t.Errorf("RequestVote %d→%d: %v", from, to, err)
+			}
+			if err := c.appendEntries(from, to, 0, 0); err != nil {
+				t.Errorf("heartbeat %d→%d: %v", from, to, err)
+			}
+			if err := c.appendEntries(from, to, 64, 100); err != nil {
+				t.Errorf("AppendEntries %d→%d: %v", from, to, err)
+			}
+		}
+	}
+	// Call, as the raft package uses it.
+	var reply core.RequestVoteReply
+	if !c.peer(0, 1).Call("Raft.RequestVote", &core.RequestVoteArgs{Term: 1}, &reply) || reply.Term != 2 {
+		t.Errorf("Call: reply %+v", reply)
+	}
+}
+
+func TestConcurrentCallsShareOneConnection(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for g := range 100 {
+		wg.Go(func() {
+			for range 5 {
+				var err error
+				if g%2 == 0 {
+					err = c.vote(0, 1)
+				} else {
+					err = c.appendEntries(0, 1, g%8, 50)
+				}
+				if err != nil {
+					failed.Add(1)
+					t.Errorf("call: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := c.h[1].calls.Load(); n != 500 || failed.Load() != 0 {
+		t.Errorf("handler ran %d times, %d calls failed; want 500, 0", n, failed.Load())
+	}
+	if n := dials(c.peer(0, 1)); n != 1 {
+		t.Errorf("%d dials, want 1", n)
+	}
+	c.tr[1].mu.Lock()
+	conns := len(c.tr[1].conns)
+	c.tr[1].mu.Unlock()
+	if conns != 1 {
+		t.Errorf("server 1 has %d connections, want 1", conns)
+	}
+}
+
+func TestBadCalls(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	p := c.peer(0, 1)
+	for _, tc := range []struct {
+		method      string
+		args, reply any
+	}{
+		{"Raft.Nope", &core.RequestVoteArgs{}, &core.RequestVoteReply{}},
+		{"Raft.RequestVote", &core.AppendEntriesArgs{}, &core.RequestVoteReply{}},
+		{"Raft.AppendEntries", &core.AppendEntriesArgs{}, &core.RequestVoteReply{}},
+		{"Raft.AppendEntries", (*core.AppendEntriesArgs)(nil), &core.AppendEntriesReply{}},
+		{"Raft.RequestVote", core.RequestVoteArgs{}, &core.RequestVoteReply{}},
+	} {
+		if p.Call(tc.method, tc.args, tc.reply) {
+			t.Errorf("Call(%q, %T, %T) succeeded", tc.method, tc.args, tc.reply)
+		}
+	}
+	if !c.logs[0].has("bad call") {
+		t.Errorf("no log line about the bad calls")
+	}
+	if n := c.h[1].calls.Load(); n != 0 {
+		t.Errorf("handler ran %d times", n)
+	}
+	c.mustCall(0, 1)
+}
+
+func TestHandlerError(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	c.h[1].set(func(h *fakeHandler) { h.err = errors.New("not now") })
+	var reply core.AppendEntriesReply
+	reply.Term = 42
+	if c.peer(0, 1).Call("Raft.AppendEntries", &core.AppendEntriesArgs{Term: 1}, &reply) {
+		t.Fatal("call succeeded though the handler failed")
+	}
+	if reply.Term != 42 {
+		t.Errorf("failed call changed the reply: %+v", reply)
+	}
+	err := c.vote(0, 1)
+	var re remoteError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), "not now") {
+		t.Errorf("call error %v, want the handler's", err)
+	}
+	c.h[1].set(func(h *fakeHandler) { h.err = nil })
+	c.mustCall(0, 1)
+	if n := dials(c.peer(0, 1)); n != 1 {
+		t.Errorf("%d dials, want 1", n)
+	}
+}
+
+func TestHungPeerDelaysNoOther(t *testing.T) {
+	const timeout = 400 * time.Millisecond
+	c := newCluster(t, 3, func(cfg *Config) { cfg.CallTimeout = timeout })
+	c.mustCall(0, 1)
+	c.h[1].set(func(h *fakeHandler) { h.block = make(chan struct{}) })
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	var hungOK atomic.Int64
+	for range 10 {
+		wg.Go(func() {
+			if c.vote(0, 1) == nil {
+				hungOK.Add(1)
+			}
+		})
+	}
+	// Meanwhile server 2 answers at once.
+	for range 20 {
+		c.mustCall(0, 2)
+	}
+	liveDone := time.Since(start)
+	wg.Wait()
+	hungDone := time.Since(start)
+	if hungOK.Load() != 0 {
+		t.Errorf("%d calls to the hung peer succeeded", hungOK.Load())
+	}
+	if liveDone >= timeout {
+		t.Errorf("calls to the live peer took %v, over the call timeout %v", liveDone, timeout)
+	}
+	if hungDone < timeout || hungDone > timeout+2*time.Second {
+		t.Errorf("calls to the hung peer returned after %v, want about %v", hungDone, timeout)
+	}
+	// Once the handler is free again, the same connection works.
+	c.h[1].set(func(h *fakeHandler) { close(h.block); h.block = nil })
+	c.mustCall(0, 1)
+	if n := dials(c.peer(0, 1)); n != 1 {
+		t.Errorf("%d dials, want 1", n)
+	}
+}
+
+func TestDeadPeers(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	t.Cleanup(func() { checkNoGoroutines(t) })
+	// Server 1's port has nothing listening; server 2's accepts
+	// connections but never answers.
+	refused, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusedAddr := refused.Addr().String()
+	refused.Close()
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var silentWG sync.WaitGroup
+	silentWG.Go(func() {
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	})
+	defer silentWG.Wait()
+	defer silent.Close()
+
+	lns, peers, err := ListenLocal(0, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers[1], peers[2] = refusedAddr, silent.Addr().String()
+	logs := new(logBuf)
+	tr0, err := New(Config{ID: 0, Peers: peers, Listener: lns[0], CallTimeout: timeout, DialBackoffMin: time.Minute, Logger: logs.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr0.Close()
+	tr3, err := New(Config{ID: 3, Peers: peers, Listener: lns[3], CallTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr3.Close()
+	h3 := new(fakeHandler)
+	tr3.Serve(h3)
+	p1, _ := tr0.Peer(1)
+	p2, _ := tr0.Peer(2)
+	p3, _ := tr0.Peer(3)
+
+	args := &core.RequestVoteArgs{Term: 1}
+	start := time.Now()
+	var wg sync.WaitGroup
+	var silentErr error
+	var silentTook time.Duration
+	wg.Go(func() {
+		silentErr = p2.call("Raft.RequestVote", args, new(core.RequestVoteReply))
+		silentTook = time.Since(start)
+	})
+	if err := p1.call("Raft.RequestVote", args, new(core.RequestVoteReply)); err == nil {
+		t.Error("call to a refusing address succeeded")
+	}
+	for range 10 {
+		if !p3.Call("Raft.RequestVote", args, new(core.RequestVoteReply)) {
+			t.Error("call to the live peer failed")
+		}
+	}
+	liveTook := time.Since(start)
+	wg.Wait()
+	if silentErr == nil || silentTook < timeout || silentTook > timeout+2*time.Second {
+		t.Errorf("call to a silent peer: %v after %v, want an error after about %v", silentErr, silentTook, timeout)
+	}
+	if liveTook >= timeout {
+		t.Errorf("calls to the live peer took %v, over the call timeout %v", liveTook, timeout)
+	}
+	// Within the backoff, calls fail at once without dialing.
+	start = time.Now()
+	for range 5 {
+		if err := p1.call("Raft.RequestVote", args, new(core.RequestVoteReply)); !errors.Is(err, errBackoff) {
+			t.Errorf("call in backoff: %v, want %v", err, errBackoff)
+		}
+	}
+	if took := time.Since(start); took > timeout {
+		t.Errorf("calls in backoff took %v", took)
+	}
+	if n := dials(p1); n != 1 {
+		t.Errorf("%d dials to the refusing peer, want 1", n)
+	}
+	if !logs.has("cannot reach peer") {
+		t.Errorf("no log line about the unreachable peer:\n%s", logs)
+	}
+}
+
+func TestReconnect(t *testing.T) {
+	c := newCluster(t, 2, func(cfg *Config) {
+		cfg.DialBackoffMin, cfg.DialBackoffMax = 10*time.Millisecond, 80*time.Millisecond
+	})
+	c.mustCall(0, 1)
+	if err := c.tr[1].Close(); err != nil {
+		t.Fatal(err)
+	}
+	p := c.peer(0, 1)
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+		if err := c.vote(0, 1); err == nil {
+			t.Fatal("call to a closed server succeeded")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Backoff: a few dials in 300 ms (at 0, 10, 30, 70, 150, 230 ms),
+	// not one per call.
+	if n := dials(p); n < 2 || n > 12 {
+		t.Errorf("%d dials while the peer was down, want a few", n)
+	}
+	if !c.logs[0].has("cannot reach peer") {
+		t.Error("no log line about the unreachable peer")
+	}
+
+	c.start(1, nil, nil) // on the same address
+	var err error
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if err = c.appendEntries(0, 1, 3, 10); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("no call succeeded after the restart: %v", err)
+	}
+	if c.h[1].calls.Load() == 0 {
+		t.Error("the restarted server's handler never ran")
+	}
+	c.mustCall(1, 0)
+}
+
+func TestHandshakeRejects(t *testing.T) {
+	c := newCluster(t, 3, nil)
+
+	// A server that is not among server 0's peers.
+	lns, peers, err := ListenLocal(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers[0] = c.peers[0]
+	intruder, err := New(Config{ID: 7, Peers: peers, Listener: lns[7], Logger: new(logBuf).logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer intruder.Close()
+	p, _ := intruder.Peer(0)
+	if err := p.call("Raft.RequestVote", &core.RequestVoteArgs{}, new(core.RequestVoteReply)); err == nil || !strings.Contains(err.Error(), "not among its peers") {
+		t.Errorf("call from an unknown ID: %v, want a refusal", err)
+	}
+
+	// A server that thinks server 0 listens where server 2 does.
+	lns, peers, err = ListenLocal(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers[0] = c.peers[2]
+	lost, err := New(Config{ID: 1, Peers: peers, Listener: lns[1], Logger: new(logBuf).logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lost.Close()
+	p, _ = lost.Peer(0)
+	if err := p.call("Raft.RequestVote", &core.RequestVoteArgs{}, new(core.RequestVoteReply)); err == nil || !strings.Contains(err.Error(), "not the server we meant") {
+		t.Errorf("call to the wrong server: %v, want a refusal", err)
+	}
+
+	// Something that does not speak the protocol at all.
+	conn, err := net.Dial("tcp", c.peers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := conn.Read(make([]byte, 100)); n != 0 || err == nil {
+		t.Errorf("server answered an HTTP request with %d bytes, %v; want it to hang up", n, err)
+	}
+	conn.Close()
+
+	if n := c.h[0].calls.Load() + c.h[2].calls.Load(); n != 0 {
+		t.Errorf("handlers ran %d times for rejected callers", n)
+	}
+	for _, want := range []struct {
+		server int
+		line   string
+	}{{0, "not among the peers"}, {2, "meant to reach server 0"}, {0, "hello starts with"}} {
+		if logs := c.logs[want.server]; !logs.has(want.line) || !logs.has("rejected connection") {
+			t.Errorf("no log line with %q on server %d:\n%s", want.line, want.server, logs)
+		}
+	}
+	// The servers serve their peers on.
+	c.mustCall(1, 0)
+	c.mustCall(2, 0)
+	c.mustCall(0, 2)
+}
+
+func TestOversizeRequest(t *testing.T) {
+	// Server 0 takes at most 4 KiB, server 1 up to 1 MiB; 64 entries of
+	// 100 bytes are over 6 KiB.
+	c := newCluster(t, 2, func(cfg *Config) {
+		if cfg.ID == 0 {
+			cfg.MaxMessageBytes = 4 << 10
+		} else {
+			cfg.MaxMessageBytes = 1 << 20
+		}
+	})
+	c.mustCall(0, 1)
+	c.mustCall(1, 0)
+
+	// 1→0: server 0 refuses to read it.
+	err := c.appendEntries(1, 0, 64, 100)
+	if err == nil || !strings.Contains(err.Error(), "over server 0's limit") {
+		t.Errorf("oversize request to server 0: %v, want a refusal", err)
+	}
+	if !c.logs[0].has("refused a request over the size limit") {
+		t.Errorf("no log line on server 0:\n%s", c.logs[0])
+	}
+	// 0→1: server 0 refuses to send it.
+	err = c.appendEntries(0, 1, 64, 100)
+	if !errors.Is(err, errTooLarge) {
+		t.Errorf("oversize request from server 0: %v, want %v", err, errTooLarge)
+	}
+	if !c.logs[0].has("refused to send a request over the size limit") {
+		t.Errorf("no log line on server 0:\n%s", c.logs[0])
+	}
+	if n := c.h[0].calls.Load() + c.h[1].calls.Load(); n != 2 {
+		t.Errorf("handlers ran %d times, want 2 (the oversize requests must not reach them)", n)
+	}
+	// Both connections serve on.
+	for range 3 {
+		c.mustCall(0, 1)
+		c.mustCall(1, 0)
+	}
+	if d0, d1 := dials(c.peer(0, 1)), dials(c.peer(1, 0)); d0 != 1 || d1 != 1 {
+		t.Errorf("dials %d, %d; want one connection each way", d0, d1)
+	}
+}
+
+// bodySize is the encoded size of v as a body on a primed stream.
+func bodySize(t *testing.T, v any) int {
+	w := newFrameWriter()
+	if _, err := w.writePrimer(newPrimer(true)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.writePrimer(newPrimer(false)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := w.encode(&rpc.Request{}, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestOversizeReply(t *testing.T) {
+	// A limit that lets heartbeats through but not replies full of large
+	// numbers.
+	req := bodySize(t, &core.AppendEntriesArgs{})
+	big := bodySize(t, &core.AppendEntriesReply{Term: math.MaxInt64, Success: true, Index: math.MaxInt64, ConflictTerm: math.MaxInt64, ConflictIndex: math.MaxInt64})
+	limit := (req + big) / 2
+	if req >= limit || limit >= big {
+		t.Fatalf("request of %d bytes, big reply of %d: no limit between", req, big)
+	}
+	c := newCluster(t, 2, func(cfg *Config) {
+		if cfg.ID == 0 {
+			cfg.MaxMessageBytes = limit
+		}
+	})
+	heartbeat := func(from, to int) error {
+		return c.peer(from, to).call("Raft.AppendEntries", &core.AppendEntriesArgs{}, new(core.AppendEntriesReply))
+	}
+	for id := range 2 {
+		c.h[id].set(func(h *fakeHandler) { h.bigReply = true })
+	}
+	// 0→1: server 0 refuses to read the reply.
+	if err := heartbeat(0, 1); !errors.Is(err, errTooLarge) {
+		t.Errorf("call with an oversize reply from server 1: %v, want %v", err, errTooLarge)
+	}
+	if !c.logs[0].has("refused a reply over the size limit") {
+		t.Errorf("no log line on server 0:\n%s", c.logs[0])
+	}
+	// 1→0: server 0 refuses to send it.
+	if err := heartbeat(1, 0); err == nil || !strings.Contains(err.Error(), "over server 0's limit") {
+		t.Errorf("call with an oversize reply from server 0: %v, want a refusal", err)
+	}
+	if !c.logs[0].has("refused to send a reply over the size limit") {
+		t.Errorf("no log line on server 0:\n%s", c.logs[0])
+	}
+	// Both connections serve on.
+	for id := range 2 {
+		c.h[id].set(func(h *fakeHandler) { h.bigReply = false })
+	}
+	for range 3 {
+		if err := heartbeat(0, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := heartbeat(1, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d0, d1 := dials(c.peer(0, 1)), dials(c.peer(1, 0)); d0 != 1 || d1 != 1 {
+		t.Errorf("dials %d, %d; want one connection each way", d0, d1)
+	}
+}
+
+func TestFaults(t *testing.T) {
+	f := NewFaults(1)
+	f.SetLostWait(4 * time.Millisecond)
+	const timeout = 500 * time.Millisecond
+	c := newCluster(t, 3, func(cfg *Config) { cfg.Faults = f; cfg.CallTimeout = timeout })
+	all := func() (ok [3][3]bool) {
+		for from := range 3 {
+			for to := range 3 {
+				ok[from][to] = from == to || c.vote(from, to) == nil
+			}
+		}
+		return ok
+	}
+	up := [3][3]bool{{true, true, true}, {true, true, true}, {true, true, true}}
+	if got := all(); got != up {
+		t.Fatalf("links before any fault: %v", got)
+	}
+
+	f.Cut(0, 1)
+	if got, want := all(), ([3][3]bool{{true, false, true}, {false, true, true}, {true, true, true}}); got != want {
+		t.Errorf("after Cut(0, 1): %v, want %v", got, want)
+	}
+	if f.Connected(1, 0) {
+		t.Error("Connected(1, 0) after Cut(0, 1)")
+	}
+	f.Heal(1, 0)
+	if got := all(); got != up {
+		t.Errorf("after Heal: %v", got)
+	}
+
+	f.Isolate(2)
+	if got, want := all(), ([3][3]bool{{true, true, false}, {true, true, false}, {false, false, true}}); got != want {
+		t.Errorf("after Isolate(2): %v, want %v", got, want)
+	}
+	f.Rejoin(2)
+	if got := all(); got != up {
+		t.Errorf("after Rejoin: %v", got)
+	}
+
+	// Dropping 0→1 loses server 0's requests to 1, and its replies to 1.
+	f.SetDrop(0, 1, 1)
+	if got, want := all(), ([3][3]bool{{true, false, true}, {false, true, true}, {true, true, true}}); got != want {
+		t.Errorf("after SetDrop(0, 1, 1): %v, want %v", got, want)
+	}
+	// Dropping 1→0 loses server 1's replies to 0: the handler runs, the
+	// call fails.
+	f.SetDrop(0, 1, 0)
+	f.SetDrop(1, 0, 1)
+	before := c.h[1].calls.Load()
+	if err := c.vote(0, 1); !errors.Is(err, errLost) {
+		t.Errorf("call whose reply is dropped: %v, want %v", err, errLost)
+	}
+	if c.h[1].calls.Load() != before+1 {
+		t.Error("the handler did not run for a call whose reply was dropped")
+	}
+	f.Cut(0, 2)
+	f.HealAll()
+	f.SetDrop(1, 0, 0)
+	if got := all(); got != up {
+		t.Errorf("after HealAll and SetDrop 0: %v", got)
+	}
+
+	// Delays, of the request and of the reply.
+	const d = 150 * time.Millisecond
+	for _, l := range []link{{0, 1}, {1, 0}} {
+		f.SetDelay(l.from, l.to, d)
+		start := time.Now()
+		if err := c.vote(0, 1); err != nil {
+			t.Errorf("call with link %d→%d delayed: %v", l.from, l.to, err)
+		}
+		if took := time.Since(start); took < d {
+			t.Errorf("call with link %d→%d delayed by %v took %v", l.from, l.to, d, took)
+		}
+		f.SetDelay(l.from, l.to, 0)
+	}
+	// A delay past the deadline fails the call at the deadline.
+	f.SetDelay(0, 2, time.Hour)
+	start := time.Now()
+	if err := c.vote(0, 2); !errors.Is(err, errTimeout) {
+		t.Errorf("call delayed past its deadline: %v, want %v", err, errTimeout)
+	}
+	if took := time.Since(start); took < timeout || took > timeout+2*time.Second {
+		t.Errorf("call delayed past its deadline took %v", took)
+	}
+	f.Reset()
+
+	// A lost call waits a while before it fails.
+	f.SetLostWait(200 * time.Millisecond)
+	f.Cut(0, 1)
+	start = time.Now()
+	if err := c.vote(0, 1); !errors.Is(err, errLost) {
+		t.Errorf("call over a cut link: %v, want %v", err, errLost)
+	}
+	if took := time.Since(start); took < 100*time.Millisecond {
+		t.Errorf("call over a cut link failed after %v, want at least half the lost wait", took)
+	}
+	f.Reset()
+	if got := all(); got != up {
+		t.Errorf("after Reset: %v", got)
+	}
+}
+
+// TestFaultsOneSided checks that a cut known to one process only holds both
+// ways, as when each process of a real cluster has a Faults of its own.
+func TestFaultsOneSided(t *testing.T) {
+	fs := map[int]*Faults{0: NewFaults(1), 1: NewFaults(2)}
+	for _, f := range fs {
+		f.SetLostWait(0)
+	}
+	c := newCluster(t, 2, func(cfg *Config) { cfg.Faults = fs[cfg.ID] })
+	c.mustCall(0, 1)
+	c.mustCall(1, 0)
+	fs[1].Cut(0, 1) // only server 1 knows
+	before0, before1 := c.h[0].calls.Load(), c.h[1].calls.Load()
+	if err := c.vote(0, 1); !errors.Is(err, errLost) {
+		t.Errorf("call 0→1, refused by server 1: %v, want %v", err, errLost)
+	}
+	if err := c.vote(1, 0); !errors.Is(err, errLost) {
+		t.Errorf("call 1→0, not sent by server 1: %v, want %v", err, errLost)
+	}
+	if c.h[0].calls.Load() != before0 || c.h[1].calls.Load() != before1 {
+		t.Error("a handler ran for a request over a cut link")
+	}
+	fs[1].Heal(0, 1)
+	c.mustCall(0, 1)
+	c.mustCall(1, 0)
+}
+
+func TestDropProbability(t *testing.T) {
+	f := NewFaults(7)
+	f.SetLostWait(0)
+	c := newCluster(t, 2, func(cfg *Config) { cfg.Faults = f })
+	f.SetDrop(0, 1, 0.5)
+	ok := 0
+	for range 200 {
+		if c.vote(0, 1) == nil {
+			ok++
+		}
+	}
+	// Binomial(200, 0.5): outside [60, 140] with a chance under 1e-8.
+	if ok < 60 || ok > 140 {
+		t.Errorf("%d of 200 calls went through with drop probability 0.5", ok)
+	}
+}
+
+func TestCloseFailsCallsInProgress(t *testing.T) {
+	c := newCluster(t, 2, func(cfg *Config) { cfg.CallTimeout = time.Minute })
+	c.mustCall(0, 1)
+	c.h[1].set(func(h *fakeHandler) { h.block = make(chan struct{}) })
+	var wg sync.WaitGroup
+	errs := make(chan error, 5)
+	for range 5 {
+		wg.Go(func() { errs <- c.vote(0, 1) })
+	}
+	for c.h[1].calls.Load() < 6 { // all five in the handler
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	if err := c.tr[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("Close and the calls in progress took %v", took)
+	}
+	close(errs)
+	for err := range errs {
+		if err == nil {
+			t.Error("a call in progress succeeded across Close")
+		}
+	}
+	if err := c.vote(0, 1); !errors.Is(err, errClosed) {
+		t.Errorf("call after Close: %v, want %v", err, errClosed)
+	}
+}
+
+func TestNoLeaks(t *testing.T) {
+	baseline := runtime.NumGoroutine()
+	lns, peers, err := ListenLocal(0, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trs []*TCP
+	for id := range 3 {
+		tr, err := New(Config{ID: id, Peers: peers, Listener: lns[id], Logger: new(logBuf).logger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.Serve(new(fakeHandler))
+		trs = append(trs, tr)
+	}
+	var wg sync.WaitGroup
+	for from := range 3 {
+		for to := range 3 {
+			if from != to {
+				wg.Go(func() {
+					p, _ := trs[from].Peer(to)
+					for range 10 {
+						if !p.Call("Raft.AppendEntries", &core.AppendEntriesArgs{Entries: entries(4, 10)}, new(core.AppendEntriesReply)) {
+							t.Errorf("call %d→%d failed", from, to)
+						}
+					}
+				})
+			}
+		}
+	}
+	wg.Wait()
+	if n := runtime.NumGoroutine(); n <= baseline {
+		t.Fatalf("%d goroutines while running, %d before: the count cannot show a leak", n, baseline)
+	}
+	for _, tr := range trs {
+		if err := tr.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if err := tr.Close(); err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+	}
+	n := runtime.NumGoroutine()
+	for end := time.Now().Add(5 * time.Second); n > baseline && time.Now().Before(end); n = runtime.NumGoroutine() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n > baseline {
+		t.Errorf("%d goroutines after Close, %d before", n, baseline)
+	}
+	checkNoGoroutines(t)
+	for id, addr := range peers {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("server %d's port is not free after Close: %v", id, err)
+			continue
+		}
+		ln.Close()
+	}
+	// A closed transport fails calls at once.
+	p, _ := trs[0].Peer(1)
+	if p.Call("Raft.RequestVote", &core.RequestVoteArgs{}, new(core.RequestVoteReply)) {
+		t.Error("call after Close succeeded")
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	busy := ln.Addr().String()
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no peers", Config{ID: 0}, "no Peers"},
+		{"ID not in peers", Config{ID: 3, Peers: map[int]string{0: "127.0.0.1:0", 1: "127.0.0.1:0"}}, "ID 3 is not in Peers"},
+		{"empty address", Config{ID: 0, Peers: map[int]string{0: "127.0.0.1:0", 1: ""}}, "server 1 has an empty address"},
+		{"negative timeout", Config{ID: 0, Peers: map[int]string{0: "127.0.0.1:0"}, CallTimeout: -1}, "CallTimeout"},
+		{"huge limit", Config{ID: 0, Peers: map[int]string{0: "127.0.0.1:0"}, MaxMessageBytes: 1 << 40}, "MaxMessageBytes"},
+		{"backoff", Config{ID: 0, Peers: map[int]string{0: "127.0.0.1:0"}, DialBackoffMin: time.Second, DialBackoffMax: time.Millisecond}, "DialBackoffMin"},
+		{"address in use", Config{ID: 0, Peers: map[int]string{0: busy}}, busy},
+		{"bad address", Config{ID: 0, Peers: map[int]string{0: "no-port"}}, "no-port"},
+	} {
+		tr, err := New(tc.cfg)
+		if err == nil {
+			tr.Close()
+			t.Errorf("%s: New succeeded", tc.name)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %q does not mention %q", tc.name, err, tc.want)
+		}
+		if tc.name == "address in use" && !errors.Is(err, syscall.EADDRINUSE) {
+			t.Errorf("%s: error %q is not EADDRINUSE", tc.name, err)
+		}
+	}
+
+	tr, err := New(Config{ID: 0, Peers: map[int]string{0: "127.0.0.1:0", 1: "127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if _, err := tr.Peer(0); err == nil {
+		t.Error("Peer of the server itself")
+	}
+	if _, err := tr.Peer(5); err == nil || !strings.Contains(err.Error(), "unknown peer ID 5") {
+		t.Errorf("Peer(5): %v", err)
+	}
+	if p, err := tr.Peer(1); err != nil || p.ID() != 1 || p.Addr() != "127.0.0.1:1" {
+		t.Errorf("Peer(1): %v, %v", p, err)
+	}
+}
+
+// TestDiscardedFramesKeepStreams checks what the size limits rely on: on a
+// primed stream, a frame encoded and never sent, or sent and skipped
+// unread, leaves the stream in step.
+func TestDiscardedFramesKeepStreams(t *testing.T) {
+	var wire bytes.Buffer
+	w := newFrameWriter()
+	send := func() {
+		wire.Write(w.frame())
+		w.reset()
+	}
+	if _, err := w.writePrimer(newPrimer(false)); err != nil {
+		t.Fatal(err)
+	}
+	send()
+	big := &core.AppendEntriesArgs{Term: 1, Entries: entries(64, 100)}
+	// Encoded, not sent.
+	if _, err := w.encode(&rpc.Request{ServiceMethod: "Raft.AppendEntries", Seq: 1}, big); err != nil {
+		t.Fatal(err)
+	}
+	w.reset()
+	// Sent, to be skipped.
+	n, err := w.encode(&rpc.Request{ServiceMethod: "Raft.AppendEntries", Seq: 2}, big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send()
+	small := &core.AppendEntriesArgs{Term: 2, Entries: entries(2, 5)}
+	if _, err := w.encode(&rpc.Request{ServiceMethod: "Raft.AppendEntries", Seq: 3}, small); err != nil {
+		t.Fatal(err)
+	}
+	send()
+	w.encode(&rpc.Request{ServiceMethod: "Raft.RequestVote", Seq: 4}, &core.RequestVoteArgs{Term: 7})
+	send()
+
+	r := newFrameReader(bufio.NewReader(&wire), n-1)
+	if err := r.readPrimer(newPrimer(false)); err != nil {
+		t.Fatal(err)
+	}
+	var hdr rpc.Request
+	if large, err := r.next(&hdr); err != nil || large != n || hdr.Seq != 2 {
+		t.Fatalf("frame 2: skipped %d, header %+v, %v; want %d skipped", large, hdr, err, n)
+	}
+	if err := r.decodeBody(new(core.AppendEntriesArgs)); err == nil {
+		t.Error("decoded a skipped body")
+	}
+	hdr = rpc.Request{}
+	if large, err := r.next(&hdr); err != nil || large != 0 || hdr.Seq != 3 {
+		t.Fatalf("frame 3: skipped %d, header %+v, %v", large, hdr, err)
+	}
+	var got core.AppendEntriesArgs
+	if err := r.decodeBody(&got); err != nil || got.Term != 2 || checksum(got.Entries) != checksum(small.Entries) {
+		t.Fatalf("frame 3: %+v, %v", got, err)
+	}
+	hdr = rpc.Request{}
+	if _, err := r.next(&hdr); err != nil || hdr.Seq != 4 {
+		t.Fatalf("frame 4: header %+v, %v", hdr, err)
+	}
+	var vote core.RequestVoteArgs
+	if err := r.decodeBody(&vote); err != nil || vote.Term != 7 {
+		t.Fatalf("frame 4: %+v, %v", vote, err)
+	}
+	if _, err := r.next(&hdr); err != io.EOF {
+		t.Errorf("after the last frame: %v, want EOF", err)
+	}
+}
+
+// nopHandler answers every call with success, at no cost.
+type nopHandler struct{}
+
+func (nopHandler) ServeRequestVote(a *core.RequestVoteArgs, r *core.RequestVoteReply) error {
+	r.Term, r.VoteGranted = a.Term, true
+	return nil
+}
+
+func (nopHandler) ServeAppendEntries(a *core.AppendEntriesArgs, r *core.AppendEntriesReply) error {
+	r.Term, r.Success, r.Index = a.Term, true, a.PrevLogIndex+len(a.Entries)
+	return nil
+}
+
+func BenchmarkAppendEntries(b *testing.B) {
+	for _, n := range []int{1, 64} {
+		for _, parallel := range []bool{false, true} {
+			name := fmt.Sprintf("entries=%d", n)
+			if parallel {
+				name += "/parallel"
+			}
+			b.Run(name, func(b *testing.B) {
+				lns, peers, err := ListenLocal(0, 1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var trs []*TCP
+				for id := range 2 {
+					tr, err := New(Config{ID: id, Peers: peers, Listener: lns[id]})
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer tr.Close()
+					tr.Serve(nopHandler{})
+					trs = append(trs, tr)
+				}
+				p, _ := trs[0].Peer(1)
+				args := &core.AppendEntriesArgs{Term: 1, LeaderID: 0, PrevLogIndex: 10, Entries: entries(n, 100)}
+				call := func() {
+					if !p.Call("Raft.AppendEntries", args, new(core.AppendEntriesReply)) {
+						b.Error("call failed")
+					}
+				}
+				call()
+				b.SetBytes(int64(n * 100))
+				b.ResetTimer()
+				if parallel {
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							call()
+						}
+					})
+					return
+				}
+				for range b.N {
+					call()
+				}
+			})
+		}
+	}
+}
