@@ -1,8 +1,9 @@
 // Package labrpc is a simulated network for testing RPC-based code such as
-// Raft. Servers share no memory with their clients: every call's arguments and
-// reply are gob-encoded on the way in and decoded on the way out. The network
-// can lose requests and replies, delay and reorder them, and disconnect
-// clients or servers.
+// Raft. Servers share no memory with their clients: a call's arguments are
+// deep-copied through gob when Call is made, and the reply when the handler
+// returns, so later changes on either side are not seen by the other. The
+// network can lose requests and replies, delay and reorder them, and
+// disconnect clients or servers.
 //
 // Usage:
 //
@@ -19,6 +20,7 @@ package labrpc
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log"
 	"maps"
@@ -36,13 +38,154 @@ import (
 type reqMsg struct {
 	endname interface{}
 	svcMeth string
-	args    []byte
+	args    payload
 	replyCh chan replyMsg // buffered; gets exactly one reply
 }
 
 type replyMsg struct {
 	ok    bool
-	reply []byte
+	reply payload
+}
+
+// A payload is the content of a request or a reply: a deep copy, private to
+// the message, of the value given to Call or filled in by the handler, made
+// by encoding the value with gob and decoding it again. A payload is used
+// (handed to the handler, or stored into the caller's reply) at most once.
+type payload struct {
+	val  reflect.Value // *T holding the copy, T being the value's type without pointers; invalid if there is no copy
+	raw  []byte        // if there is no copy: the value's gob encoding, on its own
+	size int           // encoded size in bytes, for GetTotalBytes
+}
+
+// makePayload copies v. It fails only if v cannot be encoded.
+func makePayload(v interface{}) (payload, error) {
+	if t, ok := baseType(reflect.TypeOf(v)); ok {
+		val := reflect.New(t)
+		n, err := copyValue(v, val.Interface())
+		if err == nil {
+			return payload{val: val, size: n}, nil
+		}
+		if _, ok := err.(decodeError); !ok {
+			return payload{}, err
+		}
+	}
+	// v encodes but does not decode into its own type (or its type has too
+	// many pointers): keep its encoding, and let the receiver's decoding
+	// report the problem as it would for any other mismatch.
+	var b bytes.Buffer
+	if err := labgob.NewEncoder(&b).Encode(v); err != nil {
+		return payload{}, err
+	}
+	return payload{raw: b.Bytes(), size: b.Len()}, nil
+}
+
+// baseType returns t without its pointers, or false if t is nil or has an
+// implausible number of them (gob rejects recursive pointer types).
+func baseType(t reflect.Type) (reflect.Type, bool) {
+	for i := 0; t != nil && t.Kind() == reflect.Pointer; i++ {
+		if i == 64 {
+			return nil, false
+		}
+		t = t.Elem()
+	}
+	return t, t != nil
+}
+
+// newValue returns a pointer of type pt to the payload's value, as a handler
+// receives its arguments: the copy itself if it has that type, otherwise a
+// fresh value decoded from the copy.
+func (p payload) newValue(pt reflect.Type) (reflect.Value, error) {
+	if p.val.IsValid() && p.val.Type() == pt {
+		return p.val, nil
+	}
+	v := reflect.New(pt.Elem())
+	return v, p.decode(v.Interface())
+}
+
+// decode stores the payload's value into dst, a pointer (or nil to discard
+// it), exactly as gob would decode the original value into dst: merging
+// into a non-zero *dst, with labgob's warning.
+func (p payload) decode(dst interface{}) error {
+	if !p.val.IsValid() {
+		return labgob.NewDecoder(bytes.NewReader(p.raw)).Decode(dst)
+	}
+	if dst == nil {
+		return nil // gob discards the value
+	}
+	if d := reflect.ValueOf(dst); d.Type() == p.val.Type() && !d.IsNil() && d.Elem().IsZero() {
+		// The copy is what gob decodes into a zero value of this type,
+		// and it is nobody else's.
+		d.Elem().Set(p.val.Elem())
+		return nil
+	}
+	_, err := copyValue(p.val.Interface(), dst)
+	return err
+}
+
+// A copier deep-copies values through gob: an encoder and a decoder sharing
+// a buffer, always used together, so the stream between them stays in step
+// and the description of a type is sent, and the decoder for it compiled,
+// only once per copier instead of once per message. They are labgob's
+// encoder and decoder, so its warnings still fire. Idle copiers wait in
+// copiers; a copier is used by one goroutine at a time.
+type copier struct {
+	buf bytes.Buffer
+	enc *labgob.LabEncoder
+	dec *labgob.LabDecoder
+}
+
+var copiers struct {
+	mu   sync.Mutex
+	free []*copier
+}
+
+const (
+	maxIdleCopiers = 32
+	maxCopierBuf   = 1 << 20 // bytes; a copier that handled a bigger value is dropped, to free its buffers
+)
+
+// decodeError is an error from the decoding half of copyValue.
+type decodeError struct{ error }
+
+// copyValue encodes src and decodes it into dst (a pointer, or nil to
+// discard the value), and returns the size of the encoding. An error from
+// decoding is a decodeError.
+func copyValue(src, dst interface{}) (int, error) {
+	var c *copier
+	copiers.mu.Lock()
+	if n := len(copiers.free); n > 0 {
+		c = copiers.free[n-1]
+		copiers.free[n-1] = nil
+		copiers.free = copiers.free[:n-1]
+	}
+	copiers.mu.Unlock()
+	if c == nil {
+		c = new(copier)
+		c.enc = labgob.NewEncoder(&c.buf)
+		c.dec = labgob.NewDecoder(&c.buf)
+	}
+
+	// After an error (or a panic in a GobEncoder or GobDecoder) the
+	// stream may be out of step: the copier is then dropped.
+	if err := c.enc.Encode(src); err != nil {
+		return 0, err
+	}
+	n := c.buf.Len()
+	if err := c.dec.Decode(dst); err != nil {
+		return n, decodeError{err}
+	}
+	if c.buf.Len() != 0 {
+		return n, decodeError{errors.New("labrpc: gob stream out of step")}
+	}
+
+	if c.buf.Cap() <= maxCopierBuf {
+		copiers.mu.Lock()
+		if len(copiers.free) < maxIdleCopiers {
+			copiers.free = append(copiers.free, c)
+		}
+		copiers.mu.Unlock()
+	}
+	return n, nil
 }
 
 // ClientEnd is one client's end of a connection to a server.
@@ -58,15 +201,19 @@ type ClientEnd struct {
 // the request or reply was lost, the end is disabled or unconnected, the
 // server was deleted or replaced, or the network was cleaned up.
 // It panics if args cannot be encoded or the reply cannot be decoded.
+//
+// Call copies args before it sends them, so the server never sees later
+// changes to them; reply receives a copy of the handler's reply made when
+// the handler returned.
 func (e *ClientEnd) Call(svcMeth string, args interface{}, reply interface{}) bool {
-	var b bytes.Buffer
-	if err := labgob.NewEncoder(&b).Encode(args); err != nil {
+	p, err := makePayload(args)
+	if err != nil {
 		panic(fmt.Sprintf("labrpc: Call(%q): encode args: %v", svcMeth, err))
 	}
 	req := reqMsg{
 		endname: e.endname,
 		svcMeth: svcMeth,
-		args:    b.Bytes(),
+		args:    p,
 		replyCh: make(chan replyMsg, 1),
 	}
 
@@ -85,7 +232,7 @@ func (e *ClientEnd) Call(svcMeth string, args interface{}, reply interface{}) bo
 	if !rep.ok {
 		return false
 	}
-	if err := labgob.NewDecoder(bytes.NewReader(rep.reply)).Decode(reply); err != nil {
+	if err := rep.reply.decode(reply); err != nil {
 		panic(fmt.Sprintf("labrpc: Call(%q): decode reply: %v", svcMeth, err))
 	}
 	return true
@@ -131,7 +278,7 @@ func (rn *Network) run() {
 		select {
 		case req := <-rn.endCh:
 			rn.count.Add(1)
-			rn.bytes.Add(int64(len(req.args)))
+			rn.bytes.Add(int64(req.args.size))
 			go rn.processReq(req)
 		case <-rn.done:
 			return
@@ -233,7 +380,9 @@ func (rn *Network) GetTotalCount() int {
 }
 
 // GetTotalBytes returns the number of bytes of encoded arguments and delivered
-// replies sent on the network.
+// replies sent on the network. Messages travel on long-lived gob streams
+// (one per pooled copier), so a type's description is counted the first time
+// a stream carries the type, not with every message.
 func (rn *Network) GetTotalBytes() int64 {
 	return rn.bytes.Load()
 }
@@ -338,11 +487,11 @@ func (rn *Network) processReq(req reqMsg) {
 	case in.longReordering && rand.IntN(900) < 600:
 		ms := 200 + rand.IntN(1+rand.IntN(2000))
 		time.AfterFunc(time.Duration(ms)*time.Millisecond, func() {
-			rn.bytes.Add(int64(len(reply.reply)))
+			rn.bytes.Add(int64(reply.reply.size))
 			req.replyCh <- reply
 		})
 	default:
-		rn.bytes.Add(int64(len(reply.reply)))
+		rn.bytes.Add(int64(reply.reply.size))
 		req.replyCh <- reply
 	}
 }
@@ -433,8 +582,8 @@ func (svc *Service) dispatch(methname string, req reqMsg) replyMsg {
 		return replyMsg{}
 	}
 
-	args := reflect.New(m.Type.In(1).Elem())
-	if err := labgob.NewDecoder(bytes.NewReader(req.args)).Decode(args.Interface()); err != nil {
+	args, err := req.args.newValue(m.Type.In(1))
+	if err != nil {
 		log.Printf("labrpc: %s: decode args: %v", req.svcMeth, err)
 		return replyMsg{}
 	}
@@ -442,9 +591,9 @@ func (svc *Service) dispatch(methname string, req reqMsg) replyMsg {
 
 	m.Func.Call([]reflect.Value{svc.rcvr, args, reply})
 
-	var b bytes.Buffer
-	if err := labgob.NewEncoder(&b).Encode(reply.Interface()); err != nil {
+	p, err := makePayload(reply.Interface())
+	if err != nil {
 		panic(fmt.Sprintf("labrpc: %s: encode reply: %v", req.svcMeth, err))
 	}
-	return replyMsg{ok: true, reply: b.Bytes()}
+	return replyMsg{ok: true, reply: p}
 }

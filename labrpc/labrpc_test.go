@@ -84,6 +84,29 @@ func (o *Other) Reflect(args *Carrier, reply *Carrier) {
 	reply.V = args.V
 }
 
+// Keeper keeps the arguments it is given and replies with its own state.
+type Keeper struct {
+	kept  *Payload
+	state []string
+}
+
+func (k *Keeper) Keep(args *Payload, reply *Payload) {
+	k.kept = args
+	reply.A = args.A
+	reply.B = k.state
+}
+
+// WideArgs and WideReply are wire-compatible with JunkArgs and JunkReply.
+type WideArgs struct {
+	X     int64
+	Extra string
+}
+
+type WideReply struct {
+	X     string
+	Other int
+}
+
 // setup returns a network with one enabled end "c" connected to server "s",
 // which offers js and an Other. The network is cleaned up with the test.
 func setup(t *testing.T, js *JunkServer) (*Network, *ClientEnd, *Server) {
@@ -545,6 +568,137 @@ func TestMakeEndTwice(t *testing.T) {
 	rn.MakeEnd("x")
 }
 
+// Neither side sees the other's later changes to arguments or replies.
+func TestCallCopies(t *testing.T) {
+	_, e, rs := setup(t, &JunkServer{})
+	k := &Keeper{state: []string{"s0", "s1"}}
+	rs.AddService(MakeService(k))
+
+	args := &Payload{A: 1, B: []string{"a"}}
+	var r Payload
+	if !e.Call("Keeper.Keep", args, &r) {
+		t.Fatal("Keeper.Keep failed")
+	}
+	if k.kept == args || r.A != 1 || len(r.B) != 2 || r.B[0] != "s0" {
+		t.Fatalf("Keep: kept %p (args %p), reply %#v", k.kept, args, r)
+	}
+	args.A, args.B[0] = 2, "changed"
+	if k.kept.A != 1 || k.kept.B[0] != "a" {
+		t.Fatalf("server saw the caller change its args: %#v", *k.kept)
+	}
+	k.state[0] = "changed"
+	r.B[1] = "changed"
+	if r.B[0] != "s0" || k.state[1] != "s1" {
+		t.Fatalf("caller and server share reply memory: %q %q", r.B, k.state)
+	}
+}
+
+// Replies are stored as gob decodes them: into a non-zero reply, gob merges,
+// leaving the fields the server left at zero (so they are not sent) alone.
+func TestReplyMerge(t *testing.T) {
+	_, e, _ := setup(t, &JunkServer{})
+
+	r := JunkArgs{X: 42}
+	if !e.Call("Other.Echo", &JunkArgs{X: 0}, &r) || r.X != 42 {
+		t.Fatalf("Echo(0) into non-zero reply: got %d, want gob's 42", r.X)
+	}
+	r = JunkArgs{X: 42}
+	if !e.Call("Other.Echo", &JunkArgs{X: 7}, &r) || r.X != 7 {
+		t.Fatalf("Echo(7) into non-zero reply: got %d", r.X)
+	}
+	w := WideReply{X: "stale", Other: 3}
+	if !e.Call("JunkServer.Handler4", &JunkArgs{X: 5}, &w) || w.X != "pointer-5" || w.Other != 3 {
+		t.Fatalf("Handler4 into non-zero WideReply: got %#v", w)
+	}
+}
+
+// Callers may use types other than the handler's, as far as gob allows.
+func TestTypeMismatch(t *testing.T) {
+	_, e, _ := setup(t, &JunkServer{})
+
+	for i := 0; i < 3; i++ { // the first time and later ones
+		var w WideReply
+		if !e.Call("JunkServer.Handler4", &WideArgs{X: 9, Extra: "x"}, &w) || w.X != "pointer-9" || w.Other != 0 {
+			t.Fatalf("Handler4 with wide types: got %#v", w)
+		}
+		var n int64
+		if !e.Call("JunkServer.Handler1", "12", &n) || n != 12 {
+			t.Fatalf("Handler1 into *int64: got %d", n)
+		}
+		var s string
+		if e.Call("JunkServer.Handler2", "not an int", &s) {
+			t.Fatal("Handler2 with string args succeeded")
+		}
+		// A nil reply discards the answer.
+		if !e.Call("JunkServer.Handler4", JunkArgs{X: 1}, nil) {
+			t.Fatal("Handler4 with nil reply failed")
+		}
+		if !callJunk(t, e, i) {
+			t.Fatal("Handler4 failed after mismatched calls")
+		}
+	}
+}
+
+func TestEncodePanics(t *testing.T) {
+	_, e, _ := setup(t, &JunkServer{})
+	for _, args := range []interface{}{nil, (*JunkArgs)(nil), make(chan int), struct{ x int }{1}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Call with args %#v did not panic", args)
+				}
+			}()
+			var r JunkArgs
+			e.Call("Other.Echo", args, &r)
+		}()
+		if !callJunk(t, e, 3) {
+			t.Fatal("call after a panic failed")
+		}
+	}
+}
+
+// Calls of several types, some carrying interface values, at once.
+func TestConcurrentTypes(t *testing.T) {
+	labgob.Register(Payload{})
+	rn, _, _ := setup(t, &JunkServer{})
+
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e := rn.MakeEnd(i)
+			rn.Connect(i, "s")
+			rn.Enable(i, true)
+			for j := 0; j < 50; j++ {
+				x := i*1000 + j
+				switch (i + j) % 4 {
+				case 0:
+					callJunk(t, e, x)
+				case 1:
+					var out Carrier
+					if !e.Call("Other.Reflect", &Carrier{V: Payload{A: x, B: []string{"b"}}}, &out) {
+						t.Error("Reflect failed")
+					} else if p, ok := out.V.(Payload); !ok || p.A != x || p.B[0] != "b" {
+						t.Errorf("Reflect(%d): got %#v", x, out.V)
+					}
+				case 2:
+					var s string
+					if !e.Call("JunkServer.Handler2", x, &s) || s != fmt.Sprint("handler2-", x) {
+						t.Errorf("Handler2(%d): got %q", x, s)
+					}
+				case 3:
+					var out Carrier
+					if !e.Call("Other.Reflect", &Carrier{V: fmt.Sprint(x)}, &out) || out.V != fmt.Sprint(x) {
+						t.Errorf("Reflect(%q): got %#v", fmt.Sprint(x), out.V)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 func BenchmarkCall(b *testing.B) {
 	rn := MakeNetwork()
 	defer rn.Cleanup()
@@ -559,6 +713,46 @@ func BenchmarkCall(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		var r JunkReply
 		if !e.Call("JunkServer.Handler4", &JunkArgs{X: i}, &r) {
+			b.Fatal("call failed")
+		}
+	}
+}
+
+// Entry and EntriesArgs look like Raft's AppendEntries arguments.
+type Entry struct {
+	Term    int
+	Command interface{}
+}
+
+type EntriesArgs struct {
+	Term, LeaderID, PrevIndex, PrevTerm, Commit int
+	Entries                                     []Entry
+}
+
+// Append replies with the number of entries.
+func (o *Other) Append(args *EntriesArgs, reply *JunkArgs) {
+	reply.X = len(args.Entries)
+}
+
+// BenchmarkCallEntries sends AppendEntries-like arguments with 20 entries.
+func BenchmarkCallEntries(b *testing.B) {
+	rn := MakeNetwork()
+	defer rn.Cleanup()
+	rs := MakeServer()
+	rs.AddService(MakeService(&Other{}))
+	rn.AddServer("s", rs)
+	e := rn.MakeEnd("c")
+	rn.Connect("c", "s")
+	rn.Enable("c", true)
+
+	args := EntriesArgs{Term: 3, LeaderID: 1, PrevIndex: 100, PrevTerm: 2, Commit: 99}
+	for i := 0; i < 20; i++ {
+		args.Entries = append(args.Entries, Entry{Term: 3, Command: fmt.Sprint("x=", i)})
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		var r JunkArgs
+		if !e.Call("Other.Append", &args, &r) || r.X != 20 {
 			b.Fatal("call failed")
 		}
 	}
