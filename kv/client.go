@@ -22,8 +22,9 @@ type Conn interface {
 var ErrNotDone = errors.New("kv: request not done")
 
 // ErrUnknown means the request may or may not have taken effect (a server
-// accepted it, then no answer came); a later retry with the same Clerk
-// would not apply it twice.
+// may have accepted it, then no answer came). Calling again makes a new
+// request, which may take effect a second time; Clerk.Retry sends the same
+// request again, which cannot.
 var ErrUnknown = errors.New("kv: request outcome unknown")
 
 // Clerk issues requests to the servers one at a time, finds the leader and
@@ -34,6 +35,7 @@ type Clerk struct {
 	id      int64
 	seq     int64
 	leader  int
+	unknown *Op // the last request, if it ended with ErrUnknown
 
 	// MaxBackoff bounds the pause between rounds of tries (default 100 ms).
 	MaxBackoff time.Duration
@@ -78,6 +80,28 @@ func (c *Clerk) Delete(ctx context.Context, key string) error {
 func (c *Clerk) Do(ctx context.Context, op Op) (Result, error) {
 	c.seq++
 	op.ClientID, op.Seq = c.id, c.seq
+	c.unknown = nil
+	return c.run(ctx, op)
+}
+
+// Retry runs again the last request that ended with ErrUnknown, as the
+// same request: it takes effect at most once in all. It fails with
+// ErrNotDone if there is no such request.
+func (c *Clerk) Retry(ctx context.Context) (Result, error) {
+	if c.unknown == nil {
+		return Result{}, fmt.Errorf("%w: no request with an unknown outcome to retry", ErrNotDone)
+	}
+	return c.run(ctx, *c.unknown)
+}
+
+func (c *Clerk) run(ctx context.Context, op Op) (res Result, err error) {
+	defer func() {
+		if errors.Is(err, ErrUnknown) {
+			c.unknown = &op
+		} else {
+			c.unknown = nil
+		}
+	}()
 	maybe := false // whether some server may have put op in its log
 	backoff := time.Millisecond
 	for {
@@ -110,6 +134,10 @@ func (c *Clerk) Do(ctx context.Context, op Op) (Result, error) {
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
+			if maybe {
+				return Result{}, fmt.Errorf("%w: %w", ErrUnknown, ctx.Err())
+			}
+			return Result{}, fmt.Errorf("%w: %w", ErrNotDone, ctx.Err())
 		}
 		backoff = min(2*backoff, c.MaxBackoff)
 	}

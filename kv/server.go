@@ -110,7 +110,9 @@ func (s *Server) Do(ctx context.Context, op Op) (Result, error) {
 		case <-ctx.Done():
 			return Result{}, ctx.Err()
 		case <-s.done:
-			return Result{}, ErrStopped
+			// op is in the log and may still commit: not ErrStopped, which
+			// promises it was not started.
+			return Result{}, ErrLeadershipLost
 		}
 	}
 }
