@@ -23,7 +23,7 @@ type Config struct {
 	// ApplyCh receives each committed command, in log order.
 	ApplyCh chan ApplyMsg
 
-	// TickInterval is the resolution of the server's timers (default 10 ms).
+	// TickInterval is the resolution of the server's timers (default 20 ms).
 	TickInterval time.Duration
 	// ElectionTimeout is the base election timeout: a follower that hears
 	// from no leader for a random time in [ElectionTimeout,

@@ -18,9 +18,10 @@ type timing struct {
 	heartbeatTicks int
 }
 
-// defaultTiming: 10 ms ticks, elections after 300-600 ms of silence,
+// defaultTiming: 20 ms ticks, elections after 300-600 ms of silence,
 // heartbeats every 100 ms (at most 10 per second, as the tester requires).
-var defaultTiming = timing{tick: 10 * time.Millisecond, electionTicks: 30, heartbeatTicks: 10}
+// Ticks cost a wake-up each, so they are no finer than the timers need.
+var defaultTiming = timing{tick: 20 * time.Millisecond, electionTicks: 15, heartbeatTicks: 5}
 
 // maxBatch bounds how many queued events the loop handles before it saves
 // and sends their effects together.

@@ -1,0 +1,516 @@
+// Package cluster runs Raft servers for real: each server is a process of
+// its own, talking to the others over TCP (package transport) and keeping
+// its state on disk (package storage).
+//
+// A Node is one such server with a small HTTP+JSON control API, through
+// which a test (or an operator) proposes commands, reads what the server
+// has applied, and cuts or heals its links to other servers. Its commands
+// are strings; a service that applies commands of its own (a key/value
+// store, say) follows the same pattern: open the storage, the transport
+// and the raft.Raft, read the apply channel, serve clients.
+//
+// The package's tests start 3 and 5 nodes as separate OS processes (the
+// test binary re-executing itself, see Main) and kill, restart and
+// partition them while a client submits commands.
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/raftkit/raft"
+	"github.com/raftkit/raft/core"
+	"github.com/raftkit/raft/storage"
+	"github.com/raftkit/raft/transport"
+)
+
+// Config describes a Node.
+type Config struct {
+	ID    int
+	Peers map[int]string // every server's Raft address, this one's included
+	Dir   string         // where the server keeps its state
+	// ControlAddr is where the control API listens; port 0 picks a free one
+	// (Node.ControlAddr tells which).
+	ControlAddr string
+	// Cut lists the servers this one starts cut off from, as if it had
+	// received {"cut": Cut} on /faults before its first message.
+	Cut []int
+
+	// Raft timing; zero means raft's defaults.
+	ElectionTimeout, HeartbeatInterval time.Duration
+
+	Logger *slog.Logger // default slog.Default()
+}
+
+// The environment variables that carry a Config to a node process (see
+// Config.Environ and ConfigFromEnv).
+const (
+	EnvNode     = "RAFT_CLUSTER_NODE" // "1" in a node process
+	envID       = "RAFT_CLUSTER_ID"
+	envPeers    = "RAFT_CLUSTER_PEERS" // 1=127.0.0.1:7001,2=...
+	envDir      = "RAFT_CLUSTER_DIR"
+	envControl  = "RAFT_CLUSTER_CONTROL"
+	envCut      = "RAFT_CLUSTER_CUT" // 2,3
+	envElection = "RAFT_CLUSTER_ELECTION_TIMEOUT"
+	envHeart    = "RAFT_CLUSTER_HEARTBEAT"
+)
+
+// Environ returns the environment variables that ConfigFromEnv reads back
+// into c (all but Logger).
+func (c Config) Environ() []string {
+	ids := make([]int, 0, len(c.Peers))
+	for id := range c.Peers {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	peers := make([]string, len(ids))
+	for i, id := range ids {
+		peers[i] = fmt.Sprintf("%d=%s", id, c.Peers[id])
+	}
+	env := []string{
+		EnvNode + "=1",
+		envID + "=" + strconv.Itoa(c.ID),
+		envPeers + "=" + strings.Join(peers, ","),
+		envDir + "=" + c.Dir,
+		envControl + "=" + c.ControlAddr,
+		envCut + "=" + joinInts(c.Cut),
+	}
+	if c.ElectionTimeout != 0 {
+		env = append(env, envElection+"="+c.ElectionTimeout.String())
+	}
+	if c.HeartbeatInterval != 0 {
+		env = append(env, envHeart+"="+c.HeartbeatInterval.String())
+	}
+	return env
+}
+
+// ConfigFromEnv reads a Config from the variables that Config.Environ
+// sets.
+func ConfigFromEnv() (Config, error) {
+	var c Config
+	var err error
+	if c.ID, err = strconv.Atoi(os.Getenv(envID)); err != nil {
+		return c, fmt.Errorf("%s: %w", envID, err)
+	}
+	c.Peers = make(map[int]string)
+	for _, p := range strings.Split(os.Getenv(envPeers), ",") {
+		id, addr, ok := strings.Cut(p, "=")
+		n, err := strconv.Atoi(id)
+		if !ok || err != nil || addr == "" {
+			return c, fmt.Errorf("%s: bad peer %q (want ID=host:port)", envPeers, p)
+		}
+		c.Peers[n] = addr
+	}
+	if c.Dir = os.Getenv(envDir); c.Dir == "" {
+		return c, fmt.Errorf("%s is empty", envDir)
+	}
+	if c.ControlAddr = os.Getenv(envControl); c.ControlAddr == "" {
+		c.ControlAddr = "127.0.0.1:0"
+	}
+	if c.Cut, err = splitInts(os.Getenv(envCut)); err != nil {
+		return c, fmt.Errorf("%s: %w", envCut, err)
+	}
+	for _, v := range []struct {
+		name string
+		d    *time.Duration
+	}{{envElection, &c.ElectionTimeout}, {envHeart, &c.HeartbeatInterval}} {
+		if s := os.Getenv(v.name); s != "" {
+			if *v.d, err = time.ParseDuration(s); err != nil {
+				return c, fmt.Errorf("%s: %w", v.name, err)
+			}
+		}
+	}
+	return c, nil
+}
+
+// Main runs a node process: it reads its Config from the environment,
+// starts the Node, prints "ready <control address>" on standard output,
+// and runs until SIGTERM or SIGINT, when it closes the node. It returns the
+// process's exit code: 0 after a clean stop, 1 on failure (logged on
+// standard error).
+func Main() int {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		logger.Error("cluster node: bad configuration", "err", err)
+		return 1
+	}
+	cfg.Logger = logger.With("node", cfg.ID)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	n, err := Start(cfg)
+	if err != nil {
+		cfg.Logger.Error("cluster node: start failed", "err", err)
+		return 1
+	}
+	fmt.Printf("ready %s\n", n.ControlAddr())
+	select {
+	case <-ctx.Done():
+		cfg.Logger.Info("cluster node: signalled, closing")
+	case <-n.Done():
+		cfg.Logger.Error("cluster node: stopped on its own", "err", n.Err())
+	}
+	if err := n.Close(); err != nil {
+		cfg.Logger.Error("cluster node: close", "err", err)
+		return 1
+	}
+	cfg.Logger.Info("cluster node: closed")
+	return 0
+}
+
+// Node is one Raft server with its storage, transport, applier and control
+// API.
+type Node struct {
+	cfg    Config
+	rf     *raft.Raft
+	faults *transport.Faults
+	ctrl   net.Listener
+	srv    *http.Server
+	done   chan struct{} // closed when the server stops, on its own or by Close
+	wg     sync.WaitGroup
+
+	doneOnce  sync.Once
+	closeOnce sync.Once
+	closeErr  error
+
+	mu      sync.Mutex
+	applied []string // applied[i] is the command applied at index i+1
+	errs    []string // what went wrong in applying: gaps, foreign commands
+	cut     map[int]bool
+}
+
+// Start starts a node: it opens its storage in cfg.Dir, its transport on
+// cfg.Peers[cfg.ID] and its control API on cfg.ControlAddr, and starts
+// the Raft server.
+func Start(cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	n := &Node{cfg: cfg, faults: new(transport.Faults), done: make(chan struct{}), cut: make(map[int]bool)}
+	for _, id := range cfg.Cut {
+		n.setCut(id, true)
+	}
+	store, err := storage.Open(cfg.Dir, storage.Options{Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("open storage: %w", err)
+	}
+	tr, err := transport.New(transport.Config{
+		ID:     cfg.ID,
+		Peers:  cfg.Peers,
+		Logger: cfg.Logger,
+		Faults: n.faults,
+	})
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("transport: %w", err)
+	}
+	n.ctrl, err = net.Listen("tcp", cfg.ControlAddr)
+	if err != nil {
+		tr.Close()
+		store.Close()
+		return nil, fmt.Errorf("control API: %w", err)
+	}
+	applyCh := make(chan raft.ApplyMsg)
+	n.rf, err = raft.New(raft.Config{
+		ID:                cfg.ID,
+		Peers:             cfg.Peers,
+		Transport:         raft.TCP(tr),
+		Storage:           store,
+		ApplyCh:           applyCh,
+		ElectionTimeout:   cfg.ElectionTimeout,
+		HeartbeatInterval: cfg.HeartbeatInterval,
+		Logger:            cfg.Logger,
+	})
+	if err != nil {
+		n.ctrl.Close()
+		tr.Close()
+		store.Close()
+		return nil, err
+	}
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); n.applyLoop(applyCh) }()
+	go func() { defer n.wg.Done(); n.watch() }()
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /start", n.handleStart)
+	mux.HandleFunc("GET /state", n.handleState)
+	mux.HandleFunc("POST /faults", n.handleFaults)
+	n.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.srv.Serve(n.ctrl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			cfg.Logger.Error("cluster node: control API", "err", err)
+		}
+	}()
+	return n, nil
+}
+
+// ControlAddr returns the address of the control API.
+func (n *Node) ControlAddr() string { return n.ctrl.Addr().String() }
+
+// Raft returns the node's Raft server.
+func (n *Node) Raft() *raft.Raft { return n.rf }
+
+// Done is closed when the node stops: by Close, or on its own because
+// its Raft server stopped (Err tells why).
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// Err returns why the Raft server stopped on its own, or nil.
+func (n *Node) Err() error { return n.rf.Err() }
+
+// Close stops the control API and the Raft server, which closes the
+// transport and the storage.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n.srv.Shutdown(ctx)
+		n.closeErr = n.rf.Close()
+		n.stopped()
+		n.wg.Wait()
+	})
+	return n.closeErr
+}
+
+func (n *Node) stopped() { n.doneOnce.Do(func() { close(n.done) }) }
+
+// watch notices a Raft server that stopped on its own (it could not save
+// its state).
+func (n *Node) watch() {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-t.C:
+			if n.rf.Err() != nil {
+				n.stopped()
+				return
+			}
+		}
+	}
+}
+
+// applyLoop records every applied command, checking that indexes come in
+// order from 1 without gaps.
+func (n *Node) applyLoop(applyCh chan raft.ApplyMsg) {
+	for {
+		select {
+		case <-n.done:
+			return
+		case m := <-applyCh:
+			if !m.CommandValid {
+				continue
+			}
+			n.mu.Lock()
+			cmd, ok := m.Command.(string)
+			if !ok {
+				n.fault("index %d: command of type %T, want string", m.CommandIndex, m.Command)
+				cmd = fmt.Sprint(m.Command)
+			}
+			if want := len(n.applied) + 1; m.CommandIndex != want {
+				n.fault("applied index %d, want %d (the next after the last applied)", m.CommandIndex, want)
+			} else {
+				n.applied = append(n.applied, cmd)
+			}
+			n.mu.Unlock()
+		}
+	}
+}
+
+// fault records a broken promise of the apply channel; n.mu is held. The
+// first 100 are kept.
+func (n *Node) fault(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if len(n.errs) < 100 {
+		n.errs = append(n.errs, msg)
+	}
+	n.cfg.Logger.Error("cluster node: " + msg)
+}
+
+// The control API's messages.
+type (
+	// StartRequest proposes Cmd (POST /start).
+	StartRequest struct {
+		Cmd string `json:"cmd"`
+	}
+	// StartReply is raft's answer to Start.
+	StartReply struct {
+		Index    int  `json:"index"`
+		Term     int  `json:"term"`
+		IsLeader bool `json:"isLeader"`
+	}
+	// State is a node's state (GET /state?since=N&max=M): Applied holds
+	// the commands applied after index N, at most M of them (default
+	// 5000), and AppliedCount how many it has applied in all.
+	State struct {
+		ID           int       `json:"id"`
+		PID          int       `json:"pid"`
+		Term         int       `json:"term"`
+		IsLeader     bool      `json:"isLeader"`
+		Leader       int       `json:"leader"` // as far as the server knows; -1 for none
+		Commit       int       `json:"commit"`
+		LastLog      int       `json:"lastLog"`
+		AppliedCount int       `json:"appliedCount"`
+		Applied      []Applied `json:"applied"`
+		Cut          []int     `json:"cut"`
+		Errors       []string  `json:"errors,omitempty"` // apply-order violations, a stopped server
+	}
+	// Applied is one applied command.
+	Applied struct {
+		Index int    `json:"index"`
+		Cmd   string `json:"cmd"`
+	}
+	// FaultsRequest changes the links of a node (POST /faults): it cuts,
+	// in both directions, its links to the servers in Cut, heals those to
+	// the servers in Heal, or, with HealAll, all of them. The reply is a
+	// State without Applied.
+	FaultsRequest struct {
+		Cut     []int `json:"cut,omitempty"`
+		Heal    []int `json:"heal,omitempty"`
+		HealAll bool  `json:"healAll,omitempty"`
+	}
+)
+
+func (n *Node) handleStart(w http.ResponseWriter, r *http.Request) {
+	var req StartRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	index, term, isLeader := n.rf.Start(req.Cmd)
+	writeJSON(w, StartReply{Index: index, Term: term, IsLeader: isLeader})
+}
+
+func (n *Node) handleState(w http.ResponseWriter, r *http.Request) {
+	since, max := 0, 5000
+	for _, q := range []struct {
+		name string
+		v    *int
+	}{{"since", &since}, {"max", &max}} {
+		if s := r.URL.Query().Get(q.name); s != "" {
+			v, err := strconv.Atoi(s)
+			if err != nil || v < 0 {
+				http.Error(w, q.name+": want a number >= 0", http.StatusBadRequest)
+				return
+			}
+			*q.v = v
+		}
+	}
+	writeJSON(w, n.state(since, max))
+}
+
+func (n *Node) handleFaults(w http.ResponseWriter, r *http.Request) {
+	var req FaultsRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	for _, id := range append(req.Cut, req.Heal...) {
+		if _, ok := n.cfg.Peers[id]; !ok || id == n.cfg.ID {
+			http.Error(w, fmt.Sprintf("%d is not another server of the cluster", id), http.StatusBadRequest)
+			return
+		}
+	}
+	if req.HealAll {
+		n.healAll()
+	}
+	for _, id := range req.Heal {
+		n.setCut(id, false)
+	}
+	for _, id := range req.Cut {
+		n.setCut(id, true)
+	}
+	writeJSON(w, n.state(0, 0))
+}
+
+func (n *Node) setCut(id int, cut bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	// A cut link is cut both ways, and honoured by both ends: this
+	// server neither sends to id nor accepts what id sends.
+	if cut {
+		n.faults.Cut(n.cfg.ID, id)
+		n.cut[id] = true
+	} else {
+		n.faults.Heal(n.cfg.ID, id)
+		delete(n.cut, id)
+	}
+}
+
+func (n *Node) healAll() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.faults.HealAll()
+	clear(n.cut)
+}
+
+func (n *Node) state(since, max int) State {
+	st := State{ID: n.cfg.ID, PID: os.Getpid(), Leader: -1}
+	st.Term, st.IsLeader = n.rf.GetState()
+	if s, ok := n.rf.Status(); ok {
+		st.Term, st.Leader, st.Commit, st.LastLog = s.Term, s.Leader, s.Commit, s.LastLog
+		st.IsLeader = s.Role == core.Leader
+	}
+	if err := n.rf.Err(); err != nil {
+		st.Errors = append(st.Errors, "raft stopped: "+err.Error())
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st.AppliedCount = len(n.applied)
+	for i := since; i < len(n.applied) && len(st.Applied) < max; i++ {
+		st.Applied = append(st.Applied, Applied{Index: i + 1, Cmd: n.applied[i]})
+	}
+	st.Errors = append(st.Errors, n.errs...)
+	for id := range n.cut {
+		st.Cut = append(st.Cut, id)
+	}
+	slices.Sort(st.Cut)
+	return st
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
+}
+
+func joinInts(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
+}
+
+func splitInts(s string) ([]int, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var xs []int
+	for _, f := range strings.Split(s, ",") {
+		x, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, err
+		}
+		xs = append(xs, x)
+	}
+	return xs, nil
+}
