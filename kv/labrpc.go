@@ -69,7 +69,7 @@ func (c LabConn) Do(ctx context.Context, op Op) (Result, int, error) {
 
 // errorFrom turns a server's error text back into its error value.
 func errorFrom(s string) error {
-	for _, e := range []error{ErrWrongLeader, ErrLeadershipLost, ErrStopped} {
+	for _, e := range []error{ErrWrongLeader, ErrLeadershipLost, ErrStopped, ErrStale} {
 		if s == e.Error() {
 			return e
 		}

@@ -27,7 +27,7 @@ type Op struct {
 	Key      string
 	Value    string // Put and Append
 	ClientID int64  // the client that issued it
-	Seq      int64  // the client's count of its requests; a retry keeps it
+	Seq      int64  // the client's count of its requests, from 1; a retry keeps it; 0: not deduplicated
 }
 
 // Result is the outcome of an applied Op.
@@ -43,7 +43,10 @@ var (
 	// ErrLeadershipLost: the server lost leadership while the request
 	// waited; it may or may not take effect, and a retry is safe.
 	ErrLeadershipLost = errors.New("kv: leadership lost before the request committed")
-	// ErrStopped: the server has stopped.
+	// ErrStale: the client already had a later request applied, so this
+	// one was not executed.
+	ErrStale = errors.New("kv: request older than the client's latest")
+	// ErrStopped: the server has stopped; it did not start the request.
 	ErrStopped = errors.New("kv: server stopped")
 )
 

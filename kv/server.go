@@ -35,8 +35,9 @@ type Server struct {
 
 // applied is an operation that the state machine executed.
 type applied struct {
-	op  Op
-	res Result
+	op    Op
+	res   Result
+	stale bool // not executed: the client had a later request applied
 }
 
 // NewServer returns a server applying what arrives on applyCh to an empty
@@ -73,8 +74,11 @@ func (s *Server) Do(ctx context.Context, op Op) (Result, error) {
 		s.mu.Unlock()
 		return Result{}, ErrStopped
 	}
-	if a, ok := s.last[op.ClientID]; ok && op.Seq == a.op.Seq {
+	if a, ok := s.last[op.ClientID]; ok && op.Seq != 0 && op.Seq <= a.op.Seq {
 		s.mu.Unlock()
+		if op.Seq < a.op.Seq {
+			return Result{}, ErrStale
+		}
 		return a.res, nil // a retry of a request already applied
 	}
 	index, term, isLeader := s.rf.Start(op)
@@ -101,6 +105,9 @@ func (s *Server) Do(ctx context.Context, op Op) (Result, error) {
 		case a := <-ch:
 			if a.op.ClientID != op.ClientID || a.op.Seq != op.Seq {
 				return Result{}, ErrLeadershipLost // another command took the slot
+			}
+			if a.stale {
+				return Result{}, ErrStale
 			}
 			return a.res, nil
 		case <-poll.C:
@@ -146,13 +153,14 @@ func (s *Server) applyLoop(applyCh <-chan raft.ApplyMsg) {
 }
 
 // apply executes op on the store, once per client request: a request the
-// client already had applied gets the result it got then (exactly-once).
+// client already had applied gets the result it got then (exactly-once). A
+// request with Seq 0 is not tracked: it is applied each time it appears.
 func (s *Server) apply(op Op) applied {
-	if a, ok := s.last[op.ClientID]; ok && op.Seq <= a.op.Seq {
+	if a, ok := s.last[op.ClientID]; ok && op.Seq != 0 && op.Seq <= a.op.Seq {
 		if op.Seq == a.op.Seq {
 			return a
 		}
-		return applied{op: op} // older than the client's latest: nobody waits for it
+		return applied{op: op, stale: true} // older than the client's latest
 	}
 	old, found := s.data[op.Key]
 	switch op.Kind {
@@ -164,7 +172,9 @@ func (s *Server) apply(op Op) applied {
 		delete(s.data, op.Key)
 	}
 	a := applied{op: op, res: Result{Value: old, Found: found}}
-	s.last[op.ClientID] = a
+	if op.Seq != 0 {
+		s.last[op.ClientID] = a
+	}
 	return a
 }
 

@@ -1,0 +1,349 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/raftkit/raft/kv"
+)
+
+// child is one replica process of the local cluster.
+type child struct {
+	id       int
+	httpAddr string
+	raftAddr string
+	dir      string
+	cmd      *exec.Cmd
+	exited   chan struct{} // closed once cmd.Wait returned
+	err      error         // cmd.Wait's
+	output   sync.WaitGroup
+
+	reportedExit bool
+}
+
+// exitText describes how a process ended.
+func exitText(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+// runLocal starts a local cluster and runs it until SIGINT or SIGTERM.
+func runLocal(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("", stderr)
+	n := fs.Int("n", 3, "")
+	baseHTTP := fs.String("base-http", "127.0.0.1:8001", "")
+	baseRaft := fs.String("base-raft", "127.0.0.1:9001", "")
+	data := fs.String("data", "raftkv-data", "")
+	logLevel := fs.String("log-level", "warn", "")
+	election := fs.Duration("election-timeout", 0, "")
+	heartbeat := fs.Duration("heartbeat", 0, "")
+	pos, code, ok := parseFlags(fs, args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "raftkv: "+format+"\nRun 'raftkv -h' for usage.\n", a...)
+		return exitUsage
+	}
+	switch {
+	case len(pos) > 0:
+		return fail("unexpected arguments %q (a command goes first: raftkv put KEY VALUE)", pos)
+	case *n < 1 || *n > 99:
+		return fail("-n %d: want 1 to 99 replicas", *n)
+	}
+	httpAddrs, err := addrRange(*baseHTTP, *n)
+	if err != nil {
+		return fail("-base-http: %v", err)
+	}
+	raftAddrs, err := addrRange(*baseRaft, *n)
+	if err != nil {
+		return fail("-base-raft: %v", err)
+	}
+	dataDir, err := filepath.Abs(*data)
+	if err != nil {
+		return fail("-data: %v", err)
+	}
+
+	// Every port must be free: find out before starting anything.
+	for i := 1; i <= *n; i++ {
+		for _, a := range []struct{ what, addr string }{{"HTTP", httpAddrs[i]}, {"Raft", raftAddrs[i]}} {
+			ln, err := net.Listen("tcp", a.addr)
+			if err != nil {
+				if errors.Is(err, syscall.EADDRINUSE) {
+					fmt.Fprintf(stderr, "raftkv: port %s (%s of replica %d) is already in use: is a cluster already running? Choose other ports with -base-http and -base-raft.\n", port(a.addr), a.what, i)
+				} else {
+					fmt.Fprintf(stderr, "raftkv: cannot listen on %s (%s of replica %d): %v\n", a.addr, a.what, i, err)
+				}
+				return exitError
+			}
+			ln.Close()
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "raftkv: cannot find my own executable to start the replicas: %v\n", err)
+		return exitError
+	}
+
+	// SIGINT (Ctrl-C) and SIGTERM stop the cluster. The replicas run in
+	// process groups of their own, so the terminal's Ctrl-C reaches only
+	// the launcher, which stops them in order.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	fmt.Fprintf(stdout, "raftkv: starting %d replicas; data in %s\n", *n, dataDir)
+	var out sync.Mutex // one line at a time on stderr
+	children := make([]*child, 0, *n)
+	for i := 1; i <= *n; i++ {
+		c := &child{id: i, httpAddr: httpAddrs[i], raftAddr: raftAddrs[i], dir: filepath.Join(dataDir, strconv.Itoa(i)), exited: make(chan struct{})}
+		args := []string{"serve",
+			"-id", strconv.Itoa(i),
+			"-peers", idMap(raftAddrs),
+			"-http", c.httpAddr,
+			"-http-peers", idMap(httpAddrs),
+			"-data", c.dir,
+			"-log-level", *logLevel,
+		}
+		if *election > 0 {
+			args = append(args, "-election-timeout", election.String())
+		}
+		if *heartbeat > 0 {
+			args = append(args, "-heartbeat", heartbeat.String())
+		}
+		c.cmd = exec.Command(exe, args...)
+		c.cmd.SysProcAttr = childProcAttr()
+		if err := c.start(&out, stderr); err != nil {
+			fmt.Fprintf(stderr, "raftkv: cannot start replica %d: %v\n", i, err)
+			stopAll(children, stdout, stderr)
+			return exitError
+		}
+		children = append(children, c)
+		fmt.Fprintf(stdout, "  replica %d: HTTP http://%s  Raft %s  data %s  (pid %d)\n", i, c.httpAddr, c.raftAddr, c.dir, c.cmd.Process.Pid)
+	}
+	fmt.Fprintf(stdout, "raftkv: waiting for a leader...\n")
+
+	leader, term := -1, 0
+	elected := false
+	poll := time.NewTicker(200 * time.Millisecond)
+	defer poll.Stop()
+	client := &http.Client{Timeout: time.Second}
+	for {
+		select {
+		case sig := <-sigs:
+			fmt.Fprintf(stdout, "raftkv: %v: stopping the replicas...\n", sig)
+			go func() {
+				// A second signal: no more waiting.
+				<-sigs
+				for _, c := range children {
+					c.cmd.Process.Kill()
+				}
+			}()
+			if stopAll(children, stdout, stderr) {
+				fmt.Fprintf(stdout, "raftkv: all replicas stopped\n")
+				return exitOK
+			}
+			return exitError
+		case <-poll.C:
+		}
+		alive := 0
+		for _, c := range children {
+			select {
+			case <-c.exited:
+				if !c.reportedExit {
+					c.reportedExit = true
+					fmt.Fprintf(stdout, "raftkv: replica %d exited: %s\n", c.id, exitText(c.err))
+					if !elected {
+						fmt.Fprintf(stderr, "raftkv: replica %d failed to start (its messages are above); stopping the others\n", c.id)
+						stopAll(children, stdout, stderr)
+						return exitError
+					}
+				}
+			default:
+				alive++
+			}
+		}
+		if alive == 0 {
+			fmt.Fprintf(stderr, "raftkv: every replica has exited\n")
+			return exitError
+		}
+		if id, t, ok := findLeader(client, children); ok && (id != leader || t != term) {
+			if !elected || id != leader {
+				c := children[id-1]
+				verb := "is the leader"
+				if elected {
+					verb = "is the leader now"
+				}
+				fmt.Fprintf(stdout, "raftkv: replica %d %s (term %d): HTTP http://%s\n", id, verb, t, c.httpAddr)
+			}
+			if !elected {
+				printHints(stdout, exe, httpAddrs)
+			}
+			elected, leader, term = true, id, t
+		}
+	}
+}
+
+// printHints shows how to talk to the new cluster.
+func printHints(stdout io.Writer, exe string, httpAddrs map[int]string) {
+	name := "raftkv"
+	if strings.Contains(exe, "go-build") { // go run
+		name = "go run ./cmd/raftkv"
+	}
+	addr := ""
+	if httpAddrs[1] != "127.0.0.1:8001" {
+		addr = " -addr " + "http://" + httpAddrs[1]
+		for i := 2; i <= len(httpAddrs); i++ {
+			addr += ",http://" + httpAddrs[i]
+		}
+	}
+	fmt.Fprintf(stdout, "raftkv: ready; Ctrl-C stops the cluster. Try, from another terminal:\n")
+	fmt.Fprintf(stdout, "  %s put%s hello world\n", name, addr)
+	fmt.Fprintf(stdout, "  %s get%s hello\n", name, addr)
+	fmt.Fprintf(stdout, "  %s status%s\n", name, addr)
+	fmt.Fprintf(stdout, "  curl -X PUT http://%s/kv/hello -d '{\"value\": \"world\"}'\n", httpAddrs[1])
+}
+
+// start starts the process with its output, line by line and prefixed
+// with the replica, on stderr.
+func (c *child) start(out *sync.Mutex, stderr io.Writer) error {
+	ro, wo, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	c.cmd.Stdout, c.cmd.Stderr = wo, wo
+	if err := c.cmd.Start(); err != nil {
+		ro.Close()
+		wo.Close()
+		return err
+	}
+	wo.Close()
+	c.output.Add(1)
+	go func() {
+		defer c.output.Done()
+		defer ro.Close()
+		sc := bufio.NewScanner(ro)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			out.Lock()
+			fmt.Fprintf(stderr, "[replica %d] %s\n", c.id, sc.Text())
+			out.Unlock()
+		}
+	}()
+	go func() {
+		c.err = c.cmd.Wait()
+		c.output.Wait()
+		close(c.exited)
+	}()
+	return nil
+}
+
+// stopAll sends SIGTERM to every replica still running and waits for them
+// (killing those that take over 10 s); it reports whether all those
+// exited cleanly. Replicas that had exited before are not waited for.
+func stopAll(children []*child, stdout, stderr io.Writer) bool {
+	var running []*child
+	for _, c := range children {
+		select {
+		case <-c.exited:
+			continue
+		default:
+		}
+		running = append(running, c)
+		c.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	clean := true
+	for _, c := range running {
+		select {
+		case <-c.exited:
+		case <-time.After(10 * time.Second):
+			fmt.Fprintf(stderr, "raftkv: replica %d did not stop within 10s; killing it\n", c.id)
+			c.cmd.Process.Kill()
+			<-c.exited
+		}
+		if c.err != nil {
+			clean = false
+			fmt.Fprintf(stderr, "raftkv: replica %d: %s\n", c.id, exitText(c.err))
+		}
+	}
+	return clean
+}
+
+// findLeader asks the replicas who leads; a leader that says so itself
+// counts.
+func findLeader(client *http.Client, children []*child) (id, term int, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for _, c := range children {
+		select {
+		case <-c.exited:
+			continue
+		default:
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.httpAddr+"/status", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			continue
+		}
+		var st kv.StatusReply
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err == nil && st.Role == "leader" && st.ID >= 1 && st.ID <= len(children) {
+			if st.Term > term {
+				id, term, ok = st.ID, st.Term, true
+			}
+		}
+	}
+	return id, term, ok
+}
+
+// addrRange returns n addresses from base ("host:port", or a port for
+// 127.0.0.1) on consecutive ports, keyed 1 to n.
+func addrRange(base string, n int) (map[int]string, error) {
+	host, p, err := net.SplitHostPort(base)
+	if err != nil {
+		host, p = "127.0.0.1", base
+	}
+	first, err := strconv.Atoi(p)
+	if err != nil || first < 1 || first+n-1 > 65535 {
+		return nil, fmt.Errorf("%q: want host:port or a port, with room for %d ports", base, n)
+	}
+	m := make(map[int]string, n)
+	for i := 1; i <= n; i++ {
+		m[i] = net.JoinHostPort(host, strconv.Itoa(first+i-1))
+	}
+	return m, nil
+}
+
+func port(addr string) string {
+	if _, p, err := net.SplitHostPort(addr); err == nil {
+		return p
+	}
+	return addr
+}
+
+// idMap formats addresses as serve's lists: 1=a,2=b.
+func idMap(m map[int]string) string {
+	parts := make([]string, 0, len(m))
+	for _, id := range sortedIDs(m) {
+		parts = append(parts, fmt.Sprintf("%d=%s", id, m[id]))
+	}
+	return strings.Join(parts, ",")
+}

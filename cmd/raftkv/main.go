@@ -1,0 +1,171 @@
+// Command raftkv runs the replicated key/value store of package kv over
+// real networking and storage, and talks to it.
+//
+//	raftkv                 start a local cluster of 3 replicas, as processes
+//	raftkv serve ...       run one replica
+//	raftkv put|get|append|del|status ...   client commands
+//
+// Run "raftkv -h" for the details.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Exit statuses.
+const (
+	exitOK     = 0
+	exitError  = 1 // start-up failure; get of a missing key; status without a leader
+	exitUsage  = 2
+	exitFailed = 3 // a client request failed
+)
+
+const usage = `raftkv: a replicated key/value store on Raft, with an HTTP+JSON API.
+
+Usage:
+  raftkv [flags]                    start a local cluster: 3 replicas as processes on 127.0.0.1
+  raftkv serve -id N -peers LIST -http-peers LIST [flags]
+                                    run one replica
+  raftkv put KEY VALUE              set KEY to VALUE
+  raftkv get KEY                    print KEY's value (exit status 1 if KEY is missing)
+  raftkv append KEY VALUE           append VALUE to KEY's value and print the new value
+  raftkv del KEY                    delete KEY
+  raftkv status                     show the leader, each replica's term, role, commit
+                                    and applied index, and the leader's match indexes
+  raftkv -h                         this help
+
+Local cluster (raftkv with no command):
+  -n N              number of replicas (default 3)
+  -base-http ADDR   HTTP address of replica 1; replica i uses port+i-1 (default 127.0.0.1:8001)
+  -base-raft ADDR   Raft address of replica 1; replica i uses port+i-1 (default 127.0.0.1:9001)
+  -data DIR         replica i keeps its log in DIR/i (default ./raftkv-data)
+  -log-level LEVEL  the replicas' log level: debug, info, warn or error (default warn)
+  -election-timeout D, -heartbeat D   the replicas' Raft timing (see serve)
+  With the defaults, replicas 1, 2, 3 serve HTTP on 127.0.0.1:8001, 8002, 8003 and
+  Raft on 127.0.0.1:9001, 9002, 9003. The launcher prints where each listens and
+  which one leads; Ctrl-C stops them all. Restarting with the same -data resumes
+  where they stopped.
+
+serve flags:
+  -id N                 this replica's ID (required)
+  -peers LIST           every replica's Raft address, this one's included (required):
+                        1=127.0.0.1:9001,2=127.0.0.1:9002,3=127.0.0.1:9003
+  -http ADDR            where the HTTP API listens (default: this replica's entry in -http-peers)
+  -http-peers LIST      every replica's HTTP address, for forwarding requests to the
+                        leader: 1=127.0.0.1:8001,2=127.0.0.1:8002,3=127.0.0.1:8003
+  -data DIR             the replica's data directory (default ./raftkv-data/N)
+  -election-timeout D   base election timeout (default 300ms)
+  -heartbeat D          leader heartbeat interval (default 100ms)
+  -max-value-bytes N    largest value accepted (default 1048576)
+  -log-level LEVEL      debug, info, warn or error (default info)
+  SIGTERM or SIGINT shuts the replica down cleanly (exit status 0).
+
+Client flags (put, get, append, del, status; before or after the arguments):
+  -addr URLS      replicas to ask, comma-separated, tried in turn (default
+                  http://127.0.0.1:8001, falling back on :8002 and :8003)
+  -timeout D      give up after D (default 10s)
+  A value that starts with "-" goes after "--": raftkv put k -- -1
+
+HTTP API (any replica; a follower forwards to the leader):
+  GET    /kv/KEY                           200 {"key","value"}; 404 if missing
+  PUT    /kv/KEY         {"value":"..."}   200 {"key","value","previous","found"}
+  POST   /kv/KEY/append  {"value":"..."}   200 {"key","value","previous","found"}
+  DELETE /kv/KEY                           200 {"key","found"}
+  GET    /status                           term, role, leader, commit, applied, match...
+  Optional exactly-once identity: headers X-Client-ID and X-Seq (or JSON
+  "clientId", "seq"). Errors are {"error": "..."}: 400 bad request, 404, 405,
+  413 value or body too large, 503 no leader (Retry-After) or outcome unknown.
+
+Exit status: 0 success; 1 get of a missing key, status with no leader, or a
+replica or cluster that failed to start; 2 usage error; 3 request failed.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") && !isHelp(args[0]) {
+		return runLocal(args, stdout, stderr)
+	}
+	switch cmd := args[0]; cmd {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "serve":
+		return runServe(args[1:], stdout, stderr)
+	case "put", "get", "append", "del", "delete", "status":
+		return runClient(cmd, args[1:], stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "raftkv: unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+}
+
+func isHelp(a string) bool {
+	return a == "-h" || a == "-help" || a == "--help"
+}
+
+// newFlagSet returns a flag set that reports errors briefly, pointing at
+// the usage, instead of printing its own defaults (some flags are for
+// tests only).
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseFlags parses args, flags and positional arguments mixed, up to a
+// "--" after which everything is positional. It prints errors and the
+// usage itself; ok is false if it did, and help whether -h was asked for.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (pos []string, code int, ok bool) {
+	var rest []string
+	for i, a := range args {
+		if a == "--" {
+			args, rest = args[:i], args[i+1:]
+			break
+		}
+	}
+	for {
+		if err := fs.Parse(args); err != nil {
+			if err == flag.ErrHelp {
+				fmt.Fprint(stdout, usage)
+				return nil, exitOK, false
+			}
+			fmt.Fprintf(stderr, "raftkv %s: %v\nRun 'raftkv -h' for usage.\n", fs.Name(), err)
+			return nil, exitUsage, false
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return append(pos, rest...), 0, true
+}
+
+// parseIDList parses "1=host:port,2=host:port".
+func parseIDList(s string) (map[int]string, error) {
+	m := make(map[int]string)
+	if strings.TrimSpace(s) == "" {
+		return m, nil
+	}
+	for _, p := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(p), "=")
+		n, err := strconv.Atoi(id)
+		if !ok || err != nil || addr == "" {
+			return nil, fmt.Errorf("bad entry %q: want ID=host:port", p)
+		}
+		if _, dup := m[n]; dup {
+			return nil, fmt.Errorf("replica %d listed twice", n)
+		}
+		m[n] = addr
+	}
+	return m, nil
+}

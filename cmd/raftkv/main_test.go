@@ -1,0 +1,844 @@
+package main
+
+// Tests of the raftkv program: they build it, run clusters of it as
+// separate processes on free ports, and talk to them over HTTP and through
+// the client commands.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/raftkit/raft/kv"
+	"github.com/raftkit/raft/storage"
+)
+
+var (
+	binDir   string
+	binOnce  sync.Once
+	binPath  string
+	binError error
+)
+
+func TestMain(m *testing.M) {
+	var err error
+	binDir, err = os.MkdirTemp("", "raftkv-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// The race detector makes a program that exits with status 0 sleep a
+	// second first; not the ones these tests start, by the dozen.
+	os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	code := m.Run()
+	os.RemoveAll(binDir)
+	os.Exit(code)
+}
+
+// raftkvBinary builds raftkv once per test run (with -race if the tests run
+// with it) and returns its path.
+func raftkvBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		gotool, err := exec.LookPath("go")
+		if err != nil {
+			gotool = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+		}
+		binPath = filepath.Join(binDir, "raftkv")
+		args := []string{"build", "-o", binPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command(gotool, append(args, ".")...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			binError = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binError != nil {
+		t.Fatal(binError)
+	}
+	return binPath
+}
+
+// syncBuffer collects a process's output.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// freePorts returns n ports that were free a moment ago.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var lns []net.Listener
+	var ports []int
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return ports
+}
+
+// freeRange returns the first of n consecutive ports that are free.
+func freeRange(t *testing.T, n int) int {
+	t.Helper()
+	for try := 0; try < 100; try++ {
+		base := 10000 + rand.IntN(20000) // below the ephemeral ports
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				continue
+			}
+			ln.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no range of free ports found")
+	return 0
+}
+
+// runCmd runs raftkv with args and returns its exit status and output.
+func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(raftkvBinary(t), args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("raftkv %q: %v", args, err)
+	}
+	if strings.Contains(e.String(), "goroutine ") || strings.Contains(e.String(), "panic:") || strings.Contains(e.String(), "DATA RACE") {
+		t.Errorf("raftkv %q crashed:\n%s", args, e.String())
+	}
+	return code, o.String(), e.String()
+}
+
+// ---- A cluster of serve processes ----
+
+// replicaProc is one "raftkv serve" process, restartable.
+type replicaProc struct {
+	id   int
+	args []string
+	out  *syncBuffer // the output of every incarnation
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+type procCluster struct {
+	t        *testing.T
+	replicas map[int]*replicaProc
+	urls     map[int]string // HTTP base URLs
+}
+
+func startProcCluster(t *testing.T, n int, extra ...string) *procCluster {
+	t.Helper()
+	ports := freePorts(t, 2*n)
+	raftPeers, httpPeers := map[int]string{}, map[int]string{}
+	c := &procCluster{t: t, replicas: map[int]*replicaProc{}, urls: map[int]string{}}
+	for i := 1; i <= n; i++ {
+		raftPeers[i] = fmt.Sprintf("127.0.0.1:%d", ports[i-1])
+		httpPeers[i] = fmt.Sprintf("127.0.0.1:%d", ports[n+i-1])
+		c.urls[i] = "http://" + httpPeers[i]
+	}
+	dir := t.TempDir()
+	for i := 1; i <= n; i++ {
+		r := &replicaProc{id: i, out: &syncBuffer{}, args: append([]string{"serve",
+			"-id", strconv.Itoa(i),
+			"-peers", idMap(raftPeers),
+			"-http-peers", idMap(httpPeers),
+			"-data", filepath.Join(dir, strconv.Itoa(i)),
+		}, extra...)}
+		c.replicas[i] = r
+		r.start(t)
+	}
+	t.Cleanup(func() {
+		for _, r := range c.replicas {
+			r.kill()
+		}
+		for _, r := range c.replicas {
+			if s := r.out.String(); strings.Contains(s, "DATA RACE") || strings.Contains(s, "panic:") {
+				t.Errorf("replica %d:\n%s", r.id, s)
+			}
+		}
+		if t.Failed() {
+			for _, r := range c.replicas {
+				t.Logf("output of replica %d (last 4 KiB):\n%s", r.id, tail(r.out.String(), 4096))
+			}
+		}
+	})
+	return c
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+func (r *replicaProc) start(t *testing.T) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cmd := exec.Command(raftkvBinary(t), r.args...)
+	cmd.Stdout, cmd.Stderr = r.out, r.out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start replica %d: %v", r.id, err)
+	}
+	done := make(chan struct{})
+	r.cmd, r.done = cmd, done
+	go func() {
+		err := cmd.Wait()
+		r.mu.Lock()
+		r.err = err
+		r.mu.Unlock()
+		close(done)
+	}()
+}
+
+func (r *replicaProc) running() bool {
+	r.mu.Lock()
+	done := r.done
+	r.mu.Unlock()
+	select {
+	case <-done:
+		return false
+	default:
+		return true
+	}
+}
+
+// kill kills the process with SIGKILL and waits for it.
+func (r *replicaProc) kill() {
+	r.mu.Lock()
+	cmd, done := r.cmd, r.done
+	r.mu.Unlock()
+	cmd.Process.Kill()
+	<-done
+}
+
+// stop stops the process with SIGTERM and returns its exit error.
+func (r *replicaProc) stop(timeout time.Duration) error {
+	r.mu.Lock()
+	cmd, done := r.cmd, r.done
+	r.mu.Unlock()
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("replica %d did not stop within %v of SIGTERM", r.id, timeout)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+var httpClient = &http.Client{Timeout: 3 * time.Second}
+
+func getJSON(u string, v any) error {
+	resp, err := httpClient.Get(u)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// leader returns the replica that says it leads (in the highest term), or
+// 0.
+func (c *procCluster) leader() int {
+	best, term := 0, -1
+	for id, u := range c.urls {
+		var st kv.StatusReply
+		if getJSON(u+"/status", &st) == nil && st.Role == "leader" && st.Term > term {
+			best, term = id, st.Term
+		}
+	}
+	return best
+}
+
+func (c *procCluster) waitLeader(timeout time.Duration) int {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if l := c.leader(); l != 0 {
+			return l
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.t.Fatalf("no leader within %v", timeout)
+	return 0
+}
+
+// faults posts a request to replica id's /debug/faults.
+func (c *procCluster) faults(id int, req string) error {
+	resp, err := httpClient.Post(c.urls[id]+"/debug/faults", "application/json", strings.NewReader(req))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("faults %s at %d: %s %s", req, id, resp.Status, b)
+	}
+	return nil
+}
+
+// ---- Linearizability ----
+
+type linInput struct {
+	Kind  kv.Kind
+	Key   string
+	Value string
+}
+
+// linOutput is what an operation found: Get the value, the others the
+// value before them. Unknown: the client never learned the outcome.
+type linOutput struct {
+	Value   string
+	Found   bool
+	Unknown bool
+}
+
+type linState struct {
+	Value string
+	Found bool
+}
+
+var linModel = porcupine.Model{
+	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
+		byKey := map[string][]porcupine.Operation{}
+		for _, op := range history {
+			k := op.Input.(linInput).Key
+			byKey[k] = append(byKey[k], op)
+		}
+		keys := make([]string, 0, len(byKey))
+		for k := range byKey {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var parts [][]porcupine.Operation
+		for _, k := range keys {
+			parts = append(parts, byKey[k])
+		}
+		return parts
+	},
+	Init: func() interface{} { return linState{} },
+	Step: func(state, input, output interface{}) (bool, interface{}) {
+		st, in, out := state.(linState), input.(linInput), output.(linOutput)
+		next := st
+		switch in.Kind {
+		case kv.Put:
+			next = linState{Value: in.Value, Found: true}
+		case kv.Append:
+			next = linState{Value: st.Value + in.Value, Found: true}
+		case kv.Delete:
+			next = linState{}
+		}
+		if out.Unknown {
+			return true, next
+		}
+		return out.Value == st.Value && out.Found == st.Found, next
+	},
+	Equal: func(a, b interface{}) bool { return a.(linState) == b.(linState) },
+	Hash: func(state interface{}) uint64 {
+		st := state.(linState)
+		h := fnv.New64a()
+		h.Write([]byte(st.Value))
+		if st.Found {
+			h.Write([]byte{1})
+		}
+		return h.Sum64()
+	},
+	DescribeOperation: func(input, output interface{}) string {
+		in, out := input.(linInput), output.(linOutput)
+		res := "absent"
+		switch {
+		case out.Unknown:
+			res = "unknown"
+		case out.Found:
+			res = fmt.Sprintf("%q", shortVal(out.Value))
+		}
+		if in.Kind == kv.Get || in.Kind == kv.Delete {
+			return fmt.Sprintf("%s(%s) -> %s", in.Kind, in.Key, res)
+		}
+		return fmt.Sprintf("%s(%s, %q) -> %s", in.Kind, in.Key, in.Value, res)
+	},
+	DescribeState: func(state interface{}) string {
+		st := state.(linState)
+		if !st.Found {
+			return "absent"
+		}
+		return fmt.Sprintf("%q", shortVal(st.Value))
+	},
+}
+
+func shortVal(s string) string {
+	if len(s) > 40 {
+		return "…" + s[len(s)-39:]
+	}
+	return s
+}
+
+type linHistory struct {
+	start time.Time
+	mu    sync.Mutex
+	ops   []porcupine.Operation
+	// counts by outcome
+	ok, unknown, notDone int
+}
+
+func (h *linHistory) now() int64 { return int64(time.Since(h.start)) }
+
+func (h *linHistory) add(op porcupine.Operation) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ops = append(h.ops, op)
+}
+
+// TestLinearizableUnderFaults runs a 3-process cluster while clients
+// (kv.Clerk over HTTPConn) run operations and a nemesis kills (-9),
+// restarts and partitions replicas, then checks the history with
+// porcupine.
+func TestLinearizableUnderFaults(t *testing.T) {
+	run := 12 * time.Second
+	if testing.Short() {
+		run = 5 * time.Second
+	}
+	c := startProcCluster(t, 3, "-faults-api", "-log-level", "warn")
+	c.waitLeader(20 * time.Second)
+	urls := []string{c.urls[1], c.urls[2], c.urls[3]}
+
+	h := &linHistory{start: time.Now()}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	const clients = 4
+	keys := []string{"a", "b", "c"}
+	for ci := 0; ci < clients; ci++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(ci), 7))
+			// Each client starts at another replica, and sticks with it
+			// while it answers (followers forward).
+			mine := append(append([]string(nil), urls[ci%3:]...), urls[:ci%3]...)
+			ck := kv.NewClerk(kv.HTTPConns(nil, mine...))
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				in := linInput{Key: keys[rng.IntN(len(keys))]}
+				switch r := rng.IntN(20); {
+				case r < 8:
+					in.Kind = kv.Get
+				case r < 16:
+					in.Kind, in.Value = kv.Append, fmt.Sprintf("%d.%d;", ci, n)
+				case r < 19:
+					in.Kind, in.Value = kv.Put, fmt.Sprintf("%d.%d;", ci, n)
+				default:
+					in.Kind = kv.Delete
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				call := h.now()
+				res, err := ck.Do(ctx, kv.Op{Kind: in.Kind, Key: in.Key, Value: in.Value})
+				ret := h.now()
+				cancel()
+				op := porcupine.Operation{ClientId: ci, Input: in, Call: call, Return: ret, Output: linOutput{Value: res.Value, Found: res.Found}}
+				h.mu.Lock()
+				switch {
+				case err == nil:
+					h.ok++
+				case errors.Is(err, kv.ErrNotDone):
+					h.notDone++ // certainly no effect: not part of the history
+					h.mu.Unlock()
+					continue
+				default:
+					h.unknown++
+					op.Output, op.Return = linOutput{Unknown: true}, math.MaxInt64
+				}
+				h.mu.Unlock()
+				h.add(op)
+			}
+		}()
+	}
+
+	// The nemesis: one fault at a time.
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	var events []string
+	logf := func(format string, a ...any) {
+		events = append(events, fmt.Sprintf("%6.2fs ", time.Since(h.start).Seconds())+fmt.Sprintf(format, a...))
+	}
+	sleep := func(lo, hi time.Duration) { time.Sleep(lo + rand.N(hi-lo)) }
+	deadline := time.Now().Add(run)
+	var order []int // the faults in a shuffled order, each once per round
+	for time.Now().Before(deadline) {
+		if len(order) == 0 {
+			order = rng.Perm(4)
+		}
+		action := order[0]
+		order = order[1:]
+		sleep(300*time.Millisecond, 800*time.Millisecond)
+		victim := 1 + rng.IntN(3)
+		if l := c.leader(); l != 0 && rng.IntN(2) == 0 {
+			victim = l // the leader half the time
+		}
+		switch action {
+		case 0:
+			logf("kill -9 replica %d", victim)
+			c.replicas[victim].kill()
+			sleep(300*time.Millisecond, 1200*time.Millisecond)
+			logf("restart replica %d", victim)
+			c.replicas[victim].start(t)
+		case 1:
+			logf("isolate replica %d", victim)
+			if err := c.faults(victim, `{"isolate":true}`); err != nil {
+				logf("  %v", err)
+			}
+			sleep(500*time.Millisecond, 1500*time.Millisecond)
+			logf("rejoin replica %d", victim)
+			if err := c.faults(victim, `{"rejoin":true}`); err != nil {
+				logf("  %v", err)
+			}
+		case 2:
+			other := victim%3 + 1
+			logf("cut %d-%d", victim, other)
+			if err := c.faults(victim, fmt.Sprintf(`{"cut":[%d]}`, other)); err != nil {
+				logf("  %v", err)
+			}
+			sleep(500*time.Millisecond, 1500*time.Millisecond)
+			logf("heal %d-%d", victim, other)
+			if err := c.faults(victim, fmt.Sprintf(`{"heal":[%d]}`, other)); err != nil {
+				logf("  %v", err)
+			}
+		case 3:
+			// No majority for a while: requests the leader took then
+			// may end with an unknown outcome.
+			other := victim%3 + 1
+			logf("isolate replicas %d and %d", victim, other)
+			for _, id := range []int{victim, other} {
+				if err := c.faults(id, `{"isolate":true}`); err != nil {
+					logf("  %v", err)
+				}
+			}
+			sleep(1000*time.Millisecond, 3000*time.Millisecond)
+			logf("rejoin replicas %d and %d", victim, other)
+			for _, id := range []int{victim, other} {
+				if err := c.faults(id, `{"rejoin":true}`); err != nil {
+					logf("  %v", err)
+				}
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("nemesis:\n%s", strings.Join(events, "\n"))
+	t.Logf("%d operations: %d ok, %d unknown outcome, %d not done", h.ok+h.unknown+h.notDone, h.ok, h.unknown, h.notDone)
+	if h.ok < 20 {
+		t.Errorf("only %d operations succeeded in %v", h.ok, run)
+	}
+
+	// Every replica is up and healed, and stops cleanly on SIGTERM.
+	for id, r := range c.replicas {
+		if !r.running() {
+			t.Errorf("replica %d is not running at the end", id)
+		}
+	}
+	checkLinearizable(t, h.ops)
+	for id, r := range c.replicas {
+		if err := r.stop(10 * time.Second); err != nil {
+			t.Errorf("replica %d on SIGTERM: %v; want exit status 0", id, err)
+		}
+	}
+}
+
+func checkLinearizable(t *testing.T, ops []porcupine.Operation) {
+	t.Helper()
+	start := time.Now()
+	res, info := porcupine.CheckOperationsVerbose(linModel, ops, 30*time.Second)
+	t.Logf("porcupine: %d operations: %s in %v", len(ops), res, time.Since(start).Round(time.Millisecond))
+	switch res {
+	case porcupine.Ok:
+	case porcupine.Illegal:
+		f, err := os.CreateTemp("", "raftkv-linearizability-*.html")
+		if err == nil {
+			f.Close()
+			err = porcupine.VisualizePath(linModel, info, f.Name())
+		}
+		if err != nil {
+			t.Fatalf("history is not linearizable (and writing the visualization failed: %v)", err)
+		}
+		t.Fatalf("history is not linearizable; visualization: %s", f.Name())
+	default:
+		t.Fatalf("porcupine gave up (%s) after 30s", res)
+	}
+}
+
+// ---- The launcher and the client commands ----
+
+func TestLauncherAndClientCommands(t *testing.T) {
+	bin := raftkvBinary(t)
+	httpBase, raftBase := freeRange(t, 3), 0
+	for raftBase == 0 || raftBase < httpBase+3 && raftBase+3 > httpBase {
+		raftBase = freeRange(t, 3)
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	args := []string{"-n", "3", "-base-http", fmt.Sprintf("127.0.0.1:%d", httpBase), "-base-raft", strconv.Itoa(raftBase), "-data", data}
+	l := startLauncher(t, bin, args)
+	out := l.waitFor(t, regexp.MustCompile(`replica (\d) is the leader \(term \d+\)`), 30*time.Second)
+	pids := map[int]int{}
+	for i := 1; i <= 3; i++ {
+		re := regexp.MustCompile(fmt.Sprintf(`replica %d: HTTP http://127\.0\.0\.1:%d  Raft 127\.0\.0\.1:%d  data %s  \(pid (\d+)\)`,
+			i, httpBase+i-1, raftBase+i-1, regexp.QuoteMeta(filepath.Join(data, strconv.Itoa(i)))))
+		m := re.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("the launcher's output does not say where replica %d listens:\n%s", i, out)
+		}
+		pids[i], _ = strconv.Atoi(m[1])
+	}
+
+	addr := func(i int) string { return fmt.Sprintf("http://127.0.0.1:%d", httpBase+i-1) }
+	dead := fmt.Sprintf("http://127.0.0.1:%d", freePorts(t, 1)[0])
+	cases := []struct {
+		args       []string
+		code       int
+		out, inErr string
+	}{
+		{[]string{"put", "-addr", addr(2), "greeting", "hello"}, 0, "OK\n", ""},
+		{[]string{"get", "greeting", "-addr", addr(3)}, 0, "hello\n", ""},
+		{[]string{"append", "-addr", addr(1), "greeting", ", world"}, 0, "hello, world\n", ""},
+		{[]string{"get", "-addr", dead + "," + addr(1), "greeting"}, 0, "hello, world\n", ""},
+		{[]string{"put", "-addr", addr(1), "neg", "--", "-5"}, 0, "OK\n", ""},
+		{[]string{"get", "-addr", addr(2), "neg"}, 0, "-5\n", ""},
+		{[]string{"get", "-addr", addr(1), "missing"}, 1, "", `key "missing" not found`},
+		{[]string{"del", "-addr", addr(1), "greeting"}, 0, "deleted \"greeting\"\n", ""},
+		{[]string{"del", "-addr", addr(1), "greeting"}, 0, "\"greeting\" was not there; nothing deleted\n", ""},
+		{[]string{"get", "-addr", addr(3), "greeting"}, 1, "", "not found"},
+		{[]string{"put", "-addr", addr(1), "onlykey"}, 2, "", "want 2 arguments"},
+		{[]string{"get", "-addr", addr(1), ""}, 2, "", "empty"},
+		{[]string{"get", "-bogus", "k"}, 2, "", "flag provided but not defined"},
+		{[]string{"get", "-addr", dead, "-timeout", "2s", "k"}, 3, "", "no replica reachable"},
+		{[]string{"status", "-addr", dead}, 3, "", "no replica reachable"},
+		{[]string{"frobnicate"}, 2, "", "unknown command"},
+	}
+	for _, tc := range cases {
+		code, stdout, stderr := runCmd(t, tc.args...)
+		if code != tc.code || (tc.out != "" && stdout != tc.out) || !strings.Contains(stderr, tc.inErr) {
+			t.Errorf("raftkv %q: exit %d, stdout %q, stderr %q; want exit %d, stdout %q, stderr with %q",
+				tc.args, code, stdout, stderr, tc.code, tc.out, tc.inErr)
+		}
+	}
+	code, stdout, stderr := runCmd(t, "status", "-addr", addr(2))
+	if code != 0 || !strings.Contains(stdout, "leader: replica ") || !strings.Contains(stdout, "REPLICA") ||
+		strings.Count(stdout, "follower") != 2 || strings.Count(stdout, "leader  ") != 1 {
+		t.Errorf("raftkv status: exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, h := range []string{"-h", "help", "--help"} {
+		code, stdout, _ := runCmd(t, h)
+		if code != 0 || !strings.Contains(stdout, "raftkv serve -id N") || !strings.Contains(stdout, "-base-http") || !strings.Contains(stdout, "raftkv status") {
+			t.Errorf("raftkv %s: exit %d, usage:\n%s", h, code, stdout)
+		}
+	}
+
+	// A second cluster on the same ports is refused.
+	code, _, stderr = runCmd(t, args...)
+	if code == 0 || !strings.Contains(stderr, "already in use") || !strings.Contains(stderr, strconv.Itoa(httpBase)) {
+		t.Errorf("second launcher on the same ports: exit %d, stderr %q; want a clear 'in use' failure", code, stderr)
+	}
+
+	// Ctrl-C stops everything, cleanly.
+	if err := l.interrupt(20 * time.Second); err != nil {
+		t.Fatalf("launcher after SIGINT: %v\n%s", err, l.out.String())
+	}
+	if !strings.Contains(l.out.String(), "all replicas stopped") {
+		t.Errorf("launcher output after SIGINT:\n%s", l.out.String())
+	}
+	for i, pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("replica %d (pid %d) still exists after the launcher stopped: %v", i, pid, err)
+		}
+	}
+
+	// Started again on the same data, the cluster has kept its state.
+	l = startLauncher(t, bin, args)
+	l.waitFor(t, regexp.MustCompile(`is the leader`), 30*time.Second)
+	if code, stdout, stderr := runCmd(t, "get", "-addr", addr(1), "neg"); code != 0 || stdout != "-5\n" {
+		t.Errorf("get after a restart: exit %d, %q %q", code, stdout, stderr)
+	}
+	if err := l.interrupt(20 * time.Second); err != nil {
+		t.Fatalf("launcher after SIGINT: %v\n%s", err, l.out.String())
+	}
+}
+
+// launcherProc is a running "raftkv" launcher.
+type launcherProc struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer // stdout and stderr
+	done chan struct{}
+	err  error
+}
+
+func startLauncher(t *testing.T, bin string, args []string) *launcherProc {
+	t.Helper()
+	l := &launcherProc{cmd: exec.Command(bin, args...), out: &syncBuffer{}, done: make(chan struct{})}
+	l.cmd.Stdout, l.cmd.Stderr = l.out, l.out
+	if err := l.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { l.err = l.cmd.Wait(); close(l.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-l.done:
+		default:
+			l.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-l.done:
+			case <-time.After(15 * time.Second):
+				l.cmd.Process.Kill()
+			}
+		}
+		if s := l.out.String(); strings.Contains(s, "DATA RACE") || strings.Contains(s, "panic:") {
+			t.Errorf("launcher:\n%s", s)
+		}
+	})
+	return l
+}
+
+// waitFor waits until the output matches re and returns the output.
+func (l *launcherProc) waitFor(t *testing.T, re *regexp.Regexp, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		s := l.out.String()
+		if re.MatchString(s) {
+			return s
+		}
+		select {
+		case <-l.done:
+			t.Fatalf("the launcher exited (%v) before printing %q:\n%s", l.err, re, s)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("the launcher did not print %q within %v:\n%s", re, timeout, l.out.String())
+	return ""
+}
+
+// interrupt sends SIGINT and waits for the launcher to exit; it returns
+// the exit error (nil for status 0).
+func (l *launcherProc) interrupt(timeout time.Duration) error {
+	l.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-l.done:
+		return l.err
+	case <-time.After(timeout):
+		return fmt.Errorf("still running %v after SIGINT", timeout)
+	}
+}
+
+// ---- serve's start-up errors ----
+
+func TestServeStartErrors(t *testing.T) {
+	ports := freePorts(t, 4)
+	raft := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[i]) }
+	peers := fmt.Sprintf("1=%s,2=%s", raft(0), raft(1))
+	httpAddr := raft(2)
+	dir := t.TempDir()
+
+	// Something listening on a port a replica wants.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	busyAddr := busy.Addr().String()
+
+	locked := filepath.Join(dir, "locked")
+	w, err := storage.Open(locked, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+
+	corrupt := filepath.Join(dir, "corrupt")
+	os.MkdirAll(corrupt, 0o755)
+	os.WriteFile(filepath.Join(corrupt, "00000000000000000002.wal"), nil, 0o644) // segment 1 is missing
+
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"id not in peers", []string{"-id", "3", "-peers", peers, "-http", httpAddr}, "replica 3 is not in -peers"},
+		{"no peers", []string{"-id", "1", "-http", httpAddr}, "-peers is required"},
+		{"bad peers", []string{"-id", "1", "-peers", "1:x", "-http", httpAddr}, "bad entry"},
+		{"no HTTP address", []string{"-id", "1", "-peers", peers}, "no HTTP address"},
+		{"HTTP address in use", []string{"-id", "1", "-peers", peers, "-http", busyAddr, "-data", filepath.Join(dir, "a")}, "HTTP address " + busyAddr + " is already in use"},
+		{"Raft address in use", []string{"-id", "1", "-peers", fmt.Sprintf("1=%s,2=%s", busyAddr, raft(1)), "-http", httpAddr, "-data", filepath.Join(dir, "b")}, "Raft address " + busyAddr + " is already in use"},
+		{"locked data dir", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-data", locked}, "is in use by another process"},
+		{"corrupt data dir", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-data", corrupt}, "holds a damaged log"},
+		{"bad flag", []string{"-id", "x"}, "invalid value"},
+	}
+	for _, tc := range cases {
+		code, _, stderr := runCmd(t, append([]string{"serve"}, tc.args...)...)
+		if code == 0 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%s: exit %d, stderr %q; want a failure saying %q", tc.name, code, stderr, tc.want)
+		}
+	}
+}

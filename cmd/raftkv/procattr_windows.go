@@ -1,0 +1,6 @@
+package main
+
+import "syscall"
+
+// childProcAttr: nothing special on Windows.
+func childProcAttr() *syscall.SysProcAttr { return nil }

@@ -1,0 +1,337 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/raftkit/raft"
+	"github.com/raftkit/raft/kv"
+	"github.com/raftkit/raft/storage"
+	"github.com/raftkit/raft/transport"
+)
+
+// serveConfig is what "raftkv serve" runs.
+type serveConfig struct {
+	id         int
+	peers      map[int]string // Raft addresses
+	httpAddr   string         // where the HTTP API listens
+	httpPeers  map[int]string // HTTP addresses
+	dataDir    string
+	election   time.Duration
+	heartbeat  time.Duration
+	maxValue   int
+	logLevel   slog.Level
+	faultsAPI  bool
+	dialMaxGap time.Duration
+}
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("serve", stderr)
+	id := fs.Int("id", 0, "")
+	peers := fs.String("peers", "", "")
+	httpAddr := fs.String("http", "", "")
+	httpPeers := fs.String("http-peers", "", "")
+	data := fs.String("data", "", "")
+	election := fs.Duration("election-timeout", 0, "")
+	heartbeat := fs.Duration("heartbeat", 0, "")
+	maxValue := fs.Int("max-value-bytes", kv.DefaultMaxValueBytes, "")
+	logLevel := fs.String("log-level", "info", "")
+	// Test only, and so not in the usage: POST /debug/faults cuts and
+	// heals this replica's Raft links (see serveFaults).
+	faultsAPI := fs.Bool("faults-api", false, "")
+	pos, code, ok := parseFlags(fs, args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "raftkv serve: "+format+"\nRun 'raftkv -h' for usage.\n", a...)
+		return exitUsage
+	}
+	if len(pos) > 0 {
+		return fail("unexpected arguments %q", pos)
+	}
+	cfg := serveConfig{id: *id, election: *election, heartbeat: *heartbeat, maxValue: *maxValue, faultsAPI: *faultsAPI, dialMaxGap: time.Second}
+	var err error
+	if cfg.peers, err = parseIDList(*peers); err != nil {
+		return fail("-peers: %v", err)
+	}
+	if cfg.httpPeers, err = parseIDList(*httpPeers); err != nil {
+		return fail("-http-peers: %v", err)
+	}
+	if len(cfg.peers) == 0 {
+		return fail("-peers is required: every replica's Raft address, as 1=127.0.0.1:9001,2=127.0.0.1:9002,...")
+	}
+	if _, ok := cfg.peers[cfg.id]; !ok {
+		return fail("replica %d is not in -peers (which lists %s); give this replica's ID with -id", cfg.id, idList(cfg.peers))
+	}
+	for hid := range cfg.httpPeers {
+		if _, ok := cfg.peers[hid]; !ok {
+			return fail("-http-peers lists replica %d, which is not in -peers (%s)", hid, idList(cfg.peers))
+		}
+	}
+	cfg.httpAddr = *httpAddr
+	if cfg.httpAddr == "" {
+		cfg.httpAddr = cfg.httpPeers[cfg.id]
+	}
+	if cfg.httpAddr == "" {
+		return fail("no HTTP address: give -http, or this replica's entry in -http-peers")
+	}
+	if _, ok := cfg.httpPeers[cfg.id]; !ok {
+		cfg.httpPeers[cfg.id] = cfg.httpAddr
+	}
+	cfg.dataDir = *data
+	if cfg.dataDir == "" {
+		cfg.dataDir = filepath.Join("raftkv-data", fmt.Sprint(cfg.id))
+	}
+	if cfg.maxValue <= 0 {
+		return fail("-max-value-bytes %d: want a positive size", cfg.maxValue)
+	}
+	if err := cfg.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fail("-log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	return serve(cfg, stdout, stderr)
+}
+
+func idList(m map[int]string) string {
+	ids := make([]string, 0, len(m))
+	for _, id := range sortedIDs(m) {
+		ids = append(ids, fmt.Sprint(id))
+	}
+	return strings.Join(ids, ", ")
+}
+
+func sortedIDs[V any](m map[int]V) []int {
+	ids := make([]int, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	return ids
+}
+
+// replica is one running replica.
+type replica struct {
+	cfg    serveConfig
+	log    *slog.Logger
+	rf     *raft.Raft
+	kv     *kv.Server
+	faults *transport.Faults
+	srv    *http.Server
+	ln     net.Listener
+	cancel context.CancelFunc // ends every request's context
+}
+
+// serve runs a replica until SIGTERM or SIGINT.
+func serve(cfg serveConfig, stdout, stderr io.Writer) int {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel})).With("replica", cfg.id)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	r, err := startReplica(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "raftkv serve: replica %d: %v\n", cfg.id, err)
+		return exitError
+	}
+	fmt.Fprintf(stdout, "raftkv: replica %d ready: HTTP %s, Raft %s, data %s\n", cfg.id, r.ln.Addr(), cfg.peers[cfg.id], cfg.dataDir)
+
+	served := make(chan error, 1)
+	go func() { served <- r.srv.Serve(r.ln) }()
+	watch := time.NewTicker(100 * time.Millisecond)
+	defer watch.Stop()
+	code := exitOK
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("raftkv serve: signalled; shutting down")
+			break loop
+		case err := <-served:
+			log.Error("raftkv serve: HTTP server failed", "err", err)
+			code = exitError
+			break loop
+		case <-watch.C:
+			if err := r.rf.Err(); err != nil {
+				log.Error("raftkv serve: the Raft server stopped", "err", err)
+				code = exitError
+				break loop
+			}
+		}
+	}
+	if err := r.close(); err != nil && code == exitOK {
+		log.Error("raftkv serve: shutdown", "err", err)
+		code = exitError
+	}
+	log.Info("raftkv serve: stopped")
+	return code
+}
+
+// startReplica opens everything a replica needs, or closes what it opened
+// and explains what went wrong.
+func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
+	r := &replica{cfg: cfg, log: log, faults: transport.NewFaults(uint64(time.Now().UnixNano()))}
+	var err error
+	// The HTTP port first: of the failures, "address in use" is the
+	// likeliest, and it costs nothing to find out.
+	if r.ln, err = net.Listen("tcp", cfg.httpAddr); err != nil {
+		return nil, listenError("HTTP", cfg.httpAddr, err)
+	}
+	store, err := storage.Open(cfg.dataDir, storage.Options{Logger: log})
+	if err != nil {
+		r.ln.Close()
+		switch {
+		case errors.Is(err, storage.ErrLocked):
+			return nil, fmt.Errorf("data directory %s is in use by another process (is this replica already running?): %w", cfg.dataDir, err)
+		case errors.Is(err, storage.ErrCorrupt):
+			return nil, fmt.Errorf("data directory %s holds a damaged log; move it away to start this replica empty (it then catches up from the others, if they have a majority): %w", cfg.dataDir, err)
+		}
+		return nil, fmt.Errorf("data directory %s: %w", cfg.dataDir, err)
+	}
+	tr, err := transport.New(transport.Config{
+		ID:             cfg.id,
+		Peers:          cfg.peers,
+		Logger:         log,
+		Faults:         r.faults,
+		DialBackoffMax: cfg.dialMaxGap,
+	})
+	if err != nil {
+		store.Close()
+		r.ln.Close()
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, listenError("Raft", cfg.peers[cfg.id], err)
+		}
+		return nil, err
+	}
+	applyCh := make(chan raft.ApplyMsg)
+	r.rf, err = raft.New(raft.Config{
+		ID:                cfg.id,
+		Peers:             cfg.peers,
+		Transport:         raft.TCP(tr),
+		Storage:           store,
+		ApplyCh:           applyCh,
+		ElectionTimeout:   cfg.election,
+		HeartbeatInterval: cfg.heartbeat,
+		Logger:            log,
+	})
+	if err != nil {
+		tr.Close()
+		store.Close()
+		r.ln.Close()
+		return nil, err
+	}
+	r.kv = kv.NewServer(r.rf, applyCh)
+	api := kv.NewHTTPHandler(r.kv, r.rf, cfg.id, cfg.httpPeers, kv.HTTPOptions{MaxValueBytes: cfg.maxValue, Logger: log})
+	h := api
+	if cfg.faultsAPI {
+		h = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if req.URL.Path == "/debug/faults" {
+				r.serveFaults(w, req)
+				return
+			}
+			api.ServeHTTP(w, req)
+		})
+	}
+	base, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.srv = &http.Server{
+		Handler:           h,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return r, nil
+}
+
+func listenError(what, addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s address %s is already in use (another replica or program listens there): %w", what, addr, err)
+	}
+	return fmt.Errorf("cannot listen for %s on %s: %w", what, addr, err)
+}
+
+// close shuts the replica down: no new HTTP requests, waiting ones
+// answered, then the Raft server, which closes the transport and storage.
+func (r *replica) close() error {
+	// Requests waiting for the log, or for the leader they were forwarded
+	// to, end now (503, outcome unknown) rather than when their wait does.
+	r.cancel()
+	r.kv.Stop()
+	// Shutdown waits for the handlers to return; it also waits 5 s for
+	// connections on which no request came yet (Go's http.Server counts
+	// them as busy that long), which Close cuts short.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := r.srv.Shutdown(ctx); err != nil {
+		r.log.Debug("raftkv serve: closing the HTTP connections still open", "err", err)
+		r.srv.Close()
+	}
+	return r.rf.Close()
+}
+
+// faultsRequest is the body of POST /debug/faults. Cut and Heal name the
+// replicas whose links with this one to cut or heal (both ways: a cut is
+// honoured by both ends, so telling one end is enough); Isolate cuts all
+// of this replica's links, Rejoin undoes that, HealAll undoes everything.
+type faultsRequest struct {
+	Cut     []int `json:"cut,omitempty"`
+	Heal    []int `json:"heal,omitempty"`
+	Isolate bool  `json:"isolate,omitempty"`
+	Rejoin  bool  `json:"rejoin,omitempty"`
+	HealAll bool  `json:"healAll,omitempty"`
+}
+
+// serveFaults is the test-only fault API (serve -faults-api).
+func (r *replica) serveFaults(w http.ResponseWriter, req *http.Request) {
+	reply := func(code int, v any) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(v)
+	}
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		reply(http.StatusMethodNotAllowed, map[string]string{"error": "use POST"})
+		return
+	}
+	var f faultsRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		reply(http.StatusBadRequest, map[string]string{"error": "bad body: " + err.Error()})
+		return
+	}
+	self := r.cfg.id
+	if f.HealAll {
+		r.faults.HealAll()
+	}
+	if f.Rejoin {
+		r.faults.Rejoin(self)
+	}
+	for _, id := range f.Heal {
+		r.faults.Heal(self, id)
+	}
+	for _, id := range f.Cut {
+		r.faults.Cut(self, id)
+	}
+	if f.Isolate {
+		r.faults.Isolate(self)
+	}
+	connected := map[int]bool{}
+	for id := range r.cfg.peers {
+		if id != self {
+			connected[id] = r.faults.Connected(self, id)
+		}
+	}
+	r.log.Info("raftkv serve: faults changed", "request", f, "connected", connected)
+	reply(http.StatusOK, map[string]any{"id": self, "connected": connected})
+}

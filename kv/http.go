@@ -1,0 +1,793 @@
+package kv
+
+// The store's HTTP+JSON API: a handler that serves it on one replica
+// (NewHTTPHandler) and a Conn that talks to it (HTTPConn).
+//
+// Routes (every reply, errors included, is a JSON object):
+//
+//	GET    /kv/{key}         200 {"key","value"}; 404 {"error":"not found","code":"not_found","key"}
+//	PUT    /kv/{key}         body {"value": "..."}; 200 {"key","value","previous","found"}
+//	POST   /kv/{key}/append  body {"value": "..."}; 200 {"key","value" (the new value),"previous","found"}
+//	DELETE /kv/{key}         200 {"key","found","previous" (if found)}
+//	GET    /status           200 {"id","http","term","role","leader","leaderHTTP","commit","applied","lastLog","match","peers"}
+//
+// "previous" is the value before the operation and "found" whether the key
+// existed before it. A key is the rest of the path, unescaped: it may hold
+// slashes, and one ending in "/append" must be sent with its slash escaped
+// (%2F), as HTTPConn does for every key.
+//
+// A request may carry a client identity, for exactly-once: the body fields
+// "clientId" and "seq" (numbers) or the headers X-Client-ID and X-Seq. A
+// retry of a request with the same identity takes effect once. Without
+// one, the request is an operation of its own, under a fresh random client
+// ID.
+//
+// Errors are {"error": text, "code": code, ...}:
+//
+//	400 bad_request     empty key, malformed JSON, missing or unexpected "value", bad identity
+//	404 not_found       GET of a missing key (with "key")
+//	404 no_route        unknown path
+//	405 bad_method      wrong method for the path; the Allow header lists the right ones
+//	413 too_large       a value over MaxValueBytes, or a body over MaxBodyBytes
+//	414 key_too_long    a key over MaxKeyBytes
+//	503 no_leader, not_leader, leader_unreachable, stopped:
+//	                    the request did not take effect; retry (Retry-After header,
+//	                    "retryAfterMs", and "leader"/"leaderHTTP" if known)
+//	503 leadership_lost, timeout, forward_failed:
+//	                    the outcome is unknown ("outcomeUnknown": true); a retry
+//	                    with the same client identity is safe
+//
+// A replica that is not the leader forwards a request to the leader's HTTP
+// address, marking it with the X-Raftkv-Forwarded-By header; a forwarded
+// request that reaches a non-leader is answered 503 not_leader, never
+// forwarded again.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/raftkit/raft"
+	"github.com/raftkit/raft/core"
+)
+
+// Headers of the HTTP API.
+const (
+	HeaderClientID  = "X-Client-ID"
+	HeaderSeq       = "X-Seq"
+	HeaderForwarded = "X-Raftkv-Forwarded-By" // the ID of the replica that forwarded the request
+	HeaderServedBy  = "X-Raftkv-Served-By"    // the ID of the replica that answered
+)
+
+// Defaults of HTTPOptions.
+const (
+	DefaultMaxValueBytes = 1 << 20
+	DefaultMaxKeyBytes   = 4 << 10
+	DefaultHTTPWait      = 2 * time.Second
+	DefaultRetryAfter    = 250 * time.Millisecond
+)
+
+// HTTPOptions tunes NewHTTPHandler; the zero value means the defaults.
+type HTTPOptions struct {
+	// MaxValueBytes bounds a value (default 1 MiB): 413 beyond.
+	MaxValueBytes int
+	// MaxKeyBytes bounds a key (default 4 KiB): 414 beyond.
+	MaxKeyBytes int
+	// MaxBodyBytes bounds a request body (default 6*MaxValueBytes + 4 KiB,
+	// room for a value of MaxValueBytes however JSON escapes it): 413
+	// beyond.
+	MaxBodyBytes int64
+	// Wait bounds how long a request waits for its operation to be
+	// applied (default 2 s): 503 timeout beyond.
+	Wait time.Duration
+	// RetryAfter is the retry hint of 503 answers (default 250 ms).
+	RetryAfter time.Duration
+	// Client forwards requests to the leader (default: a client whose
+	// timeout is Wait plus 1 s).
+	Client *http.Client
+	// Logger gets forwarding failures and internal errors (default
+	// slog.Default()).
+	Logger *slog.Logger
+}
+
+// StatusProvider is what the handler needs of the Raft server for
+// /status; *raft.Raft is one.
+type StatusProvider interface {
+	Status() (raft.Status, bool)
+}
+
+// StatusReply is the answer to GET /status.
+type StatusReply struct {
+	ID         int            `json:"id"`
+	HTTP       string         `json:"http"` // this replica's HTTP address
+	Term       int            `json:"term"`
+	Role       string         `json:"role"`   // "follower", "candidate" or "leader"
+	Leader     int            `json:"leader"` // -1 if unknown
+	LeaderHTTP string         `json:"leaderHTTP"`
+	Commit     int            `json:"commit"`
+	Applied    int            `json:"applied"`
+	LastLog    int            `json:"lastLog"`
+	Match      map[int]int    `json:"match"` // leader only: each replica's match index; {} elsewhere
+	Peers      map[int]string `json:"peers"` // every replica's HTTP address
+}
+
+// httpRequest is the JSON body of a request.
+type httpRequest struct {
+	Value    *string `json:"value,omitempty"`
+	ClientID *int64  `json:"clientId,omitempty"`
+	Seq      *int64  `json:"seq,omitempty"`
+}
+
+// httpReply is every JSON answer, success or error; the fields a route
+// does not use are omitted.
+type httpReply struct {
+	Key      string  `json:"key,omitempty"`
+	Value    *string `json:"value,omitempty"`
+	Previous *string `json:"previous,omitempty"`
+	Found    *bool   `json:"found,omitempty"`
+
+	Error          string `json:"error,omitempty"`
+	Code           string `json:"code,omitempty"`
+	RetryAfterMs   int64  `json:"retryAfterMs,omitempty"`
+	Leader         *int   `json:"leader,omitempty"`
+	LeaderHTTP     string `json:"leaderHTTP,omitempty"`
+	OutcomeUnknown bool   `json:"outcomeUnknown,omitempty"`
+}
+
+// Error codes of the HTTP API.
+const (
+	CodeBadRequest        = "bad_request"
+	CodeNotFound          = "not_found"
+	CodeNoRoute           = "no_route"
+	CodeBadMethod         = "bad_method"
+	CodeTooLarge          = "too_large"
+	CodeKeyTooLong        = "key_too_long"
+	CodeNoLeader          = "no_leader"
+	CodeNotLeader         = "not_leader"
+	CodeLeaderUnreachable = "leader_unreachable"
+	CodeLeadershipLost    = "leadership_lost"
+	CodeTimeout           = "timeout"
+	CodeStopped           = "stopped"
+	CodeForwardFailed     = "forward_failed"
+	CodeInternal          = "internal"
+)
+
+type httpHandler struct {
+	s     *Server
+	rf    StatusProvider
+	self  int
+	addrs map[int]string
+	opts  HTTPOptions
+	log   *slog.Logger
+}
+
+// NewHTTPHandler returns the HTTP API of replica self, whose store is s and
+// whose Raft server is rf; httpAddrs maps every replica's ID to its HTTP
+// address ("host:port" or a base URL), for forwarding to the leader and
+// for /status.
+func NewHTTPHandler(s *Server, rf StatusProvider, self int, httpAddrs map[int]string, opts HTTPOptions) http.Handler {
+	if opts.MaxValueBytes <= 0 {
+		opts.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if opts.MaxKeyBytes <= 0 {
+		opts.MaxKeyBytes = DefaultMaxKeyBytes
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 6*int64(opts.MaxValueBytes) + 4<<10
+	}
+	if opts.Wait <= 0 {
+		opts.Wait = DefaultHTTPWait
+	}
+	if opts.RetryAfter <= 0 {
+		opts.RetryAfter = DefaultRetryAfter
+	}
+	if opts.Client == nil {
+		opts.Client = &http.Client{Timeout: opts.Wait + time.Second, Transport: newHTTPTransport()}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	addrs := make(map[int]string, len(httpAddrs))
+	for id, a := range httpAddrs {
+		addrs[id] = a
+	}
+	return &httpHandler{s: s, rf: rf, self: self, addrs: addrs, opts: opts, log: opts.Logger}
+}
+
+func newHTTPTransport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	return tr
+}
+
+// route is what a request asks for.
+type route struct {
+	kind   Kind // "" for /status
+	key    string
+	status bool
+}
+
+func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set(HeaderServedBy, strconv.Itoa(h.self))
+	rt, ok := h.route(w, r)
+	if !ok {
+		return
+	}
+	if rt.status {
+		h.serveStatus(w)
+		return
+	}
+	op, ok := h.parseOp(w, r, rt)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Wait)
+	defer cancel()
+	res, err := h.s.Do(ctx, op)
+	switch {
+	case err == nil:
+		writeResult(w, op, res)
+	case errors.Is(err, ErrWrongLeader):
+		h.forward(w, r, op)
+	case errors.Is(err, ErrLeadershipLost):
+		h.retryLater(w, http.StatusServiceUnavailable, CodeLeadershipLost,
+			"leadership lost before the request committed: outcome unknown, the request may or may not take effect", true)
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		h.retryLater(w, http.StatusServiceUnavailable, CodeTimeout,
+			fmt.Sprintf("request not applied within %v: outcome unknown, the request may or may not take effect", h.opts.Wait), true)
+	case errors.Is(err, ErrStale):
+		writeJSON(w, http.StatusConflict, httpReply{Error: err.Error() + "; it was not applied", Code: "stale"})
+	case errors.Is(err, ErrStopped):
+		// Do answers ErrLeadershipLost for a request it had started.
+		h.retryLater(w, http.StatusServiceUnavailable, CodeStopped,
+			"replica stopped; the request did not take effect", false)
+	default:
+		h.log.Error("kv http: request failed", "op", op.Kind, "key", op.Key, "err", err)
+		writeJSON(w, http.StatusInternalServerError, httpReply{Error: err.Error(), Code: CodeInternal})
+	}
+}
+
+// route parses the path and checks the method; it answers the request
+// itself (404, 405, 400) when they are wrong.
+func (h *httpHandler) route(w http.ResponseWriter, r *http.Request) (route, bool) {
+	p := r.URL.EscapedPath()
+	switch {
+	case p == "/status":
+		if r.Method != http.MethodGet {
+			badMethod(w, r, "GET")
+			return route{}, false
+		}
+		return route{status: true}, true
+	case p == "/kv" || strings.HasPrefix(p, "/kv/"):
+		rest := strings.TrimPrefix(strings.TrimPrefix(p, "/kv"), "/")
+		var rt route
+		if k, ok := strings.CutSuffix(rest, "/append"); ok {
+			if r.Method != http.MethodPost {
+				badMethod(w, r, "POST")
+				return route{}, false
+			}
+			rt.kind, rest = Append, k
+		} else {
+			switch r.Method {
+			case http.MethodGet:
+				rt.kind = Get
+			case http.MethodPut:
+				rt.kind = Put
+			case http.MethodDelete:
+				rt.kind = Delete
+			default:
+				badMethod(w, r, "GET, PUT, DELETE")
+				return route{}, false
+			}
+		}
+		key, err := url.PathUnescape(rest)
+		switch {
+		case err != nil:
+			writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("bad escape in key: %v", err))
+			return route{}, false
+		case key == "":
+			writeError(w, http.StatusBadRequest, CodeBadRequest, "empty key: use /kv/{key}")
+			return route{}, false
+		case len(key) > h.opts.MaxKeyBytes:
+			writeError(w, http.StatusRequestURITooLong, CodeKeyTooLong,
+				fmt.Sprintf("key of %d bytes is over the limit of %d", len(key), h.opts.MaxKeyBytes))
+			return route{}, false
+		}
+		rt.key = key
+		return rt, true
+	}
+	writeError(w, http.StatusNotFound, CodeNoRoute,
+		fmt.Sprintf("no route %s %s: the API is GET|PUT|DELETE /kv/{key}, POST /kv/{key}/append, GET /status", r.Method, p))
+	return route{}, false
+}
+
+func badMethod(w http.ResponseWriter, r *http.Request, allow string) {
+	w.Header().Set("Allow", allow)
+	writeError(w, http.StatusMethodNotAllowed, CodeBadMethod,
+		fmt.Sprintf("method %s not allowed on %s; allowed: %s", r.Method, r.URL.EscapedPath(), allow))
+}
+
+// parseOp reads the body and the client identity into an Op; it answers
+// bad requests itself.
+func (h *httpHandler) parseOp(w http.ResponseWriter, r *http.Request, rt route) (Op, bool) {
+	op := Op{Kind: rt.kind, Key: rt.key}
+	var body httpRequest
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge,
+				fmt.Sprintf("request body over the limit of %d bytes", tooBig.Limit))
+		} else {
+			writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("reading the body: %v", err))
+		}
+		return op, false
+	}
+	if len(bytes.TrimSpace(data)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		err := dec.Decode(&body)
+		if err == nil && dec.More() {
+			err = errors.New("data after the JSON object")
+		}
+		if err != nil {
+			writeError(w, http.StatusBadRequest, CodeBadRequest,
+				fmt.Sprintf(`malformed body: %v (want a JSON object like {"value": "..."})`, err))
+			return op, false
+		}
+	}
+	switch op.Kind {
+	case Put, Append:
+		if body.Value == nil {
+			writeError(w, http.StatusBadRequest, CodeBadRequest,
+				fmt.Sprintf(`%s needs a body {"value": "..."}`, strings.ToUpper(string(op.Kind))))
+			return op, false
+		}
+		if len(*body.Value) > h.opts.MaxValueBytes {
+			writeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge,
+				fmt.Sprintf("value of %d bytes is over the limit of %d", len(*body.Value), h.opts.MaxValueBytes))
+			return op, false
+		}
+		op.Value = *body.Value
+	default:
+		if body.Value != nil {
+			writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("%s takes no value", r.Method))
+			return op, false
+		}
+	}
+
+	// The client identity: body fields, else headers, else a fresh one.
+	id, seq := body.ClientID, body.Seq
+	for _, f := range []struct {
+		v    **int64
+		name string
+	}{{&id, HeaderClientID}, {&seq, HeaderSeq}} {
+		if *f.v != nil {
+			continue
+		}
+		if s := r.Header.Get(f.name); s != "" {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("header %s: %q is not an integer", f.name, s))
+				return op, false
+			}
+			*f.v = &n
+		}
+	}
+	switch {
+	case id == nil && seq == nil:
+		op.ClientID, op.Seq = randomClientID(), 0 // not deduplicated: no table entry
+	case id == nil || seq == nil:
+		writeError(w, http.StatusBadRequest, CodeBadRequest,
+			fmt.Sprintf("a client identity needs both clientId and seq (or headers %s and %s)", HeaderClientID, HeaderSeq))
+		return op, false
+	case *seq < 0:
+		writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("seq %d: want 0 (not deduplicated) or more", *seq))
+		return op, false
+	default:
+		op.ClientID, op.Seq = *id, *seq
+	}
+	return op, true
+}
+
+// randomClientID returns a random positive ID.
+func randomClientID() int64 {
+	var b [8]byte
+	for {
+		rand.Read(b[:])
+		if id := int64(binary.LittleEndian.Uint64(b[:]) >> 1); id != 0 {
+			return id
+		}
+	}
+}
+
+func writeResult(w http.ResponseWriter, op Op, res Result) {
+	found := res.Found
+	rep := httpReply{Key: op.Key, Found: &found}
+	switch op.Kind {
+	case Get:
+		if !res.Found {
+			writeJSON(w, http.StatusNotFound, httpReply{Key: op.Key, Error: "not found", Code: CodeNotFound})
+			return
+		}
+		rep = httpReply{Key: op.Key, Value: &res.Value}
+	case Put:
+		rep.Value, rep.Previous = &op.Value, &res.Value
+	case Append:
+		v := res.Value + op.Value
+		rep.Value, rep.Previous = &v, &res.Value
+	case Delete:
+		if res.Found {
+			rep.Previous = &res.Value
+		}
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// forward sends a request this replica cannot serve, not being the
+// leader, to the leader, and passes its answer back.
+func (h *httpHandler) forward(w http.ResponseWriter, r *http.Request, op Op) {
+	st, ok := h.rf.Status()
+	if !ok {
+		h.retryLater(w, http.StatusServiceUnavailable, CodeStopped, "replica stopped; the request did not take effect", false)
+		return
+	}
+	leader := st.Leader
+	if by := r.Header.Get(HeaderForwarded); by != "" {
+		h.notLeader(w, CodeNotLeader, fmt.Sprintf("replica %d is not the leader (request forwarded by replica %s; not forwarded again)", h.self, by), leader)
+		return
+	}
+	addr := h.addrs[leader]
+	if leader == core.None || leader == h.self || addr == "" {
+		h.notLeader(w, CodeNoLeader, "no leader", leader)
+		return
+	}
+
+	u := baseURL(addr) + r.URL.EscapedPath()
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Wait+time.Second)
+	defer cancel()
+	req, err := opRequest(ctx, r.Method, u, op)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, httpReply{Error: err.Error(), Code: CodeInternal})
+		return
+	}
+	req.Header.Set(HeaderForwarded, strconv.Itoa(h.self))
+	resp, err := h.opts.Client.Do(req)
+	if err != nil {
+		h.log.Debug("kv http: forward failed", "leader", leader, "addr", addr, "err", err)
+		if isDialError(err) {
+			h.notLeader(w, CodeLeaderUnreachable,
+				fmt.Sprintf("leader %d at %s is unreachable (%v); the request did not take effect", leader, addr, rootCause(err)), leader)
+			return
+		}
+		h.retryLater(w, http.StatusServiceUnavailable, CodeForwardFailed,
+			fmt.Sprintf("forwarding to leader %d at %s failed (%v): outcome unknown, the request may or may not take effect", leader, addr, rootCause(err)), true)
+		return
+	}
+	defer resp.Body.Close()
+	for _, k := range []string{"Content-Type", "Retry-After", "Allow", HeaderServedBy} {
+		if v := resp.Header.Get(k); v != "" {
+			w.Header().Set(k, v)
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
+}
+
+// notLeader answers 503 for a request that did not take effect because
+// this replica is not the leader, with the leader if it knows one.
+func (h *httpHandler) notLeader(w http.ResponseWriter, code, msg string, leader int) {
+	rep := h.retryReply(code, msg, false)
+	if leader != core.None && leader != h.self {
+		rep.Leader = &leader
+		rep.LeaderHTTP = h.addrs[leader]
+	}
+	writeJSON(w, http.StatusServiceUnavailable, rep)
+}
+
+func (h *httpHandler) retryLater(w http.ResponseWriter, status int, code, msg string, unknown bool) {
+	writeJSON(w, status, h.retryReply(code, msg, unknown))
+}
+
+func (h *httpHandler) retryReply(code, msg string, unknown bool) httpReply {
+	return httpReply{Error: msg, Code: code, RetryAfterMs: h.opts.RetryAfter.Milliseconds(), OutcomeUnknown: unknown}
+}
+
+func (h *httpHandler) serveStatus(w http.ResponseWriter) {
+	st, ok := h.rf.Status()
+	if !ok {
+		h.retryLater(w, http.StatusServiceUnavailable, CodeStopped, "replica stopped", false)
+		return
+	}
+	rep := StatusReply{
+		ID:      h.self,
+		HTTP:    h.addrs[h.self],
+		Term:    st.Term,
+		Role:    st.Role.String(),
+		Leader:  st.Leader,
+		Commit:  st.Commit,
+		Applied: h.s.Applied(),
+		LastLog: st.LastLog,
+		Match:   st.Match,
+		Peers:   h.addrs,
+	}
+	if rep.Leader != core.None {
+		rep.LeaderHTTP = h.addrs[rep.Leader]
+	}
+	if rep.Match == nil {
+		rep.Match = map[int]int{}
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, httpReply{Error: msg, Code: code})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v interface{}) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(httpReply{Error: "encoding the reply: " + err.Error(), Code: CodeInternal})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if rep, ok := v.(httpReply); ok && rep.RetryAfterMs > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(float64(rep.RetryAfterMs)/1000)), 10))
+	}
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// baseURL turns "host:port" into "http://host:port"; a URL stays as it is,
+// without a trailing slash.
+func baseURL(addr string) string {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	return strings.TrimSuffix(addr, "/")
+}
+
+// isDialError reports whether err is a failure to connect, so that the
+// request was certainly not sent.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// rootCause strips url.Error's "Get "http://...": " prefix.
+func rootCause(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// ErrLost means a request or its answer was lost: the request may or may
+// not have taken effect.
+var ErrLost = errLost
+
+// HTTPError is an error answer of the HTTP API. It wraps ErrWrongLeader
+// for answers that mean the request did not take effect and another
+// replica, or a later try, may serve it; ErrLeadershipLost or ErrLost for
+// those whose outcome is unknown; nothing for bad requests (4xx), which no
+// retry will fix.
+type HTTPError struct {
+	StatusCode     int
+	Code           string // the reply's "code"
+	Message        string // the reply's "error"
+	RetryAfter     time.Duration
+	Leader         int    // -1 if the reply names none
+	LeaderHTTP     string // the leader's HTTP address, if the reply names it
+	OutcomeUnknown bool
+	kind           error
+}
+
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("HTTP %d %s: %s", e.StatusCode, e.Code, e.Message)
+}
+
+// Unwrap returns ErrWrongLeader, ErrLeadershipLost, ErrLost or nil.
+func (e *HTTPError) Unwrap() error { return e.kind }
+
+// unreachableError is a replica that could not be connected to: the
+// request was certainly not sent, as with a stopped server.
+type unreachableError struct {
+	addr string
+	err  error
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("kv: %s unreachable: %v", e.addr, e.err)
+}
+
+func (e *unreachableError) Is(target error) bool { return target == ErrStopped }
+
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// DefaultHTTPConnTimeout bounds one request of an HTTPConn.
+const DefaultHTTPConnTimeout = 5 * time.Second
+
+var defaultHTTPClient = &http.Client{Transport: newHTTPTransport()}
+
+// HTTPConn is a Conn to one replica over its HTTP API; it sends each Op's
+// ClientID and Seq, so a Clerk over HTTPConns gets exactly-once requests.
+//
+// Do's errors: ErrWrongLeader (wrapped in an *HTTPError) when the replica
+// says the request did not take effect (no leader, not the leader, leader
+// unreachable); ErrStopped, wrapped, when the replica has stopped or could
+// not be connected to (the request was certainly not sent);
+// ErrLeadershipLost or ErrLost, wrapped, when the outcome is unknown
+// (leadership lost, timeout, a connection that broke, an unreadable
+// answer); an *HTTPError that wraps nothing for a bad request
+// (4xx), which a Clerk would retry in vain.
+type HTTPConn struct {
+	// Addr is the replica's HTTP address: "host:port" or a base URL.
+	Addr string
+	// Client sends the requests (default: a shared client with no timeout
+	// of its own).
+	Client *http.Client
+	// Timeout bounds each request, within ctx (default
+	// DefaultHTTPConnTimeout; negative means none).
+	Timeout time.Duration
+	// Addrs, if set, is the Clerk's list of servers, for leader hints: a
+	// reply naming the leader's HTTP address gives its position here.
+	Addrs []string
+}
+
+// HTTPConns returns a Conn for each address, in order, sharing client
+// (nil for the default) and knowing each other for leader hints.
+func HTTPConns(client *http.Client, addrs ...string) []Conn {
+	conns := make([]Conn, len(addrs))
+	for i, a := range addrs {
+		conns[i] = &HTTPConn{Addr: a, Client: client, Addrs: addrs}
+	}
+	return conns
+}
+
+// Do sends op to the replica and waits for its answer.
+func (c *HTTPConn) Do(ctx context.Context, op Op) (Result, int, error) {
+	timeout := c.Timeout
+	if timeout == 0 {
+		timeout = DefaultHTTPConnTimeout
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	client := c.Client
+	if client == nil {
+		client = defaultHTTPClient
+	}
+	u := baseURL(c.Addr) + "/kv/" + url.PathEscape(op.Key)
+	var method string
+	switch op.Kind {
+	case Get:
+		method = http.MethodGet
+	case Put:
+		method = http.MethodPut
+	case Append:
+		method, u = http.MethodPost, u+"/append"
+	case Delete:
+		method = http.MethodDelete
+	default:
+		return Result{}, -1, fmt.Errorf("kv: unknown operation %q", op.Kind)
+	}
+	req, err := opRequest(ctx, method, u, op)
+	if err != nil {
+		return Result{}, -1, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		if isDialError(err) {
+			return Result{}, -1, &unreachableError{c.Addr, rootCause(err)}
+		}
+		return Result{}, -1, fmt.Errorf("%w: %s: %v", errLost, c.Addr, rootCause(err))
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return Result{}, -1, fmt.Errorf("%w: %s: reading the answer: %v", errLost, c.Addr, err)
+	}
+	var rep httpReply
+	if err := json.Unmarshal(data, &rep); err != nil {
+		return Result{}, -1, fmt.Errorf("%w: %s: HTTP %d with an unreadable answer: %v", errLost, c.Addr, resp.StatusCode, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		res := Result{Found: rep.Found != nil && *rep.Found}
+		switch op.Kind {
+		case Get:
+			if rep.Value == nil {
+				return Result{}, -1, fmt.Errorf("%w: %s: answer without a value", errLost, c.Addr)
+			}
+			res = Result{Value: *rep.Value, Found: true}
+		case Put, Append, Delete:
+			if rep.Found == nil {
+				return Result{}, -1, fmt.Errorf("%w: %s: answer without \"found\"", errLost, c.Addr)
+			}
+			if rep.Previous != nil {
+				res.Value = *rep.Previous
+			}
+		}
+		return res, -1, nil
+	case resp.StatusCode == http.StatusNotFound && rep.Code == CodeNotFound && op.Kind == Get:
+		return Result{}, -1, nil
+	}
+	e := &HTTPError{
+		StatusCode:     resp.StatusCode,
+		Code:           rep.Code,
+		Message:        rep.Error,
+		RetryAfter:     time.Duration(rep.RetryAfterMs) * time.Millisecond,
+		Leader:         -1,
+		LeaderHTTP:     rep.LeaderHTTP,
+		OutcomeUnknown: rep.OutcomeUnknown,
+	}
+	if rep.Leader != nil {
+		e.Leader = *rep.Leader
+	}
+	if e.Message == "" {
+		e.Message = http.StatusText(resp.StatusCode)
+	}
+	switch {
+	case rep.Code == CodeNoLeader || rep.Code == CodeNotLeader || rep.Code == CodeLeaderUnreachable:
+		e.kind = ErrWrongLeader
+	case rep.Code == CodeStopped:
+		e.kind = ErrStopped
+	case rep.Code == CodeLeadershipLost:
+		e.kind = ErrLeadershipLost
+	case resp.StatusCode >= 400 && resp.StatusCode < 500:
+		// A bad request: no retry helps.
+	default:
+		e.kind = errLost // timeout, forward failed, 5xx: maybe done
+	}
+	return Result{}, c.hint(e.LeaderHTTP), e
+}
+
+// hint returns the position of the replica at leaderHTTP in c.Addrs, or -1.
+func (c *HTTPConn) hint(leaderHTTP string) int {
+	if leaderHTTP == "" {
+		return -1
+	}
+	want := baseURL(leaderHTTP)
+	for i, a := range c.Addrs {
+		if baseURL(a) == want {
+			return i
+		}
+	}
+	return -1
+}
+
+// opRequest returns the HTTP request that carries op, with its client
+// identity, to the URL u.
+func opRequest(ctx context.Context, method, u string, op Op) (*http.Request, error) {
+	var body io.Reader
+	if op.Kind == Put || op.Kind == Append {
+		b, _ := json.Marshal(httpRequest{Value: &op.Value, ClientID: &op.ClientID, Seq: &op.Seq})
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set(HeaderClientID, strconv.FormatInt(op.ClientID, 10))
+	req.Header.Set(HeaderSeq, strconv.FormatInt(op.Seq, 10))
+	return req, nil
+}
