@@ -111,7 +111,7 @@ func start(me int, peers map[int]Peer, store Storage, applyCh chan ApplyMsg, t t
 // the leader.
 func (rf *Raft) GetState() (term int, isLeader bool) {
 	s := rf.state.Load()
-	return int(s >> 1), s&1 == 1
+	return int(s >> 1), s&1 == 1 && !rf.killed()
 }
 
 // Kill stops the server. It returns at once; the server's goroutines end
