@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/raftkit/raft/kv"
+	"github.com/raftkit/raft/kv/kvcheck"
 )
 
 // electionWait bounds how long the tests wait for an election; elections
@@ -142,7 +143,7 @@ func runLinearizability(t *testing.T, o linOpts) {
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	cfg := makeConfig(t, o.servers, o.unreliable)
-	h := newHistory()
+	h := kvcheck.NewHistory()
 	keys := make([]string, o.keys)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("k%d", i)
@@ -165,18 +166,18 @@ func runLinearizability(t *testing.T, o linOpts) {
 				}
 				in := randomInput(rng, keys, c.id, n)
 				ctx, cancel := context.WithTimeout(context.Background(), o.opTimeout)
-				call := h.now()
+				call := h.Now()
 				res, err := c.ck.Do(ctx, kv.Op{Kind: in.Kind, Key: in.Key, Value: in.Value})
-				ret := h.now()
+				ret := h.Now()
 				cancel()
 				meta := fmt.Sprintf("client %d, op %d", c.id, n)
 				switch {
 				case err == nil:
 					nOK.Add(1)
-					h.add(c.id, in, kvOutput{Value: res.Value, Found: res.Found}, call, ret, meta)
+					h.Add(c.id, in, kvcheck.Output{Value: res.Value, Found: res.Found}, call, ret, meta)
 				case errors.Is(err, kv.ErrUnknown):
 					nUnknown.Add(1)
-					h.addUnknown(c.id, in, call, meta)
+					h.AddUnknown(c.id, in, call, meta)
 				case errors.Is(err, kv.ErrNotDone):
 					nNotDone.Add(1) // certainly not applied: not part of the history
 				default:
@@ -212,9 +213,9 @@ func runLinearizability(t *testing.T, o linOpts) {
 	// After healing the store must answer; these reads end the history.
 	final := cfg.makeClient()
 	for _, k := range keys {
-		call := h.now()
+		call := h.Now()
 		res := final.do(t, kv.Op{Kind: kv.Get, Key: k})
-		h.add(final.id, kvInput{Kind: kv.Get, Key: k}, kvOutput{Value: res.Value, Found: res.Found}, call, h.now(), "final read")
+		h.Add(final.id, kvcheck.Input{Kind: kv.Get, Key: k}, kvcheck.Output{Value: res.Value, Found: res.Found}, call, h.Now(), "final read")
 	}
 	cfg.checkErrs()
 	for _, e := range clientErrs {
@@ -227,21 +228,21 @@ func runLinearizability(t *testing.T, o linOpts) {
 	if min := int64(o.minOK); nOK.Load() < min {
 		t.Errorf("only %d operations succeeded, want at least %d", nOK.Load(), min)
 	}
-	checkLinearizable(t, h.operations())
+	kvcheck.Check(t, h.Operations(), 30*time.Second)
 }
 
 // randomInput returns a random operation; every written value is unique.
-func randomInput(rng *rand.Rand, keys []string, client, n int) kvInput {
+func randomInput(rng *rand.Rand, keys []string, client, n int) kvcheck.Input {
 	k := keys[rng.IntN(len(keys))]
 	switch r := rng.IntN(100); {
 	case r < 40:
-		return kvInput{Kind: kv.Get, Key: k}
+		return kvcheck.Input{Kind: kv.Get, Key: k}
 	case r < 60:
-		return kvInput{Kind: kv.Put, Key: k, Value: fmt.Sprintf("p%d.%d;", client, n)}
+		return kvcheck.Input{Kind: kv.Put, Key: k, Value: fmt.Sprintf("p%d.%d;", client, n)}
 	case r < 95:
-		return kvInput{Kind: kv.Append, Key: k, Value: fmt.Sprintf("a%d.%d;", client, n)}
+		return kvcheck.Input{Kind: kv.Append, Key: k, Value: fmt.Sprintf("a%d.%d;", client, n)}
 	default:
-		return kvInput{Kind: kv.Delete, Key: k}
+		return kvcheck.Input{Kind: kv.Delete, Key: k}
 	}
 }
 

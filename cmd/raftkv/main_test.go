@@ -10,9 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
-	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -20,16 +18,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/anishathalye/porcupine"
 	"github.com/raftkit/raft/kv"
+	"github.com/raftkit/raft/kv/kvcheck"
 	"github.com/raftkit/raft/storage"
 )
 
@@ -342,116 +340,6 @@ func (c *procCluster) faults(id int, req string) error {
 
 // ---- Linearizability ----
 
-type linInput struct {
-	Kind  kv.Kind
-	Key   string
-	Value string
-}
-
-// linOutput is what an operation found: Get the value, the others the
-// value before them. Unknown: the client never learned the outcome.
-type linOutput struct {
-	Value   string
-	Found   bool
-	Unknown bool
-}
-
-type linState struct {
-	Value string
-	Found bool
-}
-
-var linModel = porcupine.Model{
-	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		for _, op := range history {
-			k := op.Input.(linInput).Key
-			byKey[k] = append(byKey[k], op)
-		}
-		keys := make([]string, 0, len(byKey))
-		for k := range byKey {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		var parts [][]porcupine.Operation
-		for _, k := range keys {
-			parts = append(parts, byKey[k])
-		}
-		return parts
-	},
-	Init: func() interface{} { return linState{} },
-	Step: func(state, input, output interface{}) (bool, interface{}) {
-		st, in, out := state.(linState), input.(linInput), output.(linOutput)
-		next := st
-		switch in.Kind {
-		case kv.Put:
-			next = linState{Value: in.Value, Found: true}
-		case kv.Append:
-			next = linState{Value: st.Value + in.Value, Found: true}
-		case kv.Delete:
-			next = linState{}
-		}
-		if out.Unknown {
-			return true, next
-		}
-		return out.Value == st.Value && out.Found == st.Found, next
-	},
-	Equal: func(a, b interface{}) bool { return a.(linState) == b.(linState) },
-	Hash: func(state interface{}) uint64 {
-		st := state.(linState)
-		h := fnv.New64a()
-		h.Write([]byte(st.Value))
-		if st.Found {
-			h.Write([]byte{1})
-		}
-		return h.Sum64()
-	},
-	DescribeOperation: func(input, output interface{}) string {
-		in, out := input.(linInput), output.(linOutput)
-		res := "absent"
-		switch {
-		case out.Unknown:
-			res = "unknown"
-		case out.Found:
-			res = fmt.Sprintf("%q", shortVal(out.Value))
-		}
-		if in.Kind == kv.Get || in.Kind == kv.Delete {
-			return fmt.Sprintf("%s(%s) -> %s", in.Kind, in.Key, res)
-		}
-		return fmt.Sprintf("%s(%s, %q) -> %s", in.Kind, in.Key, in.Value, res)
-	},
-	DescribeState: func(state interface{}) string {
-		st := state.(linState)
-		if !st.Found {
-			return "absent"
-		}
-		return fmt.Sprintf("%q", shortVal(st.Value))
-	},
-}
-
-func shortVal(s string) string {
-	if len(s) > 40 {
-		return "…" + s[len(s)-39:]
-	}
-	return s
-}
-
-type linHistory struct {
-	start time.Time
-	mu    sync.Mutex
-	ops   []porcupine.Operation
-	// counts by outcome
-	ok, unknown, notDone int
-}
-
-func (h *linHistory) now() int64 { return int64(time.Since(h.start)) }
-
-func (h *linHistory) add(op porcupine.Operation) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.ops = append(h.ops, op)
-}
-
 // TestLinearizableUnderFaults runs a 3-process cluster while clients
 // (kv.Clerk over HTTPConn) run operations and a nemesis kills (-9),
 // restarts and partitions replicas, then checks the history with
@@ -465,7 +353,8 @@ func TestLinearizableUnderFaults(t *testing.T) {
 	c.waitLeader(20 * time.Second)
 	urls := []string{c.urls[1], c.urls[2], c.urls[3]}
 
-	h := &linHistory{start: time.Now()}
+	h := kvcheck.NewHistory()
+	var nOK, nUnknown, nNotDone atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	const clients = 4
@@ -485,7 +374,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 					return
 				default:
 				}
-				in := linInput{Key: keys[rng.IntN(len(keys))]}
+				in := kvcheck.Input{Key: keys[rng.IntN(len(keys))]}
 				switch r := rng.IntN(20); {
 				case r < 8:
 					in.Kind = kv.Get
@@ -497,25 +386,21 @@ func TestLinearizableUnderFaults(t *testing.T) {
 					in.Kind = kv.Delete
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				call := h.now()
+				call := h.Now()
 				res, err := ck.Do(ctx, kv.Op{Kind: in.Kind, Key: in.Key, Value: in.Value})
-				ret := h.now()
+				ret := h.Now()
 				cancel()
-				op := porcupine.Operation{ClientId: ci, Input: in, Call: call, Return: ret, Output: linOutput{Value: res.Value, Found: res.Found}}
-				h.mu.Lock()
+				meta := fmt.Sprintf("client %d, op %d", ci, n)
 				switch {
 				case err == nil:
-					h.ok++
+					nOK.Add(1)
+					h.Add(ci, in, kvcheck.Output{Value: res.Value, Found: res.Found}, call, ret, meta)
 				case errors.Is(err, kv.ErrNotDone):
-					h.notDone++ // certainly no effect: not part of the history
-					h.mu.Unlock()
-					continue
+					nNotDone.Add(1) // certainly no effect: not part of the history
 				default:
-					h.unknown++
-					op.Output, op.Return = linOutput{Unknown: true}, math.MaxInt64
+					nUnknown.Add(1)
+					h.AddUnknown(ci, in, call, meta)
 				}
-				h.mu.Unlock()
-				h.add(op)
 			}
 		}()
 	}
@@ -524,7 +409,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	var events []string
 	logf := func(format string, a ...any) {
-		events = append(events, fmt.Sprintf("%6.2fs ", time.Since(h.start).Seconds())+fmt.Sprintf(format, a...))
+		events = append(events, fmt.Sprintf("%6.2fs ", time.Duration(h.Now()).Seconds())+fmt.Sprintf(format, a...))
 	}
 	sleep := func(lo, hi time.Duration) { time.Sleep(lo + rand.N(hi-lo)) }
 	deadline := time.Now().Add(run)
@@ -590,9 +475,9 @@ func TestLinearizableUnderFaults(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	t.Logf("nemesis:\n%s", strings.Join(events, "\n"))
-	t.Logf("%d operations: %d ok, %d unknown outcome, %d not done", h.ok+h.unknown+h.notDone, h.ok, h.unknown, h.notDone)
-	if h.ok < 20 {
-		t.Errorf("only %d operations succeeded in %v", h.ok, run)
+	t.Logf("%d operations: %d ok, %d unknown outcome, %d not done", nOK.Load()+nUnknown.Load()+nNotDone.Load(), nOK.Load(), nUnknown.Load(), nNotDone.Load())
+	if nOK.Load() < 20 {
+		t.Errorf("only %d operations succeeded in %v", nOK.Load(), run)
 	}
 
 	// Every replica is up and healed, and stops cleanly on SIGTERM.
@@ -601,33 +486,11 @@ func TestLinearizableUnderFaults(t *testing.T) {
 			t.Errorf("replica %d is not running at the end", id)
 		}
 	}
-	checkLinearizable(t, h.ops)
+	kvcheck.Check(t, h.Operations(), 30*time.Second)
 	for id, r := range c.replicas {
 		if err := r.stop(10 * time.Second); err != nil {
 			t.Errorf("replica %d on SIGTERM: %v; want exit status 0", id, err)
 		}
-	}
-}
-
-func checkLinearizable(t *testing.T, ops []porcupine.Operation) {
-	t.Helper()
-	start := time.Now()
-	res, info := porcupine.CheckOperationsVerbose(linModel, ops, 30*time.Second)
-	t.Logf("porcupine: %d operations: %s in %v", len(ops), res, time.Since(start).Round(time.Millisecond))
-	switch res {
-	case porcupine.Ok:
-	case porcupine.Illegal:
-		f, err := os.CreateTemp("", "raftkv-linearizability-*.html")
-		if err == nil {
-			f.Close()
-			err = porcupine.VisualizePath(linModel, info, f.Name())
-		}
-		if err != nil {
-			t.Fatalf("history is not linearizable (and writing the visualization failed: %v)", err)
-		}
-		t.Fatalf("history is not linearizable; visualization: %s", f.Name())
-	default:
-		t.Fatalf("porcupine gave up (%s) after 30s", res)
 	}
 }
 
