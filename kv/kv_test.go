@@ -591,15 +591,7 @@ func lastAttempt(c *client) attempt {
 // the Clerk's retry lands after the first copy, and both commit. The Append
 // must take effect once and report the value before it.
 func TestLeadershipLostFailover(t *testing.T) {
-	cfg := makeConfig(t, 5, false)
-	c := cfg.makeClient()
-	c.put(t, "k", "x;")
-	l := cfg.waitLeader(electionWait)
-	if s := lastAttempt(c).server; s != l {
-		t.Fatalf("the client's last request went to %d, but %d leads", s, l)
-	}
-	f1, f2, f3, f4 := (l+1)%5, (l+2)%5, (l+3)%5, (l+4)%5
-	cfg.partition([]int{l, f1}) // f2, f3, f4 alone
+	cfg, c, l, f1, f2, f3, f4 := leaderWithOneFollower(t)
 
 	type result struct {
 		res kv.Result
@@ -659,4 +651,21 @@ func TestLeadershipLostFailover(t *testing.T) {
 		}
 	}
 	cfg.checkErrs()
+}
+
+// leaderWithOneFollower sets up five servers where k = "x;" and the
+// client's last request went to the leader l, then partitions l with one
+// follower f1 and leaves f2, f3 and f4 each alone.
+func leaderWithOneFollower(t *testing.T) (cfg *config, c *client, l, f1, f2, f3, f4 int) {
+	t.Helper()
+	cfg = makeConfig(t, 5, false)
+	c = cfg.makeClient()
+	c.put(t, "k", "x;")
+	l = cfg.waitLeader(electionWait)
+	if s := lastAttempt(c).server; s != l {
+		t.Fatalf("the client's last request went to %d, but %d leads", s, l)
+	}
+	f1, f2, f3, f4 = (l+1)%5, (l+2)%5, (l+3)%5, (l+4)%5
+	cfg.partition([]int{l, f1}) // f2, f3, f4 alone
+	return cfg, c, l, f1, f2, f3, f4
 }

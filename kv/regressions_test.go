@@ -148,15 +148,7 @@ func TestRegressionStoppedAfterStart(t *testing.T) {
 // F1 can win, and it commits the first copy along with the retry; the
 // token must be in the value once.
 func TestRegressionRetryAfterUnknown(t *testing.T) {
-	cfg := makeConfig(t, 5, false)
-	c := cfg.makeClient()
-	c.put(t, "k", "x;")
-	l := cfg.waitLeader(electionWait)
-	if s := lastAttempt(c).server; s != l {
-		t.Fatalf("the client's last request went to %d, but %d leads", s, l)
-	}
-	f1, f2, f3, f4 := (l+1)%5, (l+2)%5, (l+3)%5, (l+4)%5
-	cfg.partition([]int{l, f1}) // f2, f3, f4 alone
+	cfg, c, l, f1, f2, f3, f4 := leaderWithOneFollower(t)
 	cfg.connectClient(c, l)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
