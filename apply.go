@@ -16,10 +16,11 @@ type applier struct {
 	wake  chan struct{}
 	ch    chan ApplyMsg
 	done  <-chan struct{}
+	fail  func(error) // stops the server
 }
 
-func newApplier(ch chan ApplyMsg, done <-chan struct{}) *applier {
-	return &applier{wake: make(chan struct{}, 1), ch: ch, done: done}
+func newApplier(ch chan ApplyMsg, done <-chan struct{}, fail func(error)) *applier {
+	return &applier{wake: make(chan struct{}, 1), ch: ch, done: done, fail: fail}
 }
 
 // push queues committed entries, in log order.
@@ -47,7 +48,10 @@ func (a *applier) run() {
 		for _, e := range batch {
 			cmd, err := decodeCommand(e.Command)
 			if err != nil {
-				panic(fmt.Sprintf("raft: decode command at index %d: %v", e.Index, err))
+				// The service cannot skip a command, nor apply a later
+				// one without it.
+				a.fail(fmt.Errorf("raft: decode command at index %d: %w", e.Index, err))
+				return
 			}
 			select {
 			case a.ch <- ApplyMsg{CommandValid: true, Command: cmd, CommandIndex: e.Index}:

@@ -56,7 +56,7 @@ type Handler interface {
 }
 
 // ErrStopped is the answer of a server that was killed or closed, or that
-// stopped itself because it could not save its state.
+// stopped itself (see Raft.Err).
 var ErrStopped = errors.New("raft: server stopped")
 
 func (c *Config) timing() (timing, error) {

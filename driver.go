@@ -100,7 +100,10 @@ func start(me int, peers map[int]Peer, store Storage, applyCh chan ApplyMsg, t t
 	}
 	rf.node = node
 	rf.publish()
-	rf.apply = newApplier(applyCh, rf.done)
+	rf.apply = newApplier(applyCh, rf.done, func(err error) {
+		rf.logger.Error(err.Error())
+		rf.stop(err)
+	})
 	rf.wg.Add(2)
 	go func() { defer rf.wg.Done(); rf.apply.run() }()
 	go func() { defer rf.wg.Done(); rf.run() }()
@@ -146,8 +149,8 @@ func (rf *Raft) Close() error {
 	return err
 }
 
-// Err returns why the server stopped itself (it could not save its state),
-// or nil.
+// Err returns why the server stopped itself (it could not save its state,
+// or could not decode a committed command), or nil.
 func (rf *Raft) Err() error {
 	select {
 	case <-rf.done:

@@ -36,6 +36,16 @@ func (ps *Persister) SaveRaftState(state []byte) {
 	ps.raftstate = clone(state)
 }
 
+// editRaftState replaces the saved Raft state with edit(state), holding
+// the lock. edit may change state in place and return it: the Persister
+// never hands out its own buffer (every read and Copy clones it), so only
+// the owner of the Raft state, which calls this, ever writes it.
+func (ps *Persister) editRaftState(edit func(state []byte) []byte) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.raftstate = edit(ps.raftstate)
+}
+
 // ReadRaftState returns a copy of the saved Raft state.
 func (ps *Persister) ReadRaftState() []byte {
 	ps.mu.Lock()

@@ -9,12 +9,10 @@
 package raft
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 
 	"github.com/raftkit/raft/core"
-	"github.com/raftkit/raft/labgob"
 	"github.com/raftkit/raft/labrpc"
 )
 
@@ -75,18 +73,11 @@ func (rf *Raft) Start(command interface{}) (index int, term int, isLeader bool) 
 	if term, isLeader = rf.GetState(); !isLeader {
 		return -1, term, false
 	}
-	var buf bytes.Buffer
-	if err := labgob.NewEncoder(&buf).Encode(&command); err != nil {
+	cmd, err := encodeCommand(command)
+	if err != nil {
 		panic(fmt.Sprintf("raft: Start: encode command %T: %v", command, err))
 	}
-	return rf.propose(buf.Bytes())
-}
-
-// decodeCommand returns the command that Start encoded into b.
-func decodeCommand(b []byte) (interface{}, error) {
-	var cmd interface{}
-	err := labgob.NewDecoder(bytes.NewReader(b)).Decode(&cmd)
-	return cmd, err
+	return rf.propose(cmd)
 }
 
 // RequestVote is the RequestVote RPC handler.

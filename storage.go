@@ -23,17 +23,17 @@ type Storage interface {
 }
 
 // persisterStorage keeps the state in a Persister, which can only store
-// one blob. The blob is kept encoded between saves, so that a Save encodes
-// only the new entries and copies the rest:
+// one blob. The blob is edited in place under the Persister's lock, so
+// that a Save encodes only the new entries and copies nothing:
 //
 //	version byte | term uint64 | vote int64 | entries
 //
 // with each entry as uvarint(term) uvarint(len(command)) command; entry i
-// is the i-th one.
+// is the i-th one. The Persister's Raft state belongs to the storage: it
+// must not be replaced by anyone else while the storage is in use.
 type persisterStorage struct {
 	ps   *Persister
-	blob []byte
-	offs []int // offs[i-1]: where entry i starts in blob
+	offs []int // offs[i-1]: where entry i starts in the blob
 }
 
 const (
@@ -42,12 +42,12 @@ const (
 )
 
 func (s *persisterStorage) Load() (HardState, []Entry, error) {
-	s.blob, s.offs = s.ps.ReadRaftState(), nil
-	if len(s.blob) == 0 {
-		s.blob = make([]byte, headerLen)
+	s.offs = nil
+	blob := s.ps.ReadRaftState()
+	if len(blob) == 0 {
 		return HardState{Vote: core.None}, nil, nil
 	}
-	hs, ents, offs, err := decodeState(s.blob)
+	hs, ents, offs, err := decodeState(blob)
 	if err != nil {
 		return HardState{}, nil, fmt.Errorf("persister: %w", err)
 	}
@@ -56,25 +56,31 @@ func (s *persisterStorage) Load() (HardState, []Entry, error) {
 }
 
 func (s *persisterStorage) Save(hs HardState, ents []Entry) error {
+	at := len(s.offs)
 	if len(ents) > 0 {
-		at := ents[0].Index - 1
+		at = ents[0].Index - 1
 		if at > len(s.offs) {
 			return fmt.Errorf("persister: save entries from %d after a log ending at %d", at+1, len(s.offs))
 		}
+	}
+	s.ps.editRaftState(func(blob []byte) []byte {
+		if len(blob) < headerLen {
+			blob = make([]byte, headerLen, 4096)
+		}
 		if at < len(s.offs) {
-			s.blob, s.offs = s.blob[:s.offs[at]], s.offs[:at]
+			blob, s.offs = blob[:s.offs[at]], s.offs[:at]
 		}
 		for _, e := range ents {
-			s.offs = append(s.offs, len(s.blob))
-			s.blob = binary.AppendUvarint(s.blob, uint64(e.Term))
-			s.blob = binary.AppendUvarint(s.blob, uint64(len(e.Command)))
-			s.blob = append(s.blob, e.Command...)
+			s.offs = append(s.offs, len(blob))
+			blob = binary.AppendUvarint(blob, uint64(e.Term))
+			blob = binary.AppendUvarint(blob, uint64(len(e.Command)))
+			blob = append(blob, e.Command...)
 		}
-	}
-	s.blob[0] = persistVersion
-	binary.LittleEndian.PutUint64(s.blob[1:], uint64(hs.Term))
-	binary.LittleEndian.PutUint64(s.blob[9:], uint64(int64(hs.Vote)))
-	s.ps.SaveRaftState(s.blob)
+		blob[0] = persistVersion
+		binary.LittleEndian.PutUint64(blob[1:], uint64(hs.Term))
+		binary.LittleEndian.PutUint64(blob[9:], uint64(int64(hs.Vote)))
+		return blob
+	})
 	return nil
 }
 
@@ -83,7 +89,8 @@ func (s *persisterStorage) Close() error { return nil }
 
 var errTruncated = errors.New("truncated")
 
-// decodeState decodes a blob that persisterStorage saved.
+// decodeState decodes a blob that persisterStorage saved. The commands of
+// the entries share b's memory.
 func decodeState(b []byte) (hs HardState, ents []Entry, offs []int, err error) {
 	if len(b) < headerLen || b[0] != persistVersion {
 		return hs, nil, nil, fmt.Errorf("raft state of %d bytes has no valid header", len(b))
@@ -101,8 +108,7 @@ func decodeState(b []byte) (hs HardState, ents []Entry, offs []int, err error) {
 			return hs, nil, nil, fmt.Errorf("entry %d at byte %d: command: %w", len(ents)+1, at, errTruncated)
 		}
 		at += n + m
-		// A copy: the blob is rewritten in place when the log is truncated.
-		cmd := append([]byte(nil), b[at:at+int(size)]...)
+		cmd := b[at : at+int(size) : at+int(size)]
 		ents = append(ents, Entry{Index: len(ents) + 1, Term: int(term), Command: cmd})
 		at += int(size)
 	}

@@ -289,8 +289,7 @@ func (n *Node) Close() error {
 
 func (n *Node) stopped() { n.doneOnce.Do(func() { close(n.done) }) }
 
-// watch notices a Raft server that stopped on its own (it could not save
-// its state).
+// watch notices a Raft server that stopped on its own (see raft.Raft.Err).
 func (n *Node) watch() {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()

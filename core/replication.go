@@ -14,7 +14,8 @@ type progress struct {
 	// heartbeat asks for an AppendEntries even if there are no entries.
 	heartbeat bool
 	// commit is the leaderCommit last sent; a follower with nothing in
-	// flight learns of a newer one at once rather than at the next heartbeat.
+	// flight learns of a newer one at the next tick rather than at the next
+	// heartbeat.
 	commit int
 	// active records a reply since the last quorum check.
 	active bool
@@ -63,6 +64,15 @@ func (n *Node) tickLeader() {
 			p.heartbeat, p.inflight = true, 0
 		}
 	}
+	// 5.3: the leader includes its commit index in future AppendEntries. A
+	// follower with nothing in flight is told of a new one at the next tick,
+	// so that the commits of one tick share a message, or travel with the
+	// next entries.
+	for _, p := range n.progress {
+		if p.inflight == 0 && p.commit < n.commit {
+			p.heartbeat = true
+		}
+	}
 }
 
 // flush sends AppendEntries to each follower that lags behind and has no
@@ -73,7 +83,7 @@ func (n *Node) flush() {
 	for _, id := range n.peers {
 		p := n.progress[id]
 		lagging := p.next <= last && p.inflight == 0
-		if !lagging && !p.heartbeat && (p.inflight != 0 || p.commit >= n.commit) {
+		if !lagging && !p.heartbeat {
 			continue
 		}
 		p.heartbeat, p.commit = false, n.commit

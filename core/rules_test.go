@@ -962,15 +962,18 @@ func TestLeaders_OldTermEntriesNotCommittedByCountingReplicas(t *testing.T) {
 	}
 }
 
-// Leaders: the leader "keeps track of the highest index it knows to be committed, and it includes that index in future AppendEntries RPCs" (5.3) — at once, not at the next heartbeat.
-func TestLeaders_NewCommitIndexSentWithoutWaitingForHeartbeat(t *testing.T) {
+// Leaders: the leader "keeps track of the highest index it knows to be committed, and it includes that index in future AppendEntries RPCs" (5.3) — at the next tick, not at the next heartbeat, and at once with new entries.
+func TestLeaders_NewCommitIndexSentAtNextTick(t *testing.T) {
 	n := start(t, config(1, 3, 1))
 	ackAll(t, n, elect(t, n))
 	n.Propose([]byte("a"))
 	n.Ready()
 	n.Step(aeOK(2, 1, 1, 1)) // commits 1
-	rd := n.Ready()
-	as := appends(t, rd)
+	if as := appends(t, n.Ready()); len(as) != 0 {
+		t.Errorf("AppendEntries %v before the next tick, want none", as)
+	}
+	n.Tick()
+	as := appends(t, n.Ready())
 	if a := as[2]; a == nil || a.LeaderCommit != 1 || len(a.Entries) != 0 || a.PrevLogIndex != 1 {
 		t.Errorf("to 2: %+v, want a commit-only AppendEntries after 1 with leaderCommit 1", a)
 	}
@@ -978,15 +981,17 @@ func TestLeaders_NewCommitIndexSentWithoutWaitingForHeartbeat(t *testing.T) {
 		t.Errorf("to 3: %+v while its batch is in flight, want nothing", a)
 	}
 	n.Step(aeOK(3, 1, 1, 1))
-	if a := appends(t, n.Ready())[3]; a == nil || a.LeaderCommit != 1 || len(a.Entries) != 0 {
-		t.Errorf("to 3: %+v, want a commit-only AppendEntries with leaderCommit 1", a)
+	n.Propose([]byte("b"))
+	if a := appends(t, n.Ready())[3]; a == nil || a.LeaderCommit != 1 || len(a.Entries) != 1 {
+		t.Errorf("to 3: %+v, want entry 2 with leaderCommit 1", a)
 	}
+	n.Tick()
 	if rd := n.Ready(); !rd.Empty() {
 		t.Errorf("Ready %+v, want empty once every follower knows the commit index", rd)
 	}
 	// The follower commits on receipt.
 	f := start(t, config(2, 3, 1))
-	call[AppendEntriesReply](t, f, Message{From: 1, To: 2, Body: &AppendEntriesArgs{Term: 1, LeaderID: 1, Entries: logOf(n)}})
+	call[AppendEntriesReply](t, f, Message{From: 1, To: 2, Body: &AppendEntriesArgs{Term: 1, LeaderID: 1, Entries: logOf(n)[:1]}})
 	call[AppendEntriesReply](t, f, Message{From: 1, To: 2, Body: as[2]})
 	if got := f.Status().Commit; got != 1 {
 		t.Errorf("follower commit %d, want 1", got)

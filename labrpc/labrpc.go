@@ -39,7 +39,6 @@ type reqMsg struct {
 	endname interface{}
 	svcMeth string
 	args    payload
-	replyCh chan replyMsg // buffered; gets exactly one reply
 }
 
 type replyMsg struct {
@@ -191,8 +190,7 @@ func copyValue(src, dst interface{}) (int, error) {
 // ClientEnd is one client's end of a connection to a server.
 type ClientEnd struct {
 	endname interface{}
-	ch      chan reqMsg   // the network's request channel
-	done    chan struct{} // closed by Network.Cleanup
+	net     *Network
 }
 
 // Call sends an RPC to the service method svcMeth ("Service.Method") of the
@@ -210,25 +208,7 @@ func (e *ClientEnd) Call(svcMeth string, args interface{}, reply interface{}) bo
 	if err != nil {
 		panic(fmt.Sprintf("labrpc: Call(%q): encode args: %v", svcMeth, err))
 	}
-	req := reqMsg{
-		endname: e.endname,
-		svcMeth: svcMeth,
-		args:    p,
-		replyCh: make(chan replyMsg, 1),
-	}
-
-	select {
-	case e.ch <- req:
-	case <-e.done:
-		return false
-	}
-
-	var rep replyMsg
-	select {
-	case rep = <-req.replyCh:
-	case <-e.done:
-		return false
-	}
+	rep := e.net.deliver(reqMsg{endname: e.endname, svcMeth: svcMeth, args: p})
 	if !rep.ok {
 		return false
 	}
@@ -249,40 +229,27 @@ type Network struct {
 	enabled        map[interface{}]bool        // by end name
 	servers        map[interface{}]*Server     // by server name
 	connections    map[interface{}]interface{} // end name -> server name
-	endCh          chan reqMsg
+	changed        chan struct{}               // closed (and replaced) when any of the three above change
 	done           chan struct{}
 	cleanup        sync.Once
+	jobs           chan job     // to idle workers
+	idle           atomic.Int32 // idle workers
 	count          atomic.Int64 // total RPCs
 	bytes          atomic.Int64 // total bytes of args and replies
 }
 
-// MakeNetwork returns a reliable network with no ends or servers, and starts
-// its dispatcher. Call Cleanup to stop it.
+// MakeNetwork returns a reliable network with no ends or servers. Call
+// Cleanup to stop it.
 func MakeNetwork() *Network {
-	rn := &Network{
+	return &Network{
 		reliable:    true,
 		ends:        map[interface{}]*ClientEnd{},
 		enabled:     map[interface{}]bool{},
 		servers:     map[interface{}]*Server{},
 		connections: map[interface{}]interface{}{},
-		endCh:       make(chan reqMsg),
+		changed:     make(chan struct{}),
 		done:        make(chan struct{}),
-	}
-	go rn.run()
-	return rn
-}
-
-// run hands each request to its own goroutine until Cleanup.
-func (rn *Network) run() {
-	for {
-		select {
-		case req := <-rn.endCh:
-			rn.count.Add(1)
-			rn.bytes.Add(int64(req.args.size))
-			go rn.processReq(req)
-		case <-rn.done:
-			return
-		}
+		jobs:        make(chan job),
 	}
 }
 
@@ -323,11 +290,18 @@ func (rn *Network) MakeEnd(endname interface{}) *ClientEnd {
 	if _, ok := rn.ends[endname]; ok {
 		panic(fmt.Sprintf("labrpc: MakeEnd: %v already exists", endname))
 	}
-	e := &ClientEnd{endname: endname, ch: rn.endCh, done: rn.done}
+	e := &ClientEnd{endname: endname, net: rn}
 	rn.ends[endname] = e
 	rn.enabled[endname] = false
 	rn.connections[endname] = nil
 	return e
+}
+
+// change wakes the calls waiting for a reply, so that they check whether
+// their server is still reachable. rn.mu must be held.
+func (rn *Network) change() {
+	close(rn.changed)
+	rn.changed = make(chan struct{})
 }
 
 // AddServer adds rs under servername, replacing any server of that name;
@@ -336,6 +310,7 @@ func (rn *Network) AddServer(servername interface{}, rs *Server) {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	rn.servers[servername] = rs
+	rn.change()
 }
 
 // DeleteServer removes the server named servername; calls in progress to it
@@ -344,6 +319,7 @@ func (rn *Network) DeleteServer(servername interface{}) {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	delete(rn.servers, servername)
+	rn.change()
 }
 
 // Connect connects the end named endname to the server named servername.
@@ -352,6 +328,7 @@ func (rn *Network) Connect(endname interface{}, servername interface{}) {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	rn.connections[endname] = servername
+	rn.change()
 }
 
 // Enable enables or disables the end named endname. Calls on a disabled end
@@ -360,6 +337,7 @@ func (rn *Network) Enable(endname interface{}, enabled bool) {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	rn.enabled[endname] = enabled
+	rn.change()
 }
 
 // GetCount returns the number of RPCs received by the server named
@@ -413,86 +391,136 @@ func (rn *Network) readEndInfo(endname interface{}) endInfo {
 	return in
 }
 
-// isServerDead reports whether a call on endname to server (named
-// servername) can no longer succeed.
-func (rn *Network) isServerDead(endname interface{}, servername interface{}, server *Server) bool {
-	select {
-	case <-rn.done:
-		return true
-	default:
-	}
+// reachable reports whether a call on endname can still reach server
+// (named servername), and returns the channel that is closed when that may
+// change.
+func (rn *Network) reachable(endname interface{}, servername interface{}, server *Server) (bool, <-chan struct{}) {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
-	return !rn.enabled[endname] || rn.connections[endname] != servername ||
-		rn.servers[servername] != server
+	return rn.enabled[endname] && rn.connections[endname] == servername &&
+		rn.servers[servername] == server, rn.changed
 }
 
-func (rn *Network) processReq(req reqMsg) {
+// sleep waits for d, or until Cleanup; it reports false in the latter case.
+func (rn *Network) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-rn.done:
+		return false
+	}
+}
+
+// deliver carries a request to its server and the reply back, with the
+// network's losses and delays, in the caller's goroutine.
+func (rn *Network) deliver(req reqMsg) replyMsg {
+	select {
+	case <-rn.done:
+		return replyMsg{}
+	default:
+	}
+	rn.count.Add(1)
+	rn.bytes.Add(int64(req.args.size))
 	in := rn.readEndInfo(req.endname)
 
 	if !in.enabled || in.servername == nil || in.server == nil {
 		// Simulate no reply and an eventual timeout. The delay keeps
 		// callers from spinning on failures.
-		var ms int
+		ms := rand.IntN(100)
 		if in.longDelays {
 			ms = rand.IntN(7000)
-		} else {
-			ms = rand.IntN(100)
 		}
-		time.AfterFunc(time.Duration(ms)*time.Millisecond, func() {
-			req.replyCh <- replyMsg{}
-		})
-		return
+		rn.sleep(time.Duration(ms) * time.Millisecond)
+		return replyMsg{}
 	}
 
 	if !in.reliable {
-		time.Sleep(time.Duration(rand.IntN(27)) * time.Millisecond)
+		if !rn.sleep(time.Duration(rand.IntN(27)) * time.Millisecond) {
+			return replyMsg{}
+		}
 		if rand.IntN(1000) < 100 {
-			// Drop the request.
-			req.replyCh <- replyMsg{}
-			return
+			return replyMsg{} // drop the request
 		}
 	}
 
-	// Run the handler in its own goroutine so that we can notice if the
-	// server is deleted or the end disabled meanwhile.
-	ech := make(chan replyMsg, 1)
-	go func() { ech <- in.server.dispatch(req) }()
-
+	// Run the handler in another goroutine so that the call can fail as
+	// soon as the server is deleted or the end disabled meanwhile.
+	ech := rn.serve(in.server, req)
 	var reply replyMsg
-	replied := false
-	dead := false
-	t := time.NewTicker(100 * time.Millisecond)
-	for !replied && !dead {
+	for {
+		ok, changed := rn.reachable(req.endname, in.servername, in.server)
+		if !ok {
+			return replyMsg{}
+		}
 		select {
 		case reply = <-ech:
-			replied = true
-		case <-t.C:
-			dead = rn.isServerDead(req.endname, in.servername, in.server)
+		case <-changed:
+			continue
+		case <-rn.done:
+			return replyMsg{}
 		}
+		break
 	}
-	t.Stop()
 
 	// Don't deliver a reply from a server that has been deleted: the caller
 	// could otherwise believe a request succeeded whose effects went to a
 	// superseded server (e.g. its old Persister).
-	dead = dead || rn.isServerDead(req.endname, in.servername, in.server)
-
+	if ok, _ := rn.reachable(req.endname, in.servername, in.server); !ok || !reply.ok {
+		return replyMsg{}
+	}
 	switch {
-	case !replied || dead || !reply.ok:
-		req.replyCh <- replyMsg{}
 	case !in.reliable && rand.IntN(1000) < 100:
-		// Drop the reply.
-		req.replyCh <- replyMsg{}
+		return replyMsg{} // drop the reply
 	case in.longReordering && rand.IntN(900) < 600:
-		ms := 200 + rand.IntN(1+rand.IntN(2000))
-		time.AfterFunc(time.Duration(ms)*time.Millisecond, func() {
-			rn.bytes.Add(int64(reply.reply.size))
-			req.replyCh <- reply
-		})
+		if !rn.sleep(time.Duration(200+rand.IntN(1+rand.IntN(2000))) * time.Millisecond) {
+			return replyMsg{}
+		}
+	}
+	rn.bytes.Add(int64(reply.reply.size))
+	return reply
+}
+
+// A job is a request for a worker to run.
+type job struct {
+	server *Server
+	req    reqMsg
+	reply  chan replyMsg // buffered
+}
+
+// maxIdleWorkers bounds the workers a network keeps waiting for requests.
+const maxIdleWorkers = 64
+
+// serve runs req's handler on server in an idle worker, or in a new one if
+// none is idle, and returns the channel that gets its reply. Workers are
+// kept because handlers (reflection, gob) need deep stacks, which a fresh
+// goroutine grows anew for every call.
+func (rn *Network) serve(server *Server, req reqMsg) <-chan replyMsg {
+	j := job{server, req, make(chan replyMsg, 1)}
+	select {
+	case rn.jobs <- j:
 	default:
-		rn.bytes.Add(int64(reply.reply.size))
-		req.replyCh <- reply
+		go rn.work(j)
+	}
+	return j.reply
+}
+
+// work runs j, then the jobs handed to it while it is idle, until Cleanup
+// or until enough other workers are idle.
+func (rn *Network) work(j job) {
+	for {
+		j.reply <- j.server.dispatch(j.req)
+		if rn.idle.Add(1) > maxIdleWorkers {
+			rn.idle.Add(-1)
+			return
+		}
+		select {
+		case j = <-rn.jobs:
+			rn.idle.Add(-1)
+		case <-rn.done:
+			return
+		}
 	}
 }
 
