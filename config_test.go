@@ -6,9 +6,10 @@ package raft
 // 6.5840 Raft lab's config.go, with extra safety checks:
 //
 //   - at most one leader in any term, ever: every (term, leader) claim the
-//     tester sees, from its own GetState/Start calls and from a background
-//     goroutine that polls every live peer's GetState every 20 ms, is
-//     recorded; two different peers claiming the same term fails the test.
+//     tester sees, from its own GetState/Start calls and from every change
+//     of term or role of every instance (reported by the instance's loop
+//     through a test hook), is recorded; two different peers leading the
+//     same term fails the test.
 //   - a committed entry never changes: every command any peer ever applies
 //     (across restarts) is recorded per index; a different command applied
 //     at the same index, by any peer at any time, fails the test. (cfg.logs,
@@ -17,7 +18,7 @@ package raft
 //   - each peer instance applies indexes 1, 2, 3, ... in order, with no gaps
 //     (a restarted peer starts again at 1).
 //
-// Errors found on non-test goroutines (appliers, poller) are recorded and
+// Errors found on non-test goroutines (appliers, observers) are recorded and
 // reported from the test goroutine by the next check, by end(), and by
 // cleanup(), which makeConfig also registers with t.Cleanup so it cannot be
 // skipped.
@@ -49,10 +50,6 @@ const testTimeLimit = 120 * time.Second
 // stuckGrace is how long after testTimeLimit a test that never returns to a
 // check is given before the tester dumps all goroutines and aborts the run.
 const stuckGrace = 60 * time.Second
-
-// leaderPollInterval is how often the background poller asks every live peer
-// for its (term, isLeader).
-const leaderPollInterval = 20 * time.Millisecond
 
 // The tests use math/rand's global source, which Go (1.20+) seeds randomly
 // at start-up, so unlike the MIT tester there is no rand.Seed(makeSeed()).
@@ -93,14 +90,13 @@ type config struct {
 	// "at most one leader per term": term -> the server seen leading it.
 	termLeader map[int]int
 	safetyErr  []string // violations found off the test goroutine
+	instances  []*Raft  // every instance made, for observers
 
 	// dirs, when RAFT_TEST_STORAGE=disk, holds each server's data
 	// directory: servers then keep their state in storage.WAL instead of
 	// a Persister.
 	dirs []string
 
-	pollStop chan struct{}
-	pollDone chan struct{}
 	watchdog *time.Timer
 
 	reported    map[string]bool // errors already reported via t
@@ -123,7 +119,7 @@ func makeConfig(t *testing.T, n int, unreliable bool) *config {
 			fmt.Printf("warning: only one CPU, which may conceal locking bugs\n")
 		}
 	})
-	runtime.GOMAXPROCS(4)
+	// runtime.GOMAXPROCS(4)
 	cfg := &config{}
 	cfg.t = t
 	cfg.net = labrpc.MakeNetwork()
@@ -147,7 +143,7 @@ func makeConfig(t *testing.T, n int, unreliable bool) *config {
 		}
 	}
 
-	// cleanup (kill everything, stop the poller, report recorded errors)
+	// cleanup (kill everything, report recorded errors)
 	// runs even if a test forgets to defer cfg.cleanup().
 	t.Cleanup(cfg.cleanup)
 
@@ -177,10 +173,6 @@ func makeConfig(t *testing.T, n int, unreliable bool) *config {
 	for i := 0; i < cfg.n; i++ {
 		cfg.connect(i)
 	}
-
-	cfg.pollStop = make(chan struct{})
-	cfg.pollDone = make(chan struct{})
-	go cfg.leaderPoller()
 
 	return cfg
 }
@@ -234,25 +226,15 @@ func (cfg *config) startOn(i int, cmd interface{}) (index int, term int, ok bool
 	return index, term, ok
 }
 
-// leaderPoller asks every live server for its state every
-// leaderPollInterval until cleanup.
-func (cfg *config) leaderPoller() {
-	defer close(cfg.pollDone)
-	tick := time.NewTicker(leaderPollInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-cfg.pollStop:
-			return
-		case <-tick.C:
-		}
-		for i := 0; i < cfg.n; i++ {
-			select {
-			case <-cfg.pollStop:
-				return
-			default:
-			}
-			cfg.getState(i)
+// observers maps each Raft instance the tester made to its observer; every
+// change of term or role of every instance is seen, so the "one leader per
+// term" check is exact.
+var observers sync.Map // *Raft -> func(term int, isLeader bool)
+
+func init() {
+	observeState = func(rf *Raft, term int, isLeader bool) {
+		if f, ok := observers.Load(rf); ok {
+			f.(func(int, bool))(term, isLeader)
 		}
 	}
 }
@@ -422,8 +404,12 @@ func (cfg *config) start1(i int, applier func(int, chan ApplyMsg)) {
 		rf = Make(ends, i, persister, applyCh)
 	}
 
+	// Leadership needs an election timeout, so no change of role is
+	// missed before this.
+	observers.Store(rf, func(term int, isLeader bool) { cfg.observe(i, term, isLeader) })
 	cfg.mu.Lock()
 	cfg.rafts[i] = rf
+	cfg.instances = append(cfg.instances, rf)
 	cfg.mu.Unlock()
 
 	svc := labrpc.MakeService(rf)
@@ -450,7 +436,7 @@ func (cfg *config) pendingErr() string {
 	return ""
 }
 
-// checkErrs fails the test if an applier or the leader poller recorded an
+// checkErrs fails the test if an applier or an observer recorded an
 // error, or the test has run too long. Call only from the test goroutine.
 func (cfg *config) checkErrs() {
 	cfg.t.Helper()
@@ -482,23 +468,13 @@ func (cfg *config) checkFinished() bool {
 	return z != 0
 }
 
-// cleanup kills every server, stops the leader poller, tears down the
+// cleanup kills every server, tears down the
 // network and reports any recorded error. Idempotent.
 func (cfg *config) cleanup() {
 	cfg.cleanupOnce.Do(func() {
 		atomic.StoreInt32(&cfg.finished, 1)
 		cfg.watchdog.Stop()
 
-		// one last poll, then stop the poller and make sure it exited.
-		pollerStuck := false
-		if cfg.pollStop != nil {
-			close(cfg.pollStop)
-			select {
-			case <-cfg.pollDone:
-			case <-time.After(5 * time.Second):
-				pollerStuck = true
-			}
-		}
 		for i := 0; i < cfg.n; i++ {
 			cfg.mu.Lock()
 			rf := cfg.rafts[i]
@@ -510,10 +486,12 @@ func (cfg *config) cleanup() {
 			}
 		}
 		cfg.net.Cleanup()
-
-		if pollerStuck {
-			cfg.t.Errorf("leader poller did not stop within 5s (GetState blocked?)")
+		cfg.mu.Lock()
+		for _, rf := range cfg.instances {
+			observers.Delete(rf)
 		}
+		cfg.mu.Unlock()
+
 		// report errors recorded since the last check (or never checked,
 		// e.g. after the last check of a test that failed otherwise).
 		if e := cfg.pendingErr(); e != "" {

@@ -32,7 +32,7 @@ const maxBatch = 256
 type Raft struct {
 	me        int
 	peers     map[int]Peer
-	calls     map[int]chan struct{} // per peer: a slot for each call in progress
+	out       map[int]*outbox // per peer: the goroutines calling it
 	store     Storage
 	transport Transport // nil for Make
 	apply     *applier
@@ -45,7 +45,7 @@ type Raft struct {
 	state   atomic.Int64 // term<<1 | isLeader, published by the loop
 	timing  timing
 	wg      sync.WaitGroup // the loop and the applier
-	sending sync.WaitGroup // calls to peers in progress
+	sending sync.WaitGroup // the goroutines calling peers
 	err     error          // why the server stopped itself; set before done closes
 }
 
@@ -70,15 +70,15 @@ func start(me int, peers map[int]Peer, store Storage, applyCh chan ApplyMsg, t t
 		return nil, fmt.Errorf("load state: %w", err)
 	}
 	ids := []int{me}
-	calls := make(map[int]chan struct{}, len(peers))
+	out := make(map[int]*outbox, len(peers))
 	for id := range peers {
 		ids = append(ids, id)
-		calls[id] = make(chan struct{}, maxCallsPerPeer)
+		out[id] = newOutbox()
 	}
 	rf := &Raft{
 		me:     me,
 		peers:  peers,
-		calls:  calls,
+		out:    out,
 		store:  store,
 		events: make(chan event, maxBatch),
 		done:   make(chan struct{}),
@@ -307,10 +307,17 @@ func (rf *Raft) handle(ev event, replies []pendingReply) []pendingReply {
 	return replies
 }
 
+// observeState, if set (by tests, before any server starts), is called
+// by a server's loop on every change of its term or role.
+var observeState func(rf *Raft, term int, isLeader bool)
+
+// publish makes the term and role visible to GetState.
 func (rf *Raft) publish() {
 	s := int64(rf.node.Term()) << 1
 	if rf.node.Role() == core.Leader {
 		s |= 1
 	}
-	rf.state.Store(s)
+	if rf.state.Swap(s) != s && observeState != nil {
+		observeState(rf, int(s>>1), s&1 == 1)
+	}
 }

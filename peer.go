@@ -14,32 +14,65 @@ type Peer interface {
 // answers costs a bounded number of goroutines and delays no other peer.
 const maxCallsPerPeer = 32
 
-// send calls the message's recipient in a goroutine of its own and feeds
-// the answer back to the event loop.
+// An outbox holds the goroutines that call one peer, at most
+// maxCallsPerPeer. Each makes one call at a time and, when idle, waits for
+// the next message, so that a message costs no new goroutine (nor a new
+// stack grown deep enough to encode it).
+type outbox struct {
+	msgs    chan core.Message // unbuffered: taken only by an idle caller
+	callers chan struct{}     // a slot per caller
+}
+
+func newOutbox() *outbox {
+	return &outbox{msgs: make(chan core.Message), callers: make(chan struct{}, maxCallsPerPeer)}
+}
+
+// send hands the message to an idle caller of its recipient, or to a new
+// one; it drops the message if maxCallsPerPeer calls are in progress.
 func (rf *Raft) send(m core.Message) {
-	slots := rf.calls[m.To]
+	o := rf.out[m.To]
 	select {
-	case slots <- struct{}{}:
+	case o.msgs <- m:
+		return
+	default:
+	}
+	select {
+	case o.callers <- struct{}{}:
 	default:
 		rf.tracef("S%d drop message to %d: %d calls in progress", rf.me, m.To, maxCallsPerPeer)
 		return
 	}
 	rf.sending.Add(1) // called from the loop, which Close waits for before sending.Wait
-	go func() {
-		defer rf.sending.Done()
-		defer func() { <-slots }()
-		var reply interface{}
-		var ok bool
-		switch a := m.Body.(type) {
-		case *core.RequestVoteArgs:
-			r := new(core.RequestVoteReply)
-			ok, reply = rf.peers[m.To].Call("Raft.RequestVote", a, r), r
-		case *core.AppendEntriesArgs:
-			r := new(core.AppendEntriesReply)
-			ok, reply = rf.peers[m.To].Call("Raft.AppendEntries", a, r), r
+	go rf.caller(o, m)
+}
+
+// caller calls the peer with m and later messages until the server stops.
+func (rf *Raft) caller(o *outbox, m core.Message) {
+	defer rf.sending.Done()
+	defer func() { <-o.callers }()
+	for {
+		rf.call(m)
+		select {
+		case m = <-o.msgs:
+		case <-rf.done:
+			return
 		}
-		if ok {
-			rf.post(event{msg: core.Message{From: m.To, To: rf.me, Body: reply}})
-		}
-	}()
+	}
+}
+
+// call sends m to its recipient and feeds the answer back to the loop.
+func (rf *Raft) call(m core.Message) {
+	var reply interface{}
+	var ok bool
+	switch a := m.Body.(type) {
+	case *core.RequestVoteArgs:
+		r := new(core.RequestVoteReply)
+		ok, reply = rf.peers[m.To].Call("Raft.RequestVote", a, r), r
+	case *core.AppendEntriesArgs:
+		r := new(core.AppendEntriesReply)
+		ok, reply = rf.peers[m.To].Call("Raft.AppendEntries", a, r), r
+	}
+	if ok {
+		rf.post(event{msg: core.Message{From: m.To, To: rf.me, Body: reply}})
+	}
 }
