@@ -231,16 +231,24 @@ func (rf *Raft) propose(cmd []byte) (index, term int, isLeader bool) {
 // run is the event loop: it feeds ticks, messages and proposals to the
 // core, then handles the Ready: save, then reply and send, then apply.
 func (rf *Raft) run() {
-	ticker := time.NewTicker(rf.timing.tick)
-	defer ticker.Stop()
+	clock := newClock(rf.timing.tick)
+	defer clock.timer.Stop()
 	var replies []pendingReply
 	for {
+		clock.sleep(rf.node.TicksToEvent())
+		var ev event
+		woken := false
 		select {
 		case <-rf.done:
 			return
-		case <-ticker.C:
+		case <-clock.timer.C:
+		case ev = <-rf.events:
+			woken = true
+		}
+		for n := clock.elapsed(); n > 0; n-- {
 			rf.node.Tick()
-		case ev := <-rf.events:
+		}
+		if woken {
 			replies = rf.handle(ev, replies)
 		}
 		// Whatever else is queued shares one save and one round of messages.

@@ -133,6 +133,22 @@ func (n *Node) Tick() {
 	}
 }
 
+// TicksToEvent returns after how many Ticks the next timer fires (an
+// election timeout, a heartbeat, a quorum check, or a new commit index due
+// to followers): the Ticks before that one only count. It is at least 1. A
+// driver with nothing else to do may sleep that long.
+func (n *Node) TicksToEvent() int {
+	if n.role != Leader {
+		return max(1, n.timeout-n.elapsed)
+	}
+	for _, p := range n.progress {
+		if p.inflight == 0 && p.commit < n.commit {
+			return 1
+		}
+	}
+	return max(1, min(n.cfg.HeartbeatTicks-n.elapsed, n.cfg.ElectionTicks-n.sinceChk))
+}
+
 // Step handles a message from a peer. If the message is a request, Step
 // returns the reply; the caller must not deliver it before it has handled
 // the Ready that follows.

@@ -173,7 +173,18 @@ func (s *sim) step(chaos bool) error {
 	case r < 0.75:
 		for i, sv := range s.servers {
 			if sv.up {
+				// TicksToEvent: a Tick before the next timer fires only counts.
+				if err := s.ready(i, nil); err != nil {
+					return err
+				}
+				quiet, before := sv.node.TicksToEvent() > 1, sv.node.Status()
 				sv.node.Tick()
+				if quiet {
+					after, rd := sv.node.Status(), sv.node.Ready()
+					if !rd.Empty() || after.Term != before.Term || after.Role != before.Role || after.Leader != before.Leader {
+						return fmt.Errorf("server %d: a Tick with TicksToEvent > 1 had an effect: %+v -> %+v, %+v", i, before, after, rd)
+					}
+				}
 				if err := s.ready(i, nil); err != nil {
 					return err
 				}
