@@ -119,7 +119,9 @@ func makeConfig(t *testing.T, n int, unreliable bool) *config {
 			fmt.Printf("warning: only one CPU, which may conceal locking bugs\n")
 		}
 	})
-	// runtime.GOMAXPROCS(4)
+	// Unlike the MIT tester, this one does not set GOMAXPROCS(4): it runs
+	// with the runtime's default, one P per CPU. More Ps than CPUs add
+	// scheduler wake-ups, not interleavings the race detector needs.
 	cfg := &config{}
 	cfg.t = t
 	cfg.net = labrpc.MakeNetwork()

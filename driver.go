@@ -20,7 +20,7 @@ type timing struct {
 
 // defaultTiming: 20 ms ticks, elections after 300-600 ms of silence,
 // heartbeats every 100 ms (at most 10 per second, as the tester requires).
-// Ticks cost a wake-up each, so they are no finer than the timers need.
+// The loop wakes only when a timer fires, not at every tick (see clock).
 var defaultTiming = timing{tick: 20 * time.Millisecond, electionTicks: 15, heartbeatTicks: 5}
 
 // maxBatch bounds how many queued events the loop handles before it saves
@@ -237,18 +237,18 @@ func (rf *Raft) run() {
 	for {
 		clock.sleep(rf.node.TicksToEvent())
 		var ev event
-		woken := false
+		hasEvent := false
 		select {
 		case <-rf.done:
 			return
 		case <-clock.timer.C:
 		case ev = <-rf.events:
-			woken = true
+			hasEvent = true
 		}
 		for n := clock.elapsed(); n > 0; n-- {
 			rf.node.Tick()
 		}
-		if woken {
+		if hasEvent {
 			replies = rf.handle(ev, replies)
 		}
 		// Whatever else is queued shares one save and one round of messages.

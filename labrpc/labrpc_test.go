@@ -333,7 +333,7 @@ func TestDeletedBeforeReturn(t *testing.T) {
 	}()
 	<-js.entry
 	rn.DeleteServer("s")
-	close(js.block) // let the handler return at once, most likely before the 100 ms check
+	close(js.block) // let the handler return at once
 	if <-res {
 		t.Fatal("reply delivered from deleted server")
 	}
