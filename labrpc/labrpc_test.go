@@ -109,7 +109,7 @@ type WideReply struct {
 
 // setup returns a network with one enabled end "c" connected to server "s",
 // which offers js and an Other. The network is cleaned up with the test.
-func setup(t *testing.T, js *JunkServer) (*Network, *ClientEnd, *Server) {
+func setup(t testing.TB, js *JunkServer) (*Network, *ClientEnd, *Server) {
 	t.Helper()
 	rn := MakeNetwork()
 	t.Cleanup(rn.Cleanup)
@@ -700,14 +700,7 @@ func TestConcurrentTypes(t *testing.T) {
 }
 
 func BenchmarkCall(b *testing.B) {
-	rn := MakeNetwork()
-	defer rn.Cleanup()
-	rs := MakeServer()
-	rs.AddService(MakeService(&JunkServer{}))
-	rn.AddServer("s", rs)
-	e := rn.MakeEnd("c")
-	rn.Connect("c", "s")
-	rn.Enable("c", true)
+	_, e, _ := setup(b, &JunkServer{})
 
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -736,14 +729,7 @@ func (o *Other) Append(args *EntriesArgs, reply *JunkArgs) {
 
 // BenchmarkCallEntries sends AppendEntries-like arguments with 20 entries.
 func BenchmarkCallEntries(b *testing.B) {
-	rn := MakeNetwork()
-	defer rn.Cleanup()
-	rs := MakeServer()
-	rs.AddService(MakeService(&Other{}))
-	rn.AddServer("s", rs)
-	e := rn.MakeEnd("c")
-	rn.Connect("c", "s")
-	rn.Enable("c", true)
+	_, e, _ := setup(b, &JunkServer{})
 
 	args := EntriesArgs{Term: 3, LeaderID: 1, PrevIndex: 100, PrevTerm: 2, Commit: 99}
 	for i := 0; i < 20; i++ {
