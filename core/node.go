@@ -142,7 +142,7 @@ func (n *Node) TicksToEvent() int {
 		return max(1, n.timeout-n.elapsed)
 	}
 	for _, p := range n.progress {
-		if p.inflight == 0 && p.commit < n.commit {
+		if p.commitDue(n.commit) {
 			return 1
 		}
 	}

@@ -15,7 +15,7 @@ type progress struct {
 	heartbeat bool
 	// commit is the leaderCommit last sent; a follower with nothing in
 	// flight learns of a newer one at the next tick rather than at the next
-	// heartbeat.
+	// heartbeat (see commitDue).
 	commit int
 	// active records a reply since the last quorum check.
 	active bool
@@ -69,10 +69,16 @@ func (n *Node) tickLeader() {
 	// so that the commits of one tick share a message, or travel with the
 	// next entries.
 	for _, p := range n.progress {
-		if p.inflight == 0 && p.commit < n.commit {
+		if p.commitDue(n.commit) {
 			p.heartbeat = true
 		}
 	}
+}
+
+// commitDue reports whether the follower, with nothing in flight, has yet
+// to be told of the leader's commit index.
+func (p *progress) commitDue(commit int) bool {
+	return p.inflight == 0 && p.commit < commit
 }
 
 // flush sends AppendEntries to each follower that lags behind and has no

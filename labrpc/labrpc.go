@@ -373,6 +373,7 @@ type endInfo struct {
 	reliable       bool
 	longDelays     bool
 	longReordering bool
+	changed        <-chan struct{} // closed when the settings change
 }
 
 func (rn *Network) readEndInfo(endname interface{}) endInfo {
@@ -384,6 +385,7 @@ func (rn *Network) readEndInfo(endname interface{}) endInfo {
 		reliable:       rn.reliable,
 		longDelays:     rn.longDelays,
 		longReordering: rn.longReordering,
+		changed:        rn.changed,
 	}
 	if in.servername != nil {
 		in.server = rn.servers[in.servername]
@@ -449,19 +451,18 @@ func (rn *Network) deliver(req reqMsg) replyMsg {
 	// soon as the server is deleted or the end disabled meanwhile.
 	ech := rn.serve(in.server, req)
 	var reply replyMsg
-	for {
-		ok, changed := rn.reachable(req.endname, in.servername, in.server)
-		if !ok {
-			return replyMsg{}
-		}
+	for changed, waiting := in.changed, true; waiting; {
 		select {
 		case reply = <-ech:
+			waiting = false
 		case <-changed:
-			continue
+			var ok bool
+			if ok, changed = rn.reachable(req.endname, in.servername, in.server); !ok {
+				return replyMsg{}
+			}
 		case <-rn.done:
 			return replyMsg{}
 		}
-		break
 	}
 
 	// Don't deliver a reply from a server that has been deleted: the caller
