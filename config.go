@@ -33,9 +33,25 @@ type Config struct {
 	// (default 100 ms).
 	HeartbeatInterval time.Duration
 
+	// MaxCommandBytes bounds the encoded size of one command (default
+	// DefaultMaxCommandBytes). Propose refuses a larger one with
+	// ErrTooLarge. New refuses a bound that the Transport or the Storage
+	// could not carry (see MaxSizer).
+	MaxCommandBytes int
+
 	// Logger receives the server's start, stop and failures (default
 	// slog.Default()). Per-event tracing is RAFT_DEBUG's business.
 	Logger *slog.Logger
+}
+
+// DefaultMaxCommandBytes is the default of Config.MaxCommandBytes.
+const DefaultMaxCommandBytes = 8 << 20
+
+// MaxSizer is implemented by a Transport or a Storage that cannot carry
+// arbitrarily large commands: MaxCommandBytes returns the largest command
+// it can carry in one log entry.
+type MaxSizer interface {
+	MaxCommandBytes() int
 }
 
 // Transport carries RPCs between servers; transport.TCP is one.
@@ -48,16 +64,25 @@ type Transport interface {
 	Close() error
 }
 
-// Handler answers the RPCs of other servers; *Raft is one. An error means
+// Handler answers the RPCs of other servers; *Raft is one. from is the
+// caller's server ID as the transport authenticated it: a message whose
+// CandidateID or LeaderID names another server is refused. An error means
 // no answer.
 type Handler interface {
-	ServeRequestVote(args *RequestVoteArgs, reply *RequestVoteReply) error
-	ServeAppendEntries(args *AppendEntriesArgs, reply *AppendEntriesReply) error
+	ServeRequestVote(from int, args *RequestVoteArgs, reply *RequestVoteReply) error
+	ServeAppendEntries(from int, args *AppendEntriesArgs, reply *AppendEntriesReply) error
 }
 
-// ErrStopped is the answer of a server that was killed or closed, or that
-// stopped itself (see Raft.Err).
-var ErrStopped = errors.New("raft: server stopped")
+// Errors of Propose and of the RPC handlers.
+var (
+	// ErrStopped is the answer of a server that was killed or closed, or
+	// that stopped itself (see Raft.Err).
+	ErrStopped = errors.New("raft: server stopped")
+	// ErrNotLeader is the answer of a server that is not the leader.
+	ErrNotLeader = errors.New("raft: not the leader")
+	// ErrTooLarge refuses a command over Config.MaxCommandBytes.
+	ErrTooLarge = errors.New("raft: command too large")
+)
 
 func (c *Config) timing() (timing, error) {
 	t := timing{tick: c.TickInterval}
@@ -102,6 +127,21 @@ func New(cfg Config) (*Raft, error) {
 			return nil, fmt.Errorf("raft: peer %d: %w", id, err)
 		}
 	}
+	maxCmd := cfg.MaxCommandBytes
+	if maxCmd == 0 {
+		maxCmd = DefaultMaxCommandBytes
+	}
+	if maxCmd < 0 {
+		return nil, fmt.Errorf("raft: MaxCommandBytes %d: want a positive size", maxCmd)
+	}
+	for _, c := range []struct {
+		what string
+		v    any
+	}{{"transport", cfg.Transport}, {"storage", cfg.Storage}} {
+		if m, ok := c.v.(MaxSizer); ok && m.MaxCommandBytes() < maxCmd {
+			return nil, fmt.Errorf("raft: MaxCommandBytes %d is over what the %s carries (%d bytes): lower it, or raise the %s's limit", maxCmd, c.what, m.MaxCommandBytes(), c.what)
+		}
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.Default()
@@ -110,15 +150,36 @@ func New(cfg Config) (*Raft, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft: server %d: %w", cfg.ID, err)
 	}
+	rf.maxCmd = maxCmd
 	rf.transport = cfg.Transport
+	term, _ := rf.GetState() // the loop owns rf.node now
+	logger.Info("raft: server started", "id", cfg.ID, "term", term, "peers", len(cfg.Peers))
 	cfg.Transport.Serve(rf)
-	logger.Info("raft: server started", "id", cfg.ID, "term", rf.node.Term(), "peers", len(cfg.Peers))
 	return rf, nil
 }
 
-// ServeRequestVote answers a RequestVote RPC.
-func (rf *Raft) ServeRequestVote(args *RequestVoteArgs, reply *RequestVoteReply) error {
-	r, err := rf.request(args.CandidateID, args)
+// Propose proposes command for the log, as Start does, with the reason
+// when it cannot: ErrNotLeader, ErrTooLarge, ErrStopped, or an error
+// encoding the command. If this server is the leader it returns at once
+// with the index the command will have if it is ever committed, and the
+// current term.
+func (rf *Raft) Propose(command any) (index, term int, err error) {
+	if rf.killed() {
+		return -1, 0, ErrStopped
+	}
+	if term, isLeader := rf.GetState(); !isLeader {
+		return -1, term, ErrNotLeader
+	}
+	cmd, err := encodeCommand(command)
+	if err != nil {
+		return -1, 0, fmt.Errorf("raft: encode command %T: %w", command, err)
+	}
+	return rf.propose(cmd)
+}
+
+// ServeRequestVote answers a RequestVote RPC from server from.
+func (rf *Raft) ServeRequestVote(from int, args *RequestVoteArgs, reply *RequestVoteReply) error {
+	r, err := rf.request(from, args)
 	if err != nil {
 		return err
 	}
@@ -126,9 +187,9 @@ func (rf *Raft) ServeRequestVote(args *RequestVoteArgs, reply *RequestVoteReply)
 	return nil
 }
 
-// ServeAppendEntries answers an AppendEntries RPC.
-func (rf *Raft) ServeAppendEntries(args *AppendEntriesArgs, reply *AppendEntriesReply) error {
-	r, err := rf.request(args.LeaderID, args)
+// ServeAppendEntries answers an AppendEntries RPC from server from.
+func (rf *Raft) ServeAppendEntries(from int, args *AppendEntriesArgs, reply *AppendEntriesReply) error {
+	r, err := rf.request(from, args)
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,7 @@ type Raft struct {
 	kill    sync.Once
 	state   atomic.Int64 // term<<1 | isLeader, published by the loop
 	timing  timing
+	maxCmd  int            // the largest encoded command accepted, or 0 for no limit
 	wg      sync.WaitGroup // the loop and the applier
 	sending sync.WaitGroup // the goroutines calling peers
 	err     error          // why the server stopped itself; set before done closes
@@ -212,19 +213,24 @@ func (rf *Raft) request(from int, args interface{}) (interface{}, error) {
 	}
 }
 
-func (rf *Raft) propose(cmd []byte) (index, term int, isLeader bool) {
+// propose hands an encoded command to the loop. It fails with
+// ErrTooLarge, ErrNotLeader or ErrStopped.
+func (rf *Raft) propose(cmd []byte) (index, term int, err error) {
+	if rf.maxCmd > 0 && len(cmd) > rf.maxCmd {
+		return -1, 0, fmt.Errorf("%w: %d bytes encoded, over the maximum of %d", ErrTooLarge, len(cmd), rf.maxCmd)
+	}
 	ch := make(chan proposal, 1)
 	if !rf.post(event{cmd: cmd, result: ch}) {
-		return -1, 0, false
+		return -1, 0, ErrStopped
 	}
 	select {
 	case p := <-ch:
 		if p.index == 0 {
-			return -1, p.term, false
+			return -1, p.term, ErrNotLeader
 		}
-		return p.index, p.term, true
+		return p.index, p.term, nil
 	case <-rf.done:
-		return -1, 0, false
+		return -1, 0, ErrStopped
 	}
 }
 

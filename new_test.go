@@ -105,7 +105,7 @@ func TestSaveFailureStopsServer(t *testing.T) {
 	close(store.fail)
 	// A vote request of a newer term must be saved before it is answered.
 	var reply RequestVoteReply
-	err = rf.ServeRequestVote(&RequestVoteArgs{Term: 5, CandidateID: 1}, &reply)
+	err = rf.ServeRequestVote(1, &RequestVoteArgs{Term: 5, CandidateID: 1}, &reply)
 	if !errors.Is(err, ErrStopped) || reply.VoteGranted {
 		t.Fatalf("after a failed save: err %v, reply %+v; want ErrStopped and no vote", err, reply)
 	}

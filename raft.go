@@ -77,15 +77,18 @@ func (rf *Raft) Start(command interface{}) (index int, term int, isLeader bool) 
 	if err != nil {
 		panic(fmt.Sprintf("raft: Start: encode command %T: %v", command, err))
 	}
-	return rf.propose(cmd)
+	index, term, err = rf.propose(cmd)
+	return index, term, err == nil
 }
 
-// RequestVote is the RequestVote RPC handler.
+// RequestVote is the RequestVote RPC handler of the lab's network, which
+// does not tell who calls: the sender is taken from the message.
 func (rf *Raft) RequestVote(args *RequestVoteArgs, reply *RequestVoteReply) {
-	rf.ServeRequestVote(args, reply)
+	rf.ServeRequestVote(args.CandidateID, args, reply)
 }
 
-// AppendEntries is the AppendEntries RPC handler.
+// AppendEntries is the AppendEntries RPC handler of the lab's network,
+// which does not tell who calls: the sender is taken from the message.
 func (rf *Raft) AppendEntries(args *AppendEntriesArgs, reply *AppendEntriesReply) {
-	rf.ServeAppendEntries(args, reply)
+	rf.ServeAppendEntries(args.LeaderID, args, reply)
 }

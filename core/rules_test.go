@@ -364,7 +364,7 @@ func TestSingleServer_ElectsItselfAndCommitsAlone(t *testing.T) {
 		}
 	}
 	rd = n.Ready()
-	want := append(ents(1, 1, 2), Entry{3, 3, []byte("x")}, Entry{4, 3, []byte("y")})
+	want := append(ents(1, 1, 2), Entry{Index: 3, Term: 3, Command: []byte("x")}, Entry{Index: 4, Term: 3, Command: []byte("y")})
 	if !sameEntries(rd.Entries, want[2:]) || !sameEntries(rd.Committed, want) || len(rd.Messages) != 0 {
 		t.Errorf("Ready: entries %v, committed %v, %d messages; want %v, %v, none", fmtEntries(rd.Entries), fmtEntries(rd.Committed), len(rd.Messages), fmtEntries(want[2:]), fmtEntries(want))
 	}

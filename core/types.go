@@ -1,5 +1,7 @@
 package core
 
+import "fmt"
+
 // None is the Vote of a server that has voted for nobody in its current term,
 // and the leader a server knows of when it knows of none.
 const None = -1
@@ -8,7 +10,31 @@ const None = -1
 type Entry struct {
 	Index   int
 	Term    int
+	Type    EntryType
 	Command []byte
+}
+
+// EntryType says what an Entry holds.
+type EntryType uint8
+
+// The entry types.
+const (
+	// EntryNormal holds a command of the service.
+	EntryNormal EntryType = iota
+	// EntryNoOp is the empty entry a new leader appends to commit the
+	// entries of earlier terms (section 8 of the extended Raft paper); it
+	// is not handed to the service.
+	EntryNoOp
+)
+
+func (t EntryType) String() string {
+	switch t {
+	case EntryNormal:
+		return "normal"
+	case EntryNoOp:
+		return "no-op"
+	}
+	return fmt.Sprintf("EntryType(%d)", uint8(t))
 }
 
 // HardState is what a server must save before it answers or sends anything

@@ -99,12 +99,12 @@ type service struct {
 
 // RequestVote serves Raft.RequestVote.
 func (s *service) RequestVote(args *core.RequestVoteArgs, reply *core.RequestVoteReply) error {
-	return s.serve(func() error { return s.h.ServeRequestVote(args, reply) })
+	return s.serve(func() error { return s.h.ServeRequestVote(s.from, args, reply) })
 }
 
 // AppendEntries serves Raft.AppendEntries.
 func (s *service) AppendEntries(args *core.AppendEntriesArgs, reply *core.AppendEntriesReply) error {
-	return s.serve(func() error { return s.h.ServeAppendEntries(args, reply) })
+	return s.serve(func() error { return s.h.ServeAppendEntries(s.from, args, reply) })
 }
 
 func (s *service) serve(handle func() error) error {

@@ -63,12 +63,13 @@ const (
 	MaxMessageBytesLimit = 1 << 30
 )
 
-// Handler answers Raft RPCs; *raft.Raft will implement it. An error means
-// no answer: the caller's Call returns false. The transport calls it from
-// many goroutines at once.
+// Handler answers Raft RPCs; *raft.Raft will implement it. from is the
+// caller's server ID as the transport established it (in the handshake),
+// never as the message claims. An error means no answer: the caller's Call
+// returns false. The transport calls it from many goroutines at once.
 type Handler interface {
-	ServeRequestVote(args *core.RequestVoteArgs, reply *core.RequestVoteReply) error
-	ServeAppendEntries(args *core.AppendEntriesArgs, reply *core.AppendEntriesReply) error
+	ServeRequestVote(from int, args *core.RequestVoteArgs, reply *core.RequestVoteReply) error
+	ServeAppendEntries(from int, args *core.AppendEntriesArgs, reply *core.AppendEntriesReply) error
 }
 
 // Config configures a TCP. ID and Peers are required; the zero value of

@@ -45,7 +45,7 @@ func (h *fakeHandler) state() (chan struct{}, error, bool) {
 	return h.block, h.err, h.bigReply
 }
 
-func (h *fakeHandler) ServeRequestVote(a *core.RequestVoteArgs, r *core.RequestVoteReply) error {
+func (h *fakeHandler) ServeRequestVote(from int, a *core.RequestVoteArgs, r *core.RequestVoteReply) error {
 	h.calls.Add(1)
 	block, err, _ := h.state()
 	if block != nil {
@@ -58,7 +58,7 @@ func (h *fakeHandler) ServeRequestVote(a *core.RequestVoteArgs, r *core.RequestV
 	return nil
 }
 
-func (h *fakeHandler) ServeAppendEntries(a *core.AppendEntriesArgs, r *core.AppendEntriesReply) error {
+func (h *fakeHandler) ServeAppendEntries(from int, a *core.AppendEntriesArgs, r *core.AppendEntriesReply) error {
 	h.calls.Add(1)
 	block, err, big := h.state()
 	if block != nil {
@@ -1096,12 +1096,12 @@ func TestDiscardedFramesKeepStreams(t *testing.T) {
 // nopHandler answers every call with success, at no cost.
 type nopHandler struct{}
 
-func (nopHandler) ServeRequestVote(a *core.RequestVoteArgs, r *core.RequestVoteReply) error {
+func (nopHandler) ServeRequestVote(from int, a *core.RequestVoteArgs, r *core.RequestVoteReply) error {
 	r.Term, r.VoteGranted = a.Term, true
 	return nil
 }
 
-func (nopHandler) ServeAppendEntries(a *core.AppendEntriesArgs, r *core.AppendEntriesReply) error {
+func (nopHandler) ServeAppendEntries(from int, a *core.AppendEntriesArgs, r *core.AppendEntriesReply) error {
 	r.Term, r.Success, r.Index = a.Term, true, a.PrevLogIndex+len(a.Entries)
 	return nil
 }
