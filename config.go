@@ -71,6 +71,7 @@ type Transport interface {
 type Handler interface {
 	ServeRequestVote(from int, args *RequestVoteArgs, reply *RequestVoteReply) error
 	ServeAppendEntries(from int, args *AppendEntriesArgs, reply *AppendEntriesReply) error
+	ServeProbe(from int, args *core.ProbeArgs, reply *core.ProbeReply) error
 }
 
 // Errors of Propose and of the RPC handlers.
@@ -201,3 +202,14 @@ func (rf *Raft) ServeAppendEntries(from int, args *AppendEntriesArgs, reply *App
 // leader, its commit index and last log index, and (on a leader) how far
 // each follower's log is known to match.
 type Status = core.Status
+
+// ServeProbe answers a Probe from server from: what state this server
+// holds (see Config.Bootstrap).
+func (rf *Raft) ServeProbe(from int, args *core.ProbeArgs, reply *core.ProbeReply) error {
+	r, err := rf.request(from, args)
+	if err != nil {
+		return err
+	}
+	*reply = *r.(*core.ProbeReply)
+	return nil
+}

@@ -314,6 +314,10 @@ func (rf *Raft) handle(ev event, replies []pendingReply) []pendingReply {
 		ev.status <- rf.node.Status()
 		return replies
 	}
+	if _, ok := ev.msg.Body.(*core.ProbeArgs); ok {
+		replies = append(replies, pendingReply{ev.reply, core.Message{From: rf.me, To: ev.msg.From, Body: rf.probeReply(ev.msg.From)}})
+		return replies
+	}
 	reply, _ := rf.node.Step(ev.msg)
 	if ev.reply != nil {
 		replies = append(replies, pendingReply{ev.reply, reply})
@@ -333,5 +337,15 @@ func (rf *Raft) publish() {
 	}
 	if rf.state.Swap(s) != s && observeState != nil {
 		observeState(rf, int(s>>1), s&1 == 1)
+	}
+}
+
+// probeReply tells server from what state this server holds.
+func (rf *Raft) probeReply(from int) *core.ProbeReply {
+	st := rf.node.Status()
+	return &core.ProbeReply{
+		Term:      st.Term,
+		LastIndex: st.LastLog,
+		Empty:     st.Term == 0 && st.LastLog == 0,
 	}
 }

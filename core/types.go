@@ -143,3 +143,21 @@ func (rd *Ready) MustSave() bool {
 func (rd *Ready) Empty() bool {
 	return !rd.MustSave() && len(rd.Messages) == 0 && len(rd.Committed) == 0
 }
+
+// ProbeArgs asks a server what state it holds. A server that starts with
+// no state at all sends it to its peers to tell a brand-new cluster from
+// one that exists and lost this server's data (raft.Config.Bootstrap). It
+// is not part of the protocol: the core never sends or handles it.
+type ProbeArgs struct{}
+
+// ProbeReply answers ProbeArgs.
+type ProbeReply struct {
+	Term      int  // the server's current term
+	LastIndex int  // the index of its last log entry
+	Empty     bool // it holds no state: term 0, no vote, no entries
+	// Founder: the server started a new cluster after hearing, among
+	// others, that the asker held no state either, and has heard nothing
+	// from it since but probes; so the asker lost nothing it had
+	// acknowledged.
+	Founder bool
+}

@@ -107,6 +107,11 @@ func (s *service) AppendEntries(args *core.AppendEntriesArgs, reply *core.Append
 	return s.serve(func() error { return s.h.ServeAppendEntries(s.from, args, reply) })
 }
 
+// Probe serves Raft.Probe.
+func (s *service) Probe(args *core.ProbeArgs, reply *core.ProbeReply) error {
+	return s.serve(func() error { return s.h.ServeProbe(s.from, args, reply) })
+}
+
 func (s *service) serve(handle func() error) error {
 	t := s.t
 	// A cut is honoured by both ends: refuse a request over a link this

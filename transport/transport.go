@@ -70,6 +70,7 @@ const (
 type Handler interface {
 	ServeRequestVote(from int, args *core.RequestVoteArgs, reply *core.RequestVoteReply) error
 	ServeAppendEntries(from int, args *core.AppendEntriesArgs, reply *core.AppendEntriesReply) error
+	ServeProbe(from int, args *core.ProbeArgs, reply *core.ProbeReply) error
 }
 
 // Config configures a TCP. ID and Peers are required; the zero value of

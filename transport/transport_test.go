@@ -58,6 +58,12 @@ func (h *fakeHandler) ServeRequestVote(from int, a *core.RequestVoteArgs, r *cor
 	return nil
 }
 
+func (h *fakeHandler) ServeProbe(from int, a *core.ProbeArgs, r *core.ProbeReply) error {
+	h.calls.Add(1)
+	r.Empty = true
+	return nil
+}
+
 func (h *fakeHandler) ServeAppendEntries(from int, a *core.AppendEntriesArgs, r *core.AppendEntriesReply) error {
 	h.calls.Add(1)
 	block, err, big := h.state()
@@ -1095,6 +1101,11 @@ func TestDiscardedFramesKeepStreams(t *testing.T) {
 
 // nopHandler answers every call with success, at no cost.
 type nopHandler struct{}
+
+func (nopHandler) ServeProbe(from int, a *core.ProbeArgs, r *core.ProbeReply) error {
+	r.Empty = true
+	return nil
+}
 
 func (nopHandler) ServeRequestVote(from int, a *core.RequestVoteArgs, r *core.RequestVoteReply) error {
 	r.Term, r.VoteGranted = a.Term, true
