@@ -46,6 +46,9 @@ func (a *applier) run() {
 		a.queue = nil
 		a.mu.Unlock()
 		for _, e := range batch {
+			if e.Type != core.EntryNormal {
+				continue // no command for the service
+			}
 			cmd, err := decodeCommand(e.Command)
 			if err != nil {
 				// The service cannot skip a command, nor apply a later

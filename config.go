@@ -23,6 +23,15 @@ type Config struct {
 	// ApplyCh receives each committed command, in log order.
 	ApplyCh chan ApplyMsg
 
+	// Bootstrap lets a server whose Storage holds nothing found a new
+	// cluster, of Peers. Such a server first asks every peer what it holds,
+	// waiting (and saying so in the log) until each has answered; if the
+	// cluster turns out to have state already, this server's data was lost
+	// and it stops itself: Err then wraps ErrClusterExists. A server with
+	// state restarts from it whatever Bootstrap says. Without Bootstrap, New
+	// refuses a Storage that holds nothing (ErrNoState).
+	Bootstrap bool
+
 	// TickInterval is the resolution of the server's timers (default 20 ms).
 	TickInterval time.Duration
 	// ElectionTimeout is the base election timeout: a follower that hears
@@ -32,6 +41,12 @@ type Config struct {
 	// HeartbeatInterval is how often an idle leader contacts each follower
 	// (default 100 ms).
 	HeartbeatInterval time.Duration
+
+	// DisablePreVote turns off PreVote and leader stickiness (thesis
+	// 9.6), which are on by default: with them, a server cut off from the
+	// leader, or with a one-way link, cannot depose a working leader when
+	// it reconnects.
+	DisablePreVote bool
 
 	// MaxCommandBytes bounds the encoded size of one command (default
 	// DefaultMaxCommandBytes). Propose refuses a larger one with
@@ -147,11 +162,14 @@ func New(cfg Config) (*Raft, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	rf, err := start(cfg.ID, peers, cfg.Storage, cfg.ApplyCh, t, logger)
+	rf, err := start(setup{
+		me: cfg.ID, peers: peers, store: cfg.Storage, applyCh: cfg.ApplyCh,
+		timing: t, logger: logger, preVote: !cfg.DisablePreVote, noOp: true, maxCmd: maxCmd,
+		boot: cfg.Bootstrap, restart: !cfg.Bootstrap,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("raft: server %d: %w", cfg.ID, err)
 	}
-	rf.maxCmd = maxCmd
 	rf.transport = cfg.Transport
 	term, _ := rf.GetState() // the loop owns rf.node now
 	logger.Info("raft: server started", "id", cfg.ID, "term", term, "peers", len(cfg.Peers))
@@ -201,7 +219,14 @@ func (rf *Raft) ServeAppendEntries(from int, args *AppendEntriesArgs, reply *App
 // Status describes a server's view of the cluster: its term, role and
 // leader, its commit index and last log index, and (on a leader) how far
 // each follower's log is known to match.
-type Status = core.Status
+type Status struct {
+	core.Status
+	// Bootstrapping: the server holds no state and waits for its peers'
+	// answers before it founds a cluster (Config.Bootstrap); WaitingFor
+	// lists the peers that have not answered yet.
+	Bootstrapping bool
+	WaitingFor    []int
+}
 
 // ServeProbe answers a Probe from server from: what state this server
 // holds (see Config.Bootstrap).

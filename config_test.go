@@ -397,7 +397,7 @@ func (cfg *config) start1(i int, applier func(int, chan ApplyMsg)) {
 		}
 		wal, err := storage.Open(cfg.dirs[i], storage.Options{})
 		if err == nil {
-			rf, err = start(i, peers, wal, applyCh, defaultTiming, slog.Default())
+			rf, err = start(setup{me: i, peers: peers, store: wal, applyCh: applyCh, timing: defaultTiming, logger: slog.Default(), preVote: true})
 		}
 		if err != nil {
 			cfg.t.Fatalf("start server %d on disk: %v", i, err)

@@ -38,16 +38,18 @@ type Raft struct {
 	apply     *applier
 	logger    *slog.Logger
 
-	node    *core.Node // owned by the event loop
-	events  chan event
-	done    chan struct{} // closed by Kill
-	kill    sync.Once
-	state   atomic.Int64 // term<<1 | isLeader, published by the loop
-	timing  timing
-	maxCmd  int            // the largest encoded command accepted, or 0 for no limit
-	wg      sync.WaitGroup // the loop and the applier
-	sending sync.WaitGroup // the goroutines calling peers
-	err     error          // why the server stopped itself; set before done closes
+	node     *core.Node // owned by the event loop
+	events   chan event
+	done     chan struct{} // closed by Kill
+	kill     sync.Once
+	state    atomic.Int64 // term<<1 | isLeader, published by the loop
+	timing   timing
+	maxCmd   int            // the largest encoded command accepted, or 0 for no limit
+	boot     *bootstrap     // while a server with no state asks its peers; owned by the loop
+	founders map[int]bool   // peers that held nothing when this server founded the cluster, and have sent nothing since but probes; owned by the loop
+	wg       sync.WaitGroup // the loop and the applier
+	sending  sync.WaitGroup // the goroutines calling peers
+	err      error          // why the server stopped itself; set before done closes
 }
 
 // event is something for the loop to handle: a message from a peer, or a
@@ -59,49 +61,78 @@ type event struct {
 	cmd    []byte // a proposal, answered on result
 	result chan proposal
 
-	status chan core.Status // a request for the status
+	status chan Status // a request for the status
 }
 
 type proposal struct{ index, term int }
 
-// start restores a server from store and starts its event loop and applier.
-func start(me int, peers map[int]Peer, store Storage, applyCh chan ApplyMsg, t timing, logger *slog.Logger) (*Raft, error) {
-	hs, ents, err := store.Load()
+// setup is what start needs to run a server.
+type setup struct {
+	me      int
+	peers   map[int]Peer // the other servers
+	store   Storage
+	applyCh chan ApplyMsg
+	timing  timing
+	logger  *slog.Logger
+	preVote bool // PreVote and leader stickiness (thesis 9.6)
+	boot    bool // with no state, ask the peers before founding a cluster (see bootstrap)
+	restart bool // no state is an error (ErrNoState)
+	noOp    bool // a new leader appends a no-op entry
+	maxCmd  int  // the largest encoded command accepted, or 0 for no limit
+}
+
+// start restores a server from its storage and starts its event loop and
+// applier.
+func start(su setup) (*Raft, error) {
+	hs, ents, err := su.store.Load()
 	if err != nil {
 		return nil, fmt.Errorf("load state: %w", err)
 	}
-	ids := []int{me}
-	out := make(map[int]*outbox, len(peers))
-	for id := range peers {
+	ids := []int{su.me}
+	out := make(map[int]*outbox, len(su.peers))
+	for id := range su.peers {
 		ids = append(ids, id)
 		out[id] = newOutbox()
 	}
 	rf := &Raft{
-		me:     me,
-		peers:  peers,
+		me:     su.me,
+		peers:  su.peers,
 		out:    out,
-		store:  store,
+		store:  su.store,
 		events: make(chan event, maxBatch),
 		done:   make(chan struct{}),
-		timing: t,
-		logger: logger,
+		timing: su.timing,
+		maxCmd: su.maxCmd,
+		logger: su.logger,
 	}
 	node, err := core.New(core.Config{
-		ID:             me,
+		ID:             su.me,
 		Peers:          ids,
-		ElectionTicks:  t.electionTicks,
-		HeartbeatTicks: t.heartbeatTicks,
+		ElectionTicks:  su.timing.electionTicks,
+		HeartbeatTicks: su.timing.heartbeatTicks,
+		PreVote:        su.preVote,
+		NoOp:           su.noOp,
 		State:          hs,
 		Log:            ents,
-		Rand:           rand.New(rand.NewPCG(rand.Uint64(), uint64(me))),
+		Rand:           rand.New(rand.NewPCG(rand.Uint64(), uint64(su.me))),
 		Trace:          traceFunc(),
+		Logger:         su.logger,
 	})
 	if err != nil {
 		return nil, err
 	}
 	rf.node = node
+	if hs.Term == 0 && hs.Vote == core.None && len(ents) == 0 {
+		switch {
+		case su.restart:
+			return nil, fmt.Errorf("%w. If this server founds a new cluster, set Config.Bootstrap. "+
+				"If it ran before, its data was lost: restore it, or replace the server as a new member (docs/operations.md, \"Replacing a lost disk\")", ErrNoState)
+		case su.boot && len(su.peers) > 0:
+			rf.boot = newBootstrap(su.peers)
+		}
+	}
 	rf.publish()
-	rf.apply = newApplier(applyCh, rf.done, func(err error) {
+	rf.apply = newApplier(su.applyCh, rf.done, func(err error) {
 		rf.logger.Error(err.Error())
 		rf.stop(err)
 	})
@@ -164,7 +195,7 @@ func (rf *Raft) Err() error {
 // Status returns the server's view of the cluster, or false if it has
 // stopped.
 func (rf *Raft) Status() (Status, bool) {
-	ch := make(chan core.Status, 1)
+	ch := make(chan Status, 1)
 	if !rf.post(event{status: ch}) {
 		return Status{}, false
 	}
@@ -241,7 +272,15 @@ func (rf *Raft) run() {
 	defer clock.timer.Stop()
 	var replies []pendingReply
 	for {
-		clock.sleep(rf.node.TicksToEvent())
+		if rf.boot != nil {
+			rf.probe()
+			if rf.killed() {
+				return
+			}
+			clock.sleep(rf.timing.heartbeatTicks)
+		} else {
+			clock.sleep(rf.node.TicksToEvent())
+		}
 		var ev event
 		hasEvent := false
 		select {
@@ -251,7 +290,7 @@ func (rf *Raft) run() {
 		case ev = <-rf.events:
 			hasEvent = true
 		}
-		for n := clock.elapsed(); n > 0; n-- {
+		for n := clock.elapsed(); n > 0 && rf.boot == nil; n-- {
 			rf.node.Tick()
 		}
 		if hasEvent {
@@ -311,13 +350,31 @@ func (rf *Raft) handle(ev event, replies []pendingReply) []pendingReply {
 		ev.result <- proposal{index, term}
 		return replies
 	case ev.status != nil:
-		ev.status <- rf.node.Status()
+		st := Status{Status: rf.node.Status()}
+		if rf.boot != nil {
+			st.Bootstrapping, st.WaitingFor = true, rf.boot.waitingFor()
+		}
+		ev.status <- st
 		return replies
 	}
-	if _, ok := ev.msg.Body.(*core.ProbeArgs); ok {
-		replies = append(replies, pendingReply{ev.reply, core.Message{From: rf.me, To: ev.msg.From, Body: rf.probeReply(ev.msg.From)}})
+	switch b := ev.msg.Body.(type) {
+	case *core.ProbeArgs:
+		return append(replies, pendingReply{ev.reply, core.Message{From: rf.me, To: ev.msg.From, Body: rf.probeReply(ev.msg.From)}})
+	case *core.ProbeReply:
+		if rf.boot != nil {
+			rf.probed(ev.msg.From, b)
+		}
 		return replies
 	}
+	if rf.boot != nil {
+		// Bootstrapping: no vote, no acknowledgement (see bootstrap).
+		if ev.reply != nil {
+			replies = append(replies, pendingReply{ev.reply, core.Message{}})
+		}
+		return replies
+	}
+	// A founder that hears from a peer no longer vouches for it.
+	delete(rf.founders, ev.msg.From)
 	reply, _ := rf.node.Step(ev.msg)
 	if ev.reply != nil {
 		replies = append(replies, pendingReply{ev.reply, reply})
@@ -337,15 +394,5 @@ func (rf *Raft) publish() {
 	}
 	if rf.state.Swap(s) != s && observeState != nil {
 		observeState(rf, int(s>>1), s&1 == 1)
-	}
-}
-
-// probeReply tells server from what state this server holds.
-func (rf *Raft) probeReply(from int) *core.ProbeReply {
-	st := rf.node.Status()
-	return &core.ProbeReply{
-		Term:      st.Term,
-		LastIndex: st.LastLog,
-		Empty:     st.Term == 0 && st.LastLog == 0,
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkit/raft/core"
 	"github.com/raftkit/raft/labrpc"
 )
 
@@ -35,6 +36,11 @@ func (lt *labTransport) Close() error {
 	return nil
 }
 
+// tinyStorage is a Storage that carries commands of at most 1 KiB.
+type tinyStorage struct{ Storage }
+
+func (tinyStorage) MaxCommandBytes() int { return 1 << 10 }
+
 // failingStorage saves until fail is closed, then fails every Save.
 type failingStorage struct {
 	persisterStorage
@@ -57,6 +63,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			Transport: &labTransport{ends: map[int]*labrpc.ClientEnd{2: nil, 3: nil}},
 			Storage:   &persisterStorage{ps: MakePersister()},
 			ApplyCh:   make(chan ApplyMsg),
+			Bootstrap: true,
 		}
 	}
 	for _, tc := range []struct {
@@ -69,6 +76,9 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"no storage", func(c *Config) { c.Storage = nil }, "needs a Transport"},
 		{"unknown peer", func(c *Config) { c.Peers[5] = "e" }, "peer 5"},
 		{"heartbeat too slow", func(c *Config) { c.HeartbeatInterval = time.Second }, "HeartbeatInterval"},
+		{"no state without Bootstrap", func(c *Config) { c.Bootstrap = false }, "storage holds no state"},
+		{"command bound over the storage's", func(c *Config) { c.MaxCommandBytes = 1 << 40; c.Storage = tinyStorage{c.Storage} }, "over what the storage carries"},
+		{"negative command bound", func(c *Config) { c.MaxCommandBytes = -1 }, "MaxCommandBytes -1"},
 		{"corrupt state", func(c *Config) {
 			ps := MakePersister()
 			ps.SaveRaftState([]byte("garbage"))
@@ -93,6 +103,7 @@ func TestSaveFailureStopsServer(t *testing.T) {
 	net := labrpc.MakeNetwork()
 	defer net.Cleanup()
 	store := &failingStorage{persisterStorage{ps: MakePersister()}, make(chan struct{})}
+	store.Save(HardState{Term: 1, Vote: core.None}, nil) // a server that ran before
 	rf, err := New(Config{
 		ID: 0, Peers: map[int]string{0: "a", 1: "b"},
 		Transport: &labTransport{net: net, me: 0, ends: map[int]*labrpc.ClientEnd{1: net.MakeEnd("0-1")}},

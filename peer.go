@@ -71,6 +71,9 @@ func (rf *Raft) call(m core.Message) {
 	case *core.AppendEntriesArgs:
 		r := new(core.AppendEntriesReply)
 		ok, reply = rf.peers[m.To].Call("Raft.AppendEntries", a, r), r
+	case *core.ProbeArgs:
+		r := new(core.ProbeReply)
+		ok, reply = rf.peers[m.To].Call("Raft.Probe", a, r), r
 	}
 	if ok {
 		rf.post(event{msg: core.Message{From: m.To, To: rf.me, Body: reply}})

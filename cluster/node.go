@@ -231,6 +231,7 @@ func Start(cfg Config) (*Node, error) {
 		Transport:         raft.TCP(tr),
 		Storage:           store,
 		ApplyCh:           applyCh,
+		Bootstrap:         true,
 		ElectionTimeout:   cfg.ElectionTimeout,
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		Logger:            cfg.Logger,

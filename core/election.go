@@ -17,25 +17,72 @@ func (n *Node) campaign() {
 		n.becomeLeader()
 		return
 	}
+	n.requestVotes(n.term, false)
+}
+
+// preCampaign asks the other servers whether they would vote for this one
+// in the next term, changing neither its term nor its vote (PreVote,
+// thesis 9.6): a server that cannot win, because it is cut off or its log
+// is behind, never raises its term and so never disrupts a working leader
+// when it reconnects.
+func (n *Node) preCampaign() {
+	n.role, n.lead = PreCandidate, None
+	n.progress = nil
+	n.votes = map[int]bool{n.id: true}
+	n.resetElectionTimer()
+	if n.trace != nil {
+		n.tracef("pre-campaign for term %d at last log %d/%d", n.term+1, n.log.lastIndex(), n.log.lastTerm())
+	}
+	if len(n.votes) >= n.quorum() {
+		n.campaign()
+		return
+	}
+	n.requestVotes(n.term+1, true)
+}
+
+func (n *Node) requestVotes(term int, pre bool) {
 	for _, p := range n.peers {
 		n.send(p, &RequestVoteArgs{
-			Term:         n.term,
+			Term:         term,
 			CandidateID:  n.id,
 			LastLogIndex: n.log.lastIndex(),
 			LastLogTerm:  n.log.lastTerm(),
+			PreVote:      pre,
 		})
 	}
 }
 
-// handleRequestVote is the RequestVote receiver implementation of Figure 2.
+// inLease reports whether the server is the leader or has heard from the
+// current leader within the minimum election timeout. With PreVote on,
+// such a server neither grants a vote nor adopts the term of a
+// RequestVote (leader stickiness, thesis 9.6), so that a server that
+// merely lost touch with the leader cannot depose it.
+func (n *Node) inLease() bool {
+	return n.cfg.PreVote && (n.role == Leader || (n.role == Follower && n.lead != None && n.elapsed < n.cfg.ElectionTicks))
+}
+
+// handleRequestVote is the RequestVote receiver implementation of Figure 2,
+// with PreVote and leader stickiness (thesis 9.6).
 func (n *Node) handleRequestVote(from int, a *RequestVoteArgs) *RequestVoteReply {
+	if a.CandidateID != from || a.LastLogIndex < 0 || a.LastLogTerm < 0 {
+		// Malformed (a candidate asks for itself): refused, changing nothing.
+		n.tracef("refuse malformed RequestVote from %d", from)
+		return &RequestVoteReply{Term: n.term, PreVote: a.PreVote}
+	}
+	if a.Term > n.term && n.inLease() {
+		if n.trace != nil {
+			n.tracef("ignore vote request of %d for term %d: leader %d is current", a.CandidateID, a.Term, n.lead)
+		}
+		return &RequestVoteReply{Term: n.term, PreVote: a.PreVote}
+	}
+	if a.PreVote {
+		return n.handlePreVote(from, a)
+	}
 	n.stepDownIfNewer(a.Term)
 	r := &RequestVoteReply{Term: n.term}
 	switch {
 	case a.Term < n.term:
 		// 1. Reply false if term < currentTerm.
-	case a.CandidateID != from:
-		// Malformed: a candidate asks for itself.
 	case n.vote != None && n.vote != a.CandidateID:
 		// 2. Already voted for another candidate in this term.
 	case !n.log.upToDate(a.LastLogIndex, a.LastLogTerm):
@@ -51,9 +98,40 @@ func (n *Node) handleRequestVote(from int, a *RequestVoteArgs) *RequestVoteReply
 	return r
 }
 
+// handlePreVote answers a pre-vote: whether this server would vote for the
+// candidate in a.Term, a term newer than its own, given the candidate's log
+// (thesis 9.6). It changes nothing.
+func (n *Node) handlePreVote(from int, a *RequestVoteArgs) *RequestVoteReply {
+	r := &RequestVoteReply{Term: n.term, PreVote: true}
+	if a.Term > n.term && n.log.upToDate(a.LastLogIndex, a.LastLogTerm) {
+		r.Term, r.VoteGranted = a.Term, true
+	}
+	if n.trace != nil {
+		n.tracef("pre-vote for %d in term %d (log %d/%d): %v", a.CandidateID, a.Term, a.LastLogIndex, a.LastLogTerm, r.VoteGranted)
+	}
+	return r
+}
+
 // handleVoteReply counts votes (Figure 2 "Candidates": votes from a
-// majority of servers make the candidate leader).
+// majority of servers make the candidate leader) and pre-votes (a majority
+// of them starts the election).
 func (n *Node) handleVoteReply(from int, r *RequestVoteReply) {
+	if r.PreVote {
+		// A granted pre-vote carries the term asked about, not a newer
+		// term to adopt.
+		if !r.VoteGranted {
+			n.stepDownIfNewer(r.Term)
+			return
+		}
+		if n.role != PreCandidate || r.Term != n.term+1 {
+			return // stale
+		}
+		n.votes[from] = true
+		if len(n.votes) >= n.quorum() {
+			n.campaign()
+		}
+		return
+	}
 	if n.stepDownIfNewer(r.Term) || n.role != Candidate || r.Term < n.term || !r.VoteGranted {
 		return
 	}
@@ -65,7 +143,9 @@ func (n *Node) handleVoteReply(from int, r *RequestVoteReply) {
 
 // becomeLeader takes over the current term (5.2), initialising nextIndex
 // and matchIndex for each follower (Figure 2, "Volatile state on leaders"),
-// and asserts leadership with an immediate round of heartbeats.
+// and asserts leadership with an immediate round of heartbeats. With
+// Config.NoOp it appends an empty entry of its term, whose commitment
+// commits every entry before it (section 8).
 func (n *Node) becomeLeader() {
 	n.role, n.lead = Leader, n.id
 	n.votes = nil
@@ -76,5 +156,9 @@ func (n *Node) becomeLeader() {
 	}
 	if n.trace != nil {
 		n.tracef("lead at last log %d/%d", n.log.lastIndex(), n.log.lastTerm())
+	}
+	if n.cfg.NoOp {
+		n.log.append(Entry{Index: n.log.lastIndex() + 1, Term: n.term, Type: EntryNoOp})
+		n.maybeCommit()
 	}
 }

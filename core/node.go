@@ -11,6 +11,7 @@ package core
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 )
@@ -30,6 +31,14 @@ type Config struct {
 	// MaxMsgBytes bounds the command bytes of one AppendEntries; a single
 	// larger entry still travels alone.
 	MaxMsgBytes int
+	// PreVote makes a server whose election timeout elapses ask for
+	// pre-votes before it starts an election, and a server that hears from
+	// a current leader ignore RequestVotes of newer terms (thesis 9.6).
+	PreVote bool
+	// NoOp makes a new leader append an empty entry (EntryNoOp) of its
+	// term, so that the entries of earlier terms commit without waiting
+	// for a proposal (section 8).
+	NoOp bool
 
 	// State and Log are what the server saved before it last stopped.
 	State HardState
@@ -39,6 +48,10 @@ type Config struct {
 
 	// Trace, if set, receives one line per protocol event.
 	Trace func(line string)
+	// Logger, if set, receives warnings about what peers do that a
+	// correct peer never does (such as a follower losing entries it had
+	// acknowledged).
+	Logger *slog.Logger
 }
 
 // Node is one server's protocol state.
@@ -114,6 +127,10 @@ func (n *Node) ID() int { return n.id }
 // Term returns the server's current term.
 func (n *Node) Term() int { return n.term }
 
+// Vote returns the candidate the server voted for in its current term, or
+// None.
+func (n *Node) Vote() int { return n.vote }
+
 // Role returns the server's current role.
 func (n *Node) Role() Role { return n.role }
 
@@ -129,7 +146,12 @@ func (n *Node) Tick() {
 		return
 	}
 	if n.elapsed >= n.timeout {
-		n.campaign() // 5.2: election timeout elapses without a leader's message
+		// 5.2: election timeout elapses without a leader's message.
+		if n.cfg.PreVote {
+			n.preCampaign()
+		} else {
+			n.campaign()
+		}
 	}
 }
 
@@ -260,6 +282,13 @@ func (n *Node) stepDownIfNewer(term int) bool {
 func (n *Node) resetElectionTimer() {
 	n.elapsed = 0
 	n.timeout = n.cfg.ElectionTicks + n.cfg.Rand.IntN(n.cfg.ElectionTicks) // 5.2: randomized election timeouts
+}
+
+// warn logs a warning, if Config.Logger is set.
+func (n *Node) warn(msg string, args ...any) {
+	if n.cfg.Logger != nil {
+		n.cfg.Logger.Warn(msg, append([]any{"server", n.id, "term", n.term}, args...)...)
+	}
 }
 
 func (n *Node) tracef(format string, args ...interface{}) {

@@ -204,7 +204,7 @@ func (n *Node) handleAppendReply(from int, r *AppendEntriesReply) {
 	p.active = true
 	if r.Success {
 		// If successful: update nextIndex and matchIndex for follower.
-		// Replies may come out of order, so neither ever moves back.
+		// Replies may come out of order, so neither moves back here.
 		if r.Index > p.match {
 			p.match = r.Index
 			n.maybeCommit()
@@ -219,6 +219,15 @@ func (n *Node) handleAppendReply(from int, r *AppendEntriesReply) {
 		// Refused for its term (sent in an earlier term), or answers an
 		// AppendEntries sent before nextIndex last moved.
 		return
+	}
+	if r.Index <= p.match {
+		// The follower lacks an entry it acknowledged: its log went
+		// backwards (it lost data on disk), unless this is a duplicate of
+		// an old refusal. Forget what it matched and probe back from what
+		// it holds; commitIndex never moves back.
+		n.warn("core: follower refused entries it had acknowledged: its log went backwards; sending it the log again",
+			"follower", from, "match", p.match, "refused_after", r.Index, "follower_holds_until", r.ConflictIndex-1)
+		p.match = 0
 	}
 	// If AppendEntries fails because of log inconsistency: decrement
 	// nextIndex and retry, skipping the whole conflicting term (end of 5.3).

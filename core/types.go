@@ -48,11 +48,14 @@ type HardState struct {
 // Role is what a server currently is in its term.
 type Role int
 
-// The three roles of section 5.1.
+// The three roles of section 5.1, and the pre-candidate of PreVote
+// (section 9.6 of Ongaro's thesis): a server that asks whether it could
+// win an election before it starts one.
 const (
 	Follower Role = iota
 	Candidate
 	Leader
+	PreCandidate
 )
 
 func (r Role) String() string {
@@ -63,22 +66,29 @@ func (r Role) String() string {
 		return "candidate"
 	case Leader:
 		return "leader"
+	case PreCandidate:
+		return "pre-candidate"
 	}
 	return "unknown"
 }
 
-// RequestVoteArgs is the RequestVote RPC's request (Figure 2).
+// RequestVoteArgs is the RequestVote RPC's request (Figure 2). With
+// PreVote set it only asks whether the receiver would grant its vote in
+// Term (thesis 9.6): neither side changes its term or vote for it.
 type RequestVoteArgs struct {
-	Term         int // candidate's term
+	Term         int // candidate's term (a pre-candidate's term + 1)
 	CandidateID  int
 	LastLogIndex int // index of candidate's last log entry (5.4)
 	LastLogTerm  int // term of candidate's last log entry (5.4)
+	PreVote      bool
 }
 
-// RequestVoteReply is the RequestVote RPC's reply (Figure 2).
+// RequestVoteReply is the RequestVote RPC's reply (Figure 2). A granted
+// pre-vote carries the Term it was asked for.
 type RequestVoteReply struct {
 	Term        int // currentTerm, for the candidate to update itself
 	VoteGranted bool
+	PreVote     bool // answers a pre-vote
 }
 
 // AppendEntriesArgs is the AppendEntries RPC's request (Figure 2): log

@@ -72,7 +72,7 @@ func newHTCluster(t *testing.T, opts HTTPOptions) *htCluster {
 		}
 		applyCh := make(chan raft.ApplyMsg)
 		rf, err := raft.New(raft.Config{
-			ID: id, Peers: peers, Transport: raft.TCP(tr), Storage: store, ApplyCh: applyCh,
+			ID: id, Peers: peers, Transport: raft.TCP(tr), Storage: store, ApplyCh: applyCh, Bootstrap: true,
 			ElectionTimeout: 200 * time.Millisecond, HeartbeatInterval: 40 * time.Millisecond, Logger: quiet,
 		})
 		if err != nil {

@@ -28,6 +28,7 @@ import (
 const (
 	methodRequestVote   = "Raft.RequestVote"
 	methodAppendEntries = "Raft.AppendEntries"
+	methodProbe         = "Raft.Probe"
 )
 
 var (
@@ -109,6 +110,14 @@ func (p *Peer) call(svcMeth string, args, reply any) error {
 			return p.badCall(svcMeth, args, reply)
 		}
 		v := new(core.AppendEntriesReply)
+		tmp, commit = v, func() { *r = *v }
+	case methodProbe:
+		a, ok1 := args.(*core.ProbeArgs)
+		r, ok2 := reply.(*core.ProbeReply)
+		if !ok1 || !ok2 || a == nil || r == nil {
+			return p.badCall(svcMeth, args, reply)
+		}
+		v := new(core.ProbeReply)
 		tmp, commit = v, func() { *r = *v }
 	default:
 		return p.badCall(svcMeth, args, reply)

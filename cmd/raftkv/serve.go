@@ -163,6 +163,9 @@ loop:
 		case <-watch.C:
 			if err := r.rf.Err(); err != nil {
 				log.Error("raftkv serve: the Raft server stopped", "err", err)
+				if errors.Is(err, raft.ErrClusterExists) {
+					fmt.Fprintf(stderr, "raftkv serve: replica %d refuses to start: %v\n", cfg.id, err)
+				}
 				code = exitError
 				break loop
 			}
@@ -193,7 +196,7 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 		case errors.Is(err, storage.ErrLocked):
 			return nil, fmt.Errorf("data directory %s is in use by another process (is this replica already running?): %w", cfg.dataDir, err)
 		case errors.Is(err, storage.ErrCorrupt):
-			return nil, fmt.Errorf("data directory %s holds a damaged log; move it away to start this replica empty (it then catches up from the others, if they have a majority): %w", cfg.dataDir, err)
+			return nil, fmt.Errorf("data directory %s holds a damaged log, so this replica cannot vouch for what it acknowledged; keep the directory as it is (do not delete it: starting this replica empty could lose acknowledged writes), and restore it from a copy or replace the replica as a new member (docs/operations.md, \"Replacing a lost disk\"): %w", cfg.dataDir, err)
 		}
 		return nil, fmt.Errorf("data directory %s: %w", cfg.dataDir, err)
 	}
@@ -219,6 +222,7 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 		Transport:         raft.TCP(tr),
 		Storage:           store,
 		ApplyCh:           applyCh,
+		Bootstrap:         true, // a replica with no data checks with its peers that the cluster is new
 		ElectionTimeout:   cfg.election,
 		HeartbeatInterval: cfg.heartbeat,
 		Logger:            log,

@@ -1,0 +1,311 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raftkit/raft/core"
+	"github.com/raftkit/raft/transport"
+)
+
+// tcpCluster runs servers of one cluster over TCP on 127.0.0.1, each on
+// storage the test chooses, for tests of New.
+type tcpCluster struct {
+	t     *testing.T
+	peers map[int]string
+	rafts map[int]*Raft
+	logs  map[int]*syncBuf
+}
+
+// syncBuf collects a server's log lines.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuf) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func newTCPCluster(t *testing.T, ids ...int) *tcpCluster {
+	lns, peers, err := transport.ListenLocal(ids...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ln := range lns {
+		ln.Close() // each start listens again on its address
+	}
+	c := &tcpCluster{t: t, peers: peers, rafts: map[int]*Raft{}, logs: map[int]*syncBuf{}}
+	t.Cleanup(func() {
+		for _, rf := range c.rafts {
+			rf.Close()
+		}
+	})
+	return c
+}
+
+// start starts server id on store with Bootstrap set, and drains its
+// apply channel.
+func (c *tcpCluster) start(id int, store Storage) *Raft {
+	c.t.Helper()
+	c.logs[id] = &syncBuf{}
+	logger := slog.New(slog.NewTextHandler(c.logs[id], nil))
+	tr, err := transport.New(transport.Config{ID: id, Peers: c.peers, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DialBackoffMax: 100 * time.Millisecond})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	applyCh := make(chan ApplyMsg)
+	rf, err := New(Config{
+		ID: id, Peers: c.peers, Transport: TCP(tr), Storage: store, ApplyCh: applyCh, Bootstrap: true,
+		ElectionTimeout: 200 * time.Millisecond, HeartbeatInterval: 40 * time.Millisecond, Logger: logger,
+	})
+	if err != nil {
+		tr.Close()
+		c.t.Fatal(err)
+	}
+	go func() {
+		for range applyCh {
+		}
+	}()
+	c.rafts[id] = rf
+	return rf
+}
+
+func (c *tcpCluster) stop(id int) {
+	c.rafts[id].Close()
+	delete(c.rafts, id)
+}
+
+// waitFor polls cond until it holds, failing the test after a generous
+// bound.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// leaderCommits waits for a leader among the running servers and has it
+// commit a command, returning its index.
+func (c *tcpCluster) leaderCommits(cmd string) int {
+	c.t.Helper()
+	index := -1
+	waitFor(c.t, "a leader to commit "+cmd, func() bool {
+		for _, rf := range c.rafts {
+			if i, _, err := rf.Propose(cmd); err == nil {
+				index = i
+				break
+			}
+		}
+		if index < 0 {
+			return false
+		}
+		for _, rf := range c.rafts {
+			if st, ok := rf.Status(); ok && st.Role == core.Leader && st.Commit >= index {
+				return true
+			}
+		}
+		return false
+	})
+	return index
+}
+
+func bootstrapping(rf *Raft) bool {
+	st, ok := rf.Status()
+	return ok && st.Bootstrapping
+}
+
+// Servers with no state under Bootstrap found a cluster once all of them
+// are up; until the last one answers, the others wait and say so.
+func TestBootstrapWaitsForEveryPeer(t *testing.T) {
+	c := newTCPCluster(t, 1, 2, 3)
+	c.start(1, newMemStorage())
+	c.start(2, newMemStorage())
+	for _, id := range []int{1, 2} {
+		waitFor(t, "servers 1 and 2 to hear from each other", func() bool {
+			st, ok := c.rafts[id].Status()
+			return !ok || !st.Bootstrapping || len(st.WaitingFor) == 1
+		})
+	}
+	for _, id := range []int{1, 2} {
+		if !bootstrapping(c.rafts[id]) {
+			t.Fatalf("server %d founded a cluster without hearing from server 3", id)
+		}
+	}
+	c.start(3, newMemStorage())
+	c.leaderCommits("x")
+	for id, rf := range c.rafts {
+		if bootstrapping(rf) || rf.Err() != nil {
+			t.Fatalf("server %d: bootstrapping %v, err %v", id, bootstrapping(rf), rf.Err())
+		}
+	}
+}
+
+// A server whose state was lost (wiped storage, same ID) refuses to start
+// when its peers hold state, rather than vote and acknowledge as if it
+// had never promised anything.
+func TestBootstrapRefusesServerThatLostItsState(t *testing.T) {
+	c := newTCPCluster(t, 1, 2, 3)
+	stores := map[int]*persisterStorage{1: newMemStorage(), 2: newMemStorage(), 3: newMemStorage()}
+	for id, s := range stores {
+		c.start(id, s)
+	}
+	c.leaderCommits("x")
+	c.stop(3)
+	rf := c.start(3, newMemStorage()) // wiped
+	waitFor(t, "the wiped server to stop", func() bool { return rf.Err() != nil })
+	if err := rf.Err(); !errors.Is(err, ErrClusterExists) || !strings.Contains(err.Error(), "Replacing a lost disk") {
+		t.Fatalf("Err() = %v, want ErrClusterExists with advice", err)
+	}
+	if strings.Contains(strings.ToLower(rf.Err().Error()), "delete") {
+		t.Errorf("the error advises deleting something: %v", rf.Err())
+	}
+	if !strings.Contains(c.logs[3].String(), "ERROR") {
+		t.Errorf("the refusal is not logged as an error: %s", c.logs[3].String())
+	}
+	c.stop(3)
+	// The others carry on, and the server restarts from its kept state.
+	c.start(3, stores[3])
+	c.leaderCommits("y")
+}
+
+func newMemStorage() *persisterStorage { return &persisterStorage{ps: MakePersister()} }
+
+// probePeer is a peer that answers probes with a fixed reply and loses
+// every other call.
+type probePeer struct{ reply core.ProbeReply }
+
+func (p probePeer) Call(svcMeth string, args, reply any) bool {
+	if r, ok := reply.(*core.ProbeReply); ok {
+		*r = p.reply
+		return true
+	}
+	return false
+}
+
+// startWithPeers starts server 1 under Bootstrap with no state and the
+// given peers.
+func startWithPeers(t *testing.T, peers map[int]Peer) *Raft {
+	t.Helper()
+	applyCh := make(chan ApplyMsg, 100)
+	rf, err := start(setup{me: 1, peers: peers, store: newMemStorage(), applyCh: applyCh, timing: defaultTiming,
+		logger: slog.New(slog.NewTextHandler(io.Discard, nil)), preVote: true, noOp: true, boot: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rf.Close() })
+	return rf
+}
+
+// A founder vouches for a peer that held nothing when it founded the
+// cluster, and only until that peer sends it anything but a probe.
+func TestBootstrapFounderVouchesUntilPeerSpeaks(t *testing.T) {
+	rf := startWithPeers(t, map[int]Peer{2: probePeer{core.ProbeReply{Empty: true}}, 3: probePeer{core.ProbeReply{Empty: true}}})
+	waitFor(t, "server 1 to found the cluster", func() bool { return !bootstrapping(rf) })
+	founder := func(id int) bool {
+		var r core.ProbeReply
+		if err := rf.ServeProbe(id, &core.ProbeArgs{}, &r); err != nil {
+			t.Fatal(err)
+		}
+		return r.Founder
+	}
+	if !founder(2) || !founder(3) {
+		t.Fatal("server 1 does not vouch for its co-founders")
+	}
+	var reply AppendEntriesReply
+	rf.ServeAppendEntries(2, &AppendEntriesArgs{Term: 1, LeaderID: 2}, &reply)
+	if founder(2) {
+		t.Error("server 1 still vouches for server 2 after it sent an AppendEntries")
+	}
+	if !founder(3) {
+		t.Error("server 1 stopped vouching for server 3, which sent nothing")
+	}
+}
+
+// A server that has no state stops when a peer answers with state it did
+// not found with it, and waits (neither voting nor acknowledging) while a
+// peer has not answered.
+func TestBootstrapProbeOutcomes(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		reply core.ProbeReply
+		exist bool
+	}{
+		{"peer holds state", core.ProbeReply{Term: 3, LastIndex: 17}, true},
+		{"peer founded the cluster with this server", core.ProbeReply{Term: 3, LastIndex: 17, Founder: true}, false},
+		{"peer holds a vote only", core.ProbeReply{Term: 1}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rf := startWithPeers(t, map[int]Peer{2: probePeer{tc.reply}, 3: probePeer{core.ProbeReply{Empty: true}}})
+			waitFor(t, "the probes to be answered", func() bool { return rf.Err() != nil || !bootstrapping(rf) })
+			if got := errors.Is(rf.Err(), ErrClusterExists); got != tc.exist {
+				t.Fatalf("ErrClusterExists: %v, want %v (Err %v)", got, tc.exist, rf.Err())
+			}
+			if tc.exist && !strings.Contains(rf.Err().Error(), fmt.Sprintf("term %d with %d log entries", tc.reply.Term, tc.reply.LastIndex)) {
+				t.Errorf("the error does not say what the peer holds: %v", rf.Err())
+			}
+		})
+	}
+	t.Run("peer silent", func(t *testing.T) {
+		rf := startWithPeers(t, map[int]Peer{2: probePeer{core.ProbeReply{Empty: true}}, 3: silentPeer{}})
+		waitFor(t, "server 2 to answer", func() bool {
+			st, ok := rf.Status()
+			return ok && len(st.WaitingFor) == 1 && st.WaitingFor[0] == 3
+		})
+		var vote RequestVoteReply
+		if err := rf.ServeRequestVote(2, &RequestVoteArgs{Term: 5, CandidateID: 2}, &vote); err == nil || vote.VoteGranted {
+			t.Errorf("a bootstrapping server answered a vote request: %+v, %v", vote, err)
+		}
+		var ae AppendEntriesReply
+		if err := rf.ServeAppendEntries(2, &AppendEntriesArgs{Term: 5, LeaderID: 2}, &ae); err == nil || ae.Success {
+			t.Errorf("a bootstrapping server acknowledged entries: %+v, %v", ae, err)
+		}
+		if st, _ := rf.Status(); st.Term != 0 || !st.Bootstrapping {
+			t.Errorf("status %+v, want term 0 and still bootstrapping", st)
+		}
+	})
+}
+
+// silentPeer never answers.
+type silentPeer struct{}
+
+func (silentPeer) Call(string, any, any) bool { return false }
+
+// The sender of a request is who the transport says it is: a message whose
+// LeaderID or CandidateID names another server is refused and changes
+// nothing (a peer cannot act in another's name).
+func TestHandlersRefuseForgedSender(t *testing.T) {
+	rf := startWithPeers(t, map[int]Peer{2: probePeer{core.ProbeReply{Empty: true}}, 3: probePeer{core.ProbeReply{Empty: true}}})
+	waitFor(t, "server 1 to found the cluster", func() bool { return !bootstrapping(rf) })
+	var ae AppendEntriesReply
+	rf.ServeAppendEntries(3, &AppendEntriesArgs{Term: 7, LeaderID: 2, Entries: []Entry{{Index: 1, Term: 7, Command: []byte{1}}}}, &ae)
+	if ae.Success {
+		t.Errorf("AppendEntries from 3 in 2's name succeeded: %+v", ae)
+	}
+	var rv RequestVoteReply
+	rf.ServeRequestVote(3, &RequestVoteArgs{Term: 7, CandidateID: 2, LastLogIndex: 9, LastLogTerm: 7}, &rv)
+	if rv.VoteGranted {
+		t.Errorf("vote granted to 2 on a request from 3: %+v", rv)
+	}
+	if st, _ := rf.Status(); st.LastLog != 0 || st.Leader == 2 || st.Term >= 7 {
+		t.Errorf("after forged messages: %+v, want no entries, no leader 2, and no adoption of term 7", st.Status)
+	}
+}
