@@ -6,103 +6,200 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 )
 
 // The simulation drives several Nodes from one seeded, single-threaded loop
-// over a network that drops, duplicates, delays and reorders messages,
-// partitions servers and crash-restarts them from what they saved. After
-// every step it checks the safety properties of Figure 3. A failure names
-// its seed; -sim.seed replays exactly that run.
+// over a network that drops, duplicates, delays and reorders messages, cuts
+// links (both ways or one way), partitions servers and crash-restarts them
+// from what reached their disks. Each seed draws its own cluster (1 to 7
+// servers), timing, clock skew, message size bound and options. After every
+// step it checks the properties of Figure 3 and more (sim_check_test.go). A
+// failure names its seed and the command that replays it.
 var (
-	simSeeds = flag.Int("sim.seeds", 2000, "number of seeds TestSimulation runs (200 with -short)")
+	simSeeds = flag.Int("sim.seeds", 0, "number of seeds TestSimulation runs (default 2000, 300 under -race, 100 with -short)")
+	simBase  = flag.Uint64("sim.base", 0, "first seed of TestSimulation (default: a random base, printed)")
 	simSeed  = flag.Uint64("sim.seed", 0, "run TestSimulation for this seed only")
-	simSteps = flag.Int("sim.steps", 5000, "steps per seed")
+	simSteps = flag.Int("sim.steps", 5000, "chaos steps per seed")
 	simTrace = flag.Bool("sim.trace", false, "print the protocol trace of the simulated servers")
 )
 
+// replayCommand is how to run one seed again, with every flag that shapes
+// the run.
+func replayCommand(seed uint64) string {
+	return fmt.Sprintf("go test ./core -run 'TestSimulation$' -sim.seed %d -sim.steps %d -sim.trace -v", seed, *simSteps)
+}
+
 func TestSimulation(t *testing.T) {
 	if *simSeed != 0 {
-		if err := simulate(*simSeed, *simSteps, *simTrace, t.Logf); err != nil {
-			t.Fatalf("seed %d: %v", *simSeed, err)
+		s, err := simulate(*simSeed, *simSteps, *simTrace, t.Logf)
+		if err != nil {
+			t.Fatalf("seed %d: %v\n%s", *simSeed, err, s.describe())
 		}
+		t.Logf("seed %d: %s", *simSeed, s.summary())
 		return
 	}
 	seeds := *simSeeds
-	if testing.Short() {
-		seeds = min(seeds, 200)
-	}
-	for seed := uint64(1); seed <= uint64(seeds); seed++ {
-		if err := simulate(seed, *simSteps, false, nil); err != nil {
-			t.Fatalf("seed %d: %v\nreplay: go test ./core -run TestSimulation -sim.seed %d -sim.trace", seed, err, seed)
+	if seeds == 0 {
+		seeds = 2000
+		if raceEnabled {
+			seeds = 300 // the simulation is single-threaded: -race finds nothing here
 		}
 	}
+	if testing.Short() {
+		seeds = min(seeds, 100)
+	}
+	base := *simBase
+	if base == 0 {
+		base = uint64(time.Now().UnixNano())%1_000_000_000*1000 + 1
+	}
+	t.Logf("seeds %d..%d (-sim.base %d -sim.seeds %d)", base, base+uint64(seeds)-1, base, seeds)
+	start := time.Now()
+	var totals simTotals
+	for seed := base; seed < base+uint64(seeds); seed++ {
+		s, err := simulate(seed, *simSteps, false, nil)
+		if err != nil {
+			t.Fatalf("seed %d: %v\n%s\nreplay: %s", seed, err, s.describe(), replayCommand(seed))
+		}
+		totals.add(s)
+	}
+	t.Logf("%d seeds in %v: %s", seeds, time.Since(start).Round(time.Millisecond), totals)
 }
 
-// simSaved is what a simulated server has saved: its disk.
-type simSaved struct {
+// simParams is what a seed draws about its run.
+type simParams struct {
+	n              int
+	electionTicks  int
+	heartbeatTicks int
+	maxMsgBytes    int
+	maxCmdBytes    int
+	preVote, noOp  bool
+	drop, dup      int       // per mille of messages lost, duplicated
+	skew           []float64 // per server: the chance that a tick of the simulation is a tick of its clock
+	flushChance    float64   // per step: the chance that a server's disk completes its pending writes
+}
+
+func drawParams(rng *rand.Rand) simParams {
+	p := simParams{
+		n:             1 + rng.IntN(7),
+		electionTicks: 5 + rng.IntN(16),
+		maxMsgBytes:   8 << rng.IntN(6),
+		maxCmdBytes:   1 + rng.IntN(48),
+		preVote:       rng.IntN(2) == 0,
+		noOp:          rng.IntN(2) == 0,
+		drop:          rng.IntN(150),
+		dup:           rng.IntN(150),
+		flushChance:   0.3 + 0.7*rng.Float64(),
+	}
+	if p.n > 1 && rng.IntN(4) > 0 {
+		p.n = 3 + 2*rng.IntN(2) // clusters of 3 and 5 more often than not
+	}
+	p.heartbeatTicks = 1 + rng.IntN(p.electionTicks/2)
+	for i := 0; i < p.n; i++ {
+		p.skew = append(p.skew, 0.6+0.4*rng.Float64())
+	}
+	return p
+}
+
+func (p simParams) String() string {
+	return fmt.Sprintf("%d servers, election %d ticks, heartbeat %d, MaxMsgBytes %d, commands up to %d bytes, PreVote %v, NoOp %v, drop %d‰, dup %d‰, flush %.2f",
+		p.n, p.electionTicks, p.heartbeatTicks, p.maxMsgBytes, p.maxCmdBytes, p.preVote, p.noOp, p.drop, p.dup, p.flushChance)
+}
+
+// simDisk is what a simulated server has saved: what survives a crash.
+type simDisk struct {
 	hs  HardState
 	log []Entry
 }
 
+// simBatch is the handling of one Ready: its state to save (if any), then
+// the messages it lets leave and the entries it commits. Batches complete
+// in order, each once its write is durable.
+type simBatch struct {
+	write     bool
+	hs        HardState
+	ents      []Entry
+	msgs      []Message
+	committed []Entry
+}
+
 type simServer struct {
-	node    *Node
-	saved   simSaved
-	up      bool
-	applied []Entry // what its state machine applied since its last start
+	id         int
+	node       *Node
+	disk       simDisk
+	pending    []simBatch // not yet durable: lost by a crash
+	up         bool
+	applied    []Entry // what its state machine applied since its last start
+	lastCommit int     // the commit index at the last check, this incarnation
+
+	// Leader Append-Only: the log as it was at the last check while leader.
+	leaderTerm int
+	leaderLog  []Entry
 }
 
 type simMsg struct {
-	m   Message
-	age int // ticks spent in the network
+	m    Message
+	age  int // ticks spent in the network
+	hold int // ticks before it can arrive: a few messages are delayed long
 }
 
 type sim struct {
+	seed    uint64
 	rng     *rand.Rand
+	p       simParams
 	servers []*simServer
 	ids     []int
 	net     []simMsg
-	group   []int // partition: servers talk only within a group
+	group   []int           // partition: servers talk only within a group
+	oneWay  map[[2]int]bool // links cut in one direction, from→to
 	trace   func(string)
+	step    int
+	healed  bool
 
-	leaders   map[int]int   // term -> the server that led it
-	committed map[int]Entry // index -> entry applied by some server
-	nextCmd   int
-	elTicks   int
-	delivered int
+	hist simHistory
 }
 
-func simulate(seed uint64, steps int, trace bool, logf func(string, ...interface{})) (err error) {
+func simulate(seed uint64, steps int, trace bool, logf func(string, ...any)) (s *sim, err error) {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	n := []int{3, 5}[rng.IntN(2)]
-	s := &sim{
-		rng:       rng,
-		leaders:   map[int]int{},
-		committed: map[int]Entry{},
-		group:     make([]int, n),
-		elTicks:   10,
-	}
+	s = &sim{seed: seed, rng: rng, p: drawParams(rng), oneWay: map[[2]int]bool{}}
+	s.hist.init()
+	s.group = make([]int, s.p.n)
 	if trace && logf != nil {
-		s.trace = func(l string) { logf("%s", l) }
+		s.trace = func(l string) { logf("%5d %s", s.step, l) }
+		logf("seed %d: %v", seed, s.p)
 	}
-	for i := 0; i < n; i++ {
+	for i := 0; i < s.p.n; i++ {
 		s.ids = append(s.ids, i)
 	}
-	for i := 0; i < n; i++ {
-		s.servers = append(s.servers, &simServer{saved: simSaved{hs: HardState{Vote: None}}})
+	for i := 0; i < s.p.n; i++ {
+		s.servers = append(s.servers, &simServer{id: i, disk: simDisk{hs: HardState{Vote: None}}})
 		if err := s.restart(i); err != nil {
-			return err
+			return s, err
 		}
 	}
 	// Phase 1: chaos.
-	for step := 0; step < steps; step++ {
-		if err := s.step(true); err != nil {
-			return fmt.Errorf("step %d: %w", step, err)
+	for s.step = 0; s.step < steps; s.step++ {
+		if err := s.act(true); err != nil {
+			return s, fmt.Errorf("step %d: %w", s.step, err)
 		}
 	}
 	// Phase 2: heal everything; a leader must emerge and commit a new
 	// command on every server within a bounded time.
+	return s, s.heal(logf)
+}
+
+// heal ends the faults and checks that the cluster makes progress.
+func (s *sim) heal(logf func(string, ...any)) error {
+	// Liveness needs messages to arrive within an election timeout:
+	// healed, the network delivers in order and disks keep up.
+	s.healed = true
+	s.p.flushChance = 1
+	for k := range s.net {
+		s.net[k].hold = 0
+	}
+	clear(s.group)
+	clear(s.oneWay)
 	for i, sv := range s.servers {
-		s.group[i] = 0
 		if !sv.up {
 			if err := s.restart(i); err != nil {
 				return err
@@ -110,14 +207,19 @@ func simulate(seed uint64, steps int, trace bool, logf func(string, ...interface
 		}
 	}
 	final := -1
-	for step := 0; step < 200*s.elTicks; step++ {
-		if err := s.step(false); err != nil {
-			return fmt.Errorf("healed step %d: %w", step, err)
+	for k := 0; k < 300*s.p.electionTicks; k, s.step = k+1, s.step+1 {
+		if err := s.act(false); err != nil {
+			return fmt.Errorf("healed step %d: %w", k, err)
 		}
 		if final < 0 {
-			for _, sv := range s.servers {
+			for i, sv := range s.servers {
 				if sv.node.Role() == Leader {
-					final, _, _ = s.propose(sv)
+					if idx, _, ok := s.propose(i); ok {
+						final = idx
+					}
+					if err := s.ready(i, nil); err != nil {
+						return err
+					}
 					break
 				}
 			}
@@ -131,7 +233,7 @@ func simulate(seed uint64, steps int, trace bool, logf func(string, ...interface
 		}
 		if done {
 			if logf != nil {
-				logf("seed %d: %d servers, %d terms with a leader, %d entries committed, %d messages delivered", seed, n, len(s.leaders), len(s.committed), s.delivered)
+				logf("seed %d: %s", s.seed, s.summary())
 			}
 			return nil
 		}
@@ -150,9 +252,9 @@ func (s *sim) appliedLens() []int {
 func (s *sim) restart(i int) error {
 	sv := s.servers[i]
 	cfg := Config{
-		ID: i, Peers: s.ids, ElectionTicks: s.elTicks, HeartbeatTicks: 3,
-		MaxMsgBytes: 64,
-		State:       sv.saved.hs, Log: slices.Clone(sv.saved.log),
+		ID: i, Peers: s.ids, ElectionTicks: s.p.electionTicks, HeartbeatTicks: s.p.heartbeatTicks,
+		MaxMsgBytes: s.p.maxMsgBytes, PreVote: s.p.preVote, NoOp: s.p.noOp,
+		State: sv.disk.hs, Log: slices.Clone(sv.disk.log),
 		Rand:  rand.New(rand.NewPCG(s.rng.Uint64(), uint64(i))),
 		Trace: s.trace,
 	}
@@ -160,59 +262,56 @@ func (s *sim) restart(i int) error {
 	if err != nil {
 		return fmt.Errorf("restart %d: %w", i, err)
 	}
-	sv.node, sv.up, sv.applied = node, true, nil
-	return nil
+	sv.node, sv.up, sv.applied, sv.pending = node, true, nil, nil
+	sv.lastCommit, sv.leaderTerm, sv.leaderLog = 0, 0, nil
+	return s.check(i)
 }
 
-// step takes one random action; chaos allows crashes and partitions.
-func (s *sim) step(chaos bool) error {
+// crash stops server i: what its disk has not made durable is lost, and
+// the messages waiting for it with it.
+func (s *sim) crash(i int) {
+	sv := s.servers[i]
+	sv.up, sv.pending = false, nil
+	if s.trace != nil {
+		s.trace(fmt.Sprintf("S%d crashes", i))
+	}
+}
+
+// act takes one random action; chaos allows crashes and partitions.
+func (s *sim) act(chaos bool) error {
 	r := s.rng.Float64()
+	if !chaos && r < 0.70 {
+		// Healed: every message arrives before the next tick.
+		for len(s.net) > 0 {
+			if err := s.deliver(false); err != nil {
+				return err
+			}
+		}
+	}
 	switch {
-	case r < 0.60:
+	case r < 0.55:
 		return s.deliver(chaos)
-	case r < 0.75:
-		for i, sv := range s.servers {
-			if sv.up {
-				// TicksToEvent: a Tick before the next timer fires only counts.
-				if err := s.ready(i, nil); err != nil {
-					return err
-				}
-				quiet, before := sv.node.TicksToEvent() > 1, sv.node.Status()
-				sv.node.Tick()
-				if quiet {
-					after, rd := sv.node.Status(), sv.node.Ready()
-					if !rd.Empty() || after.Term != before.Term || after.Role != before.Role || after.Leader != before.Leader {
-						return fmt.Errorf("server %d: a Tick with TicksToEvent > 1 had an effect: %+v -> %+v, %+v", i, before, after, rd)
-					}
-				}
-				if err := s.ready(i, nil); err != nil {
-					return err
-				}
-			}
-		}
-		for k := range s.net {
-			s.net[k].age++
-		}
-		// A message that has been in the network too long is lost.
-		s.net = slices.DeleteFunc(s.net, func(m simMsg) bool { return m.age > 3*s.elTicks })
-	case r < 0.83:
+	case r < 0.70:
+		return s.tick()
+	case r < 0.78:
 		i := s.rng.IntN(len(s.servers))
-		if sv := s.servers[i]; sv.up {
-			if _, _, ok := s.propose(sv); ok {
-				return s.ready(i, nil)
-			}
+		if s.servers[i].up {
+			s.propose(i)
+			return s.ready(i, nil)
 		}
+	case r < 0.90:
+		return s.flushSome()
 	case !chaos || r < 0.975:
 	case r < 0.98:
 		// Crash a server, a leader more often than not (as in the Figure 8
-		// test): it keeps only what it saved.
+		// test): it keeps only what reached its disk.
 		i := s.rng.IntN(len(s.servers))
 		for j, sv := range s.servers {
 			if sv.up && sv.node.Role() == Leader && s.rng.IntN(3) > 0 {
 				i = j
 			}
 		}
-		s.servers[i].up = false
+		s.crash(i)
 	case r < 0.99:
 		// Restart one that is down.
 		var down []int
@@ -224,20 +323,102 @@ func (s *sim) step(chaos bool) error {
 		if len(down) > 0 {
 			return s.restart(down[s.rng.IntN(len(down))])
 		}
-	case r < 0.995:
-		// Partition the servers at random.
-		for i := range s.group {
-			s.group[i] = s.rng.IntN(3)
+	case r < 0.994:
+		s.partition()
+	case r < 0.997:
+		// Cut a link one way.
+		from, to := s.rng.IntN(s.p.n), s.rng.IntN(s.p.n)
+		if from != to {
+			s.oneWay[[2]int{from, to}] = true
 		}
 	default:
 		clear(s.group) // heal
+		clear(s.oneWay)
 	}
 	return nil
 }
 
-func (s *sim) propose(sv *simServer) (int, int, bool) {
-	s.nextCmd++
-	return sv.node.Propose([]byte(fmt.Sprintf("c%d", s.nextCmd)))
+// partition splits the servers: at random into up to three groups, or the
+// leader (if any) and a random minority away from the rest, or one server
+// away from the rest.
+func (s *sim) partition() {
+	switch s.rng.IntN(3) {
+	case 0:
+		for i := range s.group {
+			s.group[i] = s.rng.IntN(3)
+		}
+	case 1:
+		lead := s.rng.IntN(s.p.n)
+		for i, sv := range s.servers {
+			if sv.up && sv.node.role == Leader {
+				lead = i
+			}
+		}
+		for i := range s.group {
+			s.group[i] = 0
+		}
+		// The leader and others, a minority in all.
+		s.group[lead] = 1
+		for _, i := range s.rng.Perm(s.p.n)[:max(0, (s.p.n-1)/2-1)] {
+			s.group[i] = 1
+		}
+	default:
+		clear(s.group)
+		s.group[s.rng.IntN(s.p.n)] = 1
+	}
+}
+
+// tick advances the simulated time by one tick. Each server's clock ticks
+// with its own chance (clock skew), and messages age.
+func (s *sim) tick() error {
+	for i, sv := range s.servers {
+		if !sv.up || s.rng.Float64() >= s.p.skew[i] {
+			continue
+		}
+		// TicksToEvent: a Tick before the next timer fires only counts.
+		if err := s.ready(i, nil); err != nil {
+			return err
+		}
+		quiet, before := sv.node.TicksToEvent() > 1, sv.node.Status()
+		sv.node.Tick()
+		if quiet {
+			after, rd := sv.node.Status(), sv.node.Ready()
+			if !rd.Empty() || after.Term != before.Term || after.Role != before.Role || after.Leader != before.Leader {
+				return fmt.Errorf("server %d: a Tick with TicksToEvent > 1 had an effect: %+v -> %+v, %+v", i, before, after, rd)
+			}
+		}
+		if err := s.ready(i, nil); err != nil {
+			return err
+		}
+	}
+	for k := range s.net {
+		s.net[k].age++
+	}
+	// A message that has been in the network too long is lost.
+	s.net = slices.DeleteFunc(s.net, func(m simMsg) bool { return m.age > m.hold+3*s.p.electionTicks })
+	return nil
+}
+
+// flushSome completes the pending writes of servers at random.
+func (s *sim) flushSome() error {
+	for i, sv := range s.servers {
+		if sv.up && len(sv.pending) > 0 && s.rng.Float64() < s.p.flushChance {
+			if err := s.flush(i, 1+s.rng.IntN(len(sv.pending))); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *sim) propose(i int) (int, int, bool) {
+	// A unique name, padded to a random length.
+	cmd := fmt.Appendf(nil, "c%d.", s.hist.nextCmd)
+	for pad := s.rng.IntN(s.p.maxCmdBytes); pad > 0; pad-- {
+		cmd = append(cmd, byte('a'+s.rng.IntN(26)))
+	}
+	s.hist.nextCmd++
+	return s.servers[i].node.Propose(cmd)
 }
 
 // deliver hands a random message in the network (so any order is
@@ -246,17 +427,29 @@ func (s *sim) deliver(chaos bool) error {
 	if len(s.net) == 0 {
 		return nil
 	}
-	k := s.rng.IntN(len(s.net))
+	k := 0 // healed: in order
+	if chaos {
+		k = s.rng.IntN(len(s.net))
+	}
+	if s.net[k].age < s.net[k].hold {
+		return nil // delayed: not yet
+	}
 	m := s.net[k].m
-	if !chaos || s.rng.IntN(10) != 0 { // 1 in 10 is duplicated: it stays in the network
+	if !chaos || s.rng.IntN(1000) >= s.p.dup { // a duplicated message stays in the network
 		s.net = slices.Delete(s.net, k, k+1)
 	}
 	to := s.servers[m.To]
-	if !to.up || s.group[m.From] != s.group[m.To] || (chaos && s.rng.IntN(10) == 0) {
+	if !to.up || s.group[m.From] != s.group[m.To] || s.oneWay[[2]int{m.From, m.To}] || (chaos && s.rng.IntN(1000) < s.p.drop) {
 		return nil // lost
 	}
-	s.delivered++
+	s.hist.delivered++
+	if err := s.hist.beforeStep(s, m); err != nil {
+		return err
+	}
 	reply, ok := to.node.Step(m)
+	if isRequest(m.Body) != ok {
+		return fmt.Errorf("server %d: Step(%T from %d) returned a reply: %v, want %v", m.To, m.Body, m.From, ok, isRequest(m.Body))
+	}
 	var r *Message
 	if ok {
 		r = &reply
@@ -264,85 +457,151 @@ func (s *sim) deliver(chaos bool) error {
 	return s.ready(m.To, r)
 }
 
-// ready handles server i's Ready as the driver does: save, then send
-// (reply included), then apply; then checks the invariants.
+func isRequest(body any) bool {
+	switch body.(type) {
+	case *RequestVoteArgs, *AppendEntriesArgs:
+		return true
+	}
+	return false
+}
+
+// ready takes server i's Ready as a driver does: its state goes to the
+// disk, and its messages (with reply, if not nil) and committed entries
+// wait for that write to be durable. It then checks the invariants.
 func (s *sim) ready(i int, reply *Message) error {
 	sv := s.servers[i]
 	rd := sv.node.Ready()
-	if rd.MustSave() {
-		sv.saved.hs = rd.HardState
-		if len(rd.Entries) > 0 {
-			at := rd.Entries[0].Index - 1
-			if at > len(sv.saved.log) {
-				return fmt.Errorf("server %d: Ready saves entries from %d after a saved log ending at %d", i, at+1, len(sv.saved.log))
-			}
-			sv.saved.log = append(sv.saved.log[:at:at], rd.Entries...)
-		}
-	}
-	for _, m := range rd.Messages {
-		s.net = append(s.net, simMsg{m: m})
-	}
+	b := simBatch{write: rd.MustSave(), hs: rd.HardState, ents: rd.Entries, msgs: rd.Messages, committed: rd.Committed}
 	if reply != nil {
-		s.net = append(s.net, simMsg{m: *reply})
+		b.msgs = append(b.msgs, *reply)
 	}
-	for _, e := range rd.Committed {
-		if e.Index != len(sv.applied)+1 {
-			return fmt.Errorf("server %d applied index %d after %d", i, e.Index, len(sv.applied))
+	if b.write || len(b.msgs) > 0 || len(b.committed) > 0 {
+		sv.pending = append(sv.pending, b)
+	}
+	if len(sv.pending) > 0 && s.rng.Float64() < s.p.flushChance {
+		if err := s.flush(i, len(sv.pending)); err != nil {
+			return err
 		}
-		if c, ok := s.committed[e.Index]; ok && (c.Term != e.Term || string(c.Command) != string(e.Command)) {
-			// State Machine Safety.
-			return fmt.Errorf("server %d applied %v at index %d where another applied %v", i, e, e.Index, c)
-		}
-		s.committed[e.Index] = e
-		sv.applied = append(sv.applied, e)
 	}
 	return s.check(i)
 }
 
-// check verifies the properties of Figure 3 that server i's last step could
-// have broken.
-func (s *sim) check(i int) error {
-	n := s.servers[i].node
-	// The saved state is the state: nothing is acted on before it is saved.
-	if sv := s.servers[i]; sv.saved.hs != (HardState{n.term, n.vote}) || len(sv.saved.log) != n.log.lastIndex() {
-		return fmt.Errorf("server %d: saved %v with %d entries, but runs with term %d vote %d and %d entries",
-			i, sv.saved.hs, len(sv.saved.log), n.term, n.vote, n.log.lastIndex())
-	}
-	if n.role == Leader {
-		// Election Safety: at most one leader per term.
-		if l, ok := s.leaders[n.term]; ok && l != i {
-			return fmt.Errorf("servers %d and %d both lead term %d", l, i, n.term)
+// flush makes the first k pending batches of server i durable, then lets
+// their messages leave and applies their committed entries, in order.
+func (s *sim) flush(i, k int) error {
+	sv := s.servers[i]
+	for _, b := range sv.pending[:k] {
+		if b.write {
+			sv.disk.hs = b.hs
+			if len(b.ents) > 0 {
+				at := b.ents[0].Index - 1
+				if at > len(sv.disk.log) {
+					return fmt.Errorf("server %d: Ready saves entries from %d after a saved log ending at %d", i, at+1, len(sv.disk.log))
+				}
+				if at < len(sv.disk.log) {
+					sv.disk.log = sv.disk.log[:at:at] // a fresh array: checkNewEntries relies on it
+				}
+				sv.disk.log = append(sv.disk.log, b.ents...)
+			}
+			if err := s.hist.saved(s, i); err != nil {
+				return err
+			}
 		}
-		if _, ok := s.leaders[n.term]; !ok {
-			s.leaders[n.term] = i
-			// Leader Completeness: a new leader holds every committed entry.
-			for idx, e := range s.committed {
-				if n.log.term(idx) != e.Term {
-					return fmt.Errorf("server %d leads term %d without committed entry %d (term %d)", i, n.term, idx, e.Term)
+		for _, m := range b.msgs {
+			if err := s.send(m); err != nil {
+				return err
+			}
+			if a, ok := m.Body.(*AppendEntriesArgs); ok && !s.healed && s.rng.IntN(20) == 0 {
+				if err := s.rewind(m.From, m.To, a); err != nil {
+					return err
 				}
 			}
 		}
-	}
-	// Log Matching: if two logs hold an entry with the same index and term,
-	// they are identical up to it. It is enough to check from the highest
-	// such index down.
-	for j, o := range s.servers {
-		if j == i || o.node == nil {
-			continue
-		}
-		a, b := n.log, o.node.log
-		k := min(a.lastIndex(), b.lastIndex())
-		for k > 0 && a.term(k) != b.term(k) {
-			k--
-		}
-		for ; k > 0; k-- {
-			if x, y := a.ents[k], b.ents[k]; x.Term != y.Term || string(x.Command) != string(y.Command) {
-				return fmt.Errorf("logs of servers %d and %d differ at %d (%v vs %v) below a matching entry", i, j, k, x, y)
+		for _, e := range b.committed {
+			if err := s.apply(i, e); err != nil {
+				return err
 			}
 		}
 	}
-	if n.commit > n.log.lastIndex() {
-		return fmt.Errorf("server %d commits %d beyond its last entry %d", i, n.commit, n.log.lastIndex())
+	sv.pending = sv.pending[k:]
+	if len(sv.pending) == 0 {
+		return s.checkSaved(i)
 	}
 	return nil
+}
+
+// send puts m in the network.
+func (s *sim) send(m Message) error {
+	if err := s.hist.sent(s, m); err != nil {
+		return err
+	}
+	msg := simMsg{m: m}
+	chance := 40
+	if _, ok := m.Body.(*AppendEntriesReply); ok {
+		chance = 10 // late acknowledgements are the ones that test a leader
+	}
+	if !s.healed && s.rng.IntN(chance) == 0 {
+		msg.hold = 1 + s.rng.IntN(10*s.p.electionTicks)
+	}
+	s.net = append(s.net, msg)
+	return nil
+}
+
+// rewind sends, besides the AppendEntries a, another that a leader may
+// send as well (Figure 2 lets it retry from any nextIndex): an earlier
+// slice of its log, from a random index at most a's, with a's
+// leaderCommit. Followers must stay safe whatever slice of its log a
+// leader sends them.
+func (s *sim) rewind(from, to int, a *AppendEntriesArgs) error {
+	n := s.servers[from].node
+	if n.role != Leader || n.term != a.Term || a.PrevLogIndex > n.log.lastIndex() {
+		return nil
+	}
+	prev := s.rng.IntN(a.PrevLogIndex + 1)
+	hi := prev + 1 + s.rng.IntN(a.PrevLogIndex+len(a.Entries)-prev+1)
+	hi = min(hi, n.log.lastIndex()+1)
+	r := &AppendEntriesArgs{Term: a.Term, LeaderID: from, PrevLogIndex: prev, PrevLogTerm: n.log.term(prev),
+		Entries: n.log.slice(prev+1, hi), LeaderCommit: a.LeaderCommit}
+	return s.send(Message{From: from, To: to, Body: r})
+}
+
+// summary says what a run did.
+func (s *sim) summary() string {
+	return fmt.Sprintf("%v; %d terms with a leader, %d entries committed, %d messages delivered", s.p, len(s.hist.leaders), len(s.hist.committed), s.hist.delivered)
+}
+
+// describe says where the servers were, for a failure report.
+func (s *sim) describe() string {
+	if s == nil {
+		return ""
+	}
+	out := fmt.Sprintf("run: %v\n", s.p)
+	for i, sv := range s.servers {
+		if sv.node == nil {
+			continue
+		}
+		st := sv.node.Status()
+		out += fmt.Sprintf("  S%d up=%v %v term %d vote %d commit %d log %d disk %+v/%d pending %d\n",
+			i, sv.up, st.Role, st.Term, sv.node.vote, st.Commit, st.LastLog, sv.disk.hs, len(sv.disk.log), len(sv.pending))
+	}
+	return out
+}
+
+// simTotals adds up what the runs of TestSimulation did.
+type simTotals struct {
+	runs, leaders, committed, delivered int
+	sizes                               [8]int
+}
+
+func (t *simTotals) add(s *sim) {
+	t.runs++
+	t.leaders += len(s.hist.leaders)
+	t.committed += len(s.hist.committed)
+	t.delivered += s.hist.delivered
+	t.sizes[s.p.n]++
+}
+
+func (t simTotals) String() string {
+	return fmt.Sprintf("on average %d terms with a leader, %d entries committed, %d messages delivered per seed; cluster sizes 1..7: %v",
+		t.leaders/max(t.runs, 1), t.committed/max(t.runs, 1), t.delivered/max(t.runs, 1), t.sizes[1:])
 }

@@ -1,0 +1,255 @@
+package core
+
+import (
+	"bytes"
+	"fmt"
+)
+
+// simHistory is what the simulation remembers across steps and restarts to
+// check the properties of Figure 3 and a few more:
+//
+//   - Election Safety: at most one leader per term.
+//   - Leader Append-Only: a leader never overwrites or deletes its entries.
+//   - Log Matching: two logs with an entry of the same index and term are
+//     identical up to it (checked on every entry as it appears: an
+//     (index, term) pair always names the same command and follows the same
+//     previous term).
+//   - Leader Completeness: a committed entry is in the log of every leader
+//     of a later term, from the moment it is committed.
+//   - State Machine Safety: no two servers apply different entries at one
+//     index, and every entry applied sits on a majority of disks.
+//   - Votes: a server grants at most one vote per term, across restarts,
+//     and only to a candidate that asked for it in that term (or itself).
+//   - Commit indexes never go back, nor does a disk's term.
+//   - What runs is what was saved, once the disk has caught up.
+type simHistory struct {
+	nextCmd   int
+	delivered int
+
+	leaders   map[int]int      // term -> the server that led it
+	committed map[int]Entry    // index -> the entry applied there
+	cterm     map[int]int      // index -> a term by which that entry was committed
+	entries   map[[2]int]Entry // (index, term) -> the entry, with Index the term before it
+	votes     map[[2]int]int   // (server, term) -> the candidate it voted for
+	asked     map[[3]int]bool  // (server, term, candidate): a RequestVote delivered
+	diskTerm  map[int]int      // server -> the term on its disk
+
+	logSeen map[int]simLogMark // server -> how much of its log was checked
+}
+
+// simLogMark remembers the part of a disk's log already checked: its first
+// element and its length. The simulated disk never rewrites a log in place
+// (a truncation moves to a fresh array), so an unchanged first element
+// means only appends since.
+type simLogMark struct {
+	first *Entry
+	n     int
+}
+
+func (h *simHistory) init() {
+	h.leaders = map[int]int{}
+	h.committed = map[int]Entry{}
+	h.cterm = map[int]int{}
+	h.entries = map[[2]int]Entry{}
+	h.votes = map[[2]int]int{}
+	h.asked = map[[3]int]bool{}
+	h.diskTerm = map[int]int{}
+	h.logSeen = map[int]simLogMark{}
+}
+
+// beforeStep notes a message about to be delivered.
+func (h *simHistory) beforeStep(s *sim, m Message) error {
+	if a, ok := m.Body.(*RequestVoteArgs); ok && !a.PreVote {
+		h.asked[[3]int{m.To, a.Term, a.CandidateID}] = true
+	}
+	return nil
+}
+
+// sent checks a message as it leaves its sender, after the state it
+// depends on is durable.
+func (h *simHistory) sent(s *sim, m Message) error {
+	switch b := m.Body.(type) {
+	case *RequestVoteReply:
+		if b.VoteGranted && !b.PreVote {
+			return h.vote(m.From, b.Term, m.To)
+		}
+	case *AppendEntriesArgs:
+		// Entries up to LeaderCommit are committed, by this term at the
+		// latest.
+		for i := b.PrevLogIndex + 1; i <= b.LeaderCommit && i <= b.PrevLogIndex+len(b.Entries); i++ {
+			if err := h.commit(s, b.Entries[i-b.PrevLogIndex-1], b.Term); err != nil {
+				return fmt.Errorf("S%d sends leaderCommit %d: %w", m.From, b.LeaderCommit, err)
+			}
+		}
+	}
+	return nil
+}
+
+// vote records that server voted for cand in term.
+func (h *simHistory) vote(server, term, cand int) error {
+	if server != cand && !h.asked[[3]int{server, term, cand}] {
+		return fmt.Errorf("server %d votes for %d in term %d, which never asked it in that term", server, cand, term)
+	}
+	k := [2]int{server, term}
+	if v, ok := h.votes[k]; ok && v != cand {
+		return fmt.Errorf("server %d voted twice in term %d: for %d and for %d", server, term, v, cand)
+	}
+	h.votes[k] = cand
+	return nil
+}
+
+// saved checks server i's disk after a write.
+func (h *simHistory) saved(s *sim, i int) error {
+	d := s.servers[i].disk
+	if d.hs.Term < h.diskTerm[i] {
+		return fmt.Errorf("server %d saved term %d after term %d", i, d.hs.Term, h.diskTerm[i])
+	}
+	h.diskTerm[i] = d.hs.Term
+	if d.hs.Vote != None {
+		if err := h.vote(i, d.hs.Term, d.hs.Vote); err != nil {
+			return err
+		}
+	}
+	return s.checkNewEntries(i)
+}
+
+// commit records that e is committed, by term cterm at the latest, and
+// checks it: no other entry was committed at its index, it sits on a
+// majority of disks, and every leader of a later term holds it.
+func (h *simHistory) commit(s *sim, e Entry, cterm int) error {
+	if c, ok := h.committed[e.Index]; ok {
+		if c.Term != e.Term || !bytes.Equal(c.Command, e.Command) {
+			return fmt.Errorf("entry %d/%d committed where %d/%d was", e.Index, e.Term, c.Index, c.Term)
+		}
+		if cterm < h.cterm[e.Index] {
+			h.cterm[e.Index] = cterm
+		}
+		return nil
+	}
+	on := 0
+	for _, sv := range s.servers {
+		if e.Index <= len(sv.disk.log) && sv.disk.log[e.Index-1].Term == e.Term {
+			on++
+		}
+	}
+	if on < s.p.n/2+1 {
+		return fmt.Errorf("entry %d/%d is committed but on %d disks of %d", e.Index, e.Term, on, s.p.n)
+	}
+	h.committed[e.Index], h.cterm[e.Index] = e, cterm
+	for term, l := range h.leaders {
+		if term > cterm && s.servers[l].up && s.servers[l].node.term == term && s.servers[l].node.role == Leader {
+			if n := s.servers[l].node; n.log.term(e.Index) != e.Term {
+				return fmt.Errorf("leader %d of term %d lacks entry %d/%d, committed by term %d", l, term, e.Index, e.Term, cterm)
+			}
+		}
+	}
+	return nil
+}
+
+// apply has server i apply e and checks State Machine Safety.
+func (s *sim) apply(i int, e Entry) error {
+	sv := s.servers[i]
+	if e.Index != len(sv.applied)+1 {
+		return fmt.Errorf("server %d applied index %d after %d", i, e.Index, len(sv.applied))
+	}
+	if err := s.hist.commit(s, e, sv.node.term); err != nil {
+		return fmt.Errorf("server %d applies: %w", i, err)
+	}
+	sv.applied = append(sv.applied, e)
+	return nil
+}
+
+// check verifies what server i's last step could have broken.
+func (s *sim) check(i int) error {
+	sv := s.servers[i]
+	n := sv.node
+	if n.commit < sv.lastCommit {
+		return fmt.Errorf("server %d: commit index went back from %d to %d", i, sv.lastCommit, n.commit)
+	}
+	sv.lastCommit = n.commit
+	if n.commit > n.log.lastIndex() {
+		return fmt.Errorf("server %d commits %d beyond its last entry %d", i, n.commit, n.log.lastIndex())
+	}
+	if n.role != Leader {
+		sv.leaderTerm, sv.leaderLog = 0, nil
+		return nil
+	}
+	// Election Safety: at most one leader per term.
+	if l, ok := s.hist.leaders[n.term]; ok && l != i {
+		return fmt.Errorf("servers %d and %d both lead term %d", l, i, n.term)
+	}
+	if _, ok := s.hist.leaders[n.term]; !ok {
+		s.hist.leaders[n.term] = i
+		// Leader Completeness: a new leader holds every entry committed
+		// by an earlier term.
+		for idx, e := range s.hist.committed {
+			if s.hist.cterm[idx] < n.term && n.log.term(idx) != e.Term {
+				return fmt.Errorf("server %d leads term %d without entry %d/%d, committed by term %d", i, n.term, idx, e.Term, s.hist.cterm[idx])
+			}
+		}
+	}
+	// Leader Append-Only.
+	if sv.leaderTerm == n.term {
+		old, cur := sv.leaderLog, n.log.ents
+		if len(cur) < len(old) {
+			return fmt.Errorf("leader %d of term %d shrank its log from %d to %d entries", i, n.term, len(old)-1, len(cur)-1)
+		}
+		if len(old) > 0 && &old[0] != &cur[0] {
+			for k := range old {
+				if old[k].Term != cur[k].Term || !bytes.Equal(old[k].Command, cur[k].Command) {
+					return fmt.Errorf("leader %d of term %d rewrote entry %d", i, n.term, k)
+				}
+			}
+		}
+	}
+	sv.leaderTerm, sv.leaderLog = n.term, n.log.ents
+	return nil
+}
+
+// checkNewEntries checks Log Matching for the entries of server i's disk
+// not checked yet: an (index, term) pair names one entry everywhere, and
+// that entry always follows the same term. (A log in memory that was never
+// saved was never acted on either.)
+func (s *sim) checkNewEntries(i int) error {
+	log := s.servers[i].disk.log
+	if len(log) == 0 {
+		return nil
+	}
+	mark := s.hist.logSeen[i]
+	from := 0
+	if mark.first == &log[0] && mark.n <= len(log) {
+		from = mark.n
+	}
+	for k := from; k < len(log); k++ {
+		e := log[k]
+		key := [2]int{e.Index, e.Term}
+		prev := 0
+		if k > 0 {
+			prev = log[k-1].Term
+		}
+		if seen, ok := s.hist.entries[key]; ok {
+			if !bytes.Equal(seen.Command, e.Command) || seen.Type != e.Type || seen.Index != prev {
+				return fmt.Errorf("server %d holds entry %d/%d (%q after term %d), but another log has %d/%d as %q after term %d",
+					i, e.Index, e.Term, e.Command, prev, e.Index, e.Term, seen.Command, seen.Index)
+			}
+			continue
+		}
+		// Index holds the term of the entry before, for this check.
+		s.hist.entries[key] = Entry{Index: prev, Term: e.Term, Type: e.Type, Command: e.Command}
+	}
+	s.hist.logSeen[i] = simLogMark{first: &log[0], n: len(log)}
+	return nil
+}
+
+// checkSaved checks, once server i's disk has caught up with it, that the
+// disk holds what the server runs with: nothing was acted on unsaved.
+func (s *sim) checkSaved(i int) error {
+	sv := s.servers[i]
+	n := sv.node
+	if sv.disk.hs != (HardState{n.term, n.vote}) || len(sv.disk.log) != n.log.lastIndex() ||
+		(len(sv.disk.log) > 0 && sv.disk.log[len(sv.disk.log)-1].Term != n.log.lastTerm()) {
+		return fmt.Errorf("server %d: saved %v with %d entries, but runs with term %d vote %d and %d entries",
+			i, sv.disk.hs, len(sv.disk.log), n.term, n.vote, n.log.lastIndex())
+	}
+	return nil
+}
