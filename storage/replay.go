@@ -123,8 +123,8 @@ func findRecord(b []byte, from int) (int, error) {
 			continue
 		}
 		size := binary.LittleEndian.Uint32(b[p:])
-		if size > maxPayload || int(size) < typ.minPayload() || int(size) > len(b)-p-headerSize ||
-			(typ == typeHardState && size > maxHardStatePayload) {
+		lo, hi := typ.payloadBounds()
+		if int64(size) < int64(lo) || int64(size) > int64(hi) || int64(size) > int64(len(b)-p-headerSize) {
 			continue
 		}
 		if budget -= int(size); budget < 0 {

@@ -21,13 +21,22 @@
 //	type    byte
 //	payload length bytes
 //
-// and the payload, of varints (encoding/binary's uvarint and varint), is
-// by type:
+// and the payload, of varints (encoding/binary's uvarint and varint) and
+// single bytes, is by type:
 //
-//	1 hardState:        uvarint term, varint vote
-//	2 entries:          uvarint first index, uvarint count, then per
-//	                    entry uvarint term, uvarint len, len command bytes
-//	3 hardState+entries: a hardState payload, then an entries payload
+//	4 hardState:         uvarint term, varint vote, end byte
+//	5 entries:           uvarint first index, uvarint count, then per
+//	                     entry the type byte (its core.EntryType), uvarint
+//	                     term, uvarint len, len command bytes; end byte
+//	6 hardState+entries: uvarint term, varint vote, then an entries
+//	                     payload (with its end byte)
+//
+// The end byte is 0xFF, so that a whole record never ends in a zero byte
+// (see Damage). Save writes only these types. Types 1-3, which older
+// versions wrote, still decode: they are types 4-6 without the type bytes
+// and without the end byte, and their entries are core.EntryNormal. Any
+// value of core.EntryType is kept as it is; the WAL does not interpret it.
+// Type 0 is never used, so zeros are never a record.
 //
 // There is no truncate record: an entries record replaces the log from
 // its first index on, which must be at most one past the log's last index
@@ -350,8 +359,12 @@ func (w *WAL) Save(hs core.HardState, ents []core.Entry) error {
 }
 
 // recordOverhead bounds the payload bytes of a record besides its
-// entries: a HardState, the first index and the count.
-const recordOverhead = 4 * binary.MaxVarintLen64
+// entries: a HardState, the first index, the count and the end byte.
+const recordOverhead = 4*binary.MaxVarintLen64 + 1
+
+// entryOverhead bounds the payload bytes of an entry besides its command:
+// the type byte, the term and the command length.
+const entryOverhead = 1 + 2*binary.MaxVarintLen64
 
 // check validates the arguments of Save.
 func (w *WAL) check(hs core.HardState, ents []core.Entry) error {
@@ -366,7 +379,7 @@ func (w *WAL) check(hs core.HardState, ents []core.Entry) error {
 		return fmt.Errorf("storage: save: entries from index %d do not follow the log, which ends at index %d", first, w.last)
 	}
 	// The largest command that fits in a record with the rest.
-	room := w.opts.maxPayload - recordOverhead - 2*binary.MaxVarintLen64
+	room := w.opts.maxPayload - recordOverhead - entryOverhead
 	for i := range ents {
 		e := &ents[i]
 		switch {

@@ -41,7 +41,7 @@ func (m *model) save(hs core.HardState, ents []core.Entry) {
 func cloneEntries(ents []core.Entry) []core.Entry {
 	out := make([]core.Entry, len(ents))
 	for i, e := range ents {
-		out[i] = core.Entry{Index: e.Index, Term: e.Term, Command: bytes.Clone(e.Command)}
+		out[i] = core.Entry{Index: e.Index, Term: e.Term, Type: e.Type, Command: bytes.Clone(e.Command)}
 	}
 	return out
 }
@@ -99,8 +99,9 @@ func checkState(t testing.TB, hs core.HardState, ents []core.Entry, m model) {
 	}
 	for i, e := range ents {
 		want := m.ents[i]
-		if e.Index != want.Index || e.Term != want.Term || !bytes.Equal(e.Command, want.Command) {
-			t.Fatalf("entry %d = {%d %d %q}, want {%d %d %q}", i, e.Index, e.Term, e.Command, want.Index, want.Term, want.Command)
+		if e.Index != want.Index || e.Term != want.Term || e.Type != want.Type || !bytes.Equal(e.Command, want.Command) {
+			t.Fatalf("entry %d = {%d %d %v %d bytes %.40q}, want {%d %d %v %d bytes %.40q}",
+				i, e.Index, e.Term, e.Type, len(e.Command), e.Command, want.Index, want.Term, want.Type, len(want.Command), want.Command)
 		}
 	}
 }
