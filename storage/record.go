@@ -164,9 +164,10 @@ func appendRecord(dst []byte, r *record) []byte {
 // decodeRecord decodes the record at the start of b and returns it with
 // the number of bytes it takes. The commands of the entries alias b.
 //
-// An error wrapping errMalformed means the checksum matched but the
-// payload is invalid; any other error is damage that a torn write can
-// cause (short header, short payload, impossible header, bad checksum).
+// An error wrapping errMalformed means the checksum matched but the type
+// is unknown or the payload is invalid: the record was written so. Any
+// other error is damage that a torn write can cause (short header, short
+// payload, a length over maxPayload, bad checksum).
 func decodeRecord(b []byte) (r record, n int, err error) {
 	if len(b) < headerSize {
 		return r, 0, fmt.Errorf("record header cut short: %d of %d bytes", len(b), headerSize)
@@ -177,15 +178,15 @@ func decodeRecord(b []byte) (r record, n int, err error) {
 	if size > maxPayload {
 		return r, 0, fmt.Errorf("record length %d over maximum %d", size, maxPayload)
 	}
-	if !r.typ.known() {
-		return r, 0, fmt.Errorf("unknown record type %d", r.typ)
-	}
 	if int(size) > len(b)-headerSize {
 		return r, 0, fmt.Errorf("record of %d bytes cut short: %d bytes left", headerSize+int(size), len(b))
 	}
 	n = headerSize + int(size)
 	if crc32.Checksum(b[8:n], crcTable) != sum {
 		return r, 0, errors.New("checksum mismatch")
+	}
+	if !r.typ.known() {
+		return r, 0, fmt.Errorf("%w: unknown record type %d (written by a newer version?)", errMalformed, r.typ)
 	}
 	if err := r.decodePayload(b[headerSize:n:n]); err != nil {
 		return r, 0, fmt.Errorf("%w: %s", errMalformed, err)

@@ -60,22 +60,44 @@
 //
 // # Damage
 //
-// Open replays the segments. Damage at the very end of the last segment,
-// with no valid record after it (a short header, a short payload, a bad
-// checksum, an impossible header, or zeros where the next header would
-// be), is a write torn by a crash: the file is truncated at the start of
-// the damaged record, fsynced, and one line is logged naming the file and
-// offset. Any other damage, which could drop entries that were
+// Open replays the segments. A record is damaged if it does not decode: a
+// short header, a length over 64 MiB or past the end of the file, or a
+// bad checksum. Damage to the last record of the last
+// segment is a write torn by a crash, and is cut, only if no valid record
+// follows it and it looks like a write that did not finish:
+//
+//   - fewer than 9 bytes (a short header) are left in the file;
+//   - its header is 9 zero bytes;
+//   - its length runs past the end of the file, unless the checksum is
+//     right for the bytes up to the end of the file (then the record was
+//     written whole and its length field has been damaged since); or
+//   - all of its length is in the file, and the file is zero-filled from
+//     some byte of the record to its end.
+//
+// Cutting means the file is truncated at the start of the damaged record,
+// fsynced, and one line is logged naming the file and offset.
+//
+// A whole record (all of its length in the file) with a bad checksum that
+// does not end in such zeros was damaged after it was written, not torn:
+// it was fsynced, may have been acknowledged, and may hold a vote, so Open
+// refuses it even at the very end. Only the end byte of types 4-6 makes
+// this sound: a record of types 1-3 can end in zero bytes of its own (a
+// vote for server 0, an empty command), so a damaged such record at the
+// very end is cut as torn.
+//
+// Any damage other than a torn write, which could drop entries that were
 // acknowledged, makes Open fail with an error wrapping ErrCorrupt that
 // names the segment and byte offset: a bad record anywhere in a segment
-// that is not the last, a bad record in the last one followed by a valid
-// record, a record whose checksum is right but whose payload does not
-// decode, entries that do not follow the log (a gap in the indexes), or a
-// missing segment. "A valid record after it" means a whole record with a
-// good checksum starting at any byte after the damaged one's start, since
-// a damaged length says nothing of where the next record starts; so a torn
-// record whose commands happen to hold a whole record makes Open refuse
-// rather than cut, which errs on the safe side.
+// that is not the last, a bad record in the last one that does not look
+// unfinished (as above) or is followed by a valid record, a record whose
+// checksum is right but whose type is unknown (written by a newer
+// version, perhaps) or whose payload does not decode, entries that do
+// not follow the log (a gap in the indexes), or a missing segment. "A
+// valid record follows" means a whole record with a good checksum
+// starting at any byte after the damaged one's start, since a damaged
+// length says nothing of where the next record starts; so a torn record
+// whose commands happen to hold a whole record makes Open refuse rather
+// than cut, which errs on the safe side.
 package storage
 
 import (
