@@ -388,6 +388,13 @@ const recordOverhead = 4*binary.MaxVarintLen64 + 1
 // the type byte, the term and the command length.
 const entryOverhead = 1 + 2*binary.MaxVarintLen64
 
+// MaxCommandBytes returns the largest Command that one entry can carry in
+// a Save: one entry with it fits in a record with a HardState. Save
+// refuses an entry with a larger one.
+func (w *WAL) MaxCommandBytes() int {
+	return w.opts.maxPayload - recordOverhead - entryOverhead
+}
+
 // check validates the arguments of Save.
 func (w *WAL) check(hs core.HardState, ents []core.Entry) error {
 	if hs.Term < 0 {
@@ -400,8 +407,7 @@ func (w *WAL) check(hs core.HardState, ents []core.Entry) error {
 	if first < 1 || first > w.last+1 {
 		return fmt.Errorf("storage: save: entries from index %d do not follow the log, which ends at index %d", first, w.last)
 	}
-	// The largest command that fits in a record with the rest.
-	room := w.opts.maxPayload - recordOverhead - entryOverhead
+	room := w.MaxCommandBytes()
 	for i := range ents {
 		e := &ents[i]
 		switch {

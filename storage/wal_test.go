@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -300,6 +301,70 @@ func TestLargeBatchSplit(t *testing.T) {
 	mustSave(t, w, &m, m.hs, mkEntries(len(m.ents)+1, 1, 2, 400))
 	w = reopen(t, w, opts, m)
 	w.Close()
+}
+
+// countRecords returns the number of records in the segments in dir.
+func countRecords(t *testing.T, dir string) int {
+	t.Helper()
+	segs, err := listSegments(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, s := range segs {
+		b, err := os.ReadFile(filepath.Join(dir, s.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(recordOffsets(t, b))
+	}
+	return n
+}
+
+// TestMaxCommandBytes: an entry with a command of MaxCommandBytes bytes
+// is saved and reads back, in a record that also holds the largest
+// HardState; one byte more is refused, and the WAL goes on.
+func TestMaxCommandBytes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts Options
+		want int
+	}{
+		{"default", Options{}, 64<<20 - recordOverhead - entryOverhead},
+		{"small records", Options{maxPayload: 600}, 600 - recordOverhead - entryOverhead},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			w := openWAL(t, dir, tc.opts)
+			limit := w.MaxCommandBytes()
+			if limit != tc.want {
+				t.Fatalf("MaxCommandBytes = %d, want %d", limit, tc.want)
+			}
+			// Even with the longest varints, such an entry fits in a record.
+			cmd := make([]byte, limit+1)
+			cmd[0], cmd[limit-1], cmd[limit] = 1, 2, 3
+			worst := record{typ: typeHardStateEntries, hs: core.HardState{Term: math.MaxInt, Vote: math.MinInt},
+				ents: []core.Entry{{Index: math.MaxInt, Term: math.MaxInt, Type: 255, Command: cmd[:limit]}}}
+			if n := len(appendRecord(nil, &worst)) - headerSize; n > w.opts.maxPayload {
+				t.Fatalf("payload of %d bytes for a command of MaxCommandBytes, over the maximum %d", n, w.opts.maxPayload)
+			}
+			m := newModel()
+			hs := core.HardState{Term: math.MaxInt, Vote: math.MinInt}
+			mustSave(t, w, &m, hs, mkEntries(1, 1, math.MaxInt, 3))
+			if err := w.Save(hs, []core.Entry{{Index: 2, Term: math.MaxInt, Type: core.EntryNoOp, Command: cmd}}); err == nil || errors.Is(err, ErrFailed) {
+				t.Fatalf("Save of a command of MaxCommandBytes+1 bytes = %v, want an error that isn't ErrFailed", err)
+			}
+			hs.Vote = math.MaxInt
+			mustSave(t, w, &m, hs, []core.Entry{{Index: 2, Term: math.MaxInt, Type: core.EntryNoOp, Command: cmd[:limit]}})
+			if n := countRecords(t, dir); n != 2 {
+				t.Fatalf("%d records in the log, want 2: the big entry and its HardState in one", n)
+			}
+			w = reopen(t, w, tc.opts, m)
+			mustSave(t, w, &m, hs, mkEntries(3, 1, math.MaxInt, 3))
+			w = reopen(t, w, tc.opts, m)
+			w.Close()
+		})
+	}
 }
 
 func TestSaveInvalid(t *testing.T) {
