@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -969,68 +968,6 @@ func TestSegmentNames(t *testing.T) {
 			t.Errorf("parseSegmentName(%q) ok", name)
 		}
 	}
-}
-
-func FuzzDecodeRecord(f *testing.F) {
-	f.Add([]byte{}, uint64(0), int64(-1), uint64(1), uint8(0))
-	f.Add(make([]byte, 20), uint64(5), int64(3), uint64(7), uint8(1))
-	f.Add(appendRecord(nil, &record{typ: typeHardState, hs: core.HardState{Term: 3, Vote: core.None}}), uint64(1), int64(0), uint64(1), uint8(2))
-	f.Add(appendRecord(nil, &record{typ: typeEntries, ents: mkEntries(4, 3, 2, 5)}), uint64(1<<40), int64(-5), uint64(1<<50), uint8(1))
-	f.Add(appendRecord(nil, &record{typ: typeHardStateEntries, hs: core.HardState{Term: 3, Vote: 1}, ents: mkEntries(1, 2, 3, 0)}), uint64(9), int64(9), uint64(9), uint8(0))
-	f.Fuzz(func(t *testing.T, data []byte, term uint64, vote int64, first uint64, typ uint8) {
-		// Arbitrary bytes: no panic; what decodes re-encodes to a record
-		// that decodes the same.
-		r, n, err := decodeRecord(data)
-		if err == nil {
-			if n < headerSize || n > len(data) {
-				t.Fatalf("decoded %d bytes of %d", n, len(data))
-			}
-			enc := appendRecord(nil, &r)
-			r2, n2, err := decodeRecord(enc)
-			if err != nil || n2 != len(enc) {
-				t.Fatalf("re-encoded record: %d of %d bytes, %v", n2, len(enc), err)
-			}
-			if !reflect.DeepEqual(r, r2) {
-				t.Fatalf("re-decoded %+v, want %+v", r2, r)
-			}
-		}
-		// A record built from the inputs round-trips, with anything after it.
-		r = record{typ: recordType(1 + typ%3)}
-		if r.typ.hasHardState() {
-			r.hs = core.HardState{Term: int(term >> 1), Vote: int(vote)}
-		}
-		if r.typ.hasEntries() {
-			idx := int(first>>2) + 1
-			rest := data
-			for len(r.ents) == 0 || len(rest) > 0 {
-				size := 0
-				if len(rest) > 0 {
-					size = min(int(rest[0]), len(rest)-1)
-					rest = rest[1:]
-				}
-				var cmd []byte
-				if size > 0 {
-					cmd, rest = rest[:size:size], rest[size:]
-				}
-				r.ents = append(r.ents, core.Entry{Index: idx, Term: int(term >> 2), Command: cmd})
-				idx++
-			}
-		}
-		enc := appendRecord(nil, &r)
-		r2, n2, err := decodeRecord(append(enc, data...))
-		if err != nil || n2 != len(enc) {
-			t.Fatalf("round trip: %d of %d bytes, %v", n2, len(enc), err)
-		}
-		if !reflect.DeepEqual(r, r2) {
-			t.Fatalf("round trip: got %+v, want %+v", r2, r)
-		}
-		// And every strict prefix of it is damage, never a record.
-		for _, cut := range []int{0, len(enc) / 2, len(enc) - 1} {
-			if _, _, err := decodeRecord(enc[:cut]); err == nil || errors.Is(err, errMalformed) {
-				t.Fatalf("prefix of %d of %d bytes: %v", cut, len(enc), err)
-			}
-		}
-	})
 }
 
 func BenchmarkAppend(b *testing.B) {
