@@ -18,40 +18,86 @@ const headerSize = 9
 // claims more is damage, not a record.
 const maxPayload = 64 << 20
 
-// maxHardStatePayload is the largest payload of a typeHardState record:
-// two varints of at most 10 bytes each.
-const maxHardStatePayload = 2 * binary.MaxVarintLen64
-
 // recordType says what a record's payload holds.
 type recordType byte
 
-// The record types. Type 0 is never used, so that zeros are never a record.
+// The record types. Type 0 is never used, so that zeros are never a
+// record. Types 1-3 are the first format, which older versions wrote:
+// they still decode, their entries have type core.EntryNormal. Types 4-6
+// are what Save writes: the same payloads with a type byte before each
+// entry, and the end byte after the payload.
 const (
-	// typeHardState: uvarint term, varint vote.
-	typeHardState recordType = 1
-	// typeEntries: uvarint first index, uvarint count, then per entry
+	// typeHardStateV1: uvarint term, varint vote.
+	typeHardStateV1 recordType = 1
+	// typeEntriesV1: uvarint first index, uvarint count, then per entry
 	// uvarint term, uvarint command length, command bytes. The entries
 	// replace the log from the first index on.
-	typeEntries recordType = 2
-	// typeHardStateEntries: a typeHardState payload followed by a
-	// typeEntries payload, for a Save that writes both.
-	typeHardStateEntries recordType = 3
+	typeEntriesV1 recordType = 2
+	// typeHardStateEntriesV1: a typeHardStateV1 payload followed by a
+	// typeEntriesV1 payload, for a Save that writes both.
+	typeHardStateEntriesV1 recordType = 3
+	// typeHardState: uvarint term, varint vote, the end byte.
+	typeHardState recordType = 4
+	// typeEntries: uvarint first index, uvarint count, then per entry the
+	// entry type byte, uvarint term, uvarint command length, command
+	// bytes; then the end byte.
+	typeEntries recordType = 5
+	// typeHardStateEntries: uvarint term, varint vote, then a typeEntries
+	// payload (with its end byte).
+	typeHardStateEntries recordType = 6
 )
 
-func (t recordType) hasHardState() bool { return t == typeHardState || t == typeHardStateEntries }
-func (t recordType) hasEntries() bool   { return t == typeEntries || t == typeHardStateEntries }
-func (t recordType) known() bool        { return t >= typeHardState && t <= typeHardStateEntries }
+// endByte ends the payload of the record types 4-6, so that a whole
+// record of those types never ends in a zero byte: zeros at the end of the
+// log are then always a write that did not finish, never a record's own
+// bytes (see the package doc, Damage).
+const endByte = 0xFF
 
-// minPayload is the smallest payload a record of type t can have.
-func (t recordType) minPayload() int {
-	n := 0
+func (t recordType) known() bool { return t >= typeHardStateV1 && t <= typeHardStateEntries }
+
+// v2 reports whether t is of the current format: a type byte per entry,
+// and the end byte.
+func (t recordType) v2() bool { return t >= typeHardState && t <= typeHardStateEntries }
+
+// kind maps t to the first format's type with the same contents.
+func (t recordType) kind() recordType {
+	if t.v2() {
+		return t - typeHardState + typeHardStateV1
+	}
+	return t
+}
+
+func (t recordType) hasHardState() bool {
+	return t.kind() == typeHardStateV1 || t.kind() == typeHardStateEntriesV1
+}
+
+func (t recordType) hasEntries() bool {
+	return t.kind() == typeEntriesV1 || t.kind() == typeHardStateEntriesV1
+}
+
+// minEntry is the fewest bytes an entry takes in a payload of type t.
+func (t recordType) minEntry() int {
+	if t.v2() {
+		return 3 // type, term, command length
+	}
+	return 2 // term, command length
+}
+
+// payloadBounds returns the smallest and the largest payload a record of
+// known type t can have.
+func (t recordType) payloadBounds() (lo, hi int) {
+	end := 0
+	if t.v2() {
+		end = 1
+	}
+	lo = end
 	if t.hasHardState() {
-		n += 2 // term, vote
+		lo += 2 // term, vote
 	}
-	if t.hasEntries() {
-		n += 4 // first index, count, one entry's term and length
+	if !t.hasEntries() {
+		return lo, 2*binary.MaxVarintLen64 + end
 	}
-	return n
+	return lo + 2 + t.minEntry(), maxPayload // first index, count, one entry
 }
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -78,13 +124,15 @@ func uvarintSize(x uint64) int {
 	return n
 }
 
-// entrySize returns the bytes e takes in an entries payload.
+// entrySize returns the bytes e takes in a payload of types 4-6.
 func entrySize(e *core.Entry) int {
-	return uvarintSize(uint64(e.Term)) + uvarintSize(uint64(len(e.Command))) + len(e.Command)
+	return 1 + uvarintSize(uint64(e.Term)) + uvarintSize(uint64(len(e.Command))) + len(e.Command)
 }
 
 // appendRecord appends the encoding of r (header and payload) to dst.
 // r.hs.Term, and the indexes and terms of r.ents, must not be negative.
+// Only tests write records of types 1-3, which have no room for the
+// entries' types.
 func appendRecord(dst []byte, r *record) []byte {
 	start := len(dst)
 	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0, byte(r.typ))
@@ -97,10 +145,16 @@ func appendRecord(dst []byte, r *record) []byte {
 		dst = binary.AppendUvarint(dst, uint64(len(r.ents)))
 		for i := range r.ents {
 			e := &r.ents[i]
+			if r.typ.v2() {
+				dst = append(dst, byte(e.Type))
+			}
 			dst = binary.AppendUvarint(dst, uint64(e.Term))
 			dst = binary.AppendUvarint(dst, uint64(len(e.Command)))
 			dst = append(dst, e.Command...)
 		}
+	}
+	if r.typ.v2() {
+		dst = append(dst, endByte)
 	}
 	binary.LittleEndian.PutUint32(dst[start:], uint32(len(dst)-start-headerSize))
 	binary.LittleEndian.PutUint32(dst[start+4:], crc32.Checksum(dst[start+8:], crcTable))
@@ -110,9 +164,10 @@ func appendRecord(dst []byte, r *record) []byte {
 // decodeRecord decodes the record at the start of b and returns it with
 // the number of bytes it takes. The commands of the entries alias b.
 //
-// An error wrapping errMalformed means the checksum matched but the
-// payload is invalid; any other error is damage that a torn write can
-// cause (short header, short payload, impossible header, bad checksum).
+// An error wrapping errMalformed means the checksum matched but the type
+// is unknown or the payload is invalid: the record was written so. Any
+// other error is damage that a torn write can cause (short header, short
+// payload, a length over maxPayload, bad checksum).
 func decodeRecord(b []byte) (r record, n int, err error) {
 	if len(b) < headerSize {
 		return r, 0, fmt.Errorf("record header cut short: %d of %d bytes", len(b), headerSize)
@@ -123,9 +178,6 @@ func decodeRecord(b []byte) (r record, n int, err error) {
 	if size > maxPayload {
 		return r, 0, fmt.Errorf("record length %d over maximum %d", size, maxPayload)
 	}
-	if !r.typ.known() {
-		return r, 0, fmt.Errorf("unknown record type %d", r.typ)
-	}
 	if int(size) > len(b)-headerSize {
 		return r, 0, fmt.Errorf("record of %d bytes cut short: %d bytes left", headerSize+int(size), len(b))
 	}
@@ -133,14 +185,23 @@ func decodeRecord(b []byte) (r record, n int, err error) {
 	if crc32.Checksum(b[8:n], crcTable) != sum {
 		return r, 0, errors.New("checksum mismatch")
 	}
+	if !r.typ.known() {
+		return r, 0, fmt.Errorf("%w: unknown record type %d (written by a newer version?)", errMalformed, r.typ)
+	}
 	if err := r.decodePayload(b[headerSize:n:n]); err != nil {
 		return r, 0, fmt.Errorf("%w: %s", errMalformed, err)
 	}
 	return r, n, nil
 }
 
-// decodePayload decodes p as a payload of type r.typ into r.
+// decodePayload decodes p as a payload of type r.typ into r. It checks
+// every count and length against the bytes left in p before it allocates
+// or slices, so no payload can make it panic or allocate more than a
+// small multiple of len(p). The commands of the entries alias p.
 func (r *record) decodePayload(p []byte) error {
+	if !r.typ.known() {
+		return fmt.Errorf("unknown record type %d", r.typ)
+	}
 	d := decoder{b: p}
 	if r.typ.hasHardState() {
 		r.hs.Term = d.uint("term")
@@ -157,7 +218,7 @@ func (r *record) decodePayload(p []byte) error {
 			return fmt.Errorf("first index %d", first)
 		case count < 1:
 			return errors.New("no entries")
-		case count > len(d.b)/2: // every entry takes at least 2 bytes
+		case count > len(d.b)/r.typ.minEntry(): // before make: no allocation beyond what the payload can hold
 			return fmt.Errorf("%d entries in %d bytes", count, len(d.b))
 		case first > math.MaxInt-count+1:
 			return fmt.Errorf("%d entries from index %d overflow", count, first)
@@ -166,8 +227,16 @@ func (r *record) decodePayload(p []byte) error {
 		for i := range r.ents {
 			e := &r.ents[i]
 			e.Index = first + i
+			if r.typ.v2() {
+				e.Type = core.EntryType(d.byte("entry type"))
+			}
 			e.Term = d.uint("entry term")
 			e.Command = d.bytes(d.uint("command length"))
+		}
+	}
+	if r.typ.v2() {
+		if c := d.byte("end byte"); d.err == nil && c != endByte {
+			return fmt.Errorf("end byte %#x, want %#x", c, endByte)
 		}
 	}
 	if d.err != nil {
@@ -183,6 +252,19 @@ func (r *record) decodePayload(p []byte) error {
 type decoder struct {
 	b   []byte
 	err error
+}
+
+func (d *decoder) byte(what string) byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) == 0 {
+		d.err = fmt.Errorf("no %s", what)
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
 }
 
 func (d *decoder) uint(what string) int {

@@ -1,10 +1,8 @@
 package storage
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"path/filepath"
 	"sort"
@@ -108,36 +106,6 @@ func (e *corruptError) Error() string {
 
 func (e *corruptError) Is(target error) bool { return target == ErrCorrupt }
 
-// scanBudget bounds the payload bytes checksummed while looking for a
-// valid record after a damaged one, so that a pathological tail cannot
-// make Open take minutes. Past it, Open refuses rather than guess.
-const scanBudget = 1 << 30
-
-// findRecord returns the offset of the first whole record with a good
-// checksum that starts at or after from in b, or -1 if there is none.
-func findRecord(b []byte, from int) (int, error) {
-	budget := scanBudget
-	for p := from; p+headerSize <= len(b); p++ {
-		typ := recordType(b[p+8])
-		if !typ.known() {
-			continue
-		}
-		size := binary.LittleEndian.Uint32(b[p:])
-		if size > maxPayload || int(size) < typ.minPayload() || int(size) > len(b)-p-headerSize ||
-			(typ == typeHardState && size > maxHardStatePayload) {
-			continue
-		}
-		if budget -= int(size); budget < 0 {
-			return -1, fmt.Errorf("gave up looking for valid records after offset %d", from)
-		}
-		end := p + headerSize + int(size)
-		if crc32.Checksum(b[p+8:end], crcTable) == binary.LittleEndian.Uint32(b[p+4:]) {
-			return p, nil
-		}
-	}
-	return -1, nil
-}
-
 // replay reads the segments in order and rebuilds the state. A torn
 // record at the end of the last segment is cut off if repair is set, and
 // is an error otherwise. It returns the state, the segments, and the
@@ -169,9 +137,13 @@ func (w *WAL) replay(repair bool) (*state, []segment, int64, error) {
 			if errors.Is(err, errMalformed) || !last {
 				return nil, nil, 0, &corruptError{seg.name, off, err.Error()}
 			}
-			// Damage in the last segment: a torn write if no valid record
-			// follows, since a record is written only once the one before
-			// it is synced.
+			// Damage in the last segment: a torn write if it looks like
+			// a write that did not finish and no valid record follows,
+			// since a record is written only once the one before it is
+			// synced.
+			if why := notTorn(b[off:]); why != "" {
+				return nil, nil, 0, &corruptError{seg.name, off, fmt.Sprintf("%v; %s", err, why)}
+			}
 			next, scanErr := findRecord(b, off+1)
 			if scanErr != nil {
 				return nil, nil, 0, &corruptError{seg.name, off, fmt.Sprintf("%v; %v", err, scanErr)}

@@ -21,13 +21,22 @@
 //	type    byte
 //	payload length bytes
 //
-// and the payload, of varints (encoding/binary's uvarint and varint), is
-// by type:
+// and the payload, of varints (encoding/binary's uvarint and varint) and
+// single bytes, is by type:
 //
-//	1 hardState:        uvarint term, varint vote
-//	2 entries:          uvarint first index, uvarint count, then per
-//	                    entry uvarint term, uvarint len, len command bytes
-//	3 hardState+entries: a hardState payload, then an entries payload
+//	4 hardState:         uvarint term, varint vote, end byte
+//	5 entries:           uvarint first index, uvarint count, then per
+//	                     entry the type byte (its core.EntryType), uvarint
+//	                     term, uvarint len, len command bytes; end byte
+//	6 hardState+entries: uvarint term, varint vote, then an entries
+//	                     payload (with its end byte)
+//
+// The end byte is 0xFF, so that a whole record never ends in a zero byte
+// (see Damage). Save writes only these types. Types 1-3, which older
+// versions wrote, still decode: they are types 4-6 without the type bytes
+// and without the end byte, and their entries are core.EntryNormal. Any
+// value of core.EntryType is kept as it is; the WAL does not interpret it.
+// Type 0 is never used, so zeros are never a record.
 //
 // There is no truncate record: an entries record replaces the log from
 // its first index on, which must be at most one past the log's last index
@@ -51,22 +60,44 @@
 //
 // # Damage
 //
-// Open replays the segments. Damage at the very end of the last segment,
-// with no valid record after it (a short header, a short payload, a bad
-// checksum, an impossible header, or zeros where the next header would
-// be), is a write torn by a crash: the file is truncated at the start of
-// the damaged record, fsynced, and one line is logged naming the file and
-// offset. Any other damage, which could drop entries that were
+// Open replays the segments. A record is damaged if it does not decode: a
+// short header, a length over 64 MiB or past the end of the file, or a
+// bad checksum. Damage to the last record of the last
+// segment is a write torn by a crash, and is cut, only if no valid record
+// follows it and it looks like a write that did not finish:
+//
+//   - fewer than 9 bytes (a short header) are left in the file;
+//   - its header is 9 zero bytes;
+//   - its length runs past the end of the file, unless the checksum is
+//     right for the bytes up to the end of the file (then the record was
+//     written whole and its length field has been damaged since); or
+//   - all of its length is in the file, and the file is zero-filled from
+//     some byte of the record to its end.
+//
+// Cutting means the file is truncated at the start of the damaged record,
+// fsynced, and one line is logged naming the file and offset.
+//
+// A whole record (all of its length in the file) with a bad checksum that
+// does not end in such zeros was damaged after it was written, not torn:
+// it was fsynced, may have been acknowledged, and may hold a vote, so Open
+// refuses it even at the very end. Only the end byte of types 4-6 makes
+// this sound: a record of types 1-3 can end in zero bytes of its own (a
+// vote for server 0, an empty command), so a damaged such record at the
+// very end is cut as torn.
+//
+// Any damage other than a torn write, which could drop entries that were
 // acknowledged, makes Open fail with an error wrapping ErrCorrupt that
 // names the segment and byte offset: a bad record anywhere in a segment
-// that is not the last, a bad record in the last one followed by a valid
-// record, a record whose checksum is right but whose payload does not
-// decode, entries that do not follow the log (a gap in the indexes), or a
-// missing segment. "A valid record after it" means a whole record with a
-// good checksum starting at any byte after the damaged one's start, since
-// a damaged length says nothing of where the next record starts; so a torn
-// record whose commands happen to hold a whole record makes Open refuse
-// rather than cut, which errs on the safe side.
+// that is not the last, a bad record in the last one that does not look
+// unfinished (as above) or is followed by a valid record, a record whose
+// checksum is right but whose type is unknown (written by a newer
+// version, perhaps) or whose payload does not decode, entries that do
+// not follow the log (a gap in the indexes), or a missing segment. "A
+// valid record follows" means a whole record with a good checksum
+// starting at any byte after the damaged one's start, since a damaged
+// length says nothing of where the next record starts; so a torn record
+// whose commands happen to hold a whole record makes Open refuse rather
+// than cut, which errs on the safe side.
 package storage
 
 import (
@@ -350,8 +381,19 @@ func (w *WAL) Save(hs core.HardState, ents []core.Entry) error {
 }
 
 // recordOverhead bounds the payload bytes of a record besides its
-// entries: a HardState, the first index and the count.
-const recordOverhead = 4 * binary.MaxVarintLen64
+// entries: a HardState, the first index, the count and the end byte.
+const recordOverhead = 4*binary.MaxVarintLen64 + 1
+
+// entryOverhead bounds the payload bytes of an entry besides its command:
+// the type byte, the term and the command length.
+const entryOverhead = 1 + 2*binary.MaxVarintLen64
+
+// MaxCommandBytes returns the largest Command that one entry can carry in
+// a Save: one entry with it fits in a record with a HardState. Save
+// refuses an entry with a larger one.
+func (w *WAL) MaxCommandBytes() int {
+	return w.opts.maxPayload - recordOverhead - entryOverhead
+}
 
 // check validates the arguments of Save.
 func (w *WAL) check(hs core.HardState, ents []core.Entry) error {
@@ -365,8 +407,7 @@ func (w *WAL) check(hs core.HardState, ents []core.Entry) error {
 	if first < 1 || first > w.last+1 {
 		return fmt.Errorf("storage: save: entries from index %d do not follow the log, which ends at index %d", first, w.last)
 	}
-	// The largest command that fits in a record with the rest.
-	room := w.opts.maxPayload - recordOverhead - 2*binary.MaxVarintLen64
+	room := w.MaxCommandBytes()
 	for i := range ents {
 		e := &ents[i]
 		switch {
