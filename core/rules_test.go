@@ -53,6 +53,9 @@ func TestAllServers_NewerTermConvertsToFollower(t *testing.T) {
 					t.Fatalf("setup: term %d, want 2", n.Term())
 				}
 				reply, ok := n.Step(msg.m)
+				if ok != isRequest(msg.m.Body) {
+					t.Fatalf("Step(%T) gave a reply: %v, want %v (requests are answered, replies are not)", msg.m.Body, ok, isRequest(msg.m.Body))
+				}
 				if ok {
 					switch r := reply.Body.(type) {
 					case *RequestVoteReply:
@@ -1140,7 +1143,7 @@ func TestReady_StateToSaveComesBeforeMessages(t *testing.T) {
 		reply, ok := nodes[m.To].Step(m)
 		handle(m.To)
 		if !ok {
-			return
+			t.Fatalf("S%d gave no reply to %T from %d", m.To, m.Body, m.From)
 		}
 		s := stores[m.To]
 		switch r := reply.Body.(type) {
@@ -1171,6 +1174,24 @@ func TestReady_StateToSaveComesBeforeMessages(t *testing.T) {
 	}
 	if got := len(stores[1].log); got != 2 || nodes[1].Status().Commit != 2 {
 		t.Errorf("S1 saved %d entries, commit %d; want 2, 2", got, nodes[1].Status().Commit)
+	}
+}
+
+// Ready: a vote granted in the current term, with no change of term, is
+// state to save: the next Ready must hold it (else a crash forgets it and
+// the server can vote twice in the term).
+func TestReady_VoteWithoutTermChangeIsSaved(t *testing.T) {
+	n := restore(t, 1, 3, HardState{Term: 3, Vote: None}, nil)
+	n.Ready()
+	if r := call[RequestVoteReply](t, n, rv(2, 1, 3, 0, 0)); !r.VoteGranted {
+		t.Fatalf("vote refused: %+v", *r)
+	}
+	rd := n.Ready()
+	if !rd.MustSave() || rd.HardState != (HardState{Term: 3, Vote: 2}) {
+		t.Fatalf("Ready after the vote: HardState %+v, MustSave %v; want term 3 vote 2 to save", rd.HardState, rd.MustSave())
+	}
+	if rd = n.Ready(); rd.MustSave() {
+		t.Errorf("the vote is to be saved again: %+v", rd.HardState)
 	}
 }
 
