@@ -20,6 +20,7 @@ import (
 //     index, and every entry applied sits on a majority of disks.
 //   - Votes: a server grants at most one vote per term, across restarts,
 //     and only to a candidate that asked for it in that term (or itself).
+//   - A leader's matchIndex never overstates a follower's saved log.
 //   - Commit indexes never go back, nor does a disk's term.
 //   - What runs is what was saved, once the disk has caught up.
 type simHistory struct {
@@ -186,6 +187,16 @@ func (s *sim) check(i int) error {
 			if s.hist.cterm[idx] < n.term && n.log.term(idx) != e.Term {
 				return fmt.Errorf("server %d leads term %d without entry %d/%d, committed by term %d", i, n.term, idx, e.Term, s.hist.cterm[idx])
 			}
+		}
+	}
+	// A leader's matchIndex never overstates a follower's log: while the
+	// follower is in the leader's term, only the leader changes its log,
+	// so it holds the leader's entries up to matchIndex on its disk.
+	for f, p := range n.progress {
+		d := s.servers[f].disk
+		if p.match > 0 && d.hs.Term == n.term && (p.match > len(d.log) || d.log[p.match-1].Term != n.log.term(p.match)) {
+			return fmt.Errorf("leader %d of term %d has matchIndex %d for server %d, whose saved log (%d entries) does not hold its entry %d/%d",
+				i, n.term, p.match, f, len(d.log), p.match, n.log.term(p.match))
 		}
 	}
 	// Leader Append-Only.
