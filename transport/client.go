@@ -28,6 +28,7 @@ import (
 const (
 	methodRequestVote   = "Raft.RequestVote"
 	methodAppendEntries = "Raft.AppendEntries"
+	methodProbe         = "Raft.Probe"
 )
 
 var (
@@ -68,10 +69,11 @@ func (p *Peer) ID() int { return p.id }
 // Addr returns the peer's address, as Config.Peers gives it.
 func (p *Peer) Addr() string { return p.addr }
 
-// Call runs the handler named by svcMeth ("Raft.RequestVote" or
-// "Raft.AppendEntries") on the peer with args, a *core.RequestVoteArgs or
-// *core.AppendEntriesArgs, and reports whether reply, a
-// *core.RequestVoteReply or *core.AppendEntriesReply, holds its answer.
+// Call runs the handler named by svcMeth ("Raft.RequestVote",
+// "Raft.AppendEntries" or "Raft.Probe") on the peer with args, a
+// *core.RequestVoteArgs, *core.AppendEntriesArgs or *core.ProbeArgs, and
+// reports whether reply, a *core.RequestVoteReply, *core.AppendEntriesReply
+// or *core.ProbeReply, holds its answer.
 //
 // Call returns false, leaving reply as it was, when no answer came in
 // Config.CallTimeout; at once when the peer could not be dialed lately
@@ -81,7 +83,7 @@ func (p *Peer) Addr() string { return p.addr }
 // transport is closed, or the arguments are not of the types above. A
 // false call may still have run the handler. Call reads args only until it
 // returns.
-func (p *Peer) Call(svcMeth string, args interface{}, reply interface{}) bool {
+func (p *Peer) Call(svcMeth string, args any, reply any) bool {
 	return p.call(svcMeth, args, reply) == nil
 }
 
@@ -109,6 +111,14 @@ func (p *Peer) call(svcMeth string, args, reply any) error {
 			return p.badCall(svcMeth, args, reply)
 		}
 		v := new(core.AppendEntriesReply)
+		tmp, commit = v, func() { *r = *v }
+	case methodProbe:
+		a, ok1 := args.(*core.ProbeArgs)
+		r, ok2 := reply.(*core.ProbeReply)
+		if !ok1 || !ok2 || a == nil || r == nil {
+			return p.badCall(svcMeth, args, reply)
+		}
+		v := new(core.ProbeReply)
 		tmp, commit = v, func() { *r = *v }
 	default:
 		return p.badCall(svcMeth, args, reply)
@@ -150,8 +160,8 @@ func (p *Peer) call(svcMeth string, args, reply any) error {
 }
 
 func (p *Peer) badCall(svcMeth string, args, reply any) error {
-	err := fmt.Errorf("transport: bad call %q with %T, %T: want %q with *core.RequestVoteArgs, *core.RequestVoteReply or %q with *core.AppendEntriesArgs, *core.AppendEntriesReply",
-		svcMeth, args, reply, methodRequestVote, methodAppendEntries)
+	err := fmt.Errorf("transport: bad call %q with %T, %T: want %q with *core.RequestVoteArgs, *core.RequestVoteReply, %q with *core.AppendEntriesArgs, *core.AppendEntriesReply or %q with *core.ProbeArgs, *core.ProbeReply",
+		svcMeth, args, reply, methodRequestVote, methodAppendEntries, methodProbe)
 	p.t.log.Error(err.Error(), "peer", p.id)
 	return err
 }

@@ -238,9 +238,9 @@ func (r *frameReader) readPrimer(types []any) error {
 // type first, then the bodies'.
 func newPrimer(server bool) []any {
 	if server {
-		return []any{&rpc.Response{}, &core.RequestVoteReply{}, &core.AppendEntriesReply{}}
+		return []any{&rpc.Response{}, &core.RequestVoteReply{}, &core.AppendEntriesReply{}, &core.ProbeReply{}}
 	}
-	return []any{&rpc.Request{}, &core.RequestVoteArgs{}, &core.AppendEntriesArgs{}}
+	return []any{&rpc.Request{}, &core.RequestVoteArgs{}, &core.AppendEntriesArgs{}, &core.ProbeArgs{}}
 }
 
 // serverCodec is the rpc.ServerCodec of one accepted connection. net/rpc's

@@ -21,8 +21,9 @@ import (
 // connection. Only then do the frames of calls flow.
 
 const (
-	magic          = "RAFTKIT"
-	version   byte = 1
+	magic = "RAFTKIT"
+	// version 2: the primers carry the Probe RPC's types.
+	version   byte = 2
 	helloLen       = len(magic) + 1 + 8 + 8
 	answerLen      = len(magic) + 1 + 1
 )

@@ -58,9 +58,19 @@ func (h *fakeHandler) ServeRequestVote(from int, a *core.RequestVoteArgs, r *cor
 	return nil
 }
 
+// ServeProbe answers with the caller's ID, as the transport gave it, in
+// Term.
 func (h *fakeHandler) ServeProbe(from int, a *core.ProbeArgs, r *core.ProbeReply) error {
 	h.calls.Add(1)
-	r.Empty = true
+	_, err, big := h.state()
+	if err != nil {
+		return err
+	}
+	if big {
+		*r = core.ProbeReply{Term: math.MaxInt64, LastIndex: math.MaxInt64, Empty: true, Founder: true}
+		return nil
+	}
+	*r = core.ProbeReply{Term: from, LastIndex: 1000 + from, Empty: from%2 == 0, Founder: true}
 	return nil
 }
 
@@ -296,6 +306,11 @@ func TestRoundTrip(t *testing.T) {
 			if err := c.appendEntries(from, to, 64, 100); err != nil {
 				t.Errorf("AppendEntries %d→%d: %v", from, to, err)
 			}
+			var probe core.ProbeReply
+			want := core.ProbeReply{Term: from, LastIndex: 1000 + from, Empty: from%2 == 0, Founder: true}
+			if err := c.peer(from, to).call("Raft.Probe", &core.ProbeArgs{}, &probe); err != nil || probe != want {
+				t.Errorf("Probe %d→%d: %+v, %v; want %+v", from, to, probe, err, want)
+			}
 		}
 	}
 	// Call, as the raft package uses it.
@@ -352,6 +367,8 @@ func TestBadCalls(t *testing.T) {
 		{"Raft.AppendEntries", &core.AppendEntriesArgs{}, &core.RequestVoteReply{}},
 		{"Raft.AppendEntries", (*core.AppendEntriesArgs)(nil), &core.AppendEntriesReply{}},
 		{"Raft.RequestVote", core.RequestVoteArgs{}, &core.RequestVoteReply{}},
+		{"Raft.Probe", &core.ProbeArgs{}, &core.RequestVoteReply{}},
+		{"Raft.Probe", (*core.ProbeArgs)(nil), &core.ProbeReply{}},
 	} {
 		if p.Call(tc.method, tc.args, tc.reply) {
 			t.Errorf("Call(%q, %T, %T) succeeded", tc.method, tc.args, tc.reply)
@@ -707,6 +724,12 @@ func TestOversizeReply(t *testing.T) {
 	heartbeat := func(from, to int) error {
 		return c.peer(from, to).call("Raft.AppendEntries", &core.AppendEntriesArgs{}, new(core.AppendEntriesReply))
 	}
+	probe := func(from, to int) error {
+		return c.peer(from, to).call("Raft.Probe", &core.ProbeArgs{}, new(core.ProbeReply))
+	}
+	if small, big := bodySize(t, &core.ProbeReply{Term: 1, LastIndex: 1001, Founder: true}), bodySize(t, &core.ProbeReply{Term: math.MaxInt64, LastIndex: math.MaxInt64, Empty: true, Founder: true}); small > limit || big <= limit {
+		t.Fatalf("probe replies of %d and %d bytes, limit %d: want one under, one over", small, big, limit)
+	}
 	for id := range 2 {
 		c.h[id].set(func(h *fakeHandler) { h.bigReply = true })
 	}
@@ -724,16 +747,23 @@ func TestOversizeReply(t *testing.T) {
 	if !c.logs[0].has("refused to send a reply over the size limit") {
 		t.Errorf("no log line on server 0:\n%s", c.logs[0])
 	}
+	// The same for the first reply of a type on the connection: the
+	// refusal must not cost the stream the type's description.
+	if err := probe(1, 0); err == nil || !strings.Contains(err.Error(), "over server 0's limit") {
+		t.Errorf("probe with an oversize reply from server 0: %v, want a refusal", err)
+	}
 	// Both connections serve on.
 	for id := range 2 {
 		c.h[id].set(func(h *fakeHandler) { h.bigReply = false })
 	}
 	for range 3 {
-		if err := heartbeat(0, 1); err != nil {
-			t.Fatal(err)
-		}
-		if err := heartbeat(1, 0); err != nil {
-			t.Fatal(err)
+		for _, call := range []func(from, to int) error{heartbeat, probe} {
+			if err := call(0, 1); err != nil {
+				t.Fatal(err)
+			}
+			if err := call(1, 0); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	if d0, d1 := dials(c.peer(0, 1)), dials(c.peer(1, 0)); d0 != 1 || d1 != 1 {
