@@ -37,6 +37,7 @@ var (
 	errLost     = errors.New("message lost to an injected fault")
 	errTooLarge = errors.New("message over the size limit")
 	errBackoff  = errors.New("peer unreachable, waiting to dial again")
+	errIdle     = errors.New("connection idle for half the IdleTimeout")
 )
 
 // faultPrefix starts the error of a call that a server refused, or whose
@@ -177,8 +178,16 @@ func (p *Peer) conn(deadline <-chan time.Time) (*clientConn, error) {
 			case <-c.broken:
 				p.cc = nil // (lost may have run before dial set p.cc)
 			default:
+				if !c.idle(t.idleTimeout / 2) {
+					p.mu.Unlock()
+					return c, nil
+				}
+				// The server closes it at IdleTimeout: rather than race
+				// that, dial anew.
+				p.cc = nil
 				p.mu.Unlock()
-				return c, nil
+				c.fail(errIdle)
+				continue
 			}
 		}
 		if p.dialing == nil {
@@ -258,20 +267,21 @@ func (p *Peer) connect() (*clientConn, error) {
 		return nil, errClosed
 	}
 	deadline, _ := ctx.Deadline()
-	rd, wr, err := p.clientHandshake(conn, deadline)
+	rd, wr, err := clientHandshake(conn, t.id, p.id, t.maxMsg, deadline)
 	if err != nil {
 		t.untrack(conn)
 		conn.Close()
 		return nil, fmt.Errorf("handshake with server %d at %s: %w", p.id, p.addr, err)
 	}
 	return &clientConn{
-		p:       p,
-		conn:    conn,
-		rd:      rd,
-		wr:      wr,
-		wlock:   make(chan struct{}, 1),
-		pending: make(map[uint64]*pendingCall),
-		broken:  make(chan struct{}),
+		p:        p,
+		conn:     conn,
+		rd:       rd,
+		wr:       wr,
+		wlock:    make(chan struct{}, 1),
+		pending:  make(map[uint64]*pendingCall),
+		broken:   make(chan struct{}),
+		lastCall: time.Now(),
 	}, nil
 }
 
@@ -301,11 +311,12 @@ type clientConn struct {
 	wr    *frameWriter  // guarded by wlock
 	hdr   rpc.Request   // guarded by wlock
 
-	mu      sync.Mutex
-	seq     uint64
-	pending map[uint64]*pendingCall // nil once broken
-	err     error                   // why it broke
-	broken  chan struct{}           // closed when it breaks
+	mu       sync.Mutex
+	seq      uint64
+	pending  map[uint64]*pendingCall // nil once broken
+	err      error                   // why it broke
+	broken   chan struct{}           // closed when it breaks
+	lastCall time.Time               // when the last call started
 }
 
 // pendingCall is a call waiting for its reply.
@@ -328,6 +339,7 @@ func (c *clientConn) call(method string, args, reply any, deadline time.Time, ex
 	seq := c.seq
 	c.seq++
 	c.pending[seq] = pc
+	c.lastCall = time.Now()
 	c.mu.Unlock()
 
 	select {
@@ -391,6 +403,13 @@ func (c *clientConn) forget(seq uint64) {
 	c.mu.Lock()
 	delete(c.pending, seq)
 	c.mu.Unlock()
+}
+
+// idle reports whether no call is in progress and none started for d.
+func (c *clientConn) idle(d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending) == 0 && time.Since(c.lastCall) >= d
 }
 
 func (c *clientConn) brokenErr() error {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/rpc"
+	"os"
 	"time"
 
 	"github.com/raftkit/raft/core"
@@ -255,10 +256,18 @@ type serverCodec struct {
 	req   string
 }
 
-// ReadRequestHeader implements rpc.ServerCodec.
+// ReadRequestHeader implements rpc.ServerCodec. It closes the connection
+// if no request comes within IdleTimeout.
 func (c *serverCodec) ReadRequestHeader(r *rpc.Request) error {
+	c.conn.SetReadDeadline(time.Now().Add(c.t.idleTimeout))
 	n, err := c.rd.next(r)
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.closeConn()
+			c.t.log.Debug("transport: closed a connection from peer idle for IdleTimeout",
+				"peer", c.from, "idle_timeout", c.t.idleTimeout)
+			return err
+		}
 		c.fail("read request", err)
 		return err
 	}
@@ -332,8 +341,16 @@ func (c *serverCodec) Close() error { return c.conn.Close() }
 // fail closes the connection after a read or write error, logging the
 // errors that are neither a plain hang-up nor the transport's own Close.
 func (c *serverCodec) fail(what string, err error) {
-	c.conn.Close()
+	c.closeConn()
 	logEnd(c.t, "transport: closing connection from peer", c.from, what, err)
+}
+
+// closeConn closes the connection, which then no longer counts against the
+// peer's limit; net/rpc's Server may still be writing the replies of the
+// calls in progress, in vain.
+func (c *serverCodec) closeConn() {
+	c.conn.Close()
+	c.t.removeServed(c)
 }
 
 // logEnd logs why a connection ended: a protocol error as a warning, other

@@ -58,6 +58,7 @@ const (
 	DefaultMaxMessageBytes = 16 << 20
 	DefaultDialBackoffMin  = 50 * time.Millisecond
 	DefaultDialBackoffMax  = 2 * time.Second
+	DefaultIdleTimeout     = 30 * time.Second
 
 	// MaxMessageBytesLimit is the largest MaxMessageBytes accepted.
 	MaxMessageBytesLimit = 1 << 30
@@ -104,6 +105,13 @@ type Config struct {
 	// DialBackoffMax (default 2 s); meanwhile calls to it fail at once.
 	DialBackoffMin time.Duration
 	DialBackoffMax time.Duration
+	// IdleTimeout closes a served connection on which no request arrives
+	// for that long (default 30 s), with a debug log line; it is far above
+	// Raft's heartbeat interval (100 ms), so a leader's connection to a
+	// follower never idles. A caller does not reuse a connection it sent
+	// nothing on for half of it, but dials anew, so as not to race the
+	// server's close: give every server the same IdleTimeout.
+	IdleTimeout time.Duration
 
 	// Logger receives the transport's log lines (default slog.Default()).
 	Logger *slog.Logger
@@ -121,6 +129,7 @@ type TCP struct {
 	maxMsg      int
 	backoffMin  time.Duration
 	backoffMax  time.Duration
+	idleTimeout time.Duration
 	log         *slog.Logger
 	faults      *Faults
 	clients     map[int]*Peer
@@ -133,6 +142,7 @@ type TCP struct {
 	handler Handler               // set by Serve
 	conns   map[net.Conn]struct{} // every open connection, either way
 	wg      sync.WaitGroup        // every goroutine the TCP started
+	limits  serveLimits           // of the served connections (limits.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -152,10 +162,12 @@ func New(cfg Config) (*TCP, error) {
 		maxMsg:      cmp(cfg.MaxMessageBytes, DefaultMaxMessageBytes),
 		backoffMin:  cmp(cfg.DialBackoffMin, DefaultDialBackoffMin),
 		backoffMax:  cmp(cfg.DialBackoffMax, DefaultDialBackoffMax),
+		idleTimeout: cmp(cfg.IdleTimeout, DefaultIdleTimeout),
 		log:         cfg.Logger,
 		faults:      cfg.Faults,
 		clients:     make(map[int]*Peer, len(cfg.Peers)),
 		conns:       make(map[net.Conn]struct{}),
+		limits:      serveLimits{served: make(map[int][]*serverCodec)},
 	}
 	if t.log == nil {
 		t.log = slog.Default()
@@ -204,6 +216,8 @@ func (cfg *Config) check() error {
 		return fmt.Errorf("negative DialBackoff %v, %v", cfg.DialBackoffMin, cfg.DialBackoffMax)
 	case cfg.DialBackoffMax > 0 && cfg.DialBackoffMin > cfg.DialBackoffMax:
 		return fmt.Errorf("DialBackoffMin %v over DialBackoffMax %v", cfg.DialBackoffMin, cfg.DialBackoffMax)
+	case cfg.IdleTimeout < 0:
+		return fmt.Errorf("negative IdleTimeout %v", cfg.IdleTimeout)
 	}
 	return nil
 }

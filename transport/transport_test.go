@@ -132,16 +132,33 @@ func (b *logBuf) String() string {
 	return b.buf.String()
 }
 
-// has reports whether a log line with want shows up within a few seconds:
-// the servers log on their own goroutines, maybe after the caller is told.
+// has reports whether a log line with want shows up within waitBound: the
+// servers log on their own goroutines, maybe after the caller is told.
 func (b *logBuf) has(want string) bool {
-	for end := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if strings.Contains(b.String(), want) {
+	return eventually(func() bool { return strings.Contains(b.String(), want) })
+}
+
+// waitBound bounds the wait for a condition: generous, for a loaded
+// machine.
+const waitBound = 10 * time.Second
+
+// eventually reports whether cond holds within waitBound.
+func eventually(cond func() bool) bool {
+	for end := time.Now().Add(waitBound); ; time.Sleep(5 * time.Millisecond) {
+		if cond() {
 			return true
 		}
 		if time.Now().After(end) {
 			return false
 		}
+	}
+}
+
+// waitFor fails the test unless cond holds within waitBound.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	if !eventually(cond) {
+		t.Fatalf("gave up waiting %v for %s", waitBound, what)
 	}
 }
 
@@ -197,7 +214,9 @@ func newCluster(t *testing.T, n int, tune func(cfg *Config)) *cluster {
 func (c *cluster) start(id int, ln net.Listener, tune func(cfg *Config)) {
 	c.t.Helper()
 	c.logs[id] = new(logBuf)
-	cfg := Config{ID: id, Peers: c.peers, Listener: ln, Logger: c.logs[id].logger()}
+	// A call timeout that a loaded machine does not hit by mere slowness;
+	// the tests of timeouts set their own.
+	cfg := Config{ID: id, Peers: c.peers, Listener: ln, Logger: c.logs[id].logger(), CallTimeout: waitBound}
 	if tune != nil {
 		tune(&cfg)
 	}
