@@ -38,7 +38,17 @@ var (
 	errTooLarge = errors.New("message over the size limit")
 	errBackoff  = errors.New("peer unreachable, waiting to dial again")
 	errIdle     = errors.New("connection idle for half the IdleTimeout")
+	errStalled  = errors.New("calls in a row timed out with nothing read")
 )
+
+// maxStalledCalls is how many calls in a row may time out on a connection
+// from which nothing is read meanwhile before the connection is dropped
+// and the peer dialed anew. A silent partition (or a peer that crashed
+// without closing its sockets) leaves a connection that looks open, and
+// TCP may take many minutes to give up on it; a new connection works as
+// soon as the path does. A peer whose handlers all hang loses its
+// connection too, which costs a dial.
+const maxStalledCalls = 3
 
 // faultPrefix starts the error of a call that a server refused, or whose
 // reply it dropped, because of an injected fault; the caller counts such a
@@ -317,6 +327,7 @@ type clientConn struct {
 	err      error                   // why it broke
 	broken   chan struct{}           // closed when it breaks
 	lastCall time.Time               // when the last call started
+	timeouts int                     // calls timed out since the last read
 }
 
 // pendingCall is a call waiting for its reply.
@@ -345,8 +356,7 @@ func (c *clientConn) call(method string, args, reply any, deadline time.Time, ex
 	select {
 	case c.wlock <- struct{}{}:
 	case <-expired:
-		c.forget(seq)
-		return errTimeout
+		return c.timedOut(seq)
 	case <-c.broken:
 		return c.brokenErr()
 	}
@@ -361,8 +371,7 @@ func (c *clientConn) call(method string, args, reply any, deadline time.Time, ex
 	case err := <-pc.done:
 		return err
 	case <-expired:
-		c.forget(seq)
-		return errTimeout
+		return c.timedOut(seq)
 	case <-t.ctx.Done():
 		return errClosed
 	}
@@ -405,6 +414,23 @@ func (c *clientConn) forget(seq uint64) {
 	c.mu.Unlock()
 }
 
+// timedOut forgets a call that timed out, and drops the connection if it
+// is the maxStalledCalls'th in a row with nothing read meanwhile. It
+// returns errTimeout.
+func (c *clientConn) timedOut(seq uint64) error {
+	c.mu.Lock()
+	delete(c.pending, seq)
+	c.timeouts++
+	stalled := c.timeouts == maxStalledCalls
+	c.mu.Unlock()
+	if stalled {
+		c.p.t.log.Warn("transport: dropping a stalled connection to peer; will dial again",
+			"peer", c.p.id, "timeouts", maxStalledCalls)
+		c.fail(errStalled)
+	}
+	return errTimeout
+}
+
 // idle reports whether no call is in progress and none started for d.
 func (c *clientConn) idle(d time.Duration) bool {
 	c.mu.Lock()
@@ -433,6 +459,7 @@ func (c *clientConn) readLoop() {
 		c.mu.Lock()
 		pc := c.pending[hdr.Seq]
 		delete(c.pending, hdr.Seq)
+		c.timeouts = 0
 		c.mu.Unlock()
 		var res error
 		switch {
