@@ -237,6 +237,20 @@ func (t *TCP) Addr() net.Addr { return t.ln.Addr() }
 // ID returns the server's ID.
 func (t *TCP) ID() int { return t.id }
 
+// commandOverhead is what MaxCommandBytes leaves, out of MaxMessageBytes,
+// for the rest of an AppendEntries request that carries one entry: its
+// other fields, the entry's index, term and type, and gob's lengths and
+// field tags. These take under 150 bytes with every number at its largest
+// (TestMaxCommandBytes measures them); the rest is room for fields added
+// later.
+const commandOverhead = 1 << 10
+
+// MaxCommandBytes returns the largest command that one log entry can carry
+// in an AppendEntries request under Config.MaxMessageBytes: that limit less
+// 1 KiB, or 0 if the limit is under 1 KiB. The raft package checks its own
+// Config.MaxCommandBytes against it.
+func (t *TCP) MaxCommandBytes() int { return max(t.maxMsg-commandOverhead, 0) }
+
 // Peer returns the Peer that reaches server id, the same one on every call.
 // id must be in Config.Peers and not the server's own.
 func (t *TCP) Peer(id int) (*Peer, error) {
