@@ -190,9 +190,6 @@ func TestReadResetsStall(t *testing.T) {
 			t.Fatalf("call to a blocked handler: %v, want %v", err, errTimeout)
 		}
 	}
-	if n := stalls(); n != maxStalledCalls-1 {
-		t.Fatalf("%d timeouts counted, want %d", n, maxStalledCalls-1)
-	}
 	// The late replies come; they reset the count.
 	unblock()
 	waitFor(t, "the late replies to reset the count", func() bool { return stalls() == 0 })
