@@ -105,7 +105,10 @@ func TestIdleConnectionClosed(t *testing.T) {
 	c := newCluster(t, 2, func(cfg *Config) { cfg.IdleTimeout = idle })
 	p := c.peer(0, 1)
 	start := time.Now()
-	c.mustCall(0, 1)
+	// (A call can fail if the machine pauses the caller for the idle
+	// timeout between the handshake and the request: it retries.)
+	waitFor(t, "a first call to succeed", func() bool { return c.vote(0, 1) == nil })
+	before := dials(p)
 	waitFor(t, "server 1 to close the idle connection", func() bool { return served(c.tr[1], 0) == 0 })
 	if took := time.Since(start); took < idle {
 		t.Errorf("idle connection closed after %v, before the idle timeout %v", took, idle)
@@ -120,8 +123,8 @@ func TestIdleConnectionClosed(t *testing.T) {
 	}
 	// The next call dials anew.
 	c.mustCall(0, 1)
-	if n := dials(p); n != 2 {
-		t.Errorf("%d dials, want 2", n)
+	if n := dials(p); n != before+1 {
+		t.Errorf("%d dials, want %d", n, before+1)
 	}
 }
 
@@ -132,8 +135,9 @@ func TestBusyConnectionStaysOpen(t *testing.T) {
 	c.mustCall(0, 1)
 	// Calls every few milliseconds for three idle timeouts must use one
 	// connection. A loaded machine may pause the test for long; a window
-	// with a pause over half the idle timeout proves nothing, and the
-	// test starts a new one.
+	// with a pause over a quarter of the idle timeout proves nothing (the
+	// server may see two such gaps as one), and the test starts a new
+	// one.
 	var (
 		windowStart = time.Now()
 		windowDials = dials(p)
@@ -145,7 +149,7 @@ func TestBusyConnectionStaysOpen(t *testing.T) {
 		}
 		c.mustCall(0, 1)
 		now := time.Now()
-		if now.Sub(last) > idle/2 {
+		if now.Sub(last) > idle/4 {
 			windowStart, windowDials = now, dials(p)
 		}
 		last = now

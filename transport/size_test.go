@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/raftkit/raft/core"
 )
@@ -25,7 +26,12 @@ func TestMaxCommandBytes(t *testing.T) {
 	}
 	for _, limit := range []int{0, 4 << 10, commandOverhead + 1} {
 		t.Run(fmt.Sprintf("MaxMessageBytes=%d", limit), func(t *testing.T) {
-			c := newCluster(t, 2, func(cfg *Config) { cfg.MaxMessageBytes = limit })
+			c := newCluster(t, 2, func(cfg *Config) {
+				cfg.MaxMessageBytes = limit
+				// 16 MiB under the race detector on a loaded machine
+				// can take over 10 s.
+				cfg.CallTimeout = time.Minute
+			})
 			tr := c.tr[0]
 			want := cmp(limit, DefaultMaxMessageBytes) - commandOverhead
 			if got := tr.MaxCommandBytes(); got != want {

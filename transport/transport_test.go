@@ -561,12 +561,14 @@ func TestDeadPeers(t *testing.T) {
 		t.Errorf("no log line about the unreachable peer:\n%s", logs)
 	}
 
-	// With a timeout, the call to the silent peer fails at its deadline.
+	// With a timeout, the call to the silent peer fails at its deadline:
+	// its own, or the dial's, which starts a little later and may fire
+	// first (and then the peer is in backoff).
 	p42, _ := tr4.Peer(2)
 	start := time.Now()
 	err = p42.call("Raft.RequestVote", args, new(core.RequestVoteReply))
-	if took := time.Since(start); !errors.Is(err, errTimeout) || took < timeout || took > waitBound {
-		t.Errorf("call to a silent peer: %v after %v, want %v after %v", err, took, errTimeout, timeout)
+	if took := time.Since(start); !(errors.Is(err, errTimeout) || errors.Is(err, errBackoff)) || took < timeout || took > waitBound {
+		t.Errorf("call to a silent peer: %v after %v, want a timeout after %v", err, took, timeout)
 	}
 	// Close ends the call that has no timeout.
 	tr0.Close()
