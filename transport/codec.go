@@ -143,6 +143,9 @@ func (r *frameReader) next(hdr any) (oversize int, err error) {
 	if _, err := io.ReadFull(r.r, r.hdr); err != nil {
 		return 0, unexpectedEOF(err)
 	}
+	if err := checkMessages(r.hdr); err != nil {
+		return 0, fmt.Errorf("frame header: %w", err)
+	}
 	r.in.Reset(r.hdr)
 	if err := r.dec.Decode(hdr); err != nil {
 		return 0, fmt.Errorf("%w: decode header: %v", errProtocol, err)
@@ -166,7 +169,45 @@ func (r *frameReader) next(hdr any) (oversize int, err error) {
 	if _, err := io.ReadFull(r.r, r.body); err != nil {
 		return 0, unexpectedEOF(err)
 	}
+	if err := checkMessages(r.body); err != nil {
+		return 0, fmt.Errorf("frame body: %w", err)
+	}
 	return 0, nil
+}
+
+// checkMessages checks that b is a sequence of whole gob messages, each a
+// length and that many bytes. gob trusts a message's length, and allocates
+// for it (up to 10 MiB) before it finds the input short; checked first, a
+// message costs no more memory than the frame that holds it.
+func checkMessages(b []byte) error {
+	for off := 0; off < len(b); {
+		n, width, ok := gobUint(b[off:])
+		if !ok || n > uint64(len(b)-off-width) {
+			return fmt.Errorf("%w: gob message at offset %d claims %d bytes, %d left", errProtocol, off, n, len(b)-off-width)
+		}
+		off += width + int(n)
+	}
+	return nil
+}
+
+// gobUint decodes an unsigned integer as gob encodes it at the start of b:
+// a byte under 0x80 is the value, any other is the negated count of the
+// big-endian bytes that follow. ok is false if b does not hold one.
+func gobUint(b []byte) (x uint64, width int, ok bool) {
+	if len(b) == 0 {
+		return 0, 0, false
+	}
+	if b[0] < 0x80 {
+		return uint64(b[0]), 1, true
+	}
+	n := -int(int8(b[0]))
+	if n > 8 || n >= len(b) {
+		return 0, 0, false
+	}
+	for _, c := range b[1 : 1+n] {
+		x = x<<8 | uint64(c)
+	}
+	return x, 1 + n, true
 }
 
 // decodeBody decodes the current frame's body into vs, in order; with no

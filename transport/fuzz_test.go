@@ -3,6 +3,8 @@ package transport
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -206,6 +208,65 @@ func TestFuzzSeeds(t *testing.T) {
 	}
 	if n, err := readRequests(t, rd); n != 5 || err != io.EOF {
 		t.Errorf("read %d requests after the handshake, then %v; want 5, then EOF", n, err)
+	}
+}
+
+// TestGobLengthChecked checks that the length of a gob message in a frame
+// is checked against the frame before gob, which would allocate for it,
+// reads it: in a header, in a body, in the primer.
+func TestGobLengthChecked(t *testing.T) {
+	// A gob message claiming 16 MiB: three bytes of length follow.
+	liar := []byte{0xfd, 0xff, 0xff, 0xff, 1, 2, 3}
+	frame := func(hdr, body []byte) []byte {
+		b := binary.BigEndian.AppendUint32(nil, uint32(len(hdr)))
+		b = binary.BigEndian.AppendUint32(b, uint32(len(body)))
+		return append(append(b, hdr...), body...)
+	}
+	// A primer, and a header that a primed reader accepts.
+	w := newFrameWriter()
+	primer, err := w.writePrimer(newPrimer(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	primer = bytes.Clone(primer)
+	w.reset()
+	if _, err := w.encode(&rpc.Request{ServiceMethod: methodProbe}); err != nil {
+		t.Fatal(err)
+	}
+	hdr := bytes.Clone(w.frame()[frameHeaderLen:])
+	// The header of a primer: with the type's description.
+	w = newFrameWriter()
+	if _, err := w.encode(&rpc.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	primerHdr := bytes.Clone(w.frame()[frameHeaderLen:])
+	for _, tc := range []struct {
+		name   string
+		stream []byte
+		primed bool
+	}{
+		{"primer header", frame(liar, nil), false},
+		{"primer body", frame(primerHdr, liar), false},
+		{"header", append(bytes.Clone(primer), frame(liar, nil)...), true},
+		{"body", append(bytes.Clone(primer), frame(hdr, liar)...), true},
+	} {
+		before := heapAllocs()
+		rd := newFrameReader(bufio.NewReader(bytes.NewReader(tc.stream)), fuzzLimit)
+		err := rd.readPrimer(newPrimer(false))
+		if tc.primed {
+			if err != nil {
+				t.Fatalf("%s: primer: %v", tc.name, err)
+			}
+			if _, err = rd.next(new(rpc.Request)); err == nil {
+				err = rd.decodeBody(new(core.ProbeArgs))
+			}
+		}
+		if !errors.Is(err, errProtocol) {
+			t.Errorf("%s: %v, want %v", tc.name, err, errProtocol)
+		}
+		if n := heapAllocs() - before; n > 2<<20 {
+			t.Errorf("%s: reading %d bytes allocated %d bytes", tc.name, len(tc.stream), n)
+		}
 	}
 }
 
