@@ -1,12 +1,14 @@
 // Package transport carries Raft's RPCs between servers over TCP.
 //
 // Each server has one TCP: it listens on its own address and serves the
-// RequestVote and AppendEntries RPCs with a Handler (Serve), and gives a
-// Peer for every other server, whose Call satisfies the raft package's
-// Peer interface. Calls to one peer share one connection, dialed on the
-// first call and dialed again, with a growing backoff, when it breaks.
+// RequestVote, AppendEntries and Probe RPCs with a Handler (Serve), and
+// gives a Peer for every other server, whose Call satisfies the raft
+// package's Peer interface. Calls to one peer share one connection, dialed
+// on the first call and dialed again, with a growing backoff, when it
+// breaks.
 // Every call has a deadline, and a slow, dead or partitioned peer delays
-// calls to no other peer.
+// calls to no other peer. MaxCommandBytes tells the raft package how large
+// a command the transport can carry.
 //
 // # Starting servers on ephemeral ports
 //
@@ -27,12 +29,31 @@
 //
 // A connection starts with a handshake in which the dialer names its own
 // server ID and the one it means to reach; the server refuses IDs outside
-// its Config.Peers (handshake.go). Then net/rpc's request and response
-// headers and gob-encoded bodies flow in length-prefixed frames, which let
-// each end refuse a message over Config.MaxMessageBytes without reading it
-// into memory or losing the connection (codec.go). The serving side is
+// its Config.Peers (handshake.go). The from argument of every Handler
+// method is the ID the handshake established for the connection, never
+// one a message claims. The handshake is not authenticated yet: anyone who
+// reaches the port can claim a peer's ID (a later change adds mutual TLS).
+// Then net/rpc's request and response headers and gob-encoded bodies flow
+// in length-prefixed frames, which let each end refuse a message over
+// Config.MaxMessageBytes without reading it into memory or losing the
+// connection (codec.go). The serving side is
 // net/rpc's Server; the calling side is a small client of its own that can
 // give up on a call (client.go says why net/rpc's Client cannot).
+//
+// # Limits on connections
+//
+// A served connection on which no request arrives for Config.IdleTimeout
+// (default 30 s, far above Raft's 100 ms heartbeat) is closed; a caller
+// dials anew instead of reusing a connection it has sent nothing on for
+// half that time. A server serves at most 2 connections per peer ID (a
+// real peer uses one) and closes the oldest beyond that, with a warning;
+// and it holds at most 32 accepted connections in the handshake, each for
+// at most Config.CallTimeout, closing newer ones at once (limits.go).
+//
+// On the calling side, a connection on which 3 calls in a row time out with
+// nothing read meanwhile is dropped and the peer dialed anew: after a
+// silent partition heals, the calls need not wait for TCP to give up on
+// the old connection.
 //
 // # Fault injection
 //
@@ -108,9 +129,10 @@ type Config struct {
 	// IdleTimeout closes a served connection on which no request arrives
 	// for that long (default 30 s), with a debug log line; it is far above
 	// Raft's heartbeat interval (100 ms), so a leader's connection to a
-	// follower never idles. A caller does not reuse a connection it sent
-	// nothing on for half of it, but dials anew, so as not to race the
-	// server's close: give every server the same IdleTimeout.
+	// follower never idles. A request must arrive whole within it, counted
+	// from the end of the one before. A caller does not reuse a connection
+	// it sent nothing on for half of it, but dials anew, so as not to race
+	// the server's close: give every server the same IdleTimeout.
 	IdleTimeout time.Duration
 
 	// Logger receives the transport's log lines (default slog.Default()).
