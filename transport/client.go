@@ -37,7 +37,18 @@ var (
 	errLost     = errors.New("message lost to an injected fault")
 	errTooLarge = errors.New("message over the size limit")
 	errBackoff  = errors.New("peer unreachable, waiting to dial again")
+	errIdle     = errors.New("connection idle for half the IdleTimeout")
+	errStalled  = errors.New("calls in a row timed out with nothing read")
 )
+
+// maxStalledCalls is how many calls in a row may time out on a connection
+// from which nothing is read meanwhile before the connection is dropped
+// and the peer dialed anew. A silent partition (or a peer that crashed
+// without closing its sockets) leaves a connection that looks open, and
+// TCP may take many minutes to give up on it; a new connection works as
+// soon as the path does. A peer whose handlers all hang loses its
+// connection too, which costs a dial.
+const maxStalledCalls = 3
 
 // faultPrefix starts the error of a call that a server refused, or whose
 // reply it dropped, because of an injected fault; the caller counts such a
@@ -69,10 +80,11 @@ func (p *Peer) ID() int { return p.id }
 // Addr returns the peer's address, as Config.Peers gives it.
 func (p *Peer) Addr() string { return p.addr }
 
-// Call runs the handler named by svcMeth ("Raft.RequestVote" or
-// "Raft.AppendEntries") on the peer with args, a *core.RequestVoteArgs or
-// *core.AppendEntriesArgs, and reports whether reply, a
-// *core.RequestVoteReply or *core.AppendEntriesReply, holds its answer.
+// Call runs the handler named by svcMeth ("Raft.RequestVote",
+// "Raft.AppendEntries" or "Raft.Probe") on the peer with args, a
+// *core.RequestVoteArgs, *core.AppendEntriesArgs or *core.ProbeArgs, and
+// reports whether reply, a *core.RequestVoteReply, *core.AppendEntriesReply
+// or *core.ProbeReply, holds its answer.
 //
 // Call returns false, leaving reply as it was, when no answer came in
 // Config.CallTimeout; at once when the peer could not be dialed lately
@@ -82,7 +94,7 @@ func (p *Peer) Addr() string { return p.addr }
 // transport is closed, or the arguments are not of the types above. A
 // false call may still have run the handler. Call reads args only until it
 // returns.
-func (p *Peer) Call(svcMeth string, args interface{}, reply interface{}) bool {
+func (p *Peer) Call(svcMeth string, args any, reply any) bool {
 	return p.call(svcMeth, args, reply) == nil
 }
 
@@ -159,8 +171,8 @@ func (p *Peer) call(svcMeth string, args, reply any) error {
 }
 
 func (p *Peer) badCall(svcMeth string, args, reply any) error {
-	err := fmt.Errorf("transport: bad call %q with %T, %T: want %q with *core.RequestVoteArgs, *core.RequestVoteReply or %q with *core.AppendEntriesArgs, *core.AppendEntriesReply",
-		svcMeth, args, reply, methodRequestVote, methodAppendEntries)
+	err := fmt.Errorf("transport: bad call %q with %T, %T: want %q with *core.RequestVoteArgs, *core.RequestVoteReply, %q with *core.AppendEntriesArgs, *core.AppendEntriesReply or %q with *core.ProbeArgs, *core.ProbeReply",
+		svcMeth, args, reply, methodRequestVote, methodAppendEntries, methodProbe)
 	p.t.log.Error(err.Error(), "peer", p.id)
 	return err
 }
@@ -176,8 +188,16 @@ func (p *Peer) conn(deadline <-chan time.Time) (*clientConn, error) {
 			case <-c.broken:
 				p.cc = nil // (lost may have run before dial set p.cc)
 			default:
+				if !c.idle(t.idleTimeout / 2) {
+					p.mu.Unlock()
+					return c, nil
+				}
+				// The server closes it at IdleTimeout: rather than race
+				// that, dial anew.
+				p.cc = nil
 				p.mu.Unlock()
-				return c, nil
+				c.fail(errIdle)
+				continue
 			}
 		}
 		if p.dialing == nil {
@@ -257,20 +277,21 @@ func (p *Peer) connect() (*clientConn, error) {
 		return nil, errClosed
 	}
 	deadline, _ := ctx.Deadline()
-	rd, wr, err := p.clientHandshake(conn, deadline)
+	rd, wr, err := clientHandshake(conn, t.id, p.id, t.maxMsg, deadline)
 	if err != nil {
 		t.untrack(conn)
 		conn.Close()
 		return nil, fmt.Errorf("handshake with server %d at %s: %w", p.id, p.addr, err)
 	}
 	return &clientConn{
-		p:       p,
-		conn:    conn,
-		rd:      rd,
-		wr:      wr,
-		wlock:   make(chan struct{}, 1),
-		pending: make(map[uint64]*pendingCall),
-		broken:  make(chan struct{}),
+		p:        p,
+		conn:     conn,
+		rd:       rd,
+		wr:       wr,
+		wlock:    make(chan struct{}, 1),
+		pending:  make(map[uint64]*pendingCall),
+		broken:   make(chan struct{}),
+		lastCall: time.Now(),
 	}, nil
 }
 
@@ -300,11 +321,13 @@ type clientConn struct {
 	wr    *frameWriter  // guarded by wlock
 	hdr   rpc.Request   // guarded by wlock
 
-	mu      sync.Mutex
-	seq     uint64
-	pending map[uint64]*pendingCall // nil once broken
-	err     error                   // why it broke
-	broken  chan struct{}           // closed when it breaks
+	mu       sync.Mutex
+	seq      uint64
+	pending  map[uint64]*pendingCall // nil once broken
+	err      error                   // why it broke
+	broken   chan struct{}           // closed when it breaks
+	lastCall time.Time               // when the last call started
+	timeouts int                     // calls timed out since the last read
 }
 
 // pendingCall is a call waiting for its reply.
@@ -327,13 +350,13 @@ func (c *clientConn) call(method string, args, reply any, deadline time.Time, ex
 	seq := c.seq
 	c.seq++
 	c.pending[seq] = pc
+	c.lastCall = time.Now()
 	c.mu.Unlock()
 
 	select {
 	case c.wlock <- struct{}{}:
 	case <-expired:
-		c.forget(seq)
-		return errTimeout
+		return c.timedOut(seq)
 	case <-c.broken:
 		return c.brokenErr()
 	}
@@ -348,8 +371,7 @@ func (c *clientConn) call(method string, args, reply any, deadline time.Time, ex
 	case err := <-pc.done:
 		return err
 	case <-expired:
-		c.forget(seq)
-		return errTimeout
+		return c.timedOut(seq)
 	case <-t.ctx.Done():
 		return errClosed
 	}
@@ -392,6 +414,30 @@ func (c *clientConn) forget(seq uint64) {
 	c.mu.Unlock()
 }
 
+// timedOut forgets a call that timed out, and drops the connection if it
+// is the maxStalledCalls'th in a row with nothing read meanwhile. It
+// returns errTimeout.
+func (c *clientConn) timedOut(seq uint64) error {
+	c.mu.Lock()
+	delete(c.pending, seq)
+	c.timeouts++
+	stalled := c.timeouts == maxStalledCalls
+	c.mu.Unlock()
+	if stalled {
+		c.p.t.log.Warn("transport: dropping a stalled connection to peer; will dial again",
+			"peer", c.p.id, "timeouts", maxStalledCalls)
+		c.fail(errStalled)
+	}
+	return errTimeout
+}
+
+// idle reports whether no call is in progress and none started for d.
+func (c *clientConn) idle(d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending) == 0 && time.Since(c.lastCall) >= d
+}
+
 func (c *clientConn) brokenErr() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -413,6 +459,7 @@ func (c *clientConn) readLoop() {
 		c.mu.Lock()
 		pc := c.pending[hdr.Seq]
 		delete(c.pending, hdr.Seq)
+		c.timeouts = 0
 		c.mu.Unlock()
 		var res error
 		switch {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/rpc"
+	"os"
 	"time"
 
 	"github.com/raftkit/raft/core"
@@ -142,6 +143,9 @@ func (r *frameReader) next(hdr any) (oversize int, err error) {
 	if _, err := io.ReadFull(r.r, r.hdr); err != nil {
 		return 0, unexpectedEOF(err)
 	}
+	if err := checkMessages(r.hdr); err != nil {
+		return 0, fmt.Errorf("frame header: %w", err)
+	}
 	r.in.Reset(r.hdr)
 	if err := r.dec.Decode(hdr); err != nil {
 		return 0, fmt.Errorf("%w: decode header: %v", errProtocol, err)
@@ -165,7 +169,45 @@ func (r *frameReader) next(hdr any) (oversize int, err error) {
 	if _, err := io.ReadFull(r.r, r.body); err != nil {
 		return 0, unexpectedEOF(err)
 	}
+	if err := checkMessages(r.body); err != nil {
+		return 0, fmt.Errorf("frame body: %w", err)
+	}
 	return 0, nil
+}
+
+// checkMessages checks that b is a sequence of whole gob messages, each a
+// length and that many bytes. gob trusts a message's length, and allocates
+// for it (up to 10 MiB) before it finds the input short; checked first, a
+// message costs no more memory than the frame that holds it.
+func checkMessages(b []byte) error {
+	for off := 0; off < len(b); {
+		n, width, ok := gobUint(b[off:])
+		if !ok || n > uint64(len(b)-off-width) {
+			return fmt.Errorf("%w: gob message at offset %d claims %d bytes, %d left", errProtocol, off, n, len(b)-off-width)
+		}
+		off += width + int(n)
+	}
+	return nil
+}
+
+// gobUint decodes an unsigned integer as gob encodes it at the start of b:
+// a byte under 0x80 is the value, any other is the negated count of the
+// big-endian bytes that follow. ok is false if b does not hold one.
+func gobUint(b []byte) (x uint64, width int, ok bool) {
+	if len(b) == 0 {
+		return 0, 0, false
+	}
+	if b[0] < 0x80 {
+		return uint64(b[0]), 1, true
+	}
+	n := -int(int8(b[0]))
+	if n > 8 || n >= len(b) {
+		return 0, 0, false
+	}
+	for _, c := range b[1 : 1+n] {
+		x = x<<8 | uint64(c)
+	}
+	return x, 1 + n, true
 }
 
 // decodeBody decodes the current frame's body into vs, in order; with no
@@ -238,9 +280,9 @@ func (r *frameReader) readPrimer(types []any) error {
 // type first, then the bodies'.
 func newPrimer(server bool) []any {
 	if server {
-		return []any{&rpc.Response{}, &core.RequestVoteReply{}, &core.AppendEntriesReply{}}
+		return []any{&rpc.Response{}, &core.RequestVoteReply{}, &core.AppendEntriesReply{}, &core.ProbeReply{}}
 	}
-	return []any{&rpc.Request{}, &core.RequestVoteArgs{}, &core.AppendEntriesArgs{}}
+	return []any{&rpc.Request{}, &core.RequestVoteArgs{}, &core.AppendEntriesArgs{}, &core.ProbeArgs{}}
 }
 
 // serverCodec is the rpc.ServerCodec of one accepted connection. net/rpc's
@@ -255,10 +297,18 @@ type serverCodec struct {
 	req   string
 }
 
-// ReadRequestHeader implements rpc.ServerCodec.
+// ReadRequestHeader implements rpc.ServerCodec. It closes the connection
+// if no request comes within IdleTimeout.
 func (c *serverCodec) ReadRequestHeader(r *rpc.Request) error {
+	c.conn.SetReadDeadline(time.Now().Add(c.t.idleTimeout))
 	n, err := c.rd.next(r)
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.closeConn()
+			c.t.log.Debug("transport: closed a connection from peer idle for IdleTimeout",
+				"peer", c.from, "idle_timeout", c.t.idleTimeout)
+			return err
+		}
 		c.fail("read request", err)
 		return err
 	}
@@ -332,8 +382,16 @@ func (c *serverCodec) Close() error { return c.conn.Close() }
 // fail closes the connection after a read or write error, logging the
 // errors that are neither a plain hang-up nor the transport's own Close.
 func (c *serverCodec) fail(what string, err error) {
-	c.conn.Close()
+	c.closeConn()
 	logEnd(c.t, "transport: closing connection from peer", c.from, what, err)
+}
+
+// closeConn closes the connection, which then no longer counts against the
+// peer's limit; net/rpc's Server may still be writing the replies of the
+// calls in progress, in vain.
+func (c *serverCodec) closeConn() {
+	c.conn.Close()
+	c.t.removeServed(c)
 }
 
 // logEnd logs why a connection ended: a protocol error as a warning, other

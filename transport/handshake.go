@@ -21,8 +21,9 @@ import (
 // connection. Only then do the frames of calls flow.
 
 const (
-	magic          = "RAFTKIT"
-	version   byte = 1
+	magic = "RAFTKIT"
+	// version 2: the primers carry the Probe RPC's types.
+	version   byte = 2
 	helloLen       = len(magic) + 1 + 8 + 8
 	answerLen      = len(magic) + 1 + 1
 )
@@ -49,22 +50,17 @@ func statusText(s byte) string {
 	return fmt.Sprintf("unknown status %d", s)
 }
 
-// clientHandshake runs the dialer's side of the handshake on conn; it must
-// be over by deadline.
-func (p *Peer) clientHandshake(conn net.Conn, deadline time.Time) (*frameReader, *frameWriter, error) {
-	t := p.t
+// clientHandshake runs the dialer's side of the handshake on conn, as
+// server from reaching server to, reading frames of up to maxMsg bytes
+// afterwards; it must be over by deadline.
+func clientHandshake(conn net.Conn, from, to, maxMsg int, deadline time.Time) (*frameReader, *frameWriter, error) {
 	conn.SetDeadline(deadline)
 	wr := newFrameWriter()
-	var hello [helloLen]byte
-	copy(hello[:], magic)
-	hello[len(magic)] = version
-	binary.BigEndian.PutUint64(hello[len(magic)+1:], uint64(int64(t.id)))
-	binary.BigEndian.PutUint64(hello[len(magic)+9:], uint64(int64(p.id)))
 	primer, err := wr.writePrimer(newPrimer(false))
 	if err != nil {
 		return nil, nil, err
 	}
-	_, err = conn.Write(append(hello[:], primer...))
+	_, err = conn.Write(append(appendHello(nil, from, to), primer...))
 	wr.reset()
 	if err != nil {
 		return nil, nil, fmt.Errorf("send hello: %w", err)
@@ -80,12 +76,20 @@ func (p *Peer) clientHandshake(conn net.Conn, deadline time.Time) (*frameReader,
 	if st := ans[answerLen-1]; st != statusOK {
 		return nil, nil, fmt.Errorf("server refused the connection: %s", statusText(st))
 	}
-	rd := newFrameReader(br, t.maxMsg)
+	rd := newFrameReader(br, maxMsg)
 	if err := rd.readPrimer(newPrimer(true)); err != nil {
 		return nil, nil, err
 	}
 	conn.SetDeadline(time.Time{})
 	return rd, wr, nil
+}
+
+// appendHello appends the hello of server from, reaching server to, to b.
+func appendHello(b []byte, from, to int) []byte {
+	b = append(b, magic...)
+	b = append(b, version)
+	b = binary.BigEndian.AppendUint64(b, uint64(int64(from)))
+	return binary.BigEndian.AppendUint64(b, uint64(int64(to)))
 }
 
 // serverHandshake runs the server's side of the handshake on an accepted

@@ -46,11 +46,17 @@ func (t *TCP) acceptLoop() {
 			continue
 		}
 		delay = 0
+		if !t.startHandshake() {
+			conn.Close()
+			continue
+		}
 		if !t.track(conn) {
+			t.endHandshake()
 			conn.Close()
 			return
 		}
 		if !t.spawn(func() { t.serveConn(conn) }) {
+			t.endHandshake()
 			t.untrack(conn)
 			conn.Close()
 			return
@@ -64,6 +70,7 @@ func (t *TCP) serveConn(conn net.Conn) {
 	defer t.untrack(conn)
 	defer conn.Close()
 	from, rd, wr, err := t.serverHandshake(conn)
+	t.endHandshake()
 	if err != nil {
 		if !t.isClosed() {
 			lvl := t.log.Warn
@@ -85,7 +92,10 @@ func (t *TCP) serveConn(conn net.Conn) {
 		t.log.Error("transport: register service", "err", err)
 		return
 	}
-	srv.ServeCodec(&serverCodec{t: t, from: from, conn: conn, rd: rd, wr: wr})
+	sc := &serverCodec{t: t, from: from, conn: conn, rd: rd, wr: wr}
+	t.addServed(sc)
+	defer t.removeServed(sc)
+	srv.ServeCodec(sc)
 }
 
 // service is the net/rpc service "Raft" of one connection: it forwards the

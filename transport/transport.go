@@ -1,12 +1,14 @@
 // Package transport carries Raft's RPCs between servers over TCP.
 //
 // Each server has one TCP: it listens on its own address and serves the
-// RequestVote and AppendEntries RPCs with a Handler (Serve), and gives a
-// Peer for every other server, whose Call satisfies the raft package's
-// Peer interface. Calls to one peer share one connection, dialed on the
-// first call and dialed again, with a growing backoff, when it breaks.
+// RequestVote, AppendEntries and Probe RPCs with a Handler (Serve), and
+// gives a Peer for every other server, whose Call satisfies the raft
+// package's Peer interface. Calls to one peer share one connection, dialed
+// on the first call and dialed again, with a growing backoff, when it
+// breaks.
 // Every call has a deadline, and a slow, dead or partitioned peer delays
-// calls to no other peer.
+// calls to no other peer. MaxCommandBytes tells the raft package how large
+// a command the transport can carry.
 //
 // # Starting servers on ephemeral ports
 //
@@ -27,12 +29,31 @@
 //
 // A connection starts with a handshake in which the dialer names its own
 // server ID and the one it means to reach; the server refuses IDs outside
-// its Config.Peers (handshake.go). Then net/rpc's request and response
-// headers and gob-encoded bodies flow in length-prefixed frames, which let
-// each end refuse a message over Config.MaxMessageBytes without reading it
-// into memory or losing the connection (codec.go). The serving side is
+// its Config.Peers (handshake.go). The from argument of every Handler
+// method is the ID the handshake established for the connection, never
+// one a message claims. The handshake is not authenticated yet: anyone who
+// reaches the port can claim a peer's ID (a later change adds mutual TLS).
+// Then net/rpc's request and response headers and gob-encoded bodies flow
+// in length-prefixed frames, which let each end refuse a message over
+// Config.MaxMessageBytes without reading it into memory or losing the
+// connection (codec.go). The serving side is
 // net/rpc's Server; the calling side is a small client of its own that can
 // give up on a call (client.go says why net/rpc's Client cannot).
+//
+// # Limits on connections
+//
+// A served connection on which no request arrives for Config.IdleTimeout
+// (default 30 s, far above Raft's 100 ms heartbeat) is closed; a caller
+// dials anew instead of reusing a connection it has sent nothing on for
+// half that time. A server serves at most 2 connections per peer ID (a
+// real peer uses one) and closes the oldest beyond that, with a warning;
+// and it holds at most 32 accepted connections in the handshake, each for
+// at most Config.CallTimeout, closing newer ones at once (limits.go).
+//
+// On the calling side, a connection on which 3 calls in a row time out with
+// nothing read meanwhile is dropped and the peer dialed anew: after a
+// silent partition heals, the calls need not wait for TCP to give up on
+// the old connection.
 //
 // # Fault injection
 //
@@ -58,6 +79,7 @@ const (
 	DefaultMaxMessageBytes = 16 << 20
 	DefaultDialBackoffMin  = 50 * time.Millisecond
 	DefaultDialBackoffMax  = 2 * time.Second
+	DefaultIdleTimeout     = 30 * time.Second
 
 	// MaxMessageBytesLimit is the largest MaxMessageBytes accepted.
 	MaxMessageBytesLimit = 1 << 30
@@ -104,6 +126,14 @@ type Config struct {
 	// DialBackoffMax (default 2 s); meanwhile calls to it fail at once.
 	DialBackoffMin time.Duration
 	DialBackoffMax time.Duration
+	// IdleTimeout closes a served connection on which no request arrives
+	// for that long (default 30 s), with a debug log line; it is far above
+	// Raft's heartbeat interval (100 ms), so a leader's connection to a
+	// follower never idles. A request must arrive whole within it, counted
+	// from the end of the one before. A caller does not reuse a connection
+	// it sent nothing on for half of it, but dials anew, so as not to race
+	// the server's close: give every server the same IdleTimeout.
+	IdleTimeout time.Duration
 
 	// Logger receives the transport's log lines (default slog.Default()).
 	Logger *slog.Logger
@@ -121,6 +151,7 @@ type TCP struct {
 	maxMsg      int
 	backoffMin  time.Duration
 	backoffMax  time.Duration
+	idleTimeout time.Duration
 	log         *slog.Logger
 	faults      *Faults
 	clients     map[int]*Peer
@@ -133,6 +164,7 @@ type TCP struct {
 	handler Handler               // set by Serve
 	conns   map[net.Conn]struct{} // every open connection, either way
 	wg      sync.WaitGroup        // every goroutine the TCP started
+	limits  serveLimits           // of the served connections (limits.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -152,10 +184,12 @@ func New(cfg Config) (*TCP, error) {
 		maxMsg:      cmp(cfg.MaxMessageBytes, DefaultMaxMessageBytes),
 		backoffMin:  cmp(cfg.DialBackoffMin, DefaultDialBackoffMin),
 		backoffMax:  cmp(cfg.DialBackoffMax, DefaultDialBackoffMax),
+		idleTimeout: cmp(cfg.IdleTimeout, DefaultIdleTimeout),
 		log:         cfg.Logger,
 		faults:      cfg.Faults,
 		clients:     make(map[int]*Peer, len(cfg.Peers)),
 		conns:       make(map[net.Conn]struct{}),
+		limits:      serveLimits{served: make(map[int][]*serverCodec)},
 	}
 	if t.log == nil {
 		t.log = slog.Default()
@@ -204,6 +238,8 @@ func (cfg *Config) check() error {
 		return fmt.Errorf("negative DialBackoff %v, %v", cfg.DialBackoffMin, cfg.DialBackoffMax)
 	case cfg.DialBackoffMax > 0 && cfg.DialBackoffMin > cfg.DialBackoffMax:
 		return fmt.Errorf("DialBackoffMin %v over DialBackoffMax %v", cfg.DialBackoffMin, cfg.DialBackoffMax)
+	case cfg.IdleTimeout < 0:
+		return fmt.Errorf("negative IdleTimeout %v", cfg.IdleTimeout)
 	}
 	return nil
 }
@@ -222,6 +258,20 @@ func (t *TCP) Addr() net.Addr { return t.ln.Addr() }
 
 // ID returns the server's ID.
 func (t *TCP) ID() int { return t.id }
+
+// commandOverhead is what MaxCommandBytes leaves, out of MaxMessageBytes,
+// for the rest of an AppendEntries request that carries one entry: its
+// other fields, the entry's index, term and type, and gob's lengths and
+// field tags. These take under 150 bytes with every number at its largest
+// (TestMaxCommandBytes measures them); the rest is room for fields added
+// later.
+const commandOverhead = 1 << 10
+
+// MaxCommandBytes returns the largest command that one log entry can carry
+// in an AppendEntries request under Config.MaxMessageBytes: that limit less
+// 1 KiB, or 0 if the limit is under 1 KiB. The raft package checks its own
+// Config.MaxCommandBytes against it.
+func (t *TCP) MaxCommandBytes() int { return max(t.maxMsg-commandOverhead, 0) }
 
 // Peer returns the Peer that reaches server id, the same one on every call.
 // id must be in Config.Peers and not the server's own.
