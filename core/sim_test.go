@@ -172,7 +172,24 @@ type sim struct {
 
 func simulate(seed uint64, steps int, trace bool, logf func(string, ...any)) (s *sim, err error) {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	s = &sim{seed: seed, rng: rng, p: drawParams(rng), oneWay: map[[2]int]bool{}}
+	s, err = newSim(seed, rng, drawParams(rng), trace, logf)
+	if err != nil {
+		return s, err
+	}
+	// Phase 1: chaos.
+	for s.step = 0; s.step < steps; s.step++ {
+		if err := s.act(true); err != nil {
+			return s, fmt.Errorf("step %d: %w", s.step, err)
+		}
+	}
+	// Phase 2: heal everything; a leader must emerge and commit a new
+	// command on every server within a bounded time.
+	return s, s.heal(logf)
+}
+
+// newSim starts a simulation of a cluster as p describes.
+func newSim(seed uint64, rng *rand.Rand, p simParams, trace bool, logf func(string, ...any)) (*sim, error) {
+	s := &sim{seed: seed, rng: rng, p: p, oneWay: map[[2]int]bool{}}
 	s.hist.init()
 	s.group = make([]int, s.p.n)
 	if trace && logf != nil {
@@ -188,15 +205,7 @@ func simulate(seed uint64, steps int, trace bool, logf func(string, ...any)) (s 
 			return s, err
 		}
 	}
-	// Phase 1: chaos.
-	for s.step = 0; s.step < steps; s.step++ {
-		if err := s.act(true); err != nil {
-			return s, fmt.Errorf("step %d: %w", s.step, err)
-		}
-	}
-	// Phase 2: heal everything; a leader must emerge and commit a new
-	// command on every server within a bounded time.
-	return s, s.heal(logf)
+	return s, nil
 }
 
 // heal ends the faults and checks that the cluster makes progress.
