@@ -3,6 +3,8 @@ package kv
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/raftkit/raft/labrpc"
@@ -67,15 +69,19 @@ func (c LabConn) Do(ctx context.Context, op Op) (Result, int, error) {
 	}
 }
 
-// errorFrom turns a server's error text back into its error value.
+// errorFrom turns a server's error text back into its error value (one
+// that wraps it, if the text says more).
 func errorFrom(s string) error {
-	for _, e := range []error{ErrWrongLeader, ErrLeadershipLost, ErrStopped, ErrStale} {
+	if s == "" {
+		return nil
+	}
+	for _, e := range []error{ErrWrongLeader, ErrLeadershipLost, ErrStopped, ErrStale, ErrConflict, ErrClientExpired, ErrTooLarge, ErrOverloaded} {
 		if s == e.Error() {
 			return e
 		}
-	}
-	if s == "" {
-		return nil
+		if rest, ok := strings.CutPrefix(s, e.Error()+": "); ok {
+			return fmt.Errorf("%w: %s", e, rest)
+		}
 	}
 	return errors.New(s)
 }

@@ -61,18 +61,18 @@ func TestRegressionClerkNotDone(t *testing.T) {
 type fakeRaft struct {
 	mu      sync.Mutex
 	base    int // entries before the log
-	log     []interface{}
-	started chan struct{} // closed at the first Start
+	log     []any
+	started chan struct{} // closed at the first Propose
 }
 
-func (f *fakeRaft) Start(cmd interface{}) (int, int, bool) {
+func (f *fakeRaft) Propose(cmd any) (int, int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.log = append(f.log, cmd)
 	if len(f.log) == 1 {
 		close(f.started)
 	}
-	return f.base + len(f.log), 1, true
+	return f.base + len(f.log), 1, nil
 }
 
 func (f *fakeRaft) GetState() (int, bool) { return 1, true }
@@ -131,12 +131,11 @@ func TestRegressionStoppedAfterStart(t *testing.T) {
 	applyCh <- raft.ApplyMsg{CommandValid: true, Command: rf.log[0], CommandIndex: 2}
 	rf.mu.Unlock()
 	a := <-got
-	if a.err != nil {
-		t.Fatalf("get at the replica: %v", a.err)
+	if want := (kv.Result{Value: "v", Found: true}); a.err != nil || a.res != want {
+		t.Fatalf("get at the replica that applied the put: %+v, %v; want %+v", a.res, a.err, want)
 	}
-	res := a.res
 	if errors.Is(err, kv.ErrNotDone) {
-		t.Fatalf("put: %v, though its entry was in the log and, once committed, gives k = %q", err, res.Value)
+		t.Fatalf("put: %v, though its entry was in the log and, once committed, gives k = %q", err, a.res.Value)
 	}
 }
 
