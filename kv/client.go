@@ -33,6 +33,7 @@ type Clerk struct {
 	servers []Conn
 	id      int64
 	seq     int64
+	known   bool // a request under id was answered: the servers know the client
 	leader  int
 	unknown *Op // the last request, if it ended with ErrUnknown
 
@@ -45,7 +46,8 @@ func NewClerk(servers []Conn) *Clerk {
 	return &Clerk{servers: servers, id: randomClientID(), MaxBackoff: 100 * time.Millisecond}
 }
 
-// ID returns the client's ID, which tags its requests.
+// ID returns the client's ID, which tags its requests. It changes when
+// the servers may not know the client (see Do).
 func (c *Clerk) ID() int64 { return c.id }
 
 // Get returns the value of key and whether it exists.
@@ -76,10 +78,19 @@ func (c *Clerk) Delete(ctx context.Context, key string) error {
 // or ctx ends. The error is then ErrNotDone or ErrUnknown, wrapping ctx's,
 // or, for a request the servers refuse for what it is (ErrStale,
 // ErrConflict, ErrTooLarge, a bad request over HTTP), ErrNotDone or
-// ErrUnknown wrapping that refusal. If the servers no longer know the
-// client (ErrClientExpired) before the request can have taken effect, the
-// Clerk takes a new client ID and sends the request again as its first.
+// ErrUnknown wrapping that refusal.
+//
+// The servers learn a client from its first applied request, which must
+// have Seq 1, and refuse an unknown client's higher Seq (ErrClientExpired).
+// So until a request under its ID has been answered, the Clerk sends each
+// new request under a new ID, with Seq 1; and if the servers have forgotten
+// the client before the request can have taken effect, it takes a new ID
+// and sends the request again as its first.
 func (c *Clerk) Do(ctx context.Context, op Op) (Result, error) {
+	if !c.known && c.seq > 0 {
+		// The last request was not answered: it may never be applied.
+		c.id, c.seq = randomClientID(), 0
+	}
 	c.seq++
 	op.ClientID, op.Seq = c.id, c.seq
 	c.unknown = nil
@@ -118,11 +129,14 @@ func (c *Clerk) run(ctx context.Context, op Op, maybe bool) (res Result, err err
 			res, hint, err := c.servers[c.leader].Do(ctx, op)
 			switch {
 			case err == nil:
+				if op.ClientID == c.id {
+					c.known = true
+				}
 				return res, nil
 			case errors.Is(err, ErrClientExpired) && !maybe:
 				// Not applied, and no earlier try can have been: start
 				// over as a new client.
-				c.id, c.seq = randomClientID(), 1
+				c.id, c.seq, c.known = randomClientID(), 1, false
 				op.ClientID, op.Seq = c.id, c.seq
 				continue
 			case Refused(err):

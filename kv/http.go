@@ -45,9 +45,9 @@ package kv
 //	408 body_timeout    the body did not arrive within BodyTimeout
 //	409 stale           the client already had a later request applied; not applied
 //	409 seq_reused      the client's seq was used for another request; not applied
-//	409 client_expired  the store does not know the client (expired, or its first seq was
-//	                    not 1) and seq is above 1; not applied: start over with a new
-//	                    client ID and seq 1
+//	409 client_expired  the store does not know the client (expired, or no request of it
+//	                    with seq 1 applied) and seq is above 1; not applied: start over
+//	                    with a new client ID and seq 1
 //	413 too_large       a value over MaxValueBytes, a body over MaxBodyBytes, or an
 //	                    operation over the Raft log's command limit
 //	414 key_too_long    a key over MaxKeyBytes
@@ -310,7 +310,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				"a retry must repeat the same request, and a new request takes the next seq", op.Seq, op.ClientID))
 	case errors.Is(err, ErrClientExpired):
 		writeError(w, http.StatusConflict, CodeClientExpired, fmt.Sprintf(
-			"client %d is unknown to the store (it was idle too long and expired, or its first request did not use seq 1), so seq %d was not applied: "+
+			"client %d is unknown to the store (it was idle too long and expired, or no request of it with seq 1 was applied), so seq %d was not applied: "+
 				"start again with a new client ID and seq 1", op.ClientID, op.Seq))
 	case errors.Is(err, ErrTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, err.Error()+"; the request did not take effect")
@@ -791,9 +791,11 @@ func (c *HTTPConn) Do(ctx context.Context, op Op) (Result, int, error) {
 	if client == nil {
 		client = defaultHTTPClient
 	}
-	if !utf8.ValidString(op.Key) || !utf8.ValidString(op.Value) {
-		// JSON would replace the bytes that are not UTF-8.
-		return Result{}, -1, fmt.Errorf("%w (key at byte %d, value at byte %d; -1: valid)", ErrNotText, invalidUTF8At(op.Key), invalidUTF8At(op.Value))
+	// JSON would replace the bytes that are not UTF-8.
+	for _, f := range []struct{ what, s string }{{"key", op.Key}, {"value", op.Value}} {
+		if i := invalidUTF8At(f.s); i >= 0 {
+			return Result{}, -1, fmt.Errorf("%w: the %s, at byte %d (the HTTP API carries text only: encode binary data, as base64 say, first); not sent", ErrNotText, f.what, i)
+		}
 	}
 	u := baseURL(c.Addr) + "/kv/" + url.PathEscape(op.Key)
 	var method string

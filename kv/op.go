@@ -14,7 +14,10 @@
 //   - the first request of a client ID has Seq 1, and each new request
 //     takes the next one (Seq increases by one);
 //   - a retry reuses the Seq of the request it retries, with the same
-//     request (same kind, key and value).
+//     request (same kind, key and value);
+//   - the store learns a client from its first applied request, so until
+//     one has been answered, the client retries its request with Seq 1 or
+//     starts over with a new client ID (Clerk does the latter).
 //
 // A Seq reused for another request is refused with ErrConflict; a Seq
 // below the client's latest applied one with ErrStale. Neither takes
@@ -94,10 +97,10 @@ var (
 	// takes the next sequence number.
 	ErrConflict = errors.New("kv: sequence number already used for another request of this client")
 	// ErrClientExpired: the store does not know the client (it expired
-	// or was evicted, or its first request did not have Seq 1), so a
+	// or was evicted, or no request of it with Seq 1 was applied), so a
 	// request with Seq above 1 was not executed. Start again with a new
 	// client ID and Seq 1.
-	ErrClientExpired = errors.New("kv: client ID unknown to the store (expired, or its first request did not use seq 1)")
+	ErrClientExpired = errors.New("kv: client ID unknown to the store (expired, or no request of it with seq 1 applied)")
 	// ErrTooLarge: the request is over the size the Raft log takes for
 	// one command; it was not started.
 	ErrTooLarge = errors.New("kv: request too large for the log")

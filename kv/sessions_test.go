@@ -328,3 +328,58 @@ func (d directConn) Do(ctx context.Context, op Op) (Result, int, error) {
 	res, err := d.s.Do(ctx, op)
 	return res, -1, err
 }
+
+// lossyConn passes requests to a Conn, but loses every try of the first
+// request before it is sent, and the answer to the first try of the
+// second after it took effect.
+type lossyConn struct {
+	inner Conn
+	seen  []Op // the requests, in order
+	tries int  // of the latest
+}
+
+func (l *lossyConn) Do(ctx context.Context, op Op) (Result, int, error) {
+	if len(l.seen) == 0 || l.seen[len(l.seen)-1] != op {
+		l.seen, l.tries = append(l.seen, op), 0
+	}
+	l.tries++
+	switch {
+	case len(l.seen) == 1:
+		return Result{}, -1, errLost
+	case len(l.seen) == 2 && l.tries == 1:
+		l.inner.Do(ctx, op)
+		return Result{}, -1, errLost
+	}
+	return l.inner.Do(ctx, op)
+}
+
+// TestClerkNewIDUntilAnswered: a Clerk whose first request was never
+// answered (nor applied) does not send its next one as Seq 2 of a client
+// the servers never learnt, which they would refuse (ErrClientExpired);
+// it starts over under a new ID, so that request gets its answer even
+// when an earlier try of it was lost.
+func TestClerkNewIDUntilAnswered(t *testing.T) {
+	f := newFakeLog(t, true)
+	s := NewServer(f, f.applyCh)
+	defer s.Stop()
+	ck := NewClerk([]Conn{&lossyConn{inner: directConn{s}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	err := ck.Put(ctx, "a", "1")
+	cancel()
+	if !errors.Is(err, ErrUnknown) {
+		t.Fatalf("first put, lost: %v; want ErrUnknown", err)
+	}
+	first := ck.ID()
+	if err := ck.Put(context.Background(), "b", "2"); err != nil {
+		t.Fatalf("second put, its first answer lost: %v", err)
+	}
+	if ck.ID() == first {
+		t.Fatalf("the Clerk kept client ID %d, under which nothing was answered", first)
+	}
+	if err := ck.Put(context.Background(), "c", "3"); err != nil {
+		t.Fatalf("third put: %v", err)
+	}
+	if id := ck.ID(); f.entry(f.len()).ClientID != id || f.entry(f.len()).Seq != 2 {
+		t.Fatalf("third put went as %+v; want seq 2 of client %d, known by then", f.entry(f.len()), id)
+	}
+}
