@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftkit/raft"
@@ -69,10 +70,11 @@ type outcome struct {
 	err error
 }
 
-// leaderLocalGet, set by tests only, makes Do answer a Get from the local
-// map when this server thinks it leads, without going through the log:
-// the stale-read bug that TestStaleReadFromDeposedLeader must catch.
-var leaderLocalGet bool
+// leaderLocalGet, set by tests only (SetLeaderLocalGet in export_test.go),
+// makes Do answer a Get from the local map when this server thinks it
+// leads, without going through the log: the stale-read bug that
+// TestStaleReadFromDeposedLeader must catch.
+var leaderLocalGet atomic.Bool
 
 // NewServer returns a server with the default options applying what
 // arrives on applyCh to an empty store; it stops when applyCh is closed or
@@ -122,7 +124,7 @@ func (s *Server) Stop() {
 // identity contract (see the package documentation). ctx bounds the wait.
 // A request with Seq 0 gets a random client ID of its own here.
 func (s *Server) Do(ctx context.Context, op Op) (Result, error) {
-	if leaderLocalGet && op.Kind == Get {
+	if leaderLocalGet.Load() && op.Kind == Get {
 		if _, isLeader := s.rf.GetState(); isLeader {
 			s.mu.Lock()
 			v, ok := s.data[op.Key]
