@@ -14,7 +14,7 @@ import (
 
 // ErrNotText refuses a key or value that is not valid UTF-8, which the
 // HTTP API cannot carry unaltered.
-var ErrNotText = errors.New("kv: not valid UTF-8: the HTTP API carries text only; encode binary data (as base64, say) first")
+var ErrNotText = errors.New("kv: not valid UTF-8")
 
 // invalidUTF8At returns the offset of the first byte of s that is not
 // part of valid UTF-8, or -1.
