@@ -17,6 +17,11 @@ const (
 // by the applied entries alone (their order, their Op.Time stamps and the
 // two bounds), so that every replica holds the same table at the same log
 // position.
+//
+// Entries from before requests were stamped (Time 0) are applied by the
+// rules of then, so that a log written then replays to the same store: an
+// unknown client's Seq above 1 is executed, and no client is evicted for
+// them (the next stamped entry brings the table back within its bound).
 type sessions struct {
 	ttl int64 // nanoseconds of inactivity after which a client is forgotten
 	max int   // the most clients kept
@@ -53,7 +58,7 @@ func (t *sessions) check(op Op) (out outcome, known bool) {
 	}
 	e, ok := t.byID[op.ClientID]
 	if !ok {
-		if op.Seq > 1 {
+		if op.Seq > 1 && op.Time != 0 {
 			return outcome{err: ErrClientExpired}, true
 		}
 		return outcome{}, false
@@ -100,7 +105,7 @@ func (t *sessions) record(op Op, res Result) {
 		return
 	}
 	t.byID[op.ClientID] = t.lru.PushBack(s)
-	for len(t.byID) > t.max {
+	for len(t.byID) > t.max && op.Time != 0 {
 		t.remove(t.lru.Front())
 	}
 }

@@ -383,3 +383,37 @@ func TestClerkNewIDUntilAnswered(t *testing.T) {
 		t.Fatalf("third put went as %+v; want seq 2 of client %d, known by then", f.entry(f.len()), id)
 	}
 }
+
+// TestSessionsLegacyEntries: entries from before requests were stamped
+// (Time 0) replay as they were applied then: a client's first applied
+// request may have any Seq, and no client is evicted, so a late duplicate
+// is still recognised; the first stamped entry brings the table back
+// within its bound.
+func TestSessionsLegacyEntries(t *testing.T) {
+	ch := make(chan raft.ApplyMsg)
+	s := NewServerWithOptions(&fakeLog{}, ch, ServerOptions{MaxClients: 10})
+	defer s.Stop()
+	ops := []Op{{Kind: Append, Key: "k", Value: "a", ClientID: 3, Seq: 2}}
+	for c := int64(100); c < 120; c++ {
+		ops = append(ops, Op{Kind: Put, Key: "p", Value: "v", ClientID: c, Seq: 1})
+	}
+	ops = append(ops, ops[0]) // a retry, in the log twice
+	for i, op := range ops {
+		ch <- raft.ApplyMsg{CommandValid: true, Command: op, CommandIndex: i + 1}
+	}
+	waitFor(t, "the legacy entries applied", func() bool { return s.Applied() == len(ops) })
+	if _, n := s.snapshot(); n != 21 {
+		t.Fatalf("%d clients after legacy entries; want all 21", n)
+	}
+	s.mu.Lock()
+	k := s.data["k"]
+	s.mu.Unlock()
+	if k != "a" {
+		t.Fatalf("k = %q; want %q: the first legacy request applied once", k, "a")
+	}
+	ch <- raft.ApplyMsg{CommandValid: true, Command: Op{Kind: Put, Key: "q", Value: "v", ClientID: 200, Seq: 1, Time: 1}, CommandIndex: len(ops) + 1}
+	waitFor(t, "the stamped entry applied", func() bool { return s.Applied() == len(ops)+1 })
+	if _, n := s.snapshot(); n != 10 {
+		t.Fatalf("%d clients after a stamped entry; want the bound, 10", n)
+	}
+}
