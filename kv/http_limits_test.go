@@ -107,7 +107,7 @@ func TestHTTPSlowBodyCutOff(t *testing.T) {
 		})
 	}
 	for i := range 5 {
-		if code, _, m := htDo(t, "PUT", c.urls[l]+fmt.Sprintf("/kv/fast%d", i), `{"value":"ok"}`, nil); code != 200 {
+		if code, _, m := htDoSettled(t, "PUT", c.urls[l]+fmt.Sprintf("/kv/fast%d", i), `{"value":"ok"}`, nil); code != 200 {
 			t.Fatalf("PUT while %d clients trickle their bodies: %d %v", slow, code, m)
 		}
 	}
@@ -122,7 +122,7 @@ func TestHTTPSlowBodyCutOff(t *testing.T) {
 			t.Fatalf("slow client %d: the connection stays open after the 408 (read %d bytes)", i, n)
 		}
 	}
-	if code, _, m := htDo(t, "GET", c.urls[l]+"/kv/slow0", "", nil); code != 404 {
+	if code, _, m := htDoSettled(t, "GET", c.urls[l]+"/kv/slow0", "", nil); code != 404 {
 		t.Fatalf("GET slow0: %d %v; want 404: a request cut off took effect", code, m)
 	}
 	c.mustGet(c.urls[l], "fast4", "ok")
@@ -149,7 +149,7 @@ func TestHTTPContentLengthOverLimit(t *testing.T) {
 	if code, err := readStatus(conn, 10*time.Second); code != 413 {
 		t.Fatalf("PUT of 100 MB, headers only: status %d (%v); want 413 at once", code, err)
 	}
-	if code, _, m := htDo(t, "GET", c.urls[l]+"/kv/big", "", nil); code != 404 {
+	if code, _, m := htDoSettled(t, "GET", c.urls[l]+"/kv/big", "", nil); code != 404 {
 		t.Fatalf("GET big: %d %v; want 404", code, m)
 	}
 }

@@ -184,6 +184,19 @@ func htDo(t *testing.T, method, url, body string, hdr map[string]string) (int, h
 	return resp.StatusCode, resp.Header, m
 }
 
+// htDoSettled is htDo, again while the answer is 503 (no leader yet, or
+// leadership changing), up to 10 s: for requests that a retry cannot make
+// take effect twice (reads, refusals, requests with a client identity).
+func htDoSettled(t *testing.T, method, url, body string, hdr map[string]string) (int, http.Header, map[string]any) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		code, h, m := htDo(t, method, url, body, hdr)
+		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			return code, h, m
+		}
+	}
+}
+
 // mustGet checks that key has value want, asking replica u (again while
 // it answers 503: a replica may not know the new leader yet).
 func (c *htCluster) mustGet(u, key, want string) {
@@ -541,11 +554,11 @@ func TestHTTPStaleAndAnonymous(t *testing.T) {
 	c := newHTCluster(t, HTTPOptions{})
 	u := c.urls[c.leader()]
 	for seq, v := range []string{"first", "new"} {
-		if code, _, m := htDo(t, "PUT", u+"/kv/s", fmt.Sprintf(`{"value":%q,"clientId":7,"seq":%d}`, v, seq+1), nil); code != 200 {
+		if code, _, m := htDoSettled(t, "PUT", u+"/kv/s", fmt.Sprintf(`{"value":%q,"clientId":7,"seq":%d}`, v, seq+1), nil); code != 200 {
 			t.Fatalf("PUT seq %d: %d %v", seq+1, code, m)
 		}
 	}
-	if code, _, m := htDo(t, "PUT", u+"/kv/s", `{"value":"old","clientId":7,"seq":1}`, nil); code != 409 || m["code"] != "stale" {
+	if code, _, m := htDoSettled(t, "PUT", u+"/kv/s", `{"value":"old","clientId":7,"seq":1}`, nil); code != 409 || m["code"] != "stale" {
 		t.Fatalf("PUT seq 1 after seq 2: %d %v; want 409 stale", code, m)
 	}
 	c.mustGet(u, "s", "new")
@@ -564,7 +577,7 @@ func TestHTTPSeqReused(t *testing.T) {
 	c := newHTCluster(t, HTTPOptions{})
 	l := c.leader()
 	f := c.followers(l)[0]
-	if code, _, m := htDo(t, "PUT", c.urls[l]+"/kv/dupA", `{"value":"a","clientId":9,"seq":1}`, nil); code != 200 {
+	if code, _, m := htDoSettled(t, "PUT", c.urls[l]+"/kv/dupA", `{"value":"a","clientId":9,"seq":1}`, nil); code != 200 {
 		t.Fatalf("PUT dupA: %d %v", code, m)
 	}
 	for _, id := range []int{l, f} {
@@ -574,19 +587,19 @@ func TestHTTPSeqReused(t *testing.T) {
 			{"POST", "/kv/dupA/append", `{"value":"a","clientId":9,"seq":1}`}, // another kind
 			{"DELETE", "/kv/dupA", `{"clientId":9,"seq":1}`},
 		} {
-			code, _, m := htDo(t, tc.method, c.urls[id]+tc.path, tc.body, nil)
+			code, _, m := htDoSettled(t, tc.method, c.urls[id]+tc.path, tc.body, nil)
 			msg, _ := m["error"].(string)
 			if code != 409 || m["code"] != CodeSeqReused || !strings.Contains(msg, "seq 1 of client 9 was already used for another request") {
 				t.Fatalf("%s %s %s at %d: %d %v; want 409 seq_reused saying the seq was used for another request", tc.method, tc.path, tc.body, id, code, m)
 			}
 		}
 		// The retry of the request itself.
-		code, _, m := htDo(t, "PUT", c.urls[id]+"/kv/dupA", `{"value":"a","clientId":9,"seq":1}`, nil)
+		code, _, m := htDoSettled(t, "PUT", c.urls[id]+"/kv/dupA", `{"value":"a","clientId":9,"seq":1}`, nil)
 		if code != 200 || m["previous"] != "" || m["found"] != false {
 			t.Fatalf("retry of PUT dupA at %d: %d %v; want the first answer", id, code, m)
 		}
 	}
-	if code, _, m := htDo(t, "GET", c.urls[l]+"/kv/dupB", "", nil); code != 404 {
+	if code, _, m := htDoSettled(t, "GET", c.urls[l]+"/kv/dupB", "", nil); code != 404 {
 		t.Fatalf("GET dupB: %d %v; want 404: the request under a reused seq took effect", code, m)
 	}
 	c.mustGet(c.urls[f], "dupA", "a")

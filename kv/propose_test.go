@@ -118,17 +118,17 @@ func TestCommandTooLarge(t *testing.T) {
 	l := c.leader()
 	for _, id := range []int{l, c.followers(l)[0]} {
 		body := fmt.Sprintf(`{"value":%q}`, strings.Repeat("v", 5000))
-		code, _, m := htDo(t, "PUT", c.urls[id]+"/kv/big", body, nil)
+		code, _, m := htDoSettled(t, "PUT", c.urls[id]+"/kv/big", body, nil)
 		msg, _ := m["error"].(string)
 		if code != 413 || m["code"] != CodeTooLarge || !strings.Contains(msg, "too large for the log") {
 			t.Fatalf("PUT of an operation over the log's limit at %d: %d %v; want 413 too_large saying so", id, code, m)
 		}
 	}
-	if _, err := c.nodes[l].kv.Do(context.Background(), Op{Kind: Put, Key: "big", Value: strings.Repeat("v", 5000)}); !errors.Is(err, ErrTooLarge) {
+	if _, err := c.doAtLeader(Op{Kind: Put, Key: "big", Value: strings.Repeat("v", 5000)}); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("Do of an operation over the log's limit: %v; want ErrTooLarge", err)
 	}
 	c.mustGet(c.urls[l], "_probe", "x")
-	if code, _, m := htDo(t, "GET", c.urls[l]+"/kv/big", "", nil); code != 404 {
+	if code, _, m := htDoSettled(t, "GET", c.urls[l]+"/kv/big", "", nil); code != 404 {
 		t.Fatalf("GET big: %d %v; want 404: a refused put took effect", code, m)
 	}
 }

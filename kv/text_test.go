@@ -73,7 +73,7 @@ func TestHTTPRefusesNonUTF8(t *testing.T) {
 		}
 	}
 	for _, key := range []string{"v1", "v2"} {
-		if code, _, m := htDo(t, "GET", u+"/kv/"+key, "", nil); code != 404 {
+		if code, _, m := htDoSettled(t, "GET", u+"/kv/"+key, "", nil); code != 404 {
 			t.Errorf("GET %s: %d %v; want 404: a refused request took effect", key, code, m)
 		}
 	}
@@ -84,7 +84,7 @@ func TestHTTPRefusesNonUTF8(t *testing.T) {
 		"fffd":    "{\"value\":\"\uFFFD\"}",
 		"slashed": `{"value":"\\ud800"}`,
 	} {
-		if code, _, m := htDo(t, "PUT", u+"/kv/"+key, body, nil); code != 200 {
+		if code, _, m := htDoSettled(t, "PUT", u+"/kv/"+key, body, nil); code != 200 {
 			t.Fatalf("PUT %s %s: %d %v", key, body, code, m)
 		}
 	}
@@ -100,7 +100,7 @@ func TestHTTPRefusesNonUTF8(t *testing.T) {
 			t.Errorf("HTTPConn %s %q=%q: %v; want ErrNotText, a refusal", op.Kind, op.Key, op.Value, err)
 		}
 	}
-	if code, _, m := htDo(t, "GET", u+"/kv/k", "", nil); code != 404 {
+	if code, _, m := htDoSettled(t, "GET", u+"/kv/k", "", nil); code != 404 {
 		t.Errorf("GET k: %d %v; want 404", code, m)
 	}
 }
