@@ -58,14 +58,22 @@ func (c LabConn) Do(ctx context.Context, op Op) (Result, int, error) {
 		ok := c.End.Call("RPCService.Do", &OpArgs{Op: op}, &reply)
 		ch <- answer{reply, ok}
 	}()
-	select {
-	case a := <-ch:
+	from := func(a answer) (Result, int, error) {
 		if !a.ok {
 			return Result{}, -1, errLost
 		}
 		return a.reply.Res, -1, errorFrom(a.reply.Err)
+	}
+	select {
+	case a := <-ch:
+		return from(a)
 	case <-ctx.Done():
-		return Result{}, -1, ctx.Err()
+		select {
+		case a := <-ch: // the answer came as well: take it
+			return from(a)
+		default:
+			return Result{}, -1, ctx.Err()
+		}
 	}
 }
 
