@@ -18,19 +18,40 @@ package kv
 //
 // A request may carry a client identity, for exactly-once: the body fields
 // "clientId" and "seq" (numbers) or the headers X-Client-ID and X-Seq. A
-// retry of a request with the same identity takes effect once. Without
-// one, the request is an operation of its own, under a fresh random client
-// ID.
+// retry of a request with the same identity takes effect once. The
+// contract (see the package documentation): one client ID per client, one
+// request at a time, seq 1 for its first request and one more for each new
+// request, and a retry repeats the same request with the same seq. Without
+// an identity, the request is an operation of its own.
+//
+// Keys and values are text: a key (after unescaping the path) or a body
+// that is not valid UTF-8, or a JSON string with an unpaired UTF-16
+// surrogate escape, is refused with 400 rather than altered; encode binary
+// data (as base64, say) before storing it.
+//
+// Limits: a body is refused with 413 from its Content-Length alone when
+// that is over MaxBodyBytes, without reading it; a body that does not
+// arrive within BodyTimeout gets 408 and the connection is closed; beyond
+// MaxInFlight requests in progress, a request gets 503 overloaded at once,
+// its body unread.
 //
 // Errors are {"error": text, "code": code, ...}:
 //
-//	400 bad_request     empty key, malformed JSON, missing or unexpected "value", bad identity
+//	400 bad_request     empty key, malformed JSON, missing or unexpected "value", bad identity,
+//	                    key or value not valid UTF-8
 //	404 not_found       GET of a missing key (with "key")
 //	404 no_route        unknown path
 //	405 bad_method      wrong method for the path; the Allow header lists the right ones
-//	413 too_large       a value over MaxValueBytes, or a body over MaxBodyBytes
+//	408 body_timeout    the body did not arrive within BodyTimeout
+//	409 stale           the client already had a later request applied; not applied
+//	409 seq_reused      the client's seq was used for another request; not applied
+//	409 client_expired  the store does not know the client (expired, or no request of it
+//	                    with seq 1 applied) and seq is above 1; not applied: start over
+//	                    with a new client ID and seq 1
+//	413 too_large       a value over MaxValueBytes, a body over MaxBodyBytes, or an
+//	                    operation over the Raft log's command limit
 //	414 key_too_long    a key over MaxKeyBytes
-//	503 no_leader, not_leader, leader_unreachable, stopped:
+//	503 no_leader, not_leader, leader_unreachable, stopped, overloaded:
 //	                    the request did not take effect; retry (Retry-After header,
 //	                    "retryAfterMs", and "leader"/"leaderHTTP" if known)
 //	503 leadership_lost, timeout, forward_failed:
@@ -45,8 +66,6 @@ package kv
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,9 +75,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/raftkit/raft"
 	"github.com/raftkit/raft/core"
@@ -78,6 +99,8 @@ const (
 	DefaultMaxKeyBytes   = 4 << 10
 	DefaultHTTPWait      = 2 * time.Second
 	DefaultRetryAfter    = 250 * time.Millisecond
+	DefaultBodyTimeout   = 10 * time.Second
+	DefaultMaxInFlight   = 128
 )
 
 // HTTPOptions tunes NewHTTPHandler; the zero value means the defaults.
@@ -90,6 +113,15 @@ type HTTPOptions struct {
 	// room for a value of MaxValueBytes however JSON escapes it): 413
 	// beyond.
 	MaxBodyBytes int64
+	// BodyTimeout bounds how long a request's body may take to arrive
+	// once its headers are in (default 10 s): 408 beyond, and the
+	// connection is closed.
+	BodyTimeout time.Duration
+	// MaxInFlight bounds the requests this replica serves at once,
+	// forwarded ones included (default 128): beyond it, 503 overloaded at
+	// once, without reading the body. Bodies in memory take at most
+	// MaxInFlight * MaxBodyBytes.
+	MaxInFlight int
 	// Wait bounds how long a request waits for its operation to be
 	// applied (default 2 s): 503 timeout beyond.
 	Wait time.Duration
@@ -153,6 +185,10 @@ const (
 	CodeNotFound          = "not_found"
 	CodeNoRoute           = "no_route"
 	CodeBadMethod         = "bad_method"
+	CodeBodyTimeout       = "body_timeout"
+	CodeStale             = "stale"
+	CodeSeqReused         = "seq_reused"
+	CodeClientExpired     = "client_expired"
 	CodeTooLarge          = "too_large"
 	CodeKeyTooLong        = "key_too_long"
 	CodeNoLeader          = "no_leader"
@@ -162,6 +198,7 @@ const (
 	CodeTimeout           = "timeout"
 	CodeStopped           = "stopped"
 	CodeForwardFailed     = "forward_failed"
+	CodeOverloaded        = "overloaded"
 	CodeInternal          = "internal"
 )
 
@@ -172,6 +209,7 @@ type httpHandler struct {
 	addrs map[int]string
 	opts  HTTPOptions
 	log   *slog.Logger
+	slots chan struct{} // one token per request in progress
 }
 
 // NewHTTPHandler returns the HTTP API of replica self, whose store is s and
@@ -191,6 +229,12 @@ func NewHTTPHandler(s *Server, rf StatusProvider, self int, httpAddrs map[int]st
 	if opts.Wait <= 0 {
 		opts.Wait = DefaultHTTPWait
 	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = DefaultBodyTimeout
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = DefaultMaxInFlight
+	}
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = DefaultRetryAfter
 	}
@@ -204,7 +248,7 @@ func NewHTTPHandler(s *Server, rf StatusProvider, self int, httpAddrs map[int]st
 	for id, a := range httpAddrs {
 		addrs[id] = a
 	}
-	return &httpHandler{s: s, rf: rf, self: self, addrs: addrs, opts: opts, log: opts.Logger}
+	return &httpHandler{s: s, rf: rf, self: self, addrs: addrs, opts: opts, log: opts.Logger, slots: make(chan struct{}, opts.MaxInFlight)}
 }
 
 func newHTTPTransport() *http.Transport {
@@ -222,6 +266,15 @@ type route struct {
 
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(HeaderServedBy, strconv.Itoa(h.self))
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	default:
+		h.refuseBody(w, r)
+		h.retryLater(w, http.StatusServiceUnavailable, CodeOverloaded,
+			fmt.Sprintf("replica %d has %d requests in progress, its limit; the request did not take effect", h.self, h.opts.MaxInFlight), false)
+		return
+	}
 	rt, ok := h.route(w, r)
 	if !ok {
 		return
@@ -249,7 +302,18 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.retryLater(w, http.StatusServiceUnavailable, CodeTimeout,
 			fmt.Sprintf("request not applied within %v: outcome unknown, the request may or may not take effect", h.opts.Wait), true)
 	case errors.Is(err, ErrStale):
-		writeJSON(w, http.StatusConflict, httpReply{Error: err.Error() + "; it was not applied", Code: "stale"})
+		writeError(w, http.StatusConflict, CodeStale, fmt.Sprintf(
+			"seq %d of client %d: the client already had a later request applied; this one was not applied", op.Seq, op.ClientID))
+	case errors.Is(err, ErrConflict):
+		writeError(w, http.StatusConflict, CodeSeqReused, fmt.Sprintf(
+			"seq %d of client %d was already used for another request (another operation, key or value); this one was not applied: "+
+				"a retry must repeat the same request, and a new request takes the next seq", op.Seq, op.ClientID))
+	case errors.Is(err, ErrClientExpired):
+		writeError(w, http.StatusConflict, CodeClientExpired, fmt.Sprintf(
+			"client %d is unknown to the store (it was idle too long and expired, or no request of it with seq 1 was applied), so seq %d was not applied: "+
+				"start again with a new client ID and seq 1", op.ClientID, op.Seq))
+	case errors.Is(err, ErrTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, err.Error()+"; the request did not take effect")
 	case errors.Is(err, ErrStopped):
 		// Do answers ErrLeadershipLost for a request it had started.
 		h.retryLater(w, http.StatusServiceUnavailable, CodeStopped,
@@ -301,6 +365,11 @@ func (h *httpHandler) route(w http.ResponseWriter, r *http.Request) (route, bool
 		case key == "":
 			writeError(w, http.StatusBadRequest, CodeBadRequest, "empty key: use /kv/{key}")
 			return route{}, false
+		case !utf8.ValidString(key):
+			writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf(
+				"key is not valid UTF-8 (byte %d): keys are text; percent-encode the key's UTF-8 bytes, and encode a binary key (as hex or base64, say) first",
+				invalidUTF8At(key)))
+			return route{}, false
 		case len(key) > h.opts.MaxKeyBytes:
 			writeError(w, http.StatusRequestURITooLong, CodeKeyTooLong,
 				fmt.Sprintf("key of %d bytes is over the limit of %d", len(key), h.opts.MaxKeyBytes))
@@ -325,15 +394,13 @@ func badMethod(w http.ResponseWriter, r *http.Request, allow string) {
 func (h *httpHandler) parseOp(w http.ResponseWriter, r *http.Request, rt route) (Op, bool) {
 	op := Op{Kind: rt.kind, Key: rt.key}
 	var body httpRequest
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge,
-				fmt.Sprintf("request body over the limit of %d bytes", tooBig.Limit))
-		} else {
-			writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("reading the body: %v", err))
-		}
+	data, ok := h.readBody(w, r)
+	if !ok {
+		return op, false
+	}
+	if err := checkJSONText(data); err != nil {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf(
+			"body: %v; decoding would replace it with U+FFFD, so it is refused: values are text, encode binary data (as base64, say) first", err))
 		return op, false
 	}
 	if len(bytes.TrimSpace(data)) > 0 {
@@ -389,7 +456,7 @@ func (h *httpHandler) parseOp(w http.ResponseWriter, r *http.Request, rt route) 
 	}
 	switch {
 	case id == nil && seq == nil:
-		op.ClientID, op.Seq = randomClientID(), 0 // not deduplicated: no table entry
+		// Not deduplicated: Seq 0, no table entry.
 	case id == nil || seq == nil:
 		writeError(w, http.StatusBadRequest, CodeBadRequest,
 			fmt.Sprintf("a client identity needs both clientId and seq (or headers %s and %s)", HeaderClientID, HeaderSeq))
@@ -403,14 +470,62 @@ func (h *httpHandler) parseOp(w http.ResponseWriter, r *http.Request, rt route) 
 	return op, true
 }
 
-// randomClientID returns a random positive ID.
-func randomClientID() int64 {
-	var b [8]byte
-	for {
-		rand.Read(b[:])
-		if id := int64(binary.LittleEndian.Uint64(b[:]) >> 1); id != 0 {
-			return id
-		}
+// readBody reads the request's body, within the limits: MaxBodyBytes
+// (refused from the Content-Length, before reading, when it says more) and
+// BodyTimeout. It answers the request itself when it fails.
+func (h *httpHandler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if r.ContentLength > h.opts.MaxBodyBytes {
+		h.refuseBody(w, r)
+		writeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge,
+			fmt.Sprintf("request body of %d bytes (Content-Length) is over the limit of %d", r.ContentLength, h.opts.MaxBodyBytes))
+		return nil, false
+	}
+	if r.ContentLength == 0 {
+		return nil, true
+	}
+	rc := http.NewResponseController(w)
+	h.setReadDeadline(rc, time.Now().Add(h.opts.BodyTimeout))
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead) // no regrowth: ReadFrom wants MinRead free at EOF
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	if err == nil {
+		// What follows the body is not the body's business: no deadline,
+		// as net/http would otherwise cancel a long wait for the log.
+		h.setReadDeadline(rc, time.Time{})
+		return buf.Bytes(), true
+	}
+	h.refuseBody(w, r) // net/http would try to read the rest
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge,
+			fmt.Sprintf("request body over the limit of %d bytes", tooBig.Limit))
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		writeError(w, http.StatusRequestTimeout, CodeBodyTimeout,
+			fmt.Sprintf("request body not received within %v of the headers; send it at once", h.opts.BodyTimeout))
+	default:
+		writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("reading the body: %v", err))
+	}
+	return nil, false
+}
+
+// refuseBody makes sure that nothing more is read of r's body, which the
+// handler answers without reading (on, if need be): the connection
+// closes after the answer, and reading from it fails from now on (after
+// the handler, net/http would read what remains of a small body).
+func (h *httpHandler) refuseBody(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength == 0 {
+		return
+	}
+	w.Header().Set("Connection", "close")
+	h.setReadDeadline(http.NewResponseController(w), time.Now())
+}
+
+func (h *httpHandler) setReadDeadline(rc *http.ResponseController, t time.Time) {
+	if err := rc.SetReadDeadline(t); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		h.log.Warn("kv http: cannot set the connection's read deadline", "err", err)
 	}
 }
 
@@ -580,11 +695,13 @@ func rootCause(err error) error {
 // not have taken effect.
 var ErrLost = errLost
 
-// HTTPError is an error answer of the HTTP API. It wraps ErrWrongLeader
-// for answers that mean the request did not take effect and another
-// replica, or a later try, may serve it; ErrLeadershipLost or ErrLost for
-// those whose outcome is unknown; nothing for bad requests (4xx), which no
-// retry will fix.
+// HTTPError is an error answer of the HTTP API. It wraps ErrWrongLeader,
+// ErrStopped or ErrOverloaded for answers that mean the request did not
+// take effect and another replica, or a later try, may serve it;
+// ErrLeadershipLost or ErrLost for those whose outcome is unknown;
+// ErrStale, ErrConflict, ErrClientExpired or ErrTooLarge for those
+// refusals; nothing for other bad requests (4xx). No retry fixes a 4xx
+// answer (see Refused).
 type HTTPError struct {
 	StatusCode     int
 	Code           string // the reply's "code"
@@ -600,7 +717,7 @@ func (e *HTTPError) Error() string {
 	return fmt.Sprintf("HTTP %d %s: %s", e.StatusCode, e.Code, e.Message)
 }
 
-// Unwrap returns ErrWrongLeader, ErrLeadershipLost, ErrLost or nil.
+// Unwrap returns the error the answer means (see HTTPError), or nil.
 func (e *HTTPError) Unwrap() error { return e.kind }
 
 // unreachableError is a replica that could not be connected to: the
@@ -628,12 +745,13 @@ var defaultHTTPClient = &http.Client{Transport: newHTTPTransport()}
 //
 // Do's errors: ErrWrongLeader (wrapped in an *HTTPError) when the replica
 // says the request did not take effect (no leader, not the leader, leader
-// unreachable); ErrStopped, wrapped, when the replica has stopped or could
+// unreachable); ErrOverloaded, wrapped, when it had too many requests in
+// progress; ErrStopped, wrapped, when the replica has stopped or could
 // not be connected to (the request was certainly not sent);
 // ErrLeadershipLost or ErrLost, wrapped, when the outcome is unknown
 // (leadership lost, timeout, a connection that broke, an unreadable
-// answer); an *HTTPError that wraps nothing for a bad request
-// (4xx), which a Clerk would retry in vain.
+// answer); an *HTTPError with a 4xx status for a refused request (see
+// Refused); ErrNotText, unsent, for a key or value that is not UTF-8.
 type HTTPConn struct {
 	// Addr is the replica's HTTP address: "host:port" or a base URL.
 	Addr string
@@ -672,6 +790,12 @@ func (c *HTTPConn) Do(ctx context.Context, op Op) (Result, int, error) {
 	client := c.Client
 	if client == nil {
 		client = defaultHTTPClient
+	}
+	// JSON would replace the bytes that are not UTF-8.
+	for _, f := range []struct{ what, s string }{{"key", op.Key}, {"value", op.Value}} {
+		if i := invalidUTF8At(f.s); i >= 0 {
+			return Result{}, -1, fmt.Errorf("%w: the %s, at byte %d (the HTTP API carries text only: encode binary data, as base64 say, first); not sent", ErrNotText, f.what, i)
+		}
 	}
 	u := baseURL(c.Addr) + "/kv/" + url.PathEscape(op.Key)
 	var method string
@@ -748,8 +872,18 @@ func (c *HTTPConn) Do(ctx context.Context, op Op) (Result, int, error) {
 		e.kind = ErrWrongLeader
 	case rep.Code == CodeStopped:
 		e.kind = ErrStopped
+	case rep.Code == CodeOverloaded:
+		e.kind = ErrOverloaded
 	case rep.Code == CodeLeadershipLost:
 		e.kind = ErrLeadershipLost
+	case rep.Code == CodeStale:
+		e.kind = ErrStale
+	case rep.Code == CodeSeqReused:
+		e.kind = ErrConflict
+	case rep.Code == CodeClientExpired:
+		e.kind = ErrClientExpired
+	case rep.Code == CodeTooLarge:
+		e.kind = ErrTooLarge
 	case resp.StatusCode >= 400 && resp.StatusCode < 500:
 		// A bad request: no retry helps.
 	default:

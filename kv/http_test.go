@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,12 +38,28 @@ type htNode struct {
 	id  int
 	rf  *raft.Raft
 	kv  *Server
+	h   http.Handler
 	srv *http.Server
 	url string
 }
 
+// htSetup is how newHTClusterWith builds the cluster.
+type htSetup struct {
+	opts            HTTPOptions
+	maxCommandBytes int // raft.Config.MaxCommandBytes
+	// storage, if set, wraps each replica's storage; rf is set once the
+	// replica's Raft server exists.
+	storage func(id int, s raft.Storage, rf *atomic.Pointer[raft.Raft]) raft.Storage
+}
+
 func newHTCluster(t *testing.T, opts HTTPOptions) *htCluster {
 	t.Helper()
+	return newHTClusterWith(t, htSetup{opts: opts})
+}
+
+func newHTClusterWith(t *testing.T, setup htSetup) *htCluster {
+	t.Helper()
+	opts := setup.opts
 	ids := []int{1, 2, 3}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	lns, peers, err := transport.ListenLocal(ids...)
@@ -62,9 +79,14 @@ func newHTCluster(t *testing.T, opts HTTPOptions) *htCluster {
 	}
 	opts.Logger = quiet
 	for _, id := range ids {
-		store, err := storage.Open(t.TempDir(), storage.Options{Logger: quiet})
+		wal, err := storage.Open(t.TempDir(), storage.Options{Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
+		}
+		var store raft.Storage = wal
+		var self atomic.Pointer[raft.Raft]
+		if setup.storage != nil {
+			store = setup.storage(id, store, &self)
 		}
 		tr, err := transport.New(transport.Config{ID: id, Peers: peers, Listener: lns[id], Faults: c.faults, Logger: quiet, DialBackoffMax: 200 * time.Millisecond})
 		if err != nil {
@@ -74,14 +96,17 @@ func newHTCluster(t *testing.T, opts HTTPOptions) *htCluster {
 		rf, err := raft.New(raft.Config{
 			ID: id, Peers: peers, Transport: raft.TCP(tr), Storage: store, ApplyCh: applyCh, Bootstrap: true,
 			ElectionTimeout: 200 * time.Millisecond, HeartbeatInterval: 40 * time.Millisecond, Logger: quiet,
+			MaxCommandBytes: setup.maxCommandBytes,
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
+		self.Store(rf)
 		s := NewServer(rf, applyCh)
-		srv := &http.Server{Handler: NewHTTPHandler(s, rf, id, httpAddrs, opts)}
+		h := NewHTTPHandler(s, rf, id, httpAddrs, opts)
+		srv := &http.Server{Handler: h}
 		go srv.Serve(httpLns[id])
-		n := &htNode{id: id, rf: rf, kv: s, srv: srv, url: c.urls[id]}
+		n := &htNode{id: id, rf: rf, kv: s, h: h, srv: srv, url: c.urls[id]}
 		c.nodes[id] = n
 		t.Cleanup(func() {
 			srv.Close()
@@ -157,6 +182,19 @@ func htDo(t *testing.T, method, url, body string, hdr map[string]string) (int, h
 		m = nil
 	}
 	return resp.StatusCode, resp.Header, m
+}
+
+// htDoSettled is htDo, again while the answer is 503 (no leader yet, or
+// leadership changing), up to 10 s: for requests that a retry cannot make
+// take effect twice (reads, refusals, requests with a client identity).
+func htDoSettled(t *testing.T, method, url, body string, hdr map[string]string) (int, http.Header, map[string]any) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		code, h, m := htDo(t, method, url, body, hdr)
+		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			return code, h, m
+		}
+	}
 }
 
 // mustGet checks that key has value want, asking replica u (again while
@@ -474,8 +512,8 @@ func TestHTTPConnClerk(t *testing.T) {
 	// address is like a stopped server.
 	_, _, err := (&HTTPConn{Addr: c.urls[l]}).Do(ctx, Op{Kind: Put, Key: "big", Value: strings.Repeat("v", 1001), ClientID: 1, Seq: 1})
 	var he *HTTPError
-	if !errors.As(err, &he) || he.StatusCode != 413 || errors.Unwrap(err) != nil {
-		t.Fatalf("put of an oversized value: %v; want an HTTPError 413 wrapping nothing", err)
+	if !errors.As(err, &he) || he.StatusCode != 413 || !errors.Is(err, ErrTooLarge) || !Refused(err) {
+		t.Fatalf("put of an oversized value: %v; want an HTTPError 413 wrapping ErrTooLarge, a refusal", err)
 	}
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := ln.Addr().String()
@@ -515,10 +553,12 @@ func TestHTTPConnClerk(t *testing.T) {
 func TestHTTPStaleAndAnonymous(t *testing.T) {
 	c := newHTCluster(t, HTTPOptions{})
 	u := c.urls[c.leader()]
-	if code, _, m := htDo(t, "PUT", u+"/kv/s", `{"value":"new","clientId":7,"seq":2}`, nil); code != 200 {
-		t.Fatalf("PUT seq 2: %d %v", code, m)
+	for seq, v := range []string{"first", "new"} {
+		if code, _, m := htDoSettled(t, "PUT", u+"/kv/s", fmt.Sprintf(`{"value":%q,"clientId":7,"seq":%d}`, v, seq+1), nil); code != 200 {
+			t.Fatalf("PUT seq %d: %d %v", seq+1, code, m)
+		}
 	}
-	if code, _, m := htDo(t, "PUT", u+"/kv/s", `{"value":"old","clientId":7,"seq":1}`, nil); code != 409 || m["code"] != "stale" {
+	if code, _, m := htDoSettled(t, "PUT", u+"/kv/s", `{"value":"old","clientId":7,"seq":1}`, nil); code != 409 || m["code"] != "stale" {
 		t.Fatalf("PUT seq 1 after seq 2: %d %v; want 409 stale", code, m)
 	}
 	c.mustGet(u, "s", "new")
@@ -528,4 +568,39 @@ func TestHTTPStaleAndAnonymous(t *testing.T) {
 		}
 	}
 	c.mustGet(u, "s", "new++")
+}
+
+// TestHTTPSeqReused: a (client ID, seq) reused for another request is
+// refused with 409 seq_reused, saying so, and the request is not applied;
+// the same request again is a retry, answered as the first time.
+func TestHTTPSeqReused(t *testing.T) {
+	c := newHTCluster(t, HTTPOptions{})
+	l := c.leader()
+	f := c.followers(l)[0]
+	if code, _, m := htDoSettled(t, "PUT", c.urls[l]+"/kv/dupA", `{"value":"a","clientId":9,"seq":1}`, nil); code != 200 {
+		t.Fatalf("PUT dupA: %d %v", code, m)
+	}
+	for _, id := range []int{l, f} {
+		for _, tc := range []struct{ method, path, body string }{
+			{"PUT", "/kv/dupB", `{"value":"b","clientId":9,"seq":1}`},         // another key
+			{"PUT", "/kv/dupA", `{"value":"a2","clientId":9,"seq":1}`},        // another value
+			{"POST", "/kv/dupA/append", `{"value":"a","clientId":9,"seq":1}`}, // another kind
+			{"DELETE", "/kv/dupA", `{"clientId":9,"seq":1}`},
+		} {
+			code, _, m := htDoSettled(t, tc.method, c.urls[id]+tc.path, tc.body, nil)
+			msg, _ := m["error"].(string)
+			if code != 409 || m["code"] != CodeSeqReused || !strings.Contains(msg, "seq 1 of client 9 was already used for another request") {
+				t.Fatalf("%s %s %s at %d: %d %v; want 409 seq_reused saying the seq was used for another request", tc.method, tc.path, tc.body, id, code, m)
+			}
+		}
+		// The retry of the request itself.
+		code, _, m := htDoSettled(t, "PUT", c.urls[id]+"/kv/dupA", `{"value":"a","clientId":9,"seq":1}`, nil)
+		if code != 200 || m["previous"] != "" || m["found"] != false {
+			t.Fatalf("retry of PUT dupA at %d: %d %v; want the first answer", id, code, m)
+		}
+	}
+	if code, _, m := htDoSettled(t, "GET", c.urls[l]+"/kv/dupB", "", nil); code != 404 {
+		t.Fatalf("GET dupB: %d %v; want 404: the request under a reused seq took effect", code, m)
+	}
+	c.mustGet(c.urls[f], "dupA", "a")
 }

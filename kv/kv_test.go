@@ -3,6 +3,7 @@ package kv_test
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -130,7 +131,7 @@ type linOpts struct {
 	think                  time.Duration // a client pauses up to this long between operations
 	unreliable             bool
 	nemesis                nemesis
-	minOK                  int // fewer successful operations fail the test (default 10 per client)
+	minOK                  int // fewer successful operations fail the test (half as many with -short)
 }
 
 // runLinearizability runs clients issuing random operations while the
@@ -139,9 +140,9 @@ type linOpts struct {
 func runLinearizability(t *testing.T, o linOpts) {
 	if testing.Short() {
 		o.dur /= 2
+		o.minOK /= 2
 	}
-	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
+	seed := testSeed(t)
 	cfg := makeConfig(t, o.servers, o.unreliable)
 	h := kvcheck.NewHistory()
 	keys := make([]string, o.keys)
@@ -175,15 +176,16 @@ func runLinearizability(t *testing.T, o linOpts) {
 				case err == nil:
 					nOK.Add(1)
 					h.Add(c.id, in, kvcheck.Output{Value: res.Value, Found: res.Found}, call, ret, meta)
-				case errors.Is(err, kv.ErrUnknown):
+				case errors.Is(err, kv.ErrUnknown) && !kv.Refused(err):
 					nUnknown.Add(1)
 					h.AddUnknown(c.id, in, call, meta)
-				case errors.Is(err, kv.ErrNotDone):
+				case errors.Is(err, kv.ErrNotDone) && !kv.Refused(err):
 					nNotDone.Add(1) // certainly not applied: not part of the history
-				default:
+				default: // a refusal (stale, seq reused...) is a bug here
 					errMu.Lock()
 					clientErrs = append(clientErrs, fmt.Sprintf("client %d: %s %s: unexpected error %v", c.id, in.Kind, in.Key, err))
 					errMu.Unlock()
+					h.AddUnknown(c.id, in, call, meta) // whatever it did, the check stays sound
 				}
 			}
 		}()
@@ -222,13 +224,32 @@ func runLinearizability(t *testing.T, o linOpts) {
 		t.Error(e)
 	}
 	t.Logf("%d operations: %d ok, %d unknown outcome, %d not done", nOK.Load()+nUnknown.Load()+nNotDone.Load(), nOK.Load(), nUnknown.Load(), nNotDone.Load())
-	if o.minOK == 0 {
-		o.minOK = 10 * o.clients
-	}
 	if min := int64(o.minOK); nOK.Load() < min {
 		t.Errorf("only %d operations succeeded, want at least %d", nOK.Load(), min)
 	}
 	kvcheck.Check(t, h.Operations(), 30*time.Second)
+}
+
+// seedFlag fixes the seed of the tests' random choices.
+var seedFlag = flag.Uint64("kv.seed", 0, "seed of the random choices of the linearizability tests (operations, faults); 0 picks one")
+
+// testSeed returns the seed of t's random choices (-kv.seed, or a random
+// one), logs it, and has a failure of t say how to replay it. The seed
+// makes the same choices (operations, keys, faults, pauses); the
+// interleavings still depend on timing.
+func testSeed(t *testing.T) uint64 {
+	seed := *seedFlag
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	replay := fmt.Sprintf("go test -race -run '^%s$' ./kv -kv.seed=%d", t.Name(), seed)
+	t.Logf("seed %d (replay: %s)", seed, replay)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("FAILED with seed %d; to replay the same random choices: %s", seed, replay)
+		}
+	})
+	return seed
 }
 
 // randomInput returns a random operation; every written value is unique.
@@ -347,33 +368,41 @@ func both(a, b nemesis) nemesis {
 // The scenarios: five servers, five clients, three keys. An operation's
 // context is short enough that some end with ErrUnknown while servers are
 // cut off or down; those go into the history as "maybe happened".
+//
+// Each asks for a number of successful operations (minOK) so that a run
+// in which little got done, and so little was checked, fails. The bounds
+// are a third or less of the fewest seen in 14 runs of each (24 of
+// AllFaults), with -race, on a loaded 2-core machine, random seeds:
+// Unreliable 371-462 (bound 100), Partitions 379-4705 (100), CrashRestart
+// 170-5292 (50), AllFaults 63-287 (20). How many succeed depends on how
+// long the faults leave no majority, which the seed decides.
 
 // (a) requests and replies are delayed and dropped.
 func TestLinearizableUnreliable(t *testing.T) {
 	runLinearizability(t, linOpts{servers: 5, clients: 5, keys: 3, dur: 6 * time.Second,
-		opTimeout: time.Second, maxOps: 1500, think: 5 * time.Millisecond, unreliable: true})
+		opTimeout: time.Second, maxOps: 1500, think: 5 * time.Millisecond, unreliable: true, minOK: 100})
 }
 
 // (b) partitions come and go.
 func TestLinearizablePartitions(t *testing.T) {
 	runLinearizability(t, linOpts{servers: 5, clients: 5, keys: 3, dur: 8 * time.Second,
 		opTimeout: time.Second, maxOps: 1500, think: 5 * time.Millisecond,
-		nemesis: partitioner(500*time.Millisecond, time.Second)})
+		nemesis: partitioner(500*time.Millisecond, time.Second), minOK: 100})
 }
 
 // (c) servers crash and restart.
 func TestLinearizableCrashRestart(t *testing.T) {
 	runLinearizability(t, linOpts{servers: 5, clients: 5, keys: 3, dur: 8 * time.Second,
 		opTimeout: time.Second, maxOps: 1500, think: 5 * time.Millisecond,
-		nemesis: crasher(300*time.Millisecond, 700*time.Millisecond, 2)})
+		nemesis: crasher(300*time.Millisecond, 700*time.Millisecond, 2), minOK: 50})
 }
 
 // All at once, at a slower pace and with at most one server down; still,
-// the cluster is often without a majority, and little gets done.
+// the cluster is often without a majority, and less gets done.
 func TestLinearizableAllFaults(t *testing.T) {
 	runLinearizability(t, linOpts{servers: 5, clients: 5, keys: 3, dur: 8 * time.Second,
 		opTimeout: 2 * time.Second, maxOps: 1500, think: 5 * time.Millisecond, unreliable: true,
-		nemesis: both(partitioner(time.Second, 2*time.Second), crasher(time.Second, 2*time.Second, 1)), minOK: 10})
+		nemesis: both(partitioner(time.Second, 2*time.Second), crasher(time.Second, 2*time.Second, 1)), minOK: 20})
 }
 
 // 3. Exactly once.

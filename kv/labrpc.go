@@ -3,6 +3,8 @@ package kv
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/raftkit/raft/labrpc"
@@ -56,26 +58,38 @@ func (c LabConn) Do(ctx context.Context, op Op) (Result, int, error) {
 		ok := c.End.Call("RPCService.Do", &OpArgs{Op: op}, &reply)
 		ch <- answer{reply, ok}
 	}()
-	select {
-	case a := <-ch:
+	from := func(a answer) (Result, int, error) {
 		if !a.ok {
 			return Result{}, -1, errLost
 		}
 		return a.reply.Res, -1, errorFrom(a.reply.Err)
+	}
+	select {
+	case a := <-ch:
+		return from(a)
 	case <-ctx.Done():
-		return Result{}, -1, ctx.Err()
+		select {
+		case a := <-ch: // the answer came as well: take it
+			return from(a)
+		default:
+			return Result{}, -1, ctx.Err()
+		}
 	}
 }
 
-// errorFrom turns a server's error text back into its error value.
+// errorFrom turns a server's error text back into its error value (one
+// that wraps it, if the text says more).
 func errorFrom(s string) error {
-	for _, e := range []error{ErrWrongLeader, ErrLeadershipLost, ErrStopped, ErrStale} {
+	if s == "" {
+		return nil
+	}
+	for _, e := range []error{ErrWrongLeader, ErrLeadershipLost, ErrStopped, ErrStale, ErrConflict, ErrClientExpired, ErrTooLarge, ErrOverloaded} {
 		if s == e.Error() {
 			return e
 		}
-	}
-	if s == "" {
-		return nil
+		if rest, ok := strings.CutPrefix(s, e.Error()+": "); ok {
+			return fmt.Errorf("%w: %s", e, rest)
+		}
 	}
 	return errors.New(s)
 }

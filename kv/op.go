@@ -2,9 +2,50 @@
 // operation, reads included, goes through the Raft log, so each one is
 // linearizable; client IDs and sequence numbers make a retried request take
 // effect once.
+//
+// # Client identity
+//
+// A request that carries a client ID and a sequence number (Seq >= 1) is
+// deduplicated; the contract is:
+//
+//   - one client ID per client, chosen at random (Clerk does this), never
+//     shared by two clients;
+//   - one request at a time per client ID;
+//   - the first request of a client ID has Seq 1, and each new request
+//     takes the next one (Seq increases by one);
+//   - a retry reuses the Seq of the request it retries, with the same
+//     request (same kind, key and value);
+//   - the store learns a client from its first applied request, so until
+//     one has been answered, the client retries its request with Seq 1 or
+//     starts over with a new client ID (Clerk does the latter).
+//
+// A Seq reused for another request is refused with ErrConflict; a Seq
+// below the client's latest applied one with ErrStale. Neither takes
+// effect. A request with Seq 0 is not deduplicated: it takes effect each
+// time it reaches the log.
+//
+// # Client expiry
+//
+// The store remembers, per client, its latest request and its result. It
+// forgets a client that sent nothing for ServerOptions.ClientTTL, and the
+// least recently active clients beyond ServerOptions.MaxClients. Time here
+// is the log's: the server that proposes a request stamps it with its wall
+// clock, and every replica takes the largest stamp applied so far as
+// "now", so every replica forgets the same clients at the same log
+// position. (A proposer whose clock runs far ahead makes clients expire
+// early.)
+//
+// A forgotten client's next request with Seq above 1 is refused with
+// ErrClientExpired and does not take effect: the client must start again
+// with a new client ID and Seq 1 (Clerk does so by itself for a new
+// request). A late retry of a forgotten client's request with Seq 1 looks
+// like a new client's first request: it takes effect again.
 package kv
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 
 	"github.com/raftkit/raft/labgob"
@@ -28,6 +69,10 @@ type Op struct {
 	Value    string // Put and Append
 	ClientID int64  // the client that issued it
 	Seq      int64  // the client's count of its requests, from 1; a retry keeps it; 0: not deduplicated
+	// Time is the proposing server's wall clock (Unix nanoseconds) when it
+	// put the request in the log: the log's clock for client expiry. The
+	// server sets it; what a client sends is overwritten.
+	Time int64
 }
 
 // Result is the outcome of an applied Op.
@@ -36,7 +81,7 @@ type Result struct {
 	Found bool   // whether the key existed before the operation
 }
 
-// Errors a server answers with. Neither means the request took effect.
+// Errors a server answers with. None means the request took effect.
 var (
 	// ErrWrongLeader: the server is not the leader; try another.
 	ErrWrongLeader = errors.New("kv: not the leader")
@@ -46,9 +91,50 @@ var (
 	// ErrStale: the client already had a later request applied, so this
 	// one was not executed.
 	ErrStale = errors.New("kv: request older than the client's latest")
+	// ErrConflict: the client's sequence number was already used for
+	// another request (another kind, key or value), so this one was not
+	// executed. A retry must repeat its request exactly; a new request
+	// takes the next sequence number.
+	ErrConflict = errors.New("kv: sequence number already used for another request of this client")
+	// ErrClientExpired: the store does not know the client (it expired
+	// or was evicted, or no request of it with Seq 1 was applied), so a
+	// request with Seq above 1 was not executed. Start again with a new
+	// client ID and Seq 1.
+	ErrClientExpired = errors.New("kv: client ID unknown to the store (expired, or no request of it with seq 1 applied)")
+	// ErrTooLarge: the request is over the size the Raft log takes for
+	// one command; it was not started.
+	ErrTooLarge = errors.New("kv: request too large for the log")
+	// ErrOverloaded: the server has too many requests in progress; it did
+	// not start this one. Retry later, or at another server.
+	ErrOverloaded = errors.New("kv: server overloaded")
 	// ErrStopped: the server has stopped; it did not start the request.
 	ErrStopped = errors.New("kv: server stopped")
 )
+
+// digest identifies what a request asks for (kind, key and value), to tell
+// a retry from another request under the same sequence number.
+func (op Op) digest() [sha256.Size]byte {
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	for _, f := range []string{string(op.Kind), op.Key, op.Value} {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(f)))])
+		h.Write([]byte(f))
+	}
+	var d [sha256.Size]byte
+	h.Sum(d[:0])
+	return d
+}
+
+// randomClientID returns a random positive client ID.
+func randomClientID() int64 {
+	var b [8]byte
+	for {
+		rand.Read(b[:])
+		if id := int64(binary.LittleEndian.Uint64(b[:]) >> 1); id != 0 {
+			return id
+		}
+	}
+}
 
 func init() {
 	labgob.Register(Op{})

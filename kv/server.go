@@ -2,7 +2,10 @@ package kv
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftkit/raft"
@@ -10,7 +13,9 @@ import (
 
 // Raft is what the server needs of its Raft peer; *raft.Raft is one.
 type Raft interface {
-	Start(cmd interface{}) (index, term int, isLeader bool)
+	// Propose puts cmd in the log if this peer leads; it fails with
+	// raft.ErrNotLeader, raft.ErrTooLarge or raft.ErrStopped.
+	Propose(cmd any) (index, term int, err error)
 	GetState() (term int, isLeader bool)
 }
 
@@ -18,37 +23,84 @@ type Raft interface {
 // still the leader of the term it started in.
 const termPoll = 10 * time.Millisecond
 
+// ServerOptions tunes a Server; the zero value means the defaults. Every
+// replica of a cluster must have the same ClientTTL and MaxClients: they
+// decide, at each log position, which clients the store forgets (see the
+// package documentation).
+type ServerOptions struct {
+	// ClientTTL is how long a client may stay idle, in the log's time,
+	// before the store forgets it (default DefaultClientTTL).
+	ClientTTL time.Duration
+	// MaxClients bounds the clients the store remembers; beyond it, it
+	// forgets the least recently active (default DefaultMaxClients).
+	MaxClients int
+	// Now stamps the requests this server proposes (default time.Now).
+	Now func() time.Time
+}
+
 // Server is one replica of the store. It applies committed operations from
 // the apply channel in log order and answers the requests that wait on
 // them.
 type Server struct {
-	rf Raft
+	rf  Raft
+	now func() time.Time
 
-	mu      sync.Mutex
-	data    map[string]string
-	last    map[int64]applied // per client: its latest applied request
-	waiting map[int]chan applied
-	applied int // index of the last applied entry
-	stopped bool
-	done    chan struct{}
+	mu       sync.Mutex
+	data     map[string]string
+	sessions *sessions
+	waiting  map[reqID][]*waiter // requests waiting for an entry of their client and seq
+	applied  int                 // index of the last applied entry
+	stopped  bool
+	done     chan struct{}
 }
 
-// applied is an operation that the state machine executed.
-type applied struct {
-	op    Op
-	res   Result
-	stale bool // not executed: the client had a later request applied
+// reqID names a client request.
+type reqID struct{ client, seq int64 }
+
+// waiter is a request waiting for its answer.
+type waiter struct {
+	op Op
+	ch chan outcome // buffered: the apply loop never blocks on it
 }
 
-// NewServer returns a server applying what arrives on applyCh to an empty
-// store; it stops when applyCh is closed or Stop is called.
+// outcome is the answer to a request: its result, or ErrStale,
+// ErrConflict or ErrClientExpired.
+type outcome struct {
+	res Result
+	err error
+}
+
+// leaderLocalGet, set by tests only (SetLeaderLocalGet in export_test.go),
+// makes Do answer a Get from the local map when this server thinks it
+// leads, without going through the log: the stale-read bug that
+// TestStaleReadFromDeposedLeader must catch.
+var leaderLocalGet atomic.Bool
+
+// NewServer returns a server with the default options applying what
+// arrives on applyCh to an empty store; it stops when applyCh is closed or
+// Stop is called.
 func NewServer(rf Raft, applyCh <-chan raft.ApplyMsg) *Server {
+	return NewServerWithOptions(rf, applyCh, ServerOptions{})
+}
+
+// NewServerWithOptions is NewServer with options.
+func NewServerWithOptions(rf Raft, applyCh <-chan raft.ApplyMsg, opts ServerOptions) *Server {
+	if opts.ClientTTL <= 0 {
+		opts.ClientTTL = DefaultClientTTL
+	}
+	if opts.MaxClients <= 0 {
+		opts.MaxClients = DefaultMaxClients
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	s := &Server{
-		rf:      rf,
-		data:    map[string]string{},
-		last:    map[int64]applied{},
-		waiting: map[int]chan applied{},
-		done:    make(chan struct{}),
+		rf:       rf,
+		now:      opts.Now,
+		data:     map[string]string{},
+		sessions: newSessions(opts.ClientTTL, opts.MaxClients),
+		waiting:  map[reqID][]*waiter{},
+		done:     make(chan struct{}),
 	}
 	go s.applyLoop(applyCh)
 	return s
@@ -65,52 +117,69 @@ func (s *Server) Stop() {
 }
 
 // Do runs op through the log and returns its result once it is applied.
-// It fails with ErrWrongLeader if this server is not the leader, and with
-// ErrLeadershipLost if another command takes op's place in the log or the
-// term moves on first; ctx bounds the wait.
+// It fails with ErrWrongLeader if this server is not the leader, with
+// ErrTooLarge if the log refuses op for its size, and with
+// ErrLeadershipLost if the term moves on before op is applied; with
+// ErrStale, ErrConflict or ErrClientExpired if op breaks the client
+// identity contract (see the package documentation). ctx bounds the wait.
+// A request with Seq 0 gets a random client ID of its own here.
 func (s *Server) Do(ctx context.Context, op Op) (Result, error) {
+	if leaderLocalGet.Load() && op.Kind == Get {
+		if _, isLeader := s.rf.GetState(); isLeader {
+			s.mu.Lock()
+			v, ok := s.data[op.Key]
+			s.mu.Unlock()
+			return Result{Value: v, Found: ok}, nil
+		}
+	}
+	if op.Seq == 0 {
+		op.ClientID = randomClientID() // its own waiter key
+	}
+	op.Time = s.now().UnixNano()
+	id := reqID{op.ClientID, op.Seq}
+
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()
 		return Result{}, ErrStopped
 	}
-	if a, ok := s.last[op.ClientID]; ok && op.Seq != 0 && op.Seq <= a.op.Seq {
+	// A retry of an applied request, or one the table refuses for sure.
+	// An unknown client is not refused here: this replica may not have
+	// applied its first request yet; the log decides.
+	if out, known := s.sessions.check(op); known && !errors.Is(out.err, ErrClientExpired) {
 		s.mu.Unlock()
-		if op.Seq < a.op.Seq {
-			return Result{}, ErrStale
-		}
-		return a.res, nil // a retry of a request already applied
+		return out.res, out.err
 	}
-	index, term, isLeader := s.rf.Start(op)
-	if !isLeader {
-		s.mu.Unlock()
-		return Result{}, ErrWrongLeader
-	}
-	// Registered before the apply loop can reach index: it needs s.mu.
-	ch := make(chan applied, 1)
-	s.waiting[index] = ch
+	// Registered before the proposal, so that the apply loop cannot
+	// apply op before anyone waits for it; and by client and seq, not by
+	// index, which is known only once Propose returns.
+	w := &waiter{op: op, ch: make(chan outcome, 1)}
+	s.waiting[id] = append(s.waiting[id], w)
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		if s.waiting[index] == ch {
-			delete(s.waiting, index)
-		}
-		s.mu.Unlock()
-	}()
+	defer s.unregister(id, w)
+
+	// No lock is held across Propose: concurrent requests share the
+	// leader's next save.
+	_, term, err := s.rf.Propose(op)
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
+		return Result{}, ErrWrongLeader
+	case errors.Is(err, raft.ErrTooLarge):
+		return Result{}, fmt.Errorf("%w: %w", ErrTooLarge, err)
+	case errors.Is(err, raft.ErrStopped):
+		return Result{}, ErrStopped
+	case err != nil:
+		return Result{}, fmt.Errorf("kv: propose %s %q: %w", op.Kind, op.Key, err)
+	}
 
 	poll := time.NewTicker(termPoll)
 	defer poll.Stop()
 	for {
 		select {
-		case a := <-ch:
-			if a.op.ClientID != op.ClientID || a.op.Seq != op.Seq {
-				return Result{}, ErrLeadershipLost // another command took the slot
-			}
-			if a.stale {
-				return Result{}, ErrStale
-			}
-			return a.res, nil
+		case out := <-w.ch:
+			return out.res, out.err
 		case <-poll.C:
+			// If op's entry lost its slot, the term has moved on.
 			if t, leader := s.rf.GetState(); t != term || !leader {
 				return Result{}, ErrLeadershipLost
 			}
@@ -121,6 +190,24 @@ func (s *Server) Do(ctx context.Context, op Op) (Result, error) {
 			// promises it was not started.
 			return Result{}, ErrLeadershipLost
 		}
+	}
+}
+
+// unregister removes w from the requests waiting for id.
+func (s *Server) unregister(id reqID, w *waiter) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws := s.waiting[id]
+	for i, x := range ws {
+		if x == w {
+			ws = append(ws[:i:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(s.waiting, id)
+	} else {
+		s.waiting[id] = ws
 	}
 }
 
@@ -142,25 +229,31 @@ func (s *Server) applyLoop(applyCh <-chan raft.ApplyMsg) {
 		}
 		op, _ := msg.Command.(Op)
 		s.mu.Lock()
-		a := s.apply(op)
+		out := s.apply(op)
 		s.applied = msg.CommandIndex
-		if ch, ok := s.waiting[msg.CommandIndex]; ok {
-			ch <- a
-			delete(s.waiting, msg.CommandIndex)
+		id := reqID{op.ClientID, op.Seq}
+		for _, w := range s.waiting[id] {
+			// A waiter may wait for another request under the same
+			// client and seq: the table now tells its answer.
+			if o, known := s.sessions.check(w.op); known {
+				w.ch <- o
+			} else {
+				w.ch <- out
+			}
 		}
+		delete(s.waiting, id)
 		s.mu.Unlock()
 	}
 }
 
 // apply executes op on the store, once per client request: a request the
-// client already had applied gets the result it got then (exactly-once). A
-// request with Seq 0 is not tracked: it is applied each time it appears.
-func (s *Server) apply(op Op) applied {
-	if a, ok := s.last[op.ClientID]; ok && op.Seq != 0 && op.Seq <= a.op.Seq {
-		if op.Seq == a.op.Seq {
-			return a
-		}
-		return applied{op: op, stale: true} // older than the client's latest
+// client already had applied gets the result it got then (exactly-once).
+// A request with Seq 0 is not tracked: it is applied each time it appears.
+func (s *Server) apply(op Op) outcome {
+	s.sessions.advance(op.Time)
+	if out, known := s.sessions.check(op); known {
+		s.sessions.touch(op.ClientID)
+		return out
 	}
 	old, found := s.data[op.Key]
 	switch op.Kind {
@@ -171,11 +264,11 @@ func (s *Server) apply(op Op) applied {
 	case Delete:
 		delete(s.data, op.Key)
 	}
-	a := applied{op: op, res: Result{Value: old, Found: found}}
+	res := Result{Value: old, Found: found}
 	if op.Seq != 0 {
-		s.last[op.ClientID] = a
+		s.sessions.record(op, res)
 	}
-	return a
+	return outcome{res: res}
 }
 
 // Applied returns the index of the last log entry the store has applied.

@@ -130,14 +130,18 @@ func doOp(ctx context.Context, addrs []string, op kv.Op) (kv.Result, error) {
 				return res, nil
 			}
 			var he *kv.HTTPError
+			errors.As(err, &he)
 			switch {
-			case errors.As(err, &he) && he.Unwrap() == nil:
-				return kv.Result{}, fmt.Errorf("%s refused the request: %s", conns[cur].Addr, he.Message) // a bad request
+			case kv.Refused(err): // a bad request: no retry helps
+				if he != nil {
+					return kv.Result{}, fmt.Errorf("%s refused the request: %s", conns[cur].Addr, he.Message)
+				}
+				return kv.Result{}, err
 			case errors.Is(err, kv.ErrStopped):
 				if he == nil {
 					unreachable++ // not even connected
 				}
-			case errors.Is(err, kv.ErrWrongLeader):
+			case errors.Is(err, kv.ErrWrongLeader) || errors.Is(err, kv.ErrOverloaded):
 			default:
 				maybe = true
 			}

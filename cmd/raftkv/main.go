@@ -62,6 +62,9 @@ serve flags:
   -election-timeout D   base election timeout (default 300ms)
   -heartbeat D          leader heartbeat interval (default 100ms)
   -max-value-bytes N    largest value accepted (default 1048576)
+  -max-inflight N       HTTP requests served at once; beyond, 503 "overloaded" with
+                        Retry-After, the body unread (default 128)
+  -body-timeout D       how long a request body may take to arrive: 408 beyond (default 10s)
   -log-level LEVEL      debug, info, warn or error (default info)
   SIGTERM or SIGINT shuts the replica down cleanly (exit status 0).
 
@@ -77,9 +80,21 @@ HTTP API (any replica; a follower forwards to the leader):
   POST   /kv/KEY/append  {"value":"..."}   200 {"key","value","previous","found"}
   DELETE /kv/KEY                           200 {"key","found"}
   GET    /status                           term, role, leader, commit, applied, match...
+  Keys and values are UTF-8 text; anything else is refused with 400, never
+  altered (encode binary data first, as base64 say).
   Optional exactly-once identity: headers X-Client-ID and X-Seq (or JSON
-  "clientId", "seq"). Errors are {"error": "..."}: 400 bad request, 404, 405,
-  413 value or body too large, 503 no leader (Retry-After) or outcome unknown.
+  "clientId", "seq"). One client ID per client, one request at a time; seq
+  is 1 for its first request and one more for each new one; a retry repeats
+  the same request with the same seq (until one request is answered, retry
+  seq 1 or take a new ID). A seq used for another request: 409 seq_reused.
+  A client idle for an hour, or beyond the 10000 most recently active, is
+  forgotten: its next request (seq above 1) gets 409 client_expired, not
+  applied (start over: new client ID, seq 1), and a late retry of its seq 1
+  takes effect again.
+  Errors are {"error": "...", "code": "..."}: 400 bad request, 404, 405, 408
+  body too slow, 409 stale/seq_reused/client_expired, 413 value or body too
+  large (from Content-Length, unread), 503 no leader, overloaded (Retry-After)
+  or outcome unknown.
 
 Exit status: 0 success; 1 get of a missing key, status with no leader, or a
 replica or cluster that failed to start; 2 usage error; 3 request failed.

@@ -32,6 +32,8 @@ type serveConfig struct {
 	election   time.Duration
 	heartbeat  time.Duration
 	maxValue   int
+	maxFlight  int           // HTTP requests served at once
+	bodyWait   time.Duration // how long a request body may take
 	logLevel   slog.Level
 	faultsAPI  bool
 	dialMaxGap time.Duration
@@ -47,6 +49,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	election := fs.Duration("election-timeout", 0, "")
 	heartbeat := fs.Duration("heartbeat", 0, "")
 	maxValue := fs.Int("max-value-bytes", kv.DefaultMaxValueBytes, "")
+	maxFlight := fs.Int("max-inflight", kv.DefaultMaxInFlight, "")
+	bodyWait := fs.Duration("body-timeout", kv.DefaultBodyTimeout, "")
 	logLevel := fs.String("log-level", "info", "")
 	// Test only, and so not in the usage: POST /debug/faults cuts and
 	// heals this replica's Raft links (see serveFaults).
@@ -62,7 +66,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		return fail("unexpected arguments %q", pos)
 	}
-	cfg := serveConfig{id: *id, election: *election, heartbeat: *heartbeat, maxValue: *maxValue, faultsAPI: *faultsAPI, dialMaxGap: time.Second}
+	cfg := serveConfig{id: *id, election: *election, heartbeat: *heartbeat, maxValue: *maxValue, maxFlight: *maxFlight, bodyWait: *bodyWait,
+		faultsAPI: *faultsAPI, dialMaxGap: time.Second}
 	var err error
 	if cfg.peers, err = parseIDList(*peers); err != nil {
 		return fail("-peers: %v", err)
@@ -97,6 +102,12 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.maxValue <= 0 {
 		return fail("-max-value-bytes %d: want a positive size", cfg.maxValue)
+	}
+	if cfg.maxFlight <= 0 {
+		return fail("-max-inflight %d: want a positive number of requests", cfg.maxFlight)
+	}
+	if cfg.bodyWait <= 0 {
+		return fail("-body-timeout %v: want a positive duration", cfg.bodyWait)
 	}
 	if err := cfg.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fail("-log-level %q: want debug, info, warn or error", *logLevel)
@@ -234,7 +245,8 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 		return nil, err
 	}
 	r.kv = kv.NewServer(r.rf, applyCh)
-	api := kv.NewHTTPHandler(r.kv, r.rf, cfg.id, cfg.httpPeers, kv.HTTPOptions{MaxValueBytes: cfg.maxValue, Logger: log})
+	api := kv.NewHTTPHandler(r.kv, r.rf, cfg.id, cfg.httpPeers, kv.HTTPOptions{
+		MaxValueBytes: cfg.maxValue, MaxInFlight: cfg.maxFlight, BodyTimeout: cfg.bodyWait, Logger: log})
 	h := api
 	if cfg.faultsAPI {
 		h = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -251,8 +263,11 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 		Handler:           h,
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// A backstop for routes that do not bound their body's read
+		// time themselves, as the API's do (-body-timeout).
+		ReadTimeout: cfg.bodyWait + 10*time.Second,
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return r, nil
 }
