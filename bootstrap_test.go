@@ -309,3 +309,25 @@ func TestHandlersRefuseForgedSender(t *testing.T) {
 		t.Errorf("after forged messages: %+v, want no entries, no leader 2, and no adoption of term 7", st.Status)
 	}
 }
+
+// A command over the configured bound is refused with ErrTooLarge before
+// it reaches the log, and the server goes on.
+func TestProposeRefusesTooLarge(t *testing.T) {
+	applyCh := make(chan ApplyMsg, 100)
+	rf, err := start(setup{me: 1, peers: map[int]Peer{}, store: newMemStorage(), applyCh: applyCh, timing: defaultTiming,
+		logger: slog.New(slog.NewTextHandler(io.Discard, nil)), preVote: true, noOp: true, maxCmd: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rf.Close()
+	waitFor(t, "a single server to lead", func() bool { _, l := rf.GetState(); return l })
+	if _, _, err := rf.Propose(strings.Repeat("x", 1000)); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "over the maximum of 1000") {
+		t.Fatalf("Propose of 1001 encoded bytes: %v, want ErrTooLarge naming the bound", err)
+	}
+	if _, _, err := rf.Propose(strings.Repeat("x", 999)); err != nil {
+		t.Fatalf("Propose of 1000 encoded bytes: %v", err)
+	}
+	if rf.Err() != nil {
+		t.Fatalf("the server stopped: %v", rf.Err())
+	}
+}

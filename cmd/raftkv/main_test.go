@@ -748,6 +748,7 @@ func TestServeStartErrors(t *testing.T) {
 		{"locked data dir", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-data", locked}, "is in use by another process"},
 		{"corrupt data dir", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-data", corrupt}, "holds a damaged log"},
 		{"bad flag", []string{"-id", "x"}, "invalid value"},
+		{"value bound over the log's", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-max-value-bytes", "9000000"}, "-max-value-bytes 9000000 is over what one log entry carries"},
 		{"no in-flight requests", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-max-inflight", "0"}, "-max-inflight 0: want a positive number"},
 		{"no body time", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-body-timeout", "0s"}, "-body-timeout 0s: want a positive duration"},
 	}

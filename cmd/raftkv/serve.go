@@ -103,6 +103,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if cfg.maxValue <= 0 {
 		return fail("-max-value-bytes %d: want a positive size", cfg.maxValue)
 	}
+	if limit := maxValueLimit(); cfg.maxValue > limit {
+		return fail("-max-value-bytes %d is over what one log entry carries with the longest key (%d bytes); give at most %d", cfg.maxValue, raft.DefaultMaxCommandBytes, limit)
+	}
 	if cfg.maxFlight <= 0 {
 		return fail("-max-inflight %d: want a positive number of requests", cfg.maxFlight)
 	}
@@ -114,6 +117,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	return serve(cfg, stdout, stderr)
 }
+
+// maxValueLimit is the largest value that fits in one log entry
+// (raft.DefaultMaxCommandBytes) with a key of kv.DefaultMaxKeyBytes and the
+// rest of the request.
+func maxValueLimit() int { return raft.DefaultMaxCommandBytes - kv.DefaultMaxKeyBytes - 4<<10 }
 
 func idList(m map[int]string) string {
 	ids := make([]string, 0, len(m))
