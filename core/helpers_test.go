@@ -88,7 +88,7 @@ func fmtEntries(es []Entry) string {
 }
 
 // logOf returns a copy of n's log, without the sentinel.
-func logOf(n *Node) []Entry { return slices.Clone(n.log.ents[1:]) }
+func logOf(n *Node) []Entry { return slices.Clone(n.log.ents[1:]) } // after the snapshot
 
 // logTerms returns the terms of n's log, index 1 first.
 func logTerms(n *Node) []int {

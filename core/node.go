@@ -40,9 +40,12 @@ type Config struct {
 	// for a proposal (section 8).
 	NoOp bool
 
-	// State and Log are what the server saved before it last stopped.
-	State HardState
-	Log   []Entry
+	// State, Snapshot and Log are what the server saved before it last
+	// stopped: its HardState, the snapshot its service was restored from
+	// (zero if none), and the entries after it.
+	State    HardState
+	Snapshot SnapshotMeta
+	Log      []Entry
 
 	Rand *rand.Rand // source of the randomized election timeouts
 
@@ -67,7 +70,9 @@ type Node struct {
 
 	// Volatile state on all servers (Figure 2).
 	commit  int
-	applied int // highest index handed out in Ready.Committed
+	applied int // highest index handed out in Ready.Committed, or restored by Ready.Snapshot
+
+	installed *SnapshotMeta // a snapshot from the leader, for the next Ready
 
 	role Role
 	lead int // leader of the current term, or None
@@ -93,9 +98,17 @@ func New(cfg Config) (*Node, error) {
 	if !slices.Contains(cfg.Peers, cfg.ID) {
 		return nil, fmt.Errorf("core: server %d is not among the peers %v", cfg.ID, cfg.Peers)
 	}
+	snap := cfg.Snapshot
+	if snap.Index < 0 || snap.Term < 0 || snap.Term > cfg.State.Term || (snap.Index > 0) != (snap.Term > 0) {
+		return nil, fmt.Errorf("core: saved snapshot through %d at term %d is inconsistent (current term %d)", snap.Index, snap.Term, cfg.State.Term)
+	}
 	for i, e := range cfg.Log {
-		if e.Index != i+1 || e.Term < 1 || e.Term > cfg.State.Term || (i > 0 && e.Term < cfg.Log[i-1].Term) {
-			return nil, fmt.Errorf("core: saved log is inconsistent at position %d (index %d, term %d, current term %d)", i, e.Index, e.Term, cfg.State.Term)
+		prev := snap.Term
+		if i > 0 {
+			prev = cfg.Log[i-1].Term
+		}
+		if e.Index != snap.Index+1+i || e.Term < 1 || e.Term > cfg.State.Term || e.Term < prev {
+			return nil, fmt.Errorf("core: saved log is inconsistent at position %d (index %d, term %d, snapshot through %d, current term %d)", i, e.Index, e.Term, snap.Index, cfg.State.Term)
 		}
 	}
 	if cfg.MaxMsgBytes <= 0 {
@@ -106,7 +119,10 @@ func New(cfg Config) (*Node, error) {
 		cfg:   cfg,
 		term:  cfg.State.Term,
 		vote:  cfg.State.Vote,
-		log:   newLog(cfg.Log),
+		log:   newLog(snap, cfg.Log),
+		// The service starts from the snapshot.
+		commit:  snap.Index,
+		applied: snap.Index,
 		lead:  None,
 		saved: cfg.State,
 		trace: cfg.Trace,
@@ -190,6 +206,11 @@ func (n *Node) Step(m Message) (reply Message, ok bool) {
 		return Message{From: n.id, To: m.From, Body: r}, true
 	case *AppendEntriesReply:
 		n.handleAppendReply(m.From, b)
+	case *InstallSnapshotArgs:
+		r := n.handleInstallSnapshot(m.From, b)
+		return Message{From: n.id, To: m.From, Body: r}, true
+	case *InstallSnapshotReply:
+		n.handleSnapshotReply(m.From, b)
 	default:
 		n.tracef("drop message of type %T from %d", m.Body, m.From)
 	}
@@ -207,10 +228,12 @@ func (n *Node) Ready() Ready {
 	hs := HardState{Term: n.term, Vote: n.vote}
 	rd := Ready{
 		HardState:    hs,
+		Snapshot:     n.installed,
 		Entries:      n.log.takeUnstable(),
 		Messages:     n.msgs,
 		stateChanged: hs != n.saved,
 	}
+	n.installed = nil
 	if n.commit > n.applied {
 		rd.Committed = n.log.slice(n.applied+1, n.commit+1)
 		n.applied = n.commit
@@ -220,17 +243,37 @@ func (n *Node) Ready() Ready {
 	return rd
 }
 
+// Compact discards the log up to index, which a snapshot of the service
+// now covers (section 7): the caller has made that snapshot durable
+// first. index must be at most the last index handed out in
+// Ready.Committed; compacting to or before the current snapshot does
+// nothing.
+func (n *Node) Compact(index int) error {
+	if index > n.applied {
+		return fmt.Errorf("core: compact through %d, past the last applied entry %d", index, n.applied)
+	}
+	if index <= n.log.snapshot().Index {
+		return nil
+	}
+	n.log.compact(index)
+	if n.trace != nil {
+		n.tracef("compact through %d/%d", index, n.log.snapshot().Term)
+	}
+	return nil
+}
+
 // Status describes a server's view of the cluster.
 type Status struct {
 	ID, Term, Leader int
 	Role             Role
 	Commit, LastLog  int
-	Match            map[int]int // leader only: highest index known replicated on each follower
+	Snapshot         SnapshotMeta // what the log's snapshot covers
+	Match            map[int]int  // leader only: highest index known replicated on each follower
 }
 
 // Status returns the server's view of the cluster.
 func (n *Node) Status() Status {
-	s := Status{ID: n.id, Term: n.term, Leader: n.lead, Role: n.role, Commit: n.commit, LastLog: n.log.lastIndex()}
+	s := Status{ID: n.id, Term: n.term, Leader: n.lead, Role: n.role, Commit: n.commit, LastLog: n.log.lastIndex(), Snapshot: n.log.snapshot()}
 	if n.role == Leader {
 		s.Match = map[int]int{n.id: n.log.lastIndex()}
 		for id, p := range n.progress {

@@ -86,8 +86,13 @@ func (p *progress) commitDue(commit int) bool {
 // log index >= nextIndex, send entries starting at nextIndex).
 func (n *Node) flush() {
 	last := n.log.lastIndex()
+	snap := n.log.snapshot()
 	for _, id := range n.peers {
 		p := n.progress[id]
+		if p.next <= snap.Index {
+			n.sendSnapshot(id, p, snap)
+			continue
+		}
 		lagging := p.next <= last && p.inflight == 0
 		if !lagging && !p.heartbeat {
 			continue
@@ -103,8 +108,8 @@ func (n *Node) flush() {
 		}
 		if lagging {
 			hi, size := p.next, 0
-			for hi <= last && (hi == p.next || size+len(n.log.ents[hi].Command) <= n.cfg.MaxMsgBytes) {
-				size += len(n.log.ents[hi].Command)
+			for hi <= last && (hi == p.next || size+len(n.log.entry(hi).Command) <= n.cfg.MaxMsgBytes) {
+				size += len(n.log.entry(hi).Command)
 				hi++
 			}
 			a.Entries = n.log.slice(p.next, hi)
@@ -133,6 +138,12 @@ func (n *Node) handleAppendEntries(from int, a *AppendEntriesArgs) *AppendEntrie
 	// its election timer (5.2).
 	n.becomeFollower(a.Term, a.LeaderID)
 	r.Term = n.term
+	if a.PrevLogIndex < n.log.snapshot().Index {
+		// Before the snapshot: committed entries, which match the
+		// leader's log up to the commit index (Leader Completeness).
+		r.Success, r.Index = true, n.commit
+		return r
+	}
 
 	// 2. Reply false if the log doesn't contain an entry at prevLogIndex
 	// whose term matches prevLogTerm (5.3). The conflict fields let the
@@ -259,5 +270,75 @@ func (n *Node) maybeCommit() {
 		if n.trace != nil {
 			n.tracef("commit %d", N)
 		}
+	}
+}
+
+// sendSnapshot sends a follower that needs entries the log discarded the
+// snapshot that replaced them (Figure 13), one at a time; and, when a
+// heartbeat is due, an empty AppendEntries after the snapshot, which keeps
+// the follower from starting elections while the snapshot travels.
+func (n *Node) sendSnapshot(to int, p *progress, snap SnapshotMeta) {
+	if p.inflight == 0 {
+		p.inflight = snap.Index
+		n.send(to, &InstallSnapshotArgs{Term: n.term, LeaderID: n.id, LastIncludedIndex: snap.Index, LastIncludedTerm: snap.Term, Done: true})
+		if n.trace != nil {
+			n.tracef("send snapshot through %d/%d to %d", snap.Index, snap.Term, to)
+		}
+	}
+	if p.heartbeat {
+		p.heartbeat, p.commit = false, n.commit
+		n.send(to, &AppendEntriesArgs{Term: n.term, LeaderID: n.id, PrevLogIndex: snap.Index, PrevLogTerm: snap.Term, LeaderCommit: n.commit})
+	}
+}
+
+// handleInstallSnapshot is the InstallSnapshot receiver implementation of
+// Figure 13, once the driver has received the whole snapshot.
+func (n *Node) handleInstallSnapshot(from int, a *InstallSnapshotArgs) *InstallSnapshotReply {
+	r := &InstallSnapshotReply{Term: n.term}
+	if a.Term < n.term {
+		return r // 1. Reply immediately if term < currentTerm.
+	}
+	if a.LeaderID != from || a.LastIncludedIndex < 1 || a.LastIncludedTerm < 1 || a.LastIncludedTerm > a.Term || !a.Done {
+		n.tracef("refuse malformed InstallSnapshot from %d", from)
+		return r
+	}
+	n.becomeFollower(a.Term, a.LeaderID) // a leader's message (5.2)
+	r.Term = n.term
+	snap := SnapshotMeta{Index: a.LastIncludedIndex, Term: a.LastIncludedTerm}
+	if snap.Index <= n.commit {
+		// The service has, or will apply from the log, all the snapshot
+		// holds: nothing to install, and the log matches the leader's up
+		// to the commit index.
+		r.Index = n.commit
+		return r
+	}
+	// 6. If an existing entry has the snapshot's last index and term,
+	// retain the entries following it; 7. else discard the entire log.
+	// 8. The driver resets the service from the snapshot (Ready.Snapshot).
+	n.log.restore(snap)
+	n.commit, n.applied = snap.Index, snap.Index
+	n.installed = &snap
+	if n.trace != nil {
+		n.tracef("install snapshot through %d/%d from %d, keeping %d entries", snap.Index, snap.Term, from, n.log.lastIndex()-snap.Index)
+	}
+	r.Index = n.commit
+	return r
+}
+
+// handleSnapshotReply updates a follower's progress once it has the
+// snapshot.
+func (n *Node) handleSnapshotReply(from int, r *InstallSnapshotReply) {
+	if n.stepDownIfNewer(r.Term) || n.role != Leader || r.Term < n.term || r.Index == 0 {
+		return
+	}
+	p := n.progress[from]
+	p.active = true
+	if r.Index > p.match {
+		p.match = r.Index
+		n.maybeCommit()
+	}
+	p.next = max(p.next, p.match+1)
+	if p.inflight <= r.Index {
+		p.inflight = 0
 	}
 }

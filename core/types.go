@@ -130,11 +130,17 @@ type Message struct {
 }
 
 // Ready holds the effects of the events a Node has handled since the last
-// call to Ready. The caller must handle them in this order: save HardState
-// and Entries (if MustSave), then send Messages and deliver the replies
-// Step returned, then apply Committed.
+// call to Ready. The caller must handle them in this order: save
+// Snapshot, HardState and Entries (if MustSave), then send Messages and
+// deliver the replies Step returned, then restore the service from
+// Snapshot (if set), then apply Committed.
 type Ready struct {
 	HardState HardState
+	// Snapshot, if set, is a snapshot received from the leader
+	// (InstallSnapshot) that the server accepted: it becomes the saved
+	// snapshot, and the saved log after it is replaced by Entries. The
+	// service is restored from it before Committed is applied.
+	Snapshot *SnapshotMeta
 	// Entries replace the saved log from Entries[0].Index onwards.
 	Entries   []Entry
 	Messages  []Message
@@ -146,7 +152,7 @@ type Ready struct {
 // MustSave reports whether the Ready holds state that must be saved before
 // its Messages are sent.
 func (rd *Ready) MustSave() bool {
-	return rd.stateChanged || len(rd.Entries) > 0
+	return rd.stateChanged || len(rd.Entries) > 0 || rd.Snapshot != nil
 }
 
 // Empty reports whether the Ready has nothing to do.
