@@ -20,7 +20,9 @@ func newLog(snap SnapshotMeta, saved []Entry) raftLog {
 }
 
 // snapshot returns what the snapshot before the log covers.
-func (l *raftLog) snapshot() SnapshotMeta { return SnapshotMeta{Index: l.ents[0].Index, Term: l.ents[0].Term} }
+func (l *raftLog) snapshot() SnapshotMeta {
+	return SnapshotMeta{Index: l.ents[0].Index, Term: l.ents[0].Term}
+}
 
 func (l *raftLog) lastIndex() int { return l.ents[0].Index + len(l.ents) - 1 }
 

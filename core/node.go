@@ -115,17 +115,17 @@ func New(cfg Config) (*Node, error) {
 		cfg.MaxMsgBytes = 1 << 20
 	}
 	n := &Node{
-		id:    cfg.ID,
-		cfg:   cfg,
-		term:  cfg.State.Term,
-		vote:  cfg.State.Vote,
-		log:   newLog(snap, cfg.Log),
+		id:   cfg.ID,
+		cfg:  cfg,
+		term: cfg.State.Term,
+		vote: cfg.State.Vote,
+		log:  newLog(snap, cfg.Log),
 		// The service starts from the snapshot.
 		commit:  snap.Index,
 		applied: snap.Index,
-		lead:  None,
-		saved: cfg.State,
-		trace: cfg.Trace,
+		lead:    None,
+		saved:   cfg.State,
+		trace:   cfg.Trace,
 	}
 	for _, p := range cfg.Peers {
 		if p != cfg.ID && !slices.Contains(n.peers, p) {

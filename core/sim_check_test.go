@@ -17,7 +17,8 @@ import (
 //   - Leader Completeness: a committed entry is in the log of every leader
 //     of a later term, from the moment it is committed.
 //   - State Machine Safety: no two servers apply different entries at one
-//     index, and every entry applied sits on a majority of disks.
+//     index, nor install a snapshot that disagrees, and every entry
+//     applied sits on a majority of disks (in their logs or snapshots).
 //   - Votes: a server grants at most one vote per term, across restarts,
 //     and only to a candidate that asked for it in that term (or itself).
 //   - A leader's matchIndex never overstates a follower's saved log.
@@ -26,6 +27,8 @@ import (
 type simHistory struct {
 	nextCmd   int
 	delivered int
+	snapshots int // taken by services
+	installs  int // installed from leaders
 
 	leaders   map[int]int      // term -> the server that led it
 	committed map[int]Entry    // index -> the entry applied there
@@ -129,7 +132,7 @@ func (h *simHistory) commit(s *sim, e Entry, cterm int) error {
 	}
 	on := 0
 	for _, sv := range s.servers {
-		if e.Index <= len(sv.disk.log) && sv.disk.log[e.Index-1].Term == e.Term {
+		if d, ok := sv.disk.entry(e.Index); ok && d.Term == e.Term {
 			on++
 		}
 	}
@@ -139,9 +142,22 @@ func (h *simHistory) commit(s *sim, e Entry, cterm int) error {
 	h.committed[e.Index], h.cterm[e.Index] = e, cterm
 	for term, l := range h.leaders {
 		if term > cterm && s.servers[l].up && s.servers[l].node.term == term && s.servers[l].node.role == Leader {
-			if n := s.servers[l].node; n.log.term(e.Index) != e.Term {
+			if n := s.servers[l].node; e.Index > n.log.snapshot().Index && n.log.term(e.Index) != e.Term {
 				return fmt.Errorf("leader %d of term %d lacks entry %d/%d, committed by term %d", l, term, e.Index, e.Term, cterm)
 			}
+		}
+	}
+	return nil
+}
+
+// checkSnapshot checks a snapshot that server i installs: State Machine
+// Safety says every entry its state holds is the one committed there.
+func (h *simHistory) checkSnapshot(s *sim, i int, state []Entry) error {
+	h.installs++
+	for k, e := range state {
+		c, ok := h.committed[k+1]
+		if !ok || e.Index != k+1 || c.Term != e.Term || !bytes.Equal(c.Command, e.Command) {
+			return fmt.Errorf("server %d installs a snapshot whose entry %d is %d/%q, but %d/%q was committed there (known: %v)", i, k+1, e.Term, e.Command, c.Term, c.Command, ok)
 		}
 	}
 	return nil
@@ -184,7 +200,7 @@ func (s *sim) check(i int) error {
 		// Leader Completeness: a new leader holds every entry committed
 		// by an earlier term.
 		for idx, e := range s.hist.committed {
-			if s.hist.cterm[idx] < n.term && n.log.term(idx) != e.Term {
+			if s.hist.cterm[idx] < n.term && idx > n.log.snapshot().Index && n.log.term(idx) != e.Term {
 				return fmt.Errorf("server %d leads term %d without entry %d/%d, committed by term %d", i, n.term, idx, e.Term, s.hist.cterm[idx])
 			}
 		}
@@ -194,21 +210,31 @@ func (s *sim) check(i int) error {
 	// so it holds the leader's entries up to matchIndex on its disk.
 	for f, p := range n.progress {
 		d := s.servers[f].disk
-		if p.match > 0 && d.hs.Term == n.term && (p.match > len(d.log) || d.log[p.match-1].Term != n.log.term(p.match)) {
-			return fmt.Errorf("leader %d of term %d has matchIndex %d for server %d, whose saved log (%d entries) does not hold its entry %d/%d",
-				i, n.term, p.match, f, len(d.log), p.match, n.log.term(p.match))
+		if p.match <= d.snap.Index || d.hs.Term != n.term {
+			continue // in the follower's snapshot, checked as it came
+		}
+		want := n.log.term(p.match)
+		if p.match <= n.log.snapshot().Index {
+			want = s.hist.committed[p.match].Term // compacted here: committed
+		}
+		if e, ok := d.entry(p.match); !ok || e.Term != want {
+			return fmt.Errorf("leader %d of term %d has matchIndex %d for server %d, whose saved log (to %d) does not hold its entry %d/%d",
+				i, n.term, p.match, f, d.lastIndex(), p.match, want)
 		}
 	}
 	// Leader Append-Only.
 	if sv.leaderTerm == n.term {
 		old, cur := sv.leaderLog, n.log.ents
-		if len(cur) < len(old) {
-			return fmt.Errorf("leader %d of term %d shrank its log from %d to %d entries", i, n.term, len(old)-1, len(cur)-1)
+		if last := old[len(old)-1].Index; n.log.lastIndex() < last {
+			return fmt.Errorf("leader %d of term %d shrank its log from %d to %d", i, n.term, last, n.log.lastIndex())
 		}
-		if len(old) > 0 && &old[0] != &cur[0] {
-			for k := range old {
-				if old[k].Term != cur[k].Term || !bytes.Equal(old[k].Command, cur[k].Command) {
-					return fmt.Errorf("leader %d of term %d rewrote entry %d", i, n.term, k)
+		if &old[0] != &cur[0] { // compacted, or grown into a new array
+			for _, e := range old[1:] {
+				if e.Index <= n.log.snapshot().Index {
+					continue
+				}
+				if c := n.log.entry(e.Index); c.Term != e.Term || !bytes.Equal(c.Command, e.Command) {
+					return fmt.Errorf("leader %d of term %d rewrote entry %d", i, n.term, e.Index)
 				}
 			}
 		}
@@ -222,7 +248,8 @@ func (s *sim) check(i int) error {
 // that entry always follows the same term. (A log in memory that was never
 // saved was never acted on either.)
 func (s *sim) checkNewEntries(i int) error {
-	log := s.servers[i].disk.log
+	d := &s.servers[i].disk
+	log := d.log
 	if len(log) == 0 {
 		return nil
 	}
@@ -234,7 +261,7 @@ func (s *sim) checkNewEntries(i int) error {
 	for k := from; k < len(log); k++ {
 		e := log[k]
 		key := [2]int{e.Index, e.Term}
-		prev := 0
+		prev := d.snap.Term
 		if k > 0 {
 			prev = log[k-1].Term
 		}
@@ -257,10 +284,11 @@ func (s *sim) checkNewEntries(i int) error {
 func (s *sim) checkSaved(i int) error {
 	sv := s.servers[i]
 	n := sv.node
-	if sv.disk.hs != (HardState{n.term, n.vote}) || len(sv.disk.log) != n.log.lastIndex() ||
-		(len(sv.disk.log) > 0 && sv.disk.log[len(sv.disk.log)-1].Term != n.log.lastTerm()) {
-		return fmt.Errorf("server %d: saved %v with %d entries, but runs with term %d vote %d and %d entries",
-			i, sv.disk.hs, len(sv.disk.log), n.term, n.vote, n.log.lastIndex())
+	d := &sv.disk
+	if d.hs != (HardState{n.term, n.vote}) || d.snap != n.log.snapshot() || d.lastIndex() != n.log.lastIndex() ||
+		(len(d.log) > 0 && d.log[len(d.log)-1].Term != n.log.lastTerm()) {
+		return fmt.Errorf("server %d: saved %v, snapshot %+v, log to %d, but runs with term %d vote %d, snapshot %+v, log to %d",
+			i, d.hs, d.snap, d.lastIndex(), n.term, n.vote, n.log.snapshot(), n.log.lastIndex())
 	}
 	return nil
 }

@@ -119,9 +119,28 @@ func (p simParams) String() string {
 
 // simDisk is what a simulated server has saved: what survives a crash.
 type simDisk struct {
-	hs  HardState
-	log []Entry
+	hs        HardState
+	snap      SnapshotMeta
+	snapState []Entry // the service's state in the snapshot: the entries 1..snap.Index it applied
+	log       []Entry // the entries after the snapshot
 }
+
+// entry returns the entry at index i as the disk holds it, in the log or
+// in the snapshot's state.
+func (d *simDisk) entry(i int) (Entry, bool) {
+	switch {
+	case i < 1:
+		return Entry{}, false
+	case i <= d.snap.Index:
+		return d.snapState[i-1], true
+	case i-d.snap.Index <= len(d.log):
+		return d.log[i-d.snap.Index-1], true
+	}
+	return Entry{}, false
+}
+
+// lastIndex returns the index of the last entry the disk holds.
+func (d *simDisk) lastIndex() int { return d.snap.Index + len(d.log) }
 
 // simBatch is the handling of one Ready: its state to save (if any), then
 // the messages it lets leave and the entries it commits. Batches complete
@@ -129,6 +148,8 @@ type simDisk struct {
 type simBatch struct {
 	write     bool
 	hs        HardState
+	snap      *SnapshotMeta // a snapshot installed from a leader
+	snapState []Entry       // its state
 	ents      []Entry
 	msgs      []Message
 	committed []Entry
@@ -140,7 +161,7 @@ type simServer struct {
 	disk       simDisk
 	pending    []simBatch // not yet durable: lost by a crash
 	up         bool
-	applied    []Entry // what its state machine applied since its last start
+	applied    []Entry // its service's state: the entries applied from index 1 (restored from a snapshot, then applied)
 	lastCommit int     // the commit index at the last check, this incarnation
 
 	// Leader Append-Only: the log as it was at the last check while leader.
@@ -150,8 +171,9 @@ type simServer struct {
 
 type simMsg struct {
 	m    Message
-	age  int // ticks spent in the network
-	hold int // ticks before it can arrive: a few messages are delayed long
+	age  int     // ticks spent in the network
+	hold int     // ticks before it can arrive: a few messages are delayed long
+	snap []Entry // an InstallSnapshot's data: the sender's snapshot state
 }
 
 type sim struct {
@@ -163,6 +185,7 @@ type sim struct {
 	net     []simMsg
 	group   []int           // partition: servers talk only within a group
 	oneWay  map[[2]int]bool // links cut in one direction, from→to
+	arrived []Entry         // the data of the InstallSnapshot being stepped
 	trace   func(string)
 	step    int
 	healed  bool
@@ -274,7 +297,7 @@ func (s *sim) restart(i int) error {
 	cfg := Config{
 		ID: i, Peers: s.ids, ElectionTicks: s.p.electionTicks, HeartbeatTicks: s.p.heartbeatTicks,
 		MaxMsgBytes: s.p.maxMsgBytes, PreVote: s.p.preVote, NoOp: s.p.noOp,
-		State: sv.disk.hs, Log: slices.Clone(sv.disk.log),
+		State: sv.disk.hs, Snapshot: sv.disk.snap, Log: slices.Clone(sv.disk.log),
 		Rand:  rand.New(rand.NewPCG(s.rng.Uint64(), uint64(i))),
 		Trace: s.trace,
 	}
@@ -282,7 +305,8 @@ func (s *sim) restart(i int) error {
 	if err != nil {
 		return fmt.Errorf("restart %d: %w", i, err)
 	}
-	sv.node, sv.up, sv.applied, sv.pending = node, true, nil, nil
+	// The service restarts from the snapshot.
+	sv.node, sv.up, sv.applied, sv.pending = node, true, sv.disk.snapState, nil
 	sv.lastCommit, sv.leaderTerm, sv.leaderLog = 0, 0, nil
 	return s.check(i)
 }
@@ -319,8 +343,10 @@ func (s *sim) act(chaos bool) error {
 			s.propose(i)
 			return s.ready(i, nil)
 		}
-	case r < 0.90:
+	case r < 0.88:
 		return s.flushSome()
+	case r < 0.90:
+		return s.snapshot(s.rng.IntN(len(s.servers)))
 	case !chaos || r < 0.975:
 	case r < 0.98:
 		// Crash a server, a leader more often than not (as in the Figure 8
@@ -454,7 +480,8 @@ func (s *sim) deliver(chaos bool) error {
 	if s.net[k].age < s.net[k].hold {
 		return nil // delayed: not yet
 	}
-	m := s.net[k].m
+	msg := s.net[k]
+	m := msg.m
 	if !chaos || s.rng.IntN(1000) >= s.p.dup { // a duplicated message stays in the network
 		s.net = slices.Delete(s.net, k, k+1)
 	}
@@ -466,6 +493,7 @@ func (s *sim) deliver(chaos bool) error {
 	if err := s.hist.beforeStep(s, m); err != nil {
 		return err
 	}
+	s.arrived = msg.snap
 	reply, ok := to.node.Step(m)
 	if isRequest(m.Body) != ok {
 		return fmt.Errorf("server %d: Step(%T from %d) returned a reply: %v, want %v", m.To, m.Body, m.From, ok, isRequest(m.Body))
@@ -479,7 +507,7 @@ func (s *sim) deliver(chaos bool) error {
 
 func isRequest(body any) bool {
 	switch body.(type) {
-	case *RequestVoteArgs, *AppendEntriesArgs:
+	case *RequestVoteArgs, *AppendEntriesArgs, *InstallSnapshotArgs:
 		return true
 	}
 	return false
@@ -491,7 +519,14 @@ func isRequest(body any) bool {
 func (s *sim) ready(i int, reply *Message) error {
 	sv := s.servers[i]
 	rd := sv.node.Ready()
-	b := simBatch{write: rd.MustSave(), hs: rd.HardState, ents: rd.Entries, msgs: rd.Messages, committed: rd.Committed}
+	b := simBatch{write: rd.MustSave(), hs: rd.HardState, snap: rd.Snapshot, ents: rd.Entries, msgs: rd.Messages, committed: rd.Committed}
+	if b.snap != nil {
+		if len(s.arrived) != b.snap.Index {
+			return fmt.Errorf("server %d installs snapshot %+v, but the data that arrived covers %d entries", i, *b.snap, len(s.arrived))
+		}
+		b.snapState = s.arrived
+	}
+	s.arrived = nil
 	if reply != nil {
 		b.msgs = append(b.msgs, *reply)
 	}
@@ -512,16 +547,24 @@ func (s *sim) flush(i, k int) error {
 	sv := s.servers[i]
 	for _, b := range sv.pending[:k] {
 		if b.write {
-			sv.disk.hs = b.hs
+			d := &sv.disk
+			d.hs = b.hs
+			if b.snap != nil {
+				// The snapshot, then its entries in place of the log.
+				if err := s.hist.checkSnapshot(s, i, b.snapState); err != nil {
+					return err
+				}
+				d.snap, d.snapState, d.log = *b.snap, b.snapState, nil
+			}
 			if len(b.ents) > 0 {
-				at := b.ents[0].Index - 1
-				if at > len(sv.disk.log) {
-					return fmt.Errorf("server %d: Ready saves entries from %d after a saved log ending at %d", i, at+1, len(sv.disk.log))
+				at := b.ents[0].Index - 1 - d.snap.Index
+				if at > len(d.log) || at < 0 {
+					return fmt.Errorf("server %d: Ready saves entries from %d with a saved log from %d to %d", i, b.ents[0].Index, d.snap.Index+1, d.lastIndex())
 				}
-				if at < len(sv.disk.log) {
-					sv.disk.log = sv.disk.log[:at:at] // a fresh array: checkNewEntries relies on it
+				if at < len(d.log) {
+					d.log = d.log[:at:at] // a fresh array: checkNewEntries relies on it
 				}
-				sv.disk.log = append(sv.disk.log, b.ents...)
+				d.log = append(d.log, b.ents...)
 			}
 			if err := s.hist.saved(s, i); err != nil {
 				return err
@@ -537,6 +580,9 @@ func (s *sim) flush(i, k int) error {
 				}
 			}
 		}
+		if b.snap != nil {
+			sv.applied = b.snapState // the service restored from the snapshot
+		}
 		for _, e := range b.committed {
 			if err := s.apply(i, e); err != nil {
 				return err
@@ -550,12 +596,19 @@ func (s *sim) flush(i, k int) error {
 	return nil
 }
 
-// send puts m in the network.
+// send puts m in the network; an InstallSnapshot carries the sender's
+// saved snapshot, as a driver sends its storage's.
 func (s *sim) send(m Message) error {
 	if err := s.hist.sent(s, m); err != nil {
 		return err
 	}
 	msg := simMsg{m: m}
+	if a, ok := m.Body.(*InstallSnapshotArgs); ok {
+		d := s.servers[m.From].disk
+		b := *a
+		b.LastIncludedIndex, b.LastIncludedTerm = d.snap.Index, d.snap.Term
+		msg.m.Body, msg.snap = &b, d.snapState
+	}
 	chance := 40
 	if _, ok := m.Body.(*AppendEntriesReply); ok {
 		chance = 4 // late acknowledgements are the ones that test a leader
@@ -577,7 +630,11 @@ func (s *sim) rewind(from, to int, a *AppendEntriesArgs) error {
 	if n.role != Leader || n.term != a.Term || a.PrevLogIndex > n.log.lastIndex() {
 		return nil
 	}
-	prev := s.rng.IntN(a.PrevLogIndex + 1)
+	first := n.log.snapshot().Index
+	if a.PrevLogIndex < first {
+		return nil
+	}
+	prev := first + s.rng.IntN(a.PrevLogIndex-first+1)
 	hi := prev + 1 + s.rng.IntN(a.PrevLogIndex+len(a.Entries)-prev+1)
 	hi = min(hi, n.log.lastIndex()+1)
 	r := &AppendEntriesArgs{Term: a.Term, LeaderID: from, PrevLogIndex: prev, PrevLogTerm: n.log.term(prev),
@@ -585,9 +642,31 @@ func (s *sim) rewind(from, to int, a *AppendEntriesArgs) error {
 	return s.send(Message{From: from, To: to, Body: r})
 }
 
+// snapshot has server i's service snapshot its state at a random index it
+// applied, save it, and compact its log (section 7).
+func (s *sim) snapshot(i int) error {
+	sv := s.servers[i]
+	d := &sv.disk
+	if !sv.up || len(sv.applied) <= d.snap.Index {
+		return nil
+	}
+	idx := d.snap.Index + 1 + s.rng.IntN(len(sv.applied)-d.snap.Index)
+	e, ok := d.entry(idx)
+	if !ok || e.Term != sv.applied[idx-1].Term {
+		return fmt.Errorf("server %d applied entry %d/%d, which its disk does not hold", i, idx, sv.applied[idx-1].Term)
+	}
+	s.hist.snapshots++
+	// The snapshot is durable before the log is compacted.
+	d.log = slices.Clone(d.log[idx-d.snap.Index:])
+	d.snap = SnapshotMeta{Index: idx, Term: e.Term}
+	d.snapState = sv.applied[:idx:idx]
+	return sv.node.Compact(idx)
+}
+
 // summary says what a run did.
 func (s *sim) summary() string {
-	return fmt.Sprintf("%v; %d terms with a leader, %d entries committed, %d messages delivered", s.p, len(s.hist.leaders), len(s.hist.committed), s.hist.delivered)
+	return fmt.Sprintf("%v; %d terms with a leader, %d entries committed, %d messages delivered, %d snapshots taken, %d installed",
+		s.p, len(s.hist.leaders), len(s.hist.committed), s.hist.delivered, s.hist.snapshots, s.hist.installs)
 }
 
 // describe says where the servers were, for a failure report.
@@ -609,8 +688,8 @@ func (s *sim) describe() string {
 
 // simTotals adds up what the runs of TestSimulation did.
 type simTotals struct {
-	runs, leaders, committed, delivered int
-	sizes                               [8]int
+	runs, leaders, committed, delivered, snapshots, installs int
+	sizes                                                    [8]int
 }
 
 func (t *simTotals) add(s *sim) {
@@ -618,10 +697,13 @@ func (t *simTotals) add(s *sim) {
 	t.leaders += len(s.hist.leaders)
 	t.committed += len(s.hist.committed)
 	t.delivered += s.hist.delivered
+	t.snapshots += s.hist.snapshots
+	t.installs += s.hist.installs
 	t.sizes[s.p.n]++
 }
 
 func (t simTotals) String() string {
-	return fmt.Sprintf("on average %d terms with a leader, %d entries committed, %d messages delivered per seed; cluster sizes 1..7: %v",
-		t.leaders/max(t.runs, 1), t.committed/max(t.runs, 1), t.delivered/max(t.runs, 1), t.sizes[1:])
+	r := max(t.runs, 1)
+	return fmt.Sprintf("per seed on average %d terms with a leader, %d entries committed, %d messages delivered, %d snapshots taken, %.1f installed from a leader; cluster sizes 1..7: %v",
+		t.leaders/r, t.committed/r, t.delivered/r, t.snapshots/r, float64(t.installs)/float64(r), t.sizes[1:])
 }

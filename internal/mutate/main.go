@@ -57,6 +57,10 @@ var mutations = []mutation{
 		"replication.go", [][2]string{{"if n.stepDownIfNewer(r.Term) || n.role != Leader || r.Term < n.term {", "if n.stepDownIfNewer(r.Term) || n.role != Leader {"}}},
 	{"follower-commits-own-last", "a follower commits up to its own last index, not the last new entry",
 		"replication.go", [][2]string{{"if c := min(a.LeaderCommit, lastNew); c > n.commit {", "if c := min(a.LeaderCommit, n.log.lastIndex()); c > n.commit {"}}},
+	{"install-old-snapshot", "a follower installs a snapshot it already has past (its commit index is further)",
+		"replication.go", [][2]string{{"	if snap.Index <= n.commit {\n", "	if snap.Index < 0 {\n"}}},
+	{"snapshot-keeps-conflicting-log", "installing a snapshot keeps the entries after it even if the log's entry at its index differs (Figure 13, rule 6)",
+		"log.go", [][2]string{{"	if l.term(snap.Index) == snap.Term {\n", "	if l.term(snap.Index) >= 0 || snap.Index < l.lastIndex() {\n"}}},
 	{"newer-term-keeps-vote", "adopting a newer term does not clear the vote",
 		"node.go", [][2]string{
 			{"		n.term, n.vote, n.lead = term, None, None", "		n.term, n.lead = term, None"},
