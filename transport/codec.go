@@ -280,9 +280,9 @@ func (r *frameReader) readPrimer(types []any) error {
 // type first, then the bodies'.
 func newPrimer(server bool) []any {
 	if server {
-		return []any{&rpc.Response{}, &core.RequestVoteReply{}, &core.AppendEntriesReply{}, &core.ProbeReply{}}
+		return []any{&rpc.Response{}, &core.RequestVoteReply{}, &core.AppendEntriesReply{}, &core.ProbeReply{}, &core.InstallSnapshotReply{}}
 	}
-	return []any{&rpc.Request{}, &core.RequestVoteArgs{}, &core.AppendEntriesArgs{}, &core.ProbeArgs{}}
+	return []any{&rpc.Request{}, &core.RequestVoteArgs{}, &core.AppendEntriesArgs{}, &core.ProbeArgs{}, &core.InstallSnapshotArgs{}}
 }
 
 // serverCodec is the rpc.ServerCodec of one accepted connection. net/rpc's
