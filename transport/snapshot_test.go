@@ -1,10 +1,13 @@
 package transport
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"net/rpc"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,6 +89,55 @@ func TestSnapshotTransfer(t *testing.T) {
 	for id, logs := range c.logs {
 		if s := logs.String(); strings.Contains(s, "level=WARN") || strings.Contains(s, "level=ERROR") {
 			t.Errorf("server %d logged a warning during the transfer:\n%s", id, s)
+		}
+	}
+}
+
+// TestChunkBuffersKept checks that each end of a connection keeps its frame
+// buffer across InstallSnapshot requests of 1 MiB, the chunk size
+// MaxChunkBytes advises: a transfer does not allocate and clear a new one
+// for every chunk.
+func TestChunkBuffersKept(t *testing.T) {
+	var wire bytes.Buffer
+	w := newFrameWriter()
+	if _, err := w.writePrimer(newPrimer(false)); err != nil {
+		t.Fatal(err)
+	}
+	wire.Write(w.frame())
+	w.reset()
+	const frames = 3
+	args := fullChunk(1 << 20)
+	var written []*byte
+	for i := range frames {
+		if _, err := w.encode(&rpc.Request{ServiceMethod: methodInstallSnapshot, Seq: uint64(i)}, args); err != nil {
+			t.Fatal(err)
+		}
+		wire.Write(w.frame())
+		written = append(written, &w.frame()[0])
+		w.reset()
+	}
+	rd := newFrameReader(bufio.NewReader(&wire), DefaultMaxMessageBytes)
+	if err := rd.readPrimer(newPrimer(false)); err != nil {
+		t.Fatal(err)
+	}
+	var read []*byte
+	for i := range frames {
+		var hdr rpc.Request
+		if _, err := rd.next(&hdr); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		read = append(read, &rd.body[0])
+		var got core.InstallSnapshotArgs
+		if err := rd.decodeBody(&got); err != nil || hdr.Seq != uint64(i) || chunkSum(&got) != chunkSum(args) {
+			t.Fatalf("frame %d: header %+v, %v, or the chunk arrived changed", i, hdr, err)
+		}
+	}
+	for i := 1; i < frames; i++ {
+		if written[i] != written[0] {
+			t.Errorf("the writer laid out frame %d in a new buffer", i)
+		}
+		if read[i] != read[0] {
+			t.Errorf("the reader read frame %d into a new buffer", i)
 		}
 	}
 }

@@ -292,7 +292,8 @@ const chunkOverhead = 1 << 10
 // Config.CallTimeout. Under the defaults (16 MiB, 1 s) a chunk of
 // MaxChunkBytes needs a link of over 134 Mbit/s, besides the handler's
 // time, so chunks of 1 MiB are the safer choice: one takes a few
-// milliseconds over loopback (BenchmarkInstallSnapshot).
+// milliseconds over loopback (BenchmarkInstallSnapshot), and the
+// connection keeps its buffers from one such chunk to the next.
 func (t *TCP) MaxChunkBytes() int { return max(t.maxMsg-chunkOverhead, 0) }
 
 // Peer returns the Peer that reaches server id, the same one on every call.
