@@ -87,6 +87,7 @@ type Handler interface {
 	ServeRequestVote(from int, args *RequestVoteArgs, reply *RequestVoteReply) error
 	ServeAppendEntries(from int, args *AppendEntriesArgs, reply *AppendEntriesReply) error
 	ServeProbe(from int, args *core.ProbeArgs, reply *core.ProbeReply) error
+	ServeInstallSnapshot(from int, args *InstallSnapshotArgs, reply *InstallSnapshotReply) error
 }
 
 // Errors of Propose and of the RPC handlers.
@@ -213,6 +214,17 @@ func (rf *Raft) ServeAppendEntries(from int, args *AppendEntriesArgs, reply *App
 		return err
 	}
 	*reply = *r.(*AppendEntriesReply)
+	return nil
+}
+
+// ServeInstallSnapshot answers an InstallSnapshot RPC (one chunk of a
+// snapshot) from server from.
+func (rf *Raft) ServeInstallSnapshot(from int, args *InstallSnapshotArgs, reply *InstallSnapshotReply) error {
+	r, err := rf.request(from, args)
+	if err != nil {
+		return err
+	}
+	*reply = *r.(*InstallSnapshotReply)
 	return nil
 }
 

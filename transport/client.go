@@ -26,9 +26,10 @@ import (
 
 // The methods a Peer calls.
 const (
-	methodRequestVote   = "Raft.RequestVote"
-	methodAppendEntries = "Raft.AppendEntries"
-	methodProbe         = "Raft.Probe"
+	methodRequestVote     = "Raft.RequestVote"
+	methodAppendEntries   = "Raft.AppendEntries"
+	methodProbe           = "Raft.Probe"
+	methodInstallSnapshot = "Raft.InstallSnapshot"
 )
 
 var (
@@ -80,20 +81,23 @@ func (p *Peer) ID() int { return p.id }
 // Addr returns the peer's address, as Config.Peers gives it.
 func (p *Peer) Addr() string { return p.addr }
 
-// Call runs the handler named by svcMeth ("Raft.RequestVote",
-// "Raft.AppendEntries" or "Raft.Probe") on the peer with args, a
-// *core.RequestVoteArgs, *core.AppendEntriesArgs or *core.ProbeArgs, and
-// reports whether reply, a *core.RequestVoteReply, *core.AppendEntriesReply
-// or *core.ProbeReply, holds its answer.
+// Call runs the handler named by svcMeth on the peer with args, and
+// reports whether reply holds its answer. svcMeth, args and reply are one
+// of:
+//
+//	"Raft.RequestVote"      *core.RequestVoteArgs      *core.RequestVoteReply
+//	"Raft.AppendEntries"    *core.AppendEntriesArgs    *core.AppendEntriesReply
+//	"Raft.Probe"            *core.ProbeArgs            *core.ProbeReply
+//	"Raft.InstallSnapshot"  *core.InstallSnapshotArgs  *core.InstallSnapshotReply
 //
 // Call returns false, leaving reply as it was, when no answer came in
 // Config.CallTimeout; at once when the peer could not be dialed lately
 // (Call then waits out the redial backoff without dialing); after a short
 // wait when an injected fault lost the request or the reply; when the
-// message was over the size limit, the handler returned an error, the
-// transport is closed, or the arguments are not of the types above. A
-// false call may still have run the handler. Call reads args only until it
-// returns.
+// message was over the size limit (or an InstallSnapshot's Data over
+// TCP.MaxChunkBytes), the handler returned an error, the transport is
+// closed, or the arguments are not as above. A false call may still have
+// run the handler. Call reads args only until it returns.
 func (p *Peer) Call(svcMeth string, args any, reply any) bool {
 	return p.call(svcMeth, args, reply) == nil
 }
@@ -106,32 +110,23 @@ func (p *Peer) call(svcMeth string, args, reply any) error {
 	// must not write into reply.
 	var tmp any
 	var commit func()
+	ok := false
 	switch svcMeth {
 	case methodRequestVote:
-		a, ok1 := args.(*core.RequestVoteArgs)
-		r, ok2 := reply.(*core.RequestVoteReply)
-		if !ok1 || !ok2 || a == nil || r == nil {
-			return p.badCall(svcMeth, args, reply)
-		}
-		v := new(core.RequestVoteReply)
-		tmp, commit = v, func() { *r = *v }
+		tmp, commit, ok = bind[core.RequestVoteArgs, core.RequestVoteReply](args, reply)
 	case methodAppendEntries:
-		a, ok1 := args.(*core.AppendEntriesArgs)
-		r, ok2 := reply.(*core.AppendEntriesReply)
-		if !ok1 || !ok2 || a == nil || r == nil {
-			return p.badCall(svcMeth, args, reply)
-		}
-		v := new(core.AppendEntriesReply)
-		tmp, commit = v, func() { *r = *v }
+		tmp, commit, ok = bind[core.AppendEntriesArgs, core.AppendEntriesReply](args, reply)
 	case methodProbe:
-		a, ok1 := args.(*core.ProbeArgs)
-		r, ok2 := reply.(*core.ProbeReply)
-		if !ok1 || !ok2 || a == nil || r == nil {
-			return p.badCall(svcMeth, args, reply)
+		tmp, commit, ok = bind[core.ProbeArgs, core.ProbeReply](args, reply)
+	case methodInstallSnapshot:
+		tmp, commit, ok = bind[core.InstallSnapshotArgs, core.InstallSnapshotReply](args, reply)
+		if ok {
+			if err := p.checkChunk(args.(*core.InstallSnapshotArgs)); err != nil {
+				return err
+			}
 		}
-		v := new(core.ProbeReply)
-		tmp, commit = v, func() { *r = *v }
-	default:
+	}
+	if !ok {
 		return p.badCall(svcMeth, args, reply)
 	}
 	if t.isClosed() {
@@ -171,10 +166,36 @@ func (p *Peer) call(svcMeth string, args, reply any) error {
 }
 
 func (p *Peer) badCall(svcMeth string, args, reply any) error {
-	err := fmt.Errorf("transport: bad call %q with %T, %T: want %q with *core.RequestVoteArgs, *core.RequestVoteReply, %q with *core.AppendEntriesArgs, *core.AppendEntriesReply or %q with *core.ProbeArgs, *core.ProbeReply",
-		svcMeth, args, reply, methodRequestVote, methodAppendEntries, methodProbe)
+	err := fmt.Errorf("transport: bad call %q with %T, %T: want one of %q, %q, %q or %q with non-nil pointers to the core package's Args and Reply of that RPC",
+		svcMeth, args, reply, methodRequestVote, methodAppendEntries, methodProbe, methodInstallSnapshot)
 	p.t.log.Error(err.Error(), "peer", p.id)
 	return err
+}
+
+// checkChunk refuses a snapshot chunk whose Data is over MaxChunkBytes,
+// before it is encoded: the driver cuts chunks to that size, and one over
+// it may not fit under the peer's MaxMessageBytes.
+func (p *Peer) checkChunk(a *core.InstallSnapshotArgs) error {
+	limit := p.t.MaxChunkBytes()
+	if n := len(a.Data); n > limit {
+		p.t.log.Warn("transport: refused to send a snapshot chunk over the size limit",
+			"peer", p.id, "bytes", n, "limit", limit)
+		return fmt.Errorf("%w: InstallSnapshot chunk of %d bytes of data, limit %d (MaxChunkBytes)", errTooLarge, n, limit)
+	}
+	return nil
+}
+
+// bind checks that args and reply are a non-nil *A and *R, and returns a
+// new R for the reply to be decoded into, and a commit that copies it to
+// reply.
+func bind[A, R any](args, reply any) (tmp any, commit func(), ok bool) {
+	a, ok1 := args.(*A)
+	r, ok2 := reply.(*R)
+	if !ok1 || !ok2 || a == nil || r == nil {
+		return nil, nil, false
+	}
+	v := new(R)
+	return v, func() { *r = *v }, true
 }
 
 // conn returns the live connection to the peer, dialing one if there is

@@ -34,8 +34,8 @@ const fuzzLimit = 4 << 10
 const allocSlack = 8 << 20
 
 // seedRequests returns a caller's stream as the real writer lays it out:
-// the primer, then requests of every method, heartbeats and one over
-// fuzzLimit.
+// the primer, then requests of every method, heartbeats, snapshot chunks
+// (the first, and a last one), and requests over fuzzLimit.
 func seedRequests(t testing.TB) []byte {
 	var out bytes.Buffer
 	w := newFrameWriter()
@@ -51,6 +51,9 @@ func seedRequests(t testing.TB) []byte {
 		&core.AppendEntriesArgs{Term: 3, LeaderID: 1, Entries: entries(3, 20)},
 		&core.ProbeArgs{},
 		&core.AppendEntriesArgs{Term: 4, Entries: entries(2, fuzzLimit)},
+		&core.InstallSnapshotArgs{Term: 3, LeaderID: 1, LastIncludedIndex: 7, LastIncludedTerm: 2, Data: snapshotData(0, 300)},
+		&core.InstallSnapshotArgs{Term: 3, LeaderID: 1, LastIncludedIndex: 7, LastIncludedTerm: 2, Offset: 300, Data: snapshotData(300, 20), Done: true},
+		&core.InstallSnapshotArgs{Term: 4, LeaderID: 1, LastIncludedIndex: 9, LastIncludedTerm: 4, Data: snapshotData(0, fuzzLimit)},
 	} {
 		method := methodRequestVote
 		switch body.(type) {
@@ -58,6 +61,8 @@ func seedRequests(t testing.TB) []byte {
 			method = methodAppendEntries
 		case *core.ProbeArgs:
 			method = methodProbe
+		case *core.InstallSnapshotArgs:
+			method = methodInstallSnapshot
 		}
 		if _, err := w.encode(&rpc.Request{ServiceMethod: method, Seq: uint64(i)}, body); err != nil {
 			t.Fatal(err)
@@ -85,7 +90,8 @@ func seedReplies(t testing.TB) []byte {
 		{rpc.Response{ServiceMethod: methodRequestVote, Seq: 0}, &core.RequestVoteReply{Term: 3, VoteGranted: true}},
 		{rpc.Response{ServiceMethod: methodAppendEntries, Seq: 1}, &core.AppendEntriesReply{Term: 3, Success: true, Index: 9}},
 		{rpc.Response{ServiceMethod: methodProbe, Seq: 2}, &core.ProbeReply{Term: 3, LastIndex: 9}},
-		{rpc.Response{ServiceMethod: methodAppendEntries, Seq: 3, Error: "not now"}, nil},
+		{rpc.Response{ServiceMethod: methodInstallSnapshot, Seq: 3}, &core.InstallSnapshotReply{Term: 3, Index: 7}},
+		{rpc.Response{ServiceMethod: methodInstallSnapshot, Seq: 4, Error: "not now"}, nil},
 	}
 	for _, f := range frames {
 		var err error
@@ -139,6 +145,8 @@ func readRequests(t testing.TB, rd *frameReader) (int, error) {
 			body = new(core.AppendEntriesArgs)
 		case methodProbe:
 			body = new(core.ProbeArgs)
+		case methodInstallSnapshot:
+			body = new(core.InstallSnapshotArgs)
 		}
 		if body == nil {
 			err = rd.decodeBody()
@@ -165,7 +173,7 @@ func readReplies(t testing.TB, rd *frameReader) (int, error) {
 		if large > 0 {
 			continue
 		}
-		bodies := []any{new(core.RequestVoteReply), new(core.AppendEntriesReply), new(core.ProbeReply)}
+		bodies := []any{new(core.RequestVoteReply), new(core.AppendEntriesReply), new(core.ProbeReply), new(core.InstallSnapshotReply)}
 		if hdr.Error != "" || hdr.Seq >= uint64(len(bodies)) {
 			err = rd.decodeBody()
 		} else {
@@ -184,6 +192,12 @@ func checkBuffers(t testing.TB, rd *frameReader) {
 	}
 }
 
+// The frames after the primer in seedRequests and seedReplies.
+const (
+	seedRequestCount = 8
+	seedReplyCount   = 5
+)
+
 // TestFuzzSeeds checks that the seed corpus is what the fuzz targets
 // expect: streams that decode whole.
 func TestFuzzSeeds(t *testing.T) {
@@ -191,23 +205,23 @@ func TestFuzzSeeds(t *testing.T) {
 	if err := rd.readPrimer(newPrimer(false)); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := readRequests(t, rd); n != 5 || err != io.EOF {
-		t.Errorf("read %d requests, then %v; want 5, then EOF", n, err)
+	if n, err := readRequests(t, rd); n != seedRequestCount || err != io.EOF {
+		t.Errorf("read %d requests, then %v; want %d, then EOF", n, err, seedRequestCount)
 	}
 	rd = newFrameReader(bufio.NewReader(bytes.NewReader(seedReplies(t))), fuzzLimit)
 	if err := rd.readPrimer(newPrimer(true)); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := readReplies(t, rd); n != 4 || err != io.EOF {
-		t.Errorf("read %d replies, then %v; want 4, then EOF", n, err)
+	if n, err := readReplies(t, rd); n != seedReplyCount || err != io.EOF {
+		t.Errorf("read %d replies, then %v; want %d, then EOF", n, err, seedReplyCount)
 	}
 	tr := &TCP{id: 0, peers: map[int]string{0: "a", 1: "b"}, callTimeout: time.Second, maxMsg: fuzzLimit}
 	from, rd, _, err := tr.serverHandshake(fuzzConn{bytes.NewReader(append(appendHello(nil, 1, 0), seedRequests(t)...))})
 	if err != nil || from != 1 {
 		t.Fatalf("handshake of the seed: caller %d, %v", from, err)
 	}
-	if n, err := readRequests(t, rd); n != 5 || err != io.EOF {
-		t.Errorf("read %d requests after the handshake, then %v; want 5, then EOF", n, err)
+	if n, err := readRequests(t, rd); n != seedRequestCount || err != io.EOF {
+		t.Errorf("read %d requests after the handshake, then %v; want %d, then EOF", n, err, seedRequestCount)
 	}
 }
 

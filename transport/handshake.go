@@ -22,8 +22,9 @@ import (
 
 const (
 	magic = "RAFTKIT"
-	// version 2: the primers carry the Probe RPC's types.
-	version   byte = 2
+	// version 2 added the Probe RPC's types to the primers, version 3
+	// the InstallSnapshot RPC's.
+	version   byte = 3
 	helloLen       = len(magic) + 1 + 8 + 8
 	answerLen      = len(magic) + 1 + 1
 )

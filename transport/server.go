@@ -122,6 +122,11 @@ func (s *service) Probe(args *core.ProbeArgs, reply *core.ProbeReply) error {
 	return s.serve(func() error { return s.h.ServeProbe(s.from, args, reply) })
 }
 
+// InstallSnapshot serves Raft.InstallSnapshot.
+func (s *service) InstallSnapshot(args *core.InstallSnapshotArgs, reply *core.InstallSnapshotReply) error {
+	return s.serve(func() error { return s.h.ServeInstallSnapshot(s.from, args, reply) })
+}
+
 func (s *service) serve(handle func() error) error {
 	t := s.t
 	// A cut is honoured by both ends: refuse a request over a link this

@@ -1,14 +1,16 @@
 // Package transport carries Raft's RPCs between servers over TCP.
 //
 // Each server has one TCP: it listens on its own address and serves the
-// RequestVote, AppendEntries and Probe RPCs with a Handler (Serve), and
-// gives a Peer for every other server, whose Call satisfies the raft
-// package's Peer interface. Calls to one peer share one connection, dialed
+// RequestVote, AppendEntries, Probe and InstallSnapshot RPCs with a
+// Handler (Serve), and gives a Peer for every other server, whose Call
+// satisfies the raft package's Peer interface. Calls to one peer share one connection, dialed
 // on the first call and dialed again, with a growing backoff, when it
 // breaks.
 // Every call has a deadline, and a slow, dead or partitioned peer delays
 // calls to no other peer. MaxCommandBytes tells the raft package how large
-// a command the transport can carry.
+// a command the transport can carry, MaxChunkBytes how large a chunk of a
+// snapshot: a snapshot moves as a sequence of InstallSnapshot calls on the
+// peer's one connection, each carrying one chunk.
 //
 // # Starting servers on ephemeral ports
 //
@@ -93,6 +95,7 @@ type Handler interface {
 	ServeRequestVote(from int, args *core.RequestVoteArgs, reply *core.RequestVoteReply) error
 	ServeAppendEntries(from int, args *core.AppendEntriesArgs, reply *core.AppendEntriesReply) error
 	ServeProbe(from int, args *core.ProbeArgs, reply *core.ProbeReply) error
+	ServeInstallSnapshot(from int, args *core.InstallSnapshotArgs, reply *core.InstallSnapshotReply) error
 }
 
 // Config configures a TCP. ID and Peers are required; the zero value of
@@ -114,7 +117,8 @@ type Config struct {
 	// (default 1 s). It also bounds a handshake, and the writing of a
 	// reply. A request or reply that cannot cross the network within it
 	// breaks the connection, so it must leave time to send
-	// MaxMessageBytes.
+	// MaxMessageBytes, or at least the largest message the servers send
+	// (a snapshot chunk, say; see MaxChunkBytes).
 	CallTimeout time.Duration
 	// MaxMessageBytes bounds the encoded size of a call's arguments and of
 	// a reply (default 16 MiB, at most MaxMessageBytesLimit). Requests and
@@ -272,6 +276,25 @@ const commandOverhead = 1 << 10
 // 1 KiB, or 0 if the limit is under 1 KiB. The raft package checks its own
 // Config.MaxCommandBytes against it.
 func (t *TCP) MaxCommandBytes() int { return max(t.maxMsg-commandOverhead, 0) }
+
+// chunkOverhead is what MaxChunkBytes leaves, out of MaxMessageBytes, for
+// the rest of an InstallSnapshot request: its other fields, and gob's
+// lengths and field tags. These take under 100 bytes with every number at
+// its largest (TestMaxChunkBytes measures them); the rest is room for
+// fields added later.
+const chunkOverhead = 1 << 10
+
+// MaxChunkBytes returns the largest Data that one InstallSnapshot call can
+// carry under Config.MaxMessageBytes: that limit less 1 KiB, or 0 if the
+// limit is under 1 KiB. A call with more Data fails with no request sent.
+//
+// A chunk must also cross the network, and be handled, within
+// Config.CallTimeout. Under the defaults (16 MiB, 1 s) a chunk of
+// MaxChunkBytes needs a link of over 134 Mbit/s, besides the handler's
+// time, so chunks of 1 MiB are the safer choice: one takes a few
+// milliseconds over loopback (BenchmarkInstallSnapshot), and the
+// connection keeps its buffers from one such chunk to the next.
+func (t *TCP) MaxChunkBytes() int { return max(t.maxMsg-chunkOverhead, 0) }
 
 // Peer returns the Peer that reaches server id, the same one on every call.
 // id must be in Config.Peers and not the server's own.

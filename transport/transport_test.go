@@ -93,6 +93,33 @@ func (h *fakeHandler) ServeAppendEntries(from int, a *core.AppendEntriesArgs, r 
 	return nil
 }
 
+// ServeInstallSnapshot answers with the term, and a checksum of the
+// request's fields and data (chunkSum) in Index.
+func (h *fakeHandler) ServeInstallSnapshot(from int, a *core.InstallSnapshotArgs, r *core.InstallSnapshotReply) error {
+	h.calls.Add(1)
+	block, err, big := h.state()
+	if block != nil {
+		<-block
+	}
+	if err != nil {
+		return err
+	}
+	if big {
+		*r = core.InstallSnapshotReply{Term: math.MaxInt64, Index: math.MaxInt64}
+		return nil
+	}
+	*r = core.InstallSnapshotReply{Term: a.Term, Index: chunkSum(a)}
+	return nil
+}
+
+// chunkSum is a checksum of every field of an InstallSnapshot request.
+func chunkSum(a *core.InstallSnapshotArgs) int {
+	h := crc32.NewIEEE()
+	fmt.Fprintf(h, "%d/%d/%d/%d/%d/%t/", a.Term, a.LeaderID, a.LastIncludedIndex, a.LastIncludedTerm, a.Offset, a.Done)
+	h.Write(a.Data)
+	return int(h.Sum32())
+}
+
 func checksum(ents []core.Entry) uint32 {
 	h := crc32.NewIEEE()
 	for _, e := range ents {
@@ -268,6 +295,33 @@ func (c *cluster) appendEntries(from, to, n, size int) error {
 	return err
 }
 
+// installSnapshot sends the chunk of a snapshot at offset, of size bytes,
+// from one server to another, and checks the reply if the call succeeds.
+func (c *cluster) installSnapshot(from, to int, offset int64, size int) error {
+	c.t.Helper()
+	args := &core.InstallSnapshotArgs{Term: 9, LeaderID: from, LastIncludedIndex: 1000, LastIncludedTerm: 8,
+		Offset: offset, Data: snapshotData(offset, size), Done: size%2 == 1}
+	var reply core.InstallSnapshotReply
+	err := c.peer(from, to).call(methodInstallSnapshot, args, &reply)
+	if err == nil {
+		if want := (core.InstallSnapshotReply{Term: 9, Index: chunkSum(args)}); reply != want {
+			c.t.Errorf("InstallSnapshot %d→%d: reply %+v, want %+v", from, to, reply, want)
+		}
+	}
+	return err
+}
+
+// snapshotData returns the bytes of a snapshot from offset on, size of
+// them.
+func snapshotData(offset int64, size int) []byte {
+	b := make([]byte, size)
+	for i := range b {
+		x := offset + int64(i)
+		b[i] = byte(x ^ x>>8 ^ x>>16)
+	}
+	return b
+}
+
 func (c *cluster) mustCall(from, to int) {
 	c.t.Helper()
 	if err := c.appendEntries(from, to, 2, 10); err != nil {
@@ -330,6 +384,9 @@ func TestRoundTrip(t *testing.T) {
 			if err := c.peer(from, to).call("Raft.Probe", &core.ProbeArgs{}, &probe); err != nil || probe != want {
 				t.Errorf("Probe %d→%d: %+v, %v; want %+v", from, to, probe, err, want)
 			}
+			if err := c.installSnapshot(from, to, 0, 3000); err != nil {
+				t.Errorf("InstallSnapshot %d→%d: %v", from, to, err)
+			}
 		}
 	}
 	// Call, as the raft package uses it.
@@ -388,6 +445,10 @@ func TestBadCalls(t *testing.T) {
 		{"Raft.RequestVote", core.RequestVoteArgs{}, &core.RequestVoteReply{}},
 		{"Raft.Probe", &core.ProbeArgs{}, &core.RequestVoteReply{}},
 		{"Raft.Probe", (*core.ProbeArgs)(nil), &core.ProbeReply{}},
+		{"Raft.InstallSnapshot", &core.InstallSnapshotArgs{}, &core.AppendEntriesReply{}},
+		{"Raft.InstallSnapshot", (*core.InstallSnapshotArgs)(nil), &core.InstallSnapshotReply{}},
+		{"Raft.InstallSnapshot", &core.InstallSnapshotArgs{}, (*core.InstallSnapshotReply)(nil)},
+		{"Raft.AppendEntries", &core.InstallSnapshotArgs{}, &core.InstallSnapshotReply{}},
 	} {
 		if p.Call(tc.method, tc.args, tc.reply) {
 			t.Errorf("Call(%q, %T, %T) succeeded", tc.method, tc.args, tc.reply)
@@ -1263,6 +1324,11 @@ func (nopHandler) ServeRequestVote(from int, a *core.RequestVoteArgs, r *core.Re
 
 func (nopHandler) ServeAppendEntries(from int, a *core.AppendEntriesArgs, r *core.AppendEntriesReply) error {
 	r.Term, r.Success, r.Index = a.Term, true, a.PrevLogIndex+len(a.Entries)
+	return nil
+}
+
+func (nopHandler) ServeInstallSnapshot(from int, a *core.InstallSnapshotArgs, r *core.InstallSnapshotReply) error {
+	r.Term = a.Term
 	return nil
 }
 
