@@ -89,8 +89,11 @@ type config struct {
 
 	// "at most one leader per term": term -> the server seen leading it.
 	termLeader map[int]int
-	safetyErr  []string // violations found off the test goroutine
-	instances  []*Raft  // every instance made, for observers
+	// rpcTotal() when a server was first seen leading: the RPCs the first
+	// election took, without the heartbeats sent since.
+	firstLeaderRPCs int
+	safetyErr       []string // violations found off the test goroutine
+	instances       []*Raft  // every instance made, for observers
 
 	// dirs, when RAFT_TEST_STORAGE=disk, holds each server's data
 	// directory: servers then keep their state in storage.WAL instead of
@@ -187,6 +190,9 @@ func (cfg *config) observe(i int, term int, isLeader bool) {
 	}
 	cfg.mu.Lock()
 	defer cfg.mu.Unlock()
+	if len(cfg.termLeader) == 0 {
+		cfg.firstLeaderRPCs = cfg.rpcTotal()
+	}
 	if other, ok := cfg.termLeader[term]; ok {
 		if other != i {
 			msg := fmt.Sprintf("two leaders in term %v: server %v and server %v", term, other, i)
@@ -622,6 +628,79 @@ func (cfg *config) checkOneLeader() int {
 	}
 	cfg.t.Fatalf("expected one leader, got none")
 	return -1
+}
+
+// rpcsToFirstLeader returns how many RPCs had been sent when a server was
+// first seen leading (by its own loop, or by GetState or Start), or 0 if
+// none has led yet.
+func (cfg *config) rpcsToFirstLeader() int {
+	cfg.mu.Lock()
+	defer cfg.mu.Unlock()
+	return cfg.firstLeaderRPCs
+}
+
+// termsAgree reports whether every connected server is in the same term,
+// and returns that term and each connected server's.
+func (cfg *config) termsAgree() (term int, agree bool, terms map[int]int) {
+	terms = make(map[int]int)
+	term, agree = -1, true
+	for i := 0; i < cfg.n; i++ {
+		if !cfg.isConnected(i) {
+			continue
+		}
+		xterm, _, ok := cfg.getState(i)
+		if !ok {
+			continue
+		}
+		terms[i] = xterm
+		if term == -1 {
+			term = xterm
+		} else if term != xterm {
+			agree = false
+		}
+	}
+	return term, agree, terms
+}
+
+// awaitTermAgreement waits, with a generous bound, until every connected
+// server is in the same term (followers learn of an election from its
+// RequestVotes and the new leader's first AppendEntries), and returns it.
+func (cfg *config) awaitTermAgreement() int {
+	cfg.t.Helper()
+	deadline := time.Now().Add(5 * RaftElectionTimeout)
+	for {
+		cfg.checkErrs()
+		term, agree, terms := cfg.termsAgree()
+		if agree {
+			return term
+		}
+		if time.Now().After(deadline) {
+			cfg.t.Fatalf("servers disagree on the term for %v: %v", 5*RaftElectionTimeout, terms)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stallLimit is how late the tester's own timers may fire in a window in
+// which it asserts that nothing happens: a Raft follower elects only
+// after an election timeout (at least 300 ms) without the leader's
+// heartbeats (every 100 ms), which a machine that did not run the
+// process's goroutines for about that long can bring about.
+const stallLimit = 100 * time.Millisecond
+
+// sleepWatched sleeps for d and returns the longest that a 10 ms timer
+// fired late meanwhile: how long the process was not run, at worst.
+func sleepWatched(d time.Duration) time.Duration {
+	const step = 10 * time.Millisecond
+	var worst time.Duration
+	end := time.Now().Add(d)
+	for prev := time.Now(); prev.Before(end); {
+		time.Sleep(step)
+		now := time.Now()
+		worst = max(worst, now.Sub(prev)-step)
+		prev = now
+	}
+	return worst
 }
 
 // check that everyone agrees on the term.

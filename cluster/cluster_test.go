@@ -49,7 +49,7 @@ func runProcesses(t *testing.T, n int) {
 		h.restart(id)
 	}
 	h.awaitLeader("all up and healed", time.Now(), h.all(), 0)
-	time.Sleep(300 * time.Millisecond) // a little more traffic with everyone in
+	h.awaitCommits(10, 30*time.Second) // a little more traffic with everyone in
 	h.stopClientLoop()
 	h.stopPollLoop()
 	h.converge(30 * time.Second)
@@ -249,47 +249,67 @@ func (c *chaos) majorityDown() {
 		killed = append(killed, id)
 	}
 	survivors := h.up()
-	time.Sleep(300 * time.Millisecond) // replies in flight before the kills land
 
+	// The client keeps proposing to the survivors for a while. Nothing
+	// may commit past what a majority of logs holds: the logs of the
+	// servers that are down are final (on disk), and the survivors'
+	// only grow, so their lengths at the end bound every commit.
 	hold := 1500 * time.Millisecond
 	if testing.Short() {
 		hold = time.Second
 	}
-	commits := make(map[int]int)
-	for _, id := range survivors {
-		st, err := h.state(id, time.Second)
-		if err != nil {
-			h.t.Fatalf("majority down: node %d: %v", id, err)
-		}
-		commits[id] = st.Commit
-	}
 	h.mu.Lock()
-	before := h.maxIndex
 	submitted := len(h.submitted)
 	h.mu.Unlock()
-	time.Sleep(hold)
+	commits := h.commitIndexes(survivors)
+	time.Sleep(hold) // not a synchronisation: the time the survivors are given to go wrong
+	commitsAfter := h.commitIndexes(survivors)
+	lasts := make(map[int]int)
 	for _, id := range survivors {
-		st, err := h.state(id, time.Second)
+		st, err := h.state(id, 2*time.Second)
 		if err != nil {
 			h.t.Fatalf("majority down: node %d: %v", id, err)
 		}
-		if st.Commit != commits[id] {
-			h.violation("majority down (%v killed, %v up): node %d's commit index moved from %d to %d", killed, survivors, id, commits[id], st.Commit)
+		lasts[id] = st.LastLog
+	}
+	for _, id := range h.down() {
+		lasts[id] = h.diskLastIndex(id)
+	}
+	held := mapValues(lasts)
+	slices.Sort(held)
+	limit := held[len(held)-h.maj] // the highest index that a majority holds
+	for _, id := range survivors {
+		if commitsAfter[id] > limit {
+			h.violation("majority down (%v killed, %v up): node %d's commit index is %d, past %d, the highest index a majority of logs holds (last indexes %v)", killed, survivors, id, commitsAfter[id], limit, lasts)
 		}
 	}
 	h.mu.Lock()
-	if limit := max(before, slices.Max(mapValues(commits))); h.maxIndex > limit {
-		h.violationLocked("majority down (%v killed, %v up): index %d applied, past %d, the highest commit index left", killed, survivors, h.maxIndex, limit)
+	if h.maxIndex > limit {
+		h.violationLocked("majority down (%v killed, %v up): index %d applied, past %d, the highest index a majority of logs holds (last indexes %v)", killed, survivors, h.maxIndex, limit, lasts)
 	}
 	proposed := len(h.submitted) - submitted
 	h.mu.Unlock()
-	h.t.Logf("majority down: killed %v (leader was %d) with %v already down; survivors %v kept commit indexes %v for %v while %d commands were proposed to them",
-		killed, l, already, survivors, commits, hold, proposed)
+	h.t.Logf("majority down: killed %v (leader was %d) with %v already down; survivors %v had commit indexes %v, then %v after %v while %d commands were proposed to them; last indexes %v, so nothing may commit past %d",
+		killed, l, already, survivors, commits, commitsAfter, hold, proposed, lasts, limit)
 
 	for _, id := range killed {
 		h.restart(id)
 	}
 	h.awaitLeader(fmt.Sprintf("majority back (%v restarted)", killed), time.Now(), h.up(), 0)
+}
+
+// commitIndexes returns the commit index of each of ids.
+func (h *harness) commitIndexes(ids []int) map[int]int {
+	h.t.Helper()
+	commits := make(map[int]int)
+	for _, id := range ids {
+		st, err := h.state(id, 2*time.Second)
+		if err != nil {
+			h.t.Fatalf("node %d: %v", id, err)
+		}
+		commits[id] = st.Commit
+	}
+	return commits
 }
 
 func mapValues(m map[int]int) []int {
@@ -307,15 +327,21 @@ func mapValues(m map[int]int) []int {
 func (h *harness) check() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	logs := make([][]string, h.n)
+	logs := make([][]Applied, h.n)
+	byIndex := make([]map[int]string, h.n)
 	for i, p := range h.procs {
+		byIndex[i] = make(map[int]string)
 		if p.cur == nil {
 			h.violationLocked("node %d is not running at the end", p.id)
 			continue
 		}
 		logs[i] = p.cur.applied
+		for _, a := range logs[i] {
+			byIndex[i][a.Index] = a.Cmd
+		}
 	}
-	// (2) One log: every server applied the same commands, in order.
+	// (2) One log: every server applied the same commands at the same
+	// indexes, in order.
 	ref := logs[0]
 	for i, lg := range logs {
 		if len(lg) != len(ref) {
@@ -323,7 +349,7 @@ func (h *harness) check() {
 		}
 		for j := range min(len(lg), len(ref)) {
 			if lg[j] != ref[j] {
-				h.violationLocked("index %d: node %d applied %q, node 1 %q", j+1, i+1, lg[j], ref[j])
+				h.violationLocked("command %d: node %d applied %q at index %d, node 1 %q at index %d", j+1, i+1, lg[j].Cmd, lg[j].Index, ref[j].Cmd, ref[j].Index)
 				break
 			}
 		}
@@ -331,33 +357,37 @@ func (h *harness) check() {
 	// (1) Nothing that was committed got lost or changed: every command
 	// seen applied at index i by any server, at any time (before kills
 	// and restarts too), is at index i on every server at the end.
-	lost := 0
+	lost, lostIdx := 0, make(map[int]bool)
 	for idx, cmd := range h.observed {
-		for i, lg := range logs {
-			if idx > len(lg) || lg[idx-1] != cmd {
+		for i := range logs {
+			if got, ok := byIndex[i][idx]; !ok || got != cmd {
+				lostIdx[idx] = true
 				if lost++; lost <= 10 {
-					got := "nothing"
-					if idx <= len(lg) {
-						got = strconv.Quote(lg[idx-1])
+					if !ok {
+						got = "nothing"
+					} else {
+						got = strconv.Quote(got)
 					}
 					h.violationLocked("committed %q at index %d (applied by %s) is not on node %d at the end, which has %s there", cmd, idx, h.observedBy[idx], i+1, got)
 				}
 			}
 		}
 	}
+	if len(lostIdx) > 0 {
+		h.violationLocked("in all, %d of %d committed commands are missing or different on some node at the end", len(lostIdx), len(h.observed))
+	}
 	// Every command in the log was proposed, once, and sits where Start
 	// said it would.
 	seen := make(map[string]int)
-	for j, cmd := range ref {
-		idx := j + 1
-		if prev, dup := seen[cmd]; dup {
-			h.violationLocked("%q applied twice, at index %d and %d", cmd, prev, idx)
+	for _, a := range ref {
+		if prev, dup := seen[a.Cmd]; dup {
+			h.violationLocked("%q applied twice, at index %d and %d", a.Cmd, prev, a.Index)
 		}
-		seen[cmd] = idx
-		if !strings.HasPrefix(cmd, fmt.Sprintf("n%d-", h.n)) {
-			h.violationLocked("index %d: %q was never proposed", idx, cmd)
-		} else if want, ok := h.submitted[cmd]; ok && want != idx {
-			h.violationLocked("%q committed at index %d, but its Start returned index %d", cmd, idx, want)
+		seen[a.Cmd] = a.Index
+		if !strings.HasPrefix(a.Cmd, fmt.Sprintf("n%d-", h.n)) {
+			h.violationLocked("index %d: %q was never proposed", a.Index, a.Cmd)
+		} else if want, ok := h.submitted[a.Cmd]; ok && want != a.Index {
+			h.violationLocked("%q committed at index %d, but its Start returned index %d", a.Cmd, a.Index, want)
 		}
 	}
 }

@@ -4,9 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -14,12 +14,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftkit/raft/core"
+	"github.com/raftkit/raft/storage"
+	"github.com/raftkit/raft/transport"
 )
 
 // TestMain makes the test binary double as the node program: started with
@@ -53,12 +56,13 @@ type incarnation struct {
 	ctrl    string        // control API address
 	exited  chan struct{} // closed once the process has exited and been waited for
 	waitErr error         // set before exited is closed
+	logFrom int64         // where its output starts in proc.logPath
 
 	// Guarded by harness.mu.
-	expectExit bool     // the harness killed or stopped it
-	applied    []string // what the poller has read of its applied log
-	errsSeen   int      // how many of its /state errors were reported
-	last       State    // its last polled state (Applied cut off)
+	expectExit bool      // the harness killed or stopped it
+	applied    []Applied // what the poller has read of its applied log
+	errsSeen   int       // how many of its /state errors were reported
+	last       State     // its last polled state (Applied cut off)
 	polled     bool
 	polledAt   time.Time
 }
@@ -91,8 +95,12 @@ type harness struct {
 	exe   string
 	procs []*proc // procs[i] has ID i+1
 	peers map[int]string
-	rng   *rand.Rand
-	http  *http.Client
+	// lns[id] is node id's Raft listener, open for the whole test: each
+	// incarnation inherits it, so that its address never changes and no
+	// other process can take the port while the node is down.
+	lns  map[int]net.Listener
+	rng  *rand.Rand
+	http *http.Client
 
 	mu         sync.Mutex
 	observed   map[int]string // index -> command applied there by some server at some time
@@ -143,15 +151,14 @@ func newHarness(t *testing.T, n int, seed uint64) *harness {
 			t.Fatal(err)
 		}
 	}
-	ports, err := freePorts(n)
+	h.lns, h.peers, err = transport.ListenLocal(h.all()...)
 	if err != nil {
-		t.Fatalf("choosing ports: %v", err)
+		t.Fatal(err)
 	}
-	for i := range n {
-		id := i + 1
+	for _, id := range h.all() {
 		p := &proc{
 			id:       id,
-			raftAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[i])),
+			raftAddr: h.peers[id],
 			dir:      filepath.Join(root, fmt.Sprintf("node%d", id)),
 			logPath:  filepath.Join(logDir, fmt.Sprintf("node%d.log", id)),
 		}
@@ -159,7 +166,6 @@ func newHarness(t *testing.T, n int, seed uint64) *harness {
 			t.Fatal(err)
 		}
 		h.procs = append(h.procs, p)
-		h.peers[id] = p.raftAddr
 	}
 	t.Cleanup(h.cleanup)
 	return h
@@ -186,46 +192,15 @@ func (h *harness) cleanup() {
 			}
 		}
 	}
+	for _, ln := range h.lns {
+		ln.Close()
+	}
 	for _, p := range h.procs {
 		p.log.Close()
 		if h.t.Failed() {
 			h.t.Logf("---- end of node %d's log (%s) ----\n%s", p.id, p.logPath, tail(p.logPath, 40))
 		}
 	}
-}
-
-// freePorts picks n ports that are free on 127.0.0.1, below the ephemeral
-// range where possible, so that no outgoing connection takes one between
-// a node's death and its restart.
-func freePorts(n int) ([]int, error) {
-	lo, hi := 20000, 30000
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if e, err := strconv.Atoi(f[0]); err == nil && e > 11000 {
-				lo, hi = 10000, e-1
-			}
-		}
-	}
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for tries := 0; len(ports) < n; tries++ {
-		if tries > 1000 {
-			return nil, errors.New("no free port found")
-		}
-		port := lo + rand.IntN(hi-lo)
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			continue
-		}
-		ls = append(ls, l)
-		ports = append(ports, port)
-	}
-	return ports, nil
 }
 
 // readyWriter copies a node's standard output to its log and reports the
@@ -251,19 +226,13 @@ func (w *readyWriter) Write(b []byte) (int, error) {
 	return w.log.Write(b)
 }
 
-// start starts node id, retrying if the process dies before it is ready
-// (a port taken at the wrong moment, say).
+// start starts node id, on the listener it keeps for the whole test, and
+// waits until it is ready.
 func (h *harness) start(id int) {
 	h.t.Helper()
-	var err error
-	for attempt := 1; attempt <= 3; attempt++ {
-		if err = h.startOnce(id); err == nil {
-			return
-		}
-		h.t.Logf("starting node %d, attempt %d: %v", id, attempt, err)
-		time.Sleep(300 * time.Millisecond)
+	if err := h.startOnce(id); err != nil {
+		h.t.Fatalf("cannot start node %d: %v", id, err)
 	}
-	h.t.Fatalf("cannot start node %d: %v", id, err)
 }
 
 func (h *harness) startOnce(id int) error {
@@ -276,11 +245,23 @@ func (h *harness) startOnce(id int) error {
 	cfg := Config{ID: id, Peers: h.peers, Dir: p.dir, ControlAddr: "127.0.0.1:0", Cut: h.cuts[id]}
 	h.mu.Unlock()
 
+	// The child gets a copy of the listener; the harness keeps its own
+	// open, so that the port stays this node's while it is down.
+	lnFile, err := h.lns[id].(*net.TCPListener).File()
+	if err != nil {
+		return fmt.Errorf("node %d's listener: %w", id, err)
+	}
+	defer lnFile.Close()
 	p.count++
 	fmt.Fprintf(p.log, "==== harness: %s: starting node %d, incarnation %d, cut from %v\n",
 		time.Now().Format("15:04:05.000"), id, p.count, cfg.Cut)
+	logFrom, err := p.log.Seek(0, io.SeekEnd)
+	if err != nil {
+		return fmt.Errorf("node %d's log: %w", id, err)
+	}
 	cmd := exec.Command(h.exe)
-	cmd.Env = append(os.Environ(), cfg.Environ()...)
+	cmd.Env = append(append(os.Environ(), cfg.Environ()...), ListenFDEnv(0))
+	cmd.ExtraFiles = []*os.File{lnFile}
 	ready := make(chan string, 1)
 	cmd.Stdout = &readyWriter{log: p.log, ready: ready}
 	cmd.Stderr = p.log
@@ -288,7 +269,7 @@ func (h *harness) startOnce(id int) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	inc := &incarnation{num: p.count, cmd: cmd, pid: cmd.Process.Pid, exited: make(chan struct{})}
+	inc := &incarnation{num: p.count, cmd: cmd, pid: cmd.Process.Pid, exited: make(chan struct{}), logFrom: logFrom}
 	go func() {
 		inc.waitErr = cmd.Wait()
 		close(inc.exited)
@@ -332,6 +313,45 @@ func (h *harness) kill9(id int) {
 	h.mu.Lock()
 	p.cur = nil
 	h.mu.Unlock()
+}
+
+// awaitExit waits up to timeout for node id to exit on its own, and
+// returns its output (from its start) and how it exited. ok is false if
+// it is still running after timeout.
+func (h *harness) awaitExit(id int, timeout time.Duration) (output string, waitErr error, ok bool) {
+	h.t.Helper()
+	p := h.procs[id-1]
+	inc := h.incOf(id)
+	if inc == nil {
+		h.t.Fatalf("awaitExit(%d): node is not running", id)
+	}
+	select {
+	case <-inc.exited:
+	case <-time.After(timeout):
+		return "", nil, false
+	}
+	h.mu.Lock()
+	inc.expectExit = true
+	p.cur = nil
+	h.mu.Unlock()
+	return h.output(p, inc), inc.waitErr, true
+}
+
+// output returns what incarnation inc of p wrote so far.
+func (h *harness) output(p *proc, inc *incarnation) string {
+	f, err := os.Open(p.logPath)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	if _, err := f.Seek(inc.logFrom, io.SeekStart); err != nil {
+		return err.Error()
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
 }
 
 // restart starts a killed node again from its data directory, with the
@@ -753,11 +773,11 @@ func (h *harness) poll(id int) bool {
 	}
 	who := fmt.Sprintf("node %d (incarnation %d)", id, inc.num)
 	for _, a := range st.Applied {
-		if a.Index != len(inc.applied)+1 {
-			h.violationLocked("%s: applied entries jump from index %d to %d", who, len(inc.applied), a.Index)
+		if last := lastIndex(inc.applied); a.Index <= last {
+			h.violationLocked("%s: applied index %d after index %d", who, a.Index, last)
 			break
 		}
-		inc.applied = append(inc.applied, a.Cmd)
+		inc.applied = append(inc.applied, a)
 		if prev, ok := h.observed[a.Index]; !ok {
 			h.observed[a.Index], h.observedBy[a.Index] = a.Cmd, who
 			h.maxIndex = max(h.maxIndex, a.Index)
@@ -852,14 +872,14 @@ func (h *harness) converge(timeout time.Duration) {
 		h.t.Fatalf("no final command committed within %v", timeout)
 	}
 	for {
-		counts := make([]int, h.n)
+		counts, lasts := make([]int, h.n), make([]int, h.n)
 		for _, id := range h.all() {
 			for h.poll(id) {
 				h.mu.Lock()
 				done := true
 				if inc := h.procs[id-1].cur; inc != nil {
 					done = len(inc.applied) == inc.last.AppliedCount
-					counts[id-1] = len(inc.applied)
+					counts[id-1], lasts[id-1] = len(inc.applied), lastIndex(inc.applied)
 				}
 				h.mu.Unlock()
 				if done {
@@ -867,15 +887,72 @@ func (h *harness) converge(timeout time.Duration) {
 				}
 			}
 		}
-		if slices.Min(counts) >= index && slices.Min(counts) == slices.Max(counts) {
+		if slices.Min(lasts) >= index && slices.Min(counts) == slices.Max(counts) {
 			h.t.Logf("converged: every node applied %d commands; final command %q at index %d", counts[0], barrier, index)
 			return
 		}
 		if time.Now().After(deadline) {
-			h.t.Fatalf("no convergence within %v: nodes applied %v commands; final command at index %d", timeout, counts, index)
+			h.t.Fatalf("no convergence within %v: nodes applied %v commands, up to indexes %v; final command at index %d", timeout, counts, lasts, index)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// awaitCommits waits, while the client and the poller run, until k more
+// indexes have been seen applied.
+func (h *harness) awaitCommits(k int, timeout time.Duration) {
+	h.t.Helper()
+	h.mu.Lock()
+	from := h.maxIndex
+	h.mu.Unlock()
+	for deadline := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
+		h.mu.Lock()
+		now := h.maxIndex
+		h.mu.Unlock()
+		if now >= from+k {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%d commands committed in %v (from index %d to %d), want %d", now-from, timeout, from, now, k)
+		}
+	}
+}
+
+// diskLog reads what node id, which is down, holds on disk.
+func (h *harness) diskLog(id int) (core.HardState, []core.Entry) {
+	h.t.Helper()
+	if h.incOf(id) != nil {
+		h.t.Fatalf("diskLog(%d): the node is running", id)
+	}
+	w, err := storage.Open(h.procs[id-1].dir, storage.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		h.t.Fatalf("node %d's log: %v", id, err)
+	}
+	defer w.Close()
+	hs, ents, err := w.Load()
+	if err != nil {
+		h.t.Fatalf("node %d's log: %v", id, err)
+	}
+	return hs, ents
+}
+
+// diskLastIndex returns the index of the last entry that node id, which
+// is down, holds on disk.
+func (h *harness) diskLastIndex(id int) int {
+	h.t.Helper()
+	_, ents := h.diskLog(id)
+	if len(ents) == 0 {
+		return 0
+	}
+	return ents[len(ents)-1].Index
+}
+
+// lastIndex returns the index of the last of applied, or 0.
+func lastIndex(applied []Applied) int {
+	if len(applied) == 0 {
+		return 0
+	}
+	return applied[len(applied)-1].Index
 }
 
 // tail returns the last n lines of a file.

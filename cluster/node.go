@@ -49,6 +49,11 @@ type Config struct {
 	// Cut lists the servers this one starts cut off from, as if it had
 	// received {"cut": Cut} on /faults before its first message.
 	Cut []int
+	// Listener, if set, is where the Raft transport accepts, instead of
+	// listening on Peers[ID]. Start takes it over: the node's Close
+	// closes it, and so does a Start that fails. ConfigFromEnv sets it
+	// from a listener the process inherited (see Environ).
+	Listener net.Listener
 
 	// Raft timing; zero means raft's defaults.
 	ElectionTimeout, HeartbeatInterval time.Duration
@@ -67,10 +72,15 @@ const (
 	envCut      = "RAFT_CLUSTER_CUT" // 2,3
 	envElection = "RAFT_CLUSTER_ELECTION_TIMEOUT"
 	envHeart    = "RAFT_CLUSTER_HEARTBEAT"
+	// envListenFD is the file descriptor of a listener the process
+	// inherited for its Raft transport (exec.Cmd.ExtraFiles).
+	envListenFD = "RAFT_CLUSTER_LISTEN_FD"
 )
 
 // Environ returns the environment variables that ConfigFromEnv reads back
-// into c (all but Logger).
+// into c (all but Logger and Listener). To hand a node process its Raft
+// listener, pass the listener's file as exec.Cmd.ExtraFiles[i] and add
+// ListenFDEnv(i).
 func (c Config) Environ() []string {
 	ids := make([]int, 0, len(c.Peers))
 	for id := range c.Peers {
@@ -98,8 +108,14 @@ func (c Config) Environ() []string {
 	return env
 }
 
-// ConfigFromEnv reads a Config from the variables that Config.Environ
-// sets.
+// ListenFDEnv returns the environment variable that tells a node process
+// that exec.Cmd.ExtraFiles[i] is the listener for its Raft transport.
+func ListenFDEnv(i int) string {
+	return envListenFD + "=" + strconv.Itoa(3+i) // after stdin, stdout, stderr
+}
+
+// ConfigFromEnv reads a Config from the variables that Config.Environ and
+// ListenFDEnv set.
 func ConfigFromEnv() (Config, error) {
 	var c Config
 	var err error
@@ -124,6 +140,11 @@ func ConfigFromEnv() (Config, error) {
 	if c.Cut, err = splitInts(os.Getenv(envCut)); err != nil {
 		return c, fmt.Errorf("%s: %w", envCut, err)
 	}
+	if s := os.Getenv(envListenFD); s != "" {
+		if c.Listener, err = inheritedListener(s); err != nil {
+			return c, fmt.Errorf("%s: %w", envListenFD, err)
+		}
+	}
 	for _, v := range []struct {
 		name string
 		d    *time.Duration
@@ -137,11 +158,27 @@ func ConfigFromEnv() (Config, error) {
 	return c, nil
 }
 
+// inheritedListener returns the listener on the file descriptor fd names.
+func inheritedListener(fd string) (net.Listener, error) {
+	n, err := strconv.Atoi(fd)
+	if err != nil || n < 3 {
+		return nil, fmt.Errorf("bad file descriptor %q (want a number >= 3)", fd)
+	}
+	f := os.NewFile(uintptr(n), "raft-listener")
+	defer f.Close() // FileListener keeps a copy
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("file descriptor %d: %w", n, err)
+	}
+	return ln, nil
+}
+
 // Main runs a node process: it reads its Config from the environment,
 // starts the Node, prints "ready <control address>" on standard output,
-// and runs until SIGTERM or SIGINT, when it closes the node. It returns the
-// process's exit code: 0 after a clean stop, 1 on failure (logged on
-// standard error).
+// and runs until SIGTERM or SIGINT, when it closes the node, or until the
+// Raft server stops on its own (Node.Err, e.g. raft.ErrClusterExists). It
+// returns the process's exit code: 0 after a clean stop on a signal, 1 on
+// failure or if the server stopped on its own (logged on standard error).
 func Main() int {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg, err := ConfigFromEnv()
@@ -158,18 +195,20 @@ func Main() int {
 		return 1
 	}
 	fmt.Printf("ready %s\n", n.ControlAddr())
+	code := 0
 	select {
 	case <-ctx.Done():
 		cfg.Logger.Info("cluster node: signalled, closing")
 	case <-n.Done():
 		cfg.Logger.Error("cluster node: stopped on its own", "err", n.Err())
+		code = 1
 	}
 	if err := n.Close(); err != nil {
 		cfg.Logger.Error("cluster node: close", "err", err)
 		return 1
 	}
 	cfg.Logger.Info("cluster node: closed")
-	return 0
+	return code
 }
 
 // Node is one Raft server with its storage, transport, applier and control
@@ -188,14 +227,15 @@ type Node struct {
 	closeErr  error
 
 	mu      sync.Mutex
-	applied []string // applied[i] is the command applied at index i+1
-	errs    []string // what went wrong in applying: gaps, foreign commands
+	applied []Applied // the commands applied, in order; indexes increase
+	errs    []string  // what went wrong in applying: indexes out of order, foreign commands
 	cut     map[int]bool
 }
 
 // Start starts a node: it opens its storage in cfg.Dir, its transport on
-// cfg.Peers[cfg.ID] and its control API on cfg.ControlAddr, and starts
-// the Raft server.
+// cfg.Listener or cfg.Peers[cfg.ID] and its control API on
+// cfg.ControlAddr, and starts the Raft server, which founds a new cluster
+// if no server has state yet (raft.Config.Bootstrap).
 func Start(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -204,17 +244,25 @@ func Start(cfg Config) (*Node, error) {
 	for _, id := range cfg.Cut {
 		n.setCut(id, true)
 	}
+	closeListener := func() {
+		if cfg.Listener != nil {
+			cfg.Listener.Close()
+		}
+	}
 	store, err := storage.Open(cfg.Dir, storage.Options{Logger: cfg.Logger})
 	if err != nil {
+		closeListener()
 		return nil, fmt.Errorf("open storage: %w", err)
 	}
 	tr, err := transport.New(transport.Config{
-		ID:     cfg.ID,
-		Peers:  cfg.Peers,
-		Logger: cfg.Logger,
-		Faults: n.faults,
+		ID:       cfg.ID,
+		Peers:    cfg.Peers,
+		Listener: cfg.Listener,
+		Logger:   cfg.Logger,
+		Faults:   n.faults,
 	})
 	if err != nil {
+		closeListener()
 		store.Close()
 		return nil, fmt.Errorf("transport: %w", err)
 	}
@@ -307,8 +355,9 @@ func (n *Node) watch() {
 	}
 }
 
-// applyLoop records every applied command, checking that indexes come in
-// order from 1 without gaps.
+// applyLoop records every applied command, checking that indexes
+// increase. They may skip: entries without a command for the service
+// (the no-op of a new leader) are not applied.
 func (n *Node) applyLoop(applyCh chan raft.ApplyMsg) {
 	for {
 		select {
@@ -324,14 +373,23 @@ func (n *Node) applyLoop(applyCh chan raft.ApplyMsg) {
 				n.fault("index %d: command of type %T, want string", m.CommandIndex, m.Command)
 				cmd = fmt.Sprint(m.Command)
 			}
-			if want := len(n.applied) + 1; m.CommandIndex != want {
-				n.fault("applied index %d, want %d (the next after the last applied)", m.CommandIndex, want)
+			if last := n.lastApplied(); m.CommandIndex <= last {
+				n.fault("applied index %d after index %d (indexes must increase)", m.CommandIndex, last)
 			} else {
-				n.applied = append(n.applied, cmd)
+				n.applied = append(n.applied, Applied{Index: m.CommandIndex, Cmd: cmd})
 			}
 			n.mu.Unlock()
 		}
 	}
+}
+
+// lastApplied returns the index of the last command applied, or 0; n.mu
+// is held.
+func (n *Node) lastApplied() int {
+	if len(n.applied) == 0 {
+		return 0
+	}
+	return n.applied[len(n.applied)-1].Index
 }
 
 // fault records a broken promise of the apply channel; n.mu is held. The
@@ -357,20 +415,24 @@ type (
 		IsLeader bool `json:"isLeader"`
 	}
 	// State is a node's state (GET /state?since=N&max=M): Applied holds
-	// the commands applied after index N, at most M of them (default
-	// 5000), and AppliedCount how many it has applied in all.
+	// the commands applied after the first N, at most M of them (default
+	// 5000), and AppliedCount how many it has applied in all. Indexes
+	// skip the entries that carry no command (a new leader's no-op).
 	State struct {
-		ID           int       `json:"id"`
-		PID          int       `json:"pid"`
-		Term         int       `json:"term"`
-		IsLeader     bool      `json:"isLeader"`
-		Leader       int       `json:"leader"` // as far as the server knows; -1 for none
-		Commit       int       `json:"commit"`
-		LastLog      int       `json:"lastLog"`
-		AppliedCount int       `json:"appliedCount"`
-		Applied      []Applied `json:"applied"`
-		Cut          []int     `json:"cut"`
-		Errors       []string  `json:"errors,omitempty"` // apply-order violations, a stopped server
+		ID            int         `json:"id"`
+		PID           int         `json:"pid"`
+		Term          int         `json:"term"`
+		IsLeader      bool        `json:"isLeader"`
+		Leader        int         `json:"leader"` // as far as the server knows; -1 for none
+		Commit        int         `json:"commit"`
+		LastLog       int         `json:"lastLog"`
+		Match         map[int]int `json:"match,omitempty"` // leader only: how far each server's log is known to match
+		Bootstrapping bool        `json:"bootstrapping,omitempty"`
+		AppliedCount  int         `json:"appliedCount"`
+		LastApplied   int         `json:"lastApplied"` // index of the last command applied
+		Applied       []Applied   `json:"applied"`
+		Cut           []int       `json:"cut"`
+		Errors        []string    `json:"errors,omitempty"` // apply-order violations, a stopped server
 	}
 	// Applied is one applied command.
 	Applied struct {
@@ -467,15 +529,16 @@ func (n *Node) state(since, max int) State {
 	if s, ok := n.rf.Status(); ok {
 		st.Term, st.Leader, st.Commit, st.LastLog = s.Term, s.Leader, s.Commit, s.LastLog
 		st.IsLeader = s.Role == core.Leader
+		st.Match, st.Bootstrapping = s.Match, s.Bootstrapping
 	}
 	if err := n.rf.Err(); err != nil {
 		st.Errors = append(st.Errors, "raft stopped: "+err.Error())
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	st.AppliedCount = len(n.applied)
-	for i := since; i < len(n.applied) && len(st.Applied) < max; i++ {
-		st.Applied = append(st.Applied, Applied{Index: i + 1, Cmd: n.applied[i]})
+	st.AppliedCount, st.LastApplied = len(n.applied), n.lastApplied()
+	if since < len(n.applied) {
+		st.Applied = slices.Clone(n.applied[since:min(len(n.applied), since+max)])
 	}
 	st.Errors = append(st.Errors, n.errs...)
 	for id := range n.cut {
