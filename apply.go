@@ -2,39 +2,80 @@ package raft
 
 import (
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/raftkit/raft/core"
 )
 
-// applier delivers committed entries on the apply channel from a goroutine
-// of its own, so that a slow reader of the channel never stalls the
-// protocol: entries wait in an unbounded queue.
+// applier hands committed entries, and snapshots installed from a leader,
+// to the service from a goroutine of its own, so that a slow service never
+// stalls the protocol: they wait in an unbounded queue. It never hands out
+// anything at or before what it handed out last (or the snapshot the
+// service started from).
+//
+// The service is the lab's apply channel (ch), or a StateMachine (sm);
+// for a StateMachine the applier also takes a snapshot whenever the
+// commands applied since the last one pass snapBytes.
 type applier struct {
 	mu    sync.Mutex
-	queue []core.Entry
+	queue []applyItem
 	wake  chan struct{}
-	ch    chan ApplyMsg
-	done  <-chan struct{}
-	fail  func(error) // stops the server
+
+	ch        chan ApplyMsg
+	sm        StateMachine
+	store     Storage // where snapshots are read from and written to
+	snapBytes int     // a StateMachine is snapshotted after this many command bytes
+	compact   func(index int) bool
+
+	last      core.SnapshotMeta // the last entry handed out; owned by run
+	sinceSnap int               // command bytes applied since the last snapshot; owned by run
+	done      <-chan struct{}
+	fail      func(error) // stops the server
 }
 
-func newApplier(ch chan ApplyMsg, done <-chan struct{}, fail func(error)) *applier {
-	return &applier{wake: make(chan struct{}, 1), ch: ch, done: done, fail: fail}
+// applyItem is a committed entry, or a snapshot to restore the service from.
+type applyItem struct {
+	entry core.Entry
+	snap  *core.SnapshotMeta
 }
 
 // push queues committed entries, in log order.
 func (a *applier) push(ents []core.Entry) {
 	a.mu.Lock()
-	a.queue = append(a.queue, ents...)
+	for _, e := range ents {
+		a.queue = append(a.queue, applyItem{entry: e})
+	}
 	a.mu.Unlock()
+	a.signal()
+}
+
+// restore queues a snapshot installed from the leader. The entries still
+// queued are older than it (it was installed past the commit index), so it
+// replaces them.
+func (a *applier) restore(meta core.SnapshotMeta) {
+	a.mu.Lock()
+	a.queue = append(a.queue[:0], applyItem{snap: &meta})
+	a.mu.Unlock()
+	a.signal()
+}
+
+func (a *applier) signal() {
 	select {
 	case a.wake <- struct{}{}:
 	default:
 	}
 }
 
+// run hands out what is queued until the server stops. A StateMachine
+// starts from the storage's snapshot, if any.
 func (a *applier) run() {
+	if a.sm != nil && a.last.Index > 0 {
+		if err := a.restoreSM(); err != nil {
+			a.fail(err)
+			return
+		}
+	}
 	for {
 		select {
 		case <-a.wake:
@@ -45,22 +86,130 @@ func (a *applier) run() {
 		batch := a.queue
 		a.queue = nil
 		a.mu.Unlock()
-		for _, e := range batch {
-			if e.Type != core.EntryNormal {
-				continue // no command for the service
+		for _, it := range batch {
+			var err error
+			switch {
+			case it.snap != nil && a.sm != nil:
+				err = a.restoreSM()
+			case it.snap != nil:
+				err = a.sendSnapshot()
+			case it.entry.Index <= a.last.Index:
+				// in a snapshot handed out already
+			default:
+				err = a.apply(it.entry)
 			}
-			cmd, err := decodeCommand(e.Command)
 			if err != nil {
 				// The service cannot skip a command, nor apply a later
 				// one without it.
-				a.fail(fmt.Errorf("raft: decode command at index %d: %w", e.Index, err))
+				a.fail(err)
 				return
 			}
-			select {
-			case a.ch <- ApplyMsg{CommandValid: true, Command: cmd, CommandIndex: e.Index}:
-			case <-a.done:
+			if a.stopped() {
+				return
+			}
+		}
+		if a.sm != nil && a.sinceSnap >= a.snapBytes {
+			if err := a.snapshot(); err != nil {
+				a.fail(err)
 				return
 			}
 		}
 	}
+}
+
+func (a *applier) stopped() bool {
+	select {
+	case <-a.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// apply hands a committed entry to the service.
+func (a *applier) apply(e core.Entry) error {
+	a.last = core.SnapshotMeta{Index: e.Index, Term: e.Term}
+	if e.Type != core.EntryNormal {
+		return nil // no command for the service
+	}
+	if a.sm != nil {
+		a.sm.Apply(Command{Index: e.Index, Term: e.Term, Data: e.Command})
+		a.sinceSnap += len(e.Command)
+		return nil
+	}
+	cmd, err := decodeCommand(e.Command)
+	if err != nil {
+		return fmt.Errorf("raft: decode command at index %d: %w", e.Index, err)
+	}
+	select {
+	case a.ch <- ApplyMsg{CommandValid: true, Command: cmd, CommandIndex: e.Index, CommandTerm: e.Term}:
+	case <-a.done:
+	}
+	return nil
+}
+
+// sendSnapshot hands the storage's current snapshot (the one installed,
+// or a newer one installed since) to the lab's service.
+func (a *applier) sendSnapshot() error {
+	meta, rc, err := a.openSnapshot()
+	if err != nil || meta.Index <= a.last.Index {
+		return err
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return fmt.Errorf("raft: read the installed snapshot through %d: %w", meta.Index, err)
+	}
+	a.last = meta
+	select {
+	case a.ch <- ApplyMsg{SnapshotValid: true, Snapshot: data, SnapshotIndex: meta.Index, SnapshotTerm: meta.Term}:
+	case <-a.done:
+	}
+	return nil
+}
+
+// restoreSM restores the StateMachine from the storage's current snapshot.
+func (a *applier) restoreSM() error {
+	meta, rc, err := a.openSnapshot()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if err := a.sm.Restore(rc); err != nil {
+		return fmt.Errorf("raft: restore the state machine from the snapshot through %d: %w", meta.Index, err)
+	}
+	a.last, a.sinceSnap = meta, 0
+	return nil
+}
+
+func (a *applier) openSnapshot() (core.SnapshotMeta, io.ReadCloser, error) {
+	meta, rc, err := a.store.OpenSnapshot()
+	if err != nil {
+		return meta, nil, fmt.Errorf("raft: open the snapshot: %w", err)
+	}
+	if rc == nil {
+		return meta, nil, fmt.Errorf("raft: no snapshot to restore the service from")
+	}
+	return meta, rc, nil
+}
+
+// snapshot has the StateMachine write its state into a snapshot through
+// the last entry applied, saves it, then lets the core discard the log it
+// covers (section 7).
+func (a *applier) snapshot() error {
+	meta := a.last
+	sink, err := a.store.CreateSnapshot(meta)
+	if err != nil {
+		return fmt.Errorf("raft: create a snapshot through %d: %w", meta.Index, err)
+	}
+	if err := a.sm.Snapshot(sink); err != nil {
+		sink.Abort()
+		return fmt.Errorf("raft: the state machine's snapshot through %d: %w", meta.Index, err)
+	}
+	if err := sink.Commit(true); err != nil {
+		return fmt.Errorf("raft: save the snapshot through %d: %w", meta.Index, err)
+	}
+	a.sinceSnap = 0
+	a.compact(meta.Index)
+	return nil
 }

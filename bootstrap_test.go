@@ -1,10 +1,12 @@
 package raft
 
 import (
+	"encoding/gob"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -68,19 +70,14 @@ func (c *tcpCluster) start(id int, store Storage) *Raft {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	applyCh := make(chan ApplyMsg)
 	rf, err := New(Config{
-		ID: id, Peers: c.peers, Transport: TCP(tr), Storage: store, ApplyCh: applyCh, Bootstrap: true,
+		ID: id, Peers: c.peers, Transport: TCP(tr), Storage: store, StateMachine: &listSM{}, Bootstrap: true,
 		ElectionTimeout: 200 * time.Millisecond, HeartbeatInterval: 40 * time.Millisecond, Logger: logger,
 	})
 	if err != nil {
 		tr.Close()
 		c.t.Fatal(err)
 	}
-	go func() {
-		for range applyCh {
-		}
-	}()
 	c.rafts[id] = rf
 	return rf
 }
@@ -110,7 +107,7 @@ func (c *tcpCluster) leaderCommits(cmd string) int {
 	index := -1
 	waitFor(c.t, "a leader to commit "+cmd, func() bool {
 		for _, rf := range c.rafts {
-			if i, _, err := rf.Propose(cmd); err == nil {
+			if i, _, err := rf.Propose([]byte(cmd)); err == nil {
 				index = i
 				break
 			}
@@ -321,13 +318,50 @@ func TestProposeRefusesTooLarge(t *testing.T) {
 	}
 	defer rf.Close()
 	waitFor(t, "a single server to lead", func() bool { _, l := rf.GetState(); return l })
-	if _, _, err := rf.Propose(strings.Repeat("x", 1000)); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "over the maximum of 1000") {
-		t.Fatalf("Propose of 1001 encoded bytes: %v, want ErrTooLarge naming the bound", err)
+	if _, _, err := rf.Propose([]byte(strings.Repeat("x", 1001))); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "over the maximum of 1000") {
+		t.Fatalf("Propose of 1001 bytes: %v, want ErrTooLarge naming the bound", err)
 	}
-	if _, _, err := rf.Propose(strings.Repeat("x", 999)); err != nil {
-		t.Fatalf("Propose of 1000 encoded bytes: %v", err)
+	if _, _, err := rf.Propose([]byte(strings.Repeat("x", 1000))); err != nil {
+		t.Fatalf("Propose of 1000 bytes: %v", err)
 	}
 	if rf.Err() != nil {
 		t.Fatalf("the server stopped: %v", rf.Err())
 	}
+}
+
+// listSM is a StateMachine that keeps every command it applied.
+type listSM struct {
+	mu   sync.Mutex
+	cmds []Command
+}
+
+func (m *listSM) Apply(c Command) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c.Data = slices.Clone(c.Data)
+	m.cmds = append(m.cmds, c)
+}
+
+func (m *listSM) Snapshot(w io.Writer) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return gob.NewEncoder(w).Encode(m.cmds)
+}
+
+func (m *listSM) Restore(r io.Reader) error {
+	var cmds []Command
+	if err := gob.NewDecoder(r).Decode(&cmds); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cmds = cmds
+	return nil
+}
+
+// applied returns the commands applied.
+func (m *listSM) applied() []Command {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.cmds)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/raftkit/raft/core"
@@ -20,8 +21,14 @@ type Config struct {
 	Transport Transport
 	// Storage keeps the server's state across crashes.
 	Storage Storage
-	// ApplyCh receives each committed command, in log order.
-	ApplyCh chan ApplyMsg
+	// StateMachine is the service: it applies the committed commands, in
+	// log order, and saves and restores its state as snapshots.
+	StateMachine StateMachine
+	// SnapshotBytes is how many bytes of commands the StateMachine applies
+	// between snapshots (default DefaultSnapshotBytes): after a snapshot,
+	// the log it covers is discarded, so the storage holds about this much
+	// log besides the snapshot, and a restart replays at most this much.
+	SnapshotBytes int
 
 	// Bootstrap lets a server whose Storage holds nothing found a new
 	// cluster, of Peers. Such a server first asks every peer what it holds,
@@ -128,8 +135,15 @@ func New(cfg Config) (*Raft, error) {
 	if _, ok := cfg.Peers[cfg.ID]; !ok {
 		return nil, fmt.Errorf("raft: server %d is not among the peers %v", cfg.ID, cfg.Peers)
 	}
-	if cfg.Transport == nil || cfg.Storage == nil || cfg.ApplyCh == nil {
-		return nil, errors.New("raft: Config needs a Transport, a Storage and an ApplyCh")
+	if cfg.Transport == nil || cfg.Storage == nil || cfg.StateMachine == nil {
+		return nil, errors.New("raft: Config needs a Transport, a Storage and a StateMachine")
+	}
+	snapBytes := cfg.SnapshotBytes
+	if snapBytes == 0 {
+		snapBytes = DefaultSnapshotBytes
+	}
+	if snapBytes < 0 {
+		return nil, fmt.Errorf("raft: SnapshotBytes %d: want a positive size", snapBytes)
 	}
 	t, err := cfg.timing()
 	if err != nil {
@@ -164,37 +178,32 @@ func New(cfg Config) (*Raft, error) {
 		logger = slog.Default()
 	}
 	rf, err := start(setup{
-		me: cfg.ID, peers: peers, store: cfg.Storage, applyCh: cfg.ApplyCh,
+		me: cfg.ID, peers: peers, transport: cfg.Transport, store: cfg.Storage, sm: cfg.StateMachine, snapBytes: snapBytes,
 		timing: t, logger: logger, preVote: !cfg.DisablePreVote, noOp: true, maxCmd: maxCmd,
 		boot: cfg.Bootstrap, restart: !cfg.Bootstrap,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raft: server %d: %w", cfg.ID, err)
 	}
-	rf.transport = cfg.Transport
 	term, _ := rf.GetState() // the loop owns rf.node now
 	logger.Info("raft: server started", "id", cfg.ID, "term", term, "peers", len(cfg.Peers))
 	cfg.Transport.Serve(rf)
 	return rf, nil
 }
 
-// Propose proposes command for the log, as Start does, with the reason
-// when it cannot: ErrNotLeader, ErrTooLarge, ErrStopped, or an error
-// encoding the command. If this server is the leader it returns at once
-// with the index the command will have if it is ever committed, and the
-// current term.
-func (rf *Raft) Propose(command any) (index, term int, err error) {
+// Propose proposes command for the log. If this server is the leader it
+// returns at once with the index the command will have if it is ever
+// committed, and the current term; the StateMachine of every server
+// applies it there once it is committed. Otherwise it fails with
+// ErrNotLeader, ErrTooLarge or ErrStopped. Propose does not keep cmd.
+func (rf *Raft) Propose(cmd []byte) (index, term int, err error) {
 	if rf.killed() {
 		return -1, 0, ErrStopped
 	}
 	if term, isLeader := rf.GetState(); !isLeader {
 		return -1, term, ErrNotLeader
 	}
-	cmd, err := encodeCommand(command)
-	if err != nil {
-		return -1, 0, fmt.Errorf("raft: encode command %T: %w", command, err)
-	}
-	return rf.propose(cmd)
+	return rf.propose(slices.Clone(cmd))
 }
 
 // ServeRequestVote answers a RequestVote RPC from server from.
@@ -214,17 +223,6 @@ func (rf *Raft) ServeAppendEntries(from int, args *AppendEntriesArgs, reply *App
 		return err
 	}
 	*reply = *r.(*AppendEntriesReply)
-	return nil
-}
-
-// ServeInstallSnapshot answers an InstallSnapshot RPC (one chunk of a
-// snapshot) from server from.
-func (rf *Raft) ServeInstallSnapshot(from int, args *InstallSnapshotArgs, reply *InstallSnapshotReply) error {
-	r, err := rf.request(from, args)
-	if err != nil {
-		return err
-	}
-	*reply = *r.(*InstallSnapshotReply)
 	return nil
 }
 

@@ -28,6 +28,7 @@ import (
 	crand "crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand"
 	"os"
@@ -390,21 +391,35 @@ func (cfg *config) start1(i int, applier func(int, chan ApplyMsg)) {
 
 	cfg.mu.Unlock()
 
-	go applier(i, applyCh)
+	// The service restarts from its snapshot, if it saved one, as the lab's
+	// services read it from their Persister.
+	var store Storage = &persisterStorage{ps: persister}
+	if cfg.dirs != nil {
+		// The same server over the disk log: its directory is what survives.
+		wal, err := storage.Open(cfg.dirs[i], storage.Options{})
+		if err != nil {
+			cfg.t.Fatalf("start server %d on disk: %v", i, err)
+		}
+		store = wal
+	}
+	if snap := readSnapshot(cfg.t, store); len(snap) > 0 {
+		cfg.mu.Lock()
+		if e := cfg.ingestSnap(i, snap, -1); e != "" && cfg.applyErr[i] == "" {
+			cfg.applyErr[i] = e
+		}
+		cfg.mu.Unlock()
+	}
 
 	var rf *Raft
 	if cfg.dirs != nil {
-		// The same server over the disk log: its directory is what survives.
 		peers := make(map[int]Peer)
 		for j, e := range ends {
 			if j != i {
 				peers[j] = e
 			}
 		}
-		wal, err := storage.Open(cfg.dirs[i], storage.Options{})
-		if err == nil {
-			rf, err = start(setup{me: i, peers: peers, store: wal, applyCh: applyCh, timing: defaultTiming, logger: slog.Default(), preVote: true})
-		}
+		var err error
+		rf, err = start(setup{me: i, peers: peers, store: store, applyCh: applyCh, timing: defaultTiming, logger: slog.Default(), preVote: true})
 		if err != nil {
 			cfg.t.Fatalf("start server %d on disk: %v", i, err)
 		}
@@ -419,6 +434,7 @@ func (cfg *config) start1(i int, applier func(int, chan ApplyMsg)) {
 	cfg.rafts[i] = rf
 	cfg.instances = append(cfg.instances, rf)
 	cfg.mu.Unlock()
+	go applier(i, applyCh)
 
 	svc := labrpc.MakeService(rf)
 	srv := labrpc.MakeServer()
@@ -915,4 +931,21 @@ func (cfg *config) end() {
 		fmt.Printf("  ... Passed --")
 		fmt.Printf("  %4.1f  %d %4d %7d %4d\n", t, npeers, nrpc, nbytes, ncmds)
 	}
+}
+
+// readSnapshot returns the service snapshot in store, or nil.
+func readSnapshot(t *testing.T, store Storage) []byte {
+	_, rc, err := store.OpenSnapshot()
+	if err != nil {
+		t.Fatalf("read the saved snapshot: %v", err)
+	}
+	if rc == nil {
+		return nil
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("read the saved snapshot: %v", err)
+	}
+	return b
 }

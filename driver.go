@@ -44,12 +44,18 @@ type Raft struct {
 	kill     sync.Once
 	state    atomic.Int64 // term<<1 | isLeader, published by the loop
 	timing   timing
-	maxCmd   int            // the largest encoded command accepted, or 0 for no limit
-	boot     *bootstrap     // while a server with no state asks its peers; owned by the loop
-	founders map[int]bool   // peers that held nothing when this server founded the cluster, and have sent nothing since but probes; owned by the loop
-	wg       sync.WaitGroup // the loop and the applier
-	sending  sync.WaitGroup // the goroutines calling peers
-	err      error          // why the server stopped itself; set before done closes
+	maxCmd   int               // the largest encoded command accepted, or 0 for no limit
+	boot     *bootstrap        // while a server with no state asks its peers; owned by the loop
+	founders map[int]bool      // peers that held nothing when this server founded the cluster, and have sent nothing since but probes; owned by the loop
+	incoming core.SnapshotSink // the snapshot received from a leader and stepped last, until its Ready; owned by the loop
+
+	recv       snapshotReceiver     // chunks of a snapshot arriving
+	snapBusy   map[int]*atomic.Bool // per peer: a snapshot transfer to it is under way
+	chunkBytes int                  // the most snapshot bytes per InstallSnapshot call
+
+	wg      sync.WaitGroup // the loop and the applier
+	sending sync.WaitGroup // the goroutines calling peers
+	err     error          // why the server stopped itself; set before done closes
 }
 
 // event is something for the loop to handle: a message from a peer, or a
@@ -62,37 +68,50 @@ type event struct {
 	result chan proposal
 
 	status chan Status // a request for the status
+
+	snap    *snapshotReq      // a snapshot the service took
+	compact int               // the applier saved a snapshot through this index
+	sink    core.SnapshotSink // with an InstallSnapshotArgs msg: the snapshot that arrived
 }
 
 type proposal struct{ index, term int }
 
 // setup is what start needs to run a server.
 type setup struct {
-	me      int
-	peers   map[int]Peer // the other servers
-	store   Storage
-	applyCh chan ApplyMsg
-	timing  timing
-	logger  *slog.Logger
-	preVote bool // PreVote and leader stickiness (thesis 9.6)
-	boot    bool // with no state, ask the peers before founding a cluster (see bootstrap)
-	restart bool // no state is an error (ErrNoState)
-	noOp    bool // a new leader appends a no-op entry
-	maxCmd  int  // the largest encoded command accepted, or 0 for no limit
+	me        int
+	peers     map[int]Peer // the other servers
+	transport Transport    // nil for Make
+	store     Storage
+	applyCh   chan ApplyMsg // the lab's service, or
+	sm        StateMachine  // the production one
+	snapBytes int           // a StateMachine is snapshotted after this many command bytes
+	timing    timing
+	logger    *slog.Logger
+	preVote   bool // PreVote and leader stickiness (thesis 9.6)
+	boot      bool // with no state, ask the peers before founding a cluster (see bootstrap)
+	restart   bool // no state is an error (ErrNoState)
+	noOp      bool // a new leader appends a no-op entry
+	maxCmd    int  // the largest encoded command accepted, or 0 for no limit
 }
 
 // start restores a server from its storage and starts its event loop and
 // applier.
 func start(su setup) (*Raft, error) {
-	hs, ents, err := su.store.Load()
+	hs, snap, ents, err := su.store.Load()
 	if err != nil {
 		return nil, fmt.Errorf("load state: %w", err)
 	}
 	ids := []int{su.me}
 	out := make(map[int]*outbox, len(su.peers))
+	busy := make(map[int]*atomic.Bool, len(su.peers))
 	for id := range su.peers {
 		ids = append(ids, id)
 		out[id] = newOutbox()
+		busy[id] = new(atomic.Bool)
+	}
+	chunk := defaultChunkBytes
+	if c, ok := su.transport.(chunkSizer); ok && c.MaxChunkBytes() > 0 {
+		chunk = min(chunk, c.MaxChunkBytes())
 	}
 	rf := &Raft{
 		me:     su.me,
@@ -104,6 +123,10 @@ func start(su setup) (*Raft, error) {
 		timing: su.timing,
 		maxCmd: su.maxCmd,
 		logger: su.logger,
+
+		snapBusy:   busy,
+		chunkBytes: chunk,
+		transport:  su.transport,
 	}
 	node, err := core.New(core.Config{
 		ID:             su.me,
@@ -113,6 +136,7 @@ func start(su setup) (*Raft, error) {
 		PreVote:        su.preVote,
 		NoOp:           su.noOp,
 		State:          hs,
+		Snapshot:       snap,
 		Log:            ents,
 		Rand:           rand.New(rand.NewPCG(rand.Uint64(), uint64(su.me))),
 		Trace:          traceFunc(),
@@ -132,10 +156,16 @@ func start(su setup) (*Raft, error) {
 		}
 	}
 	rf.publish()
-	rf.apply = newApplier(su.applyCh, rf.done, func(err error) {
-		rf.logger.Error(err.Error())
-		rf.stop(err)
-	})
+	rf.apply = &applier{
+		wake: make(chan struct{}, 1), ch: su.applyCh, sm: su.sm, store: su.store, snapBytes: su.snapBytes,
+		compact: func(index int) bool { return rf.post(event{compact: index}) },
+		last:    snap,
+		done:    rf.done,
+		fail: func(err error) {
+			rf.logger.Error(err.Error())
+			rf.stop(err)
+		},
+	}
 	rf.wg.Add(2)
 	go func() { defer rf.wg.Done(); rf.apply.run() }()
 	go func() { defer rf.wg.Done(); rf.run() }()
@@ -170,6 +200,10 @@ func (rf *Raft) stop(err error) {
 func (rf *Raft) Close() error {
 	rf.Kill()
 	rf.wg.Wait()
+	rf.recv.abort()
+	if rf.incoming != nil { // the loop has ended
+		rf.incoming.Abort()
+	}
 	err := rf.store.Close()
 	if rf.transport != nil {
 		rf.transport.Close()
@@ -228,9 +262,18 @@ func (rf *Raft) post(ev event) bool {
 
 // request runs an incoming RPC through the loop and returns the reply body
 // once the state it depends on is saved.
-func (rf *Raft) request(from int, args interface{}) (interface{}, error) {
+func (rf *Raft) request(from int, args any) (any, error) {
+	return rf.requestSnapshot(from, args, nil)
+}
+
+// requestSnapshot is request, for an InstallSnapshot whose data arrived in
+// sink (which the loop then owns: it commits or aborts it).
+func (rf *Raft) requestSnapshot(from int, args any, sink core.SnapshotSink) (any, error) {
 	ch := make(chan core.Message, 1)
-	if !rf.post(event{msg: core.Message{From: from, To: rf.me, Body: args}, reply: ch}) {
+	if !rf.post(event{msg: core.Message{From: from, To: rf.me, Body: args}, reply: ch, sink: sink}) {
+		if sink != nil {
+			sink.Abort()
+		}
 		return nil, ErrStopped
 	}
 	select {
@@ -293,17 +336,17 @@ func (rf *Raft) run() {
 		for n := clock.elapsed(); n > 0 && rf.boot == nil; n-- {
 			rf.node.Tick()
 		}
+		last := false // an event whose effects must be handled before the next
 		if hasEvent {
-			replies = rf.handle(ev, replies)
+			replies, last = rf.handle(ev, replies)
 		}
 		// Whatever else is queued shares one save and one round of messages.
-	drain:
-		for i := 0; i < maxBatch; i++ {
+		for i := 0; i < maxBatch && !last; i++ {
 			select {
 			case ev := <-rf.events:
-				replies = rf.handle(ev, replies)
+				replies, last = rf.handle(ev, replies)
 			default:
-				break drain
+				last = true
 			}
 		}
 		rd := rf.node.Ready()
@@ -312,7 +355,7 @@ func (rf *Raft) run() {
 				return
 			}
 			// Figure 2: update stable storage before responding to RPCs.
-			if err := rf.store.Save(rd.HardState, rd.Entries); err != nil {
+			if err := rf.save(rd); err != nil {
 				// A server that cannot save must not answer anything
 				// that depends on what it failed to save.
 				err = fmt.Errorf("raft: server %d stops: save state: %w", rf.me, err)
@@ -320,6 +363,9 @@ func (rf *Raft) run() {
 				rf.stop(err)
 				return
 			}
+		} else if rf.incoming != nil {
+			rf.incoming.Abort() // not installed: the service has it already
+			rf.incoming = nil
 		}
 		rf.publish()
 		for _, r := range replies {
@@ -332,10 +378,32 @@ func (rf *Raft) run() {
 		for _, m := range rd.Messages {
 			rf.send(m)
 		}
+		if rd.Snapshot != nil {
+			rf.apply.restore(*rd.Snapshot) // Figure 13, 8: reset the service from the snapshot
+		}
 		if len(rd.Committed) > 0 {
 			rf.apply.push(rd.Committed)
 		}
 	}
+}
+
+// save saves what the Ready holds: a snapshot installed from the leader
+// first (whose data arrived in rf.incoming), then the state and entries.
+func (rf *Raft) save(rd core.Ready) error {
+	if rd.Snapshot != nil {
+		sink := rf.incoming
+		rf.incoming = nil
+		if sink == nil || sink.Meta() != *rd.Snapshot {
+			return fmt.Errorf("install snapshot %+v: its data is not the one that arrived", *rd.Snapshot)
+		}
+		if err := sink.Commit(false); err != nil {
+			return fmt.Errorf("install snapshot through %d: %w", rd.Snapshot.Index, err)
+		}
+	} else if rf.incoming != nil {
+		rf.incoming.Abort()
+		rf.incoming = nil
+	}
+	return rf.store.Save(rd.HardState, rd.Entries)
 }
 
 type pendingReply struct {
@@ -343,35 +411,49 @@ type pendingReply struct {
 	msg core.Message
 }
 
-func (rf *Raft) handle(ev event, replies []pendingReply) []pendingReply {
+// handle feeds an event to the core. It reports whether the effects of the
+// event must be handled before the next one: a snapshot stepped in pairs
+// with the Ready that follows it.
+func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) {
 	switch {
 	case ev.result != nil:
 		index, term, _ := rf.node.Propose(ev.cmd)
 		ev.result <- proposal{index, term}
-		return replies
+		return replies, false
+	case ev.snap != nil:
+		ev.snap.done <- rf.saveSnapshot(ev.snap.index, ev.snap.data)
+		return replies, false
+	case ev.compact > 0:
+		if err := rf.node.Compact(ev.compact); err != nil {
+			rf.logger.Error("raft: compact the log", "id", rf.me, "err", err)
+		}
+		return replies, false
 	case ev.status != nil:
 		st := Status{Status: rf.node.Status()}
 		if rf.boot != nil {
 			st.Bootstrapping, st.WaitingFor = true, rf.boot.waitingFor()
 		}
 		ev.status <- st
-		return replies
+		return replies, false
 	}
 	switch b := ev.msg.Body.(type) {
 	case *core.ProbeArgs:
-		return append(replies, pendingReply{ev.reply, core.Message{From: rf.me, To: ev.msg.From, Body: rf.probeReply(ev.msg.From)}})
+		return append(replies, pendingReply{ev.reply, core.Message{From: rf.me, To: ev.msg.From, Body: rf.probeReply(ev.msg.From)}}), false
 	case *core.ProbeReply:
 		if rf.boot != nil {
 			rf.probed(ev.msg.From, b)
 		}
-		return replies
+		return replies, false
 	}
 	if rf.boot != nil {
 		// Bootstrapping: no vote, no acknowledgement (see bootstrap).
+		if ev.sink != nil {
+			ev.sink.Abort()
+		}
 		if ev.reply != nil {
 			replies = append(replies, pendingReply{ev.reply, core.Message{}})
 		}
-		return replies
+		return replies, false
 	}
 	// A founder that hears from a peer no longer vouches for it.
 	delete(rf.founders, ev.msg.From)
@@ -379,7 +461,11 @@ func (rf *Raft) handle(ev event, replies []pendingReply) []pendingReply {
 	if ev.reply != nil {
 		replies = append(replies, pendingReply{ev.reply, reply})
 	}
-	return replies
+	if ev.sink != nil {
+		rf.incoming = ev.sink
+		return replies, true
+	}
+	return replies, false
 }
 
 // observeState, if set (by tests, before any server starts), is called

@@ -60,10 +60,10 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	good := func() Config {
 		return Config{
 			ID: 1, Peers: map[int]string{1: "a", 2: "b", 3: "c"},
-			Transport: &labTransport{ends: map[int]*labrpc.ClientEnd{2: nil, 3: nil}},
-			Storage:   &persisterStorage{ps: MakePersister()},
-			ApplyCh:   make(chan ApplyMsg),
-			Bootstrap: true,
+			Transport:    &labTransport{ends: map[int]*labrpc.ClientEnd{2: nil, 3: nil}},
+			Storage:      &persisterStorage{ps: MakePersister()},
+			StateMachine: &listSM{},
+			Bootstrap:    true,
 		}
 	}
 	for _, tc := range []struct {
@@ -74,6 +74,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"not a peer", func(c *Config) { c.ID = 4 }, "not among the peers"},
 		{"no transport", func(c *Config) { c.Transport = nil }, "needs a Transport"},
 		{"no storage", func(c *Config) { c.Storage = nil }, "needs a Transport"},
+		{"no state machine", func(c *Config) { c.StateMachine = nil }, "a StateMachine"},
+		{"negative snapshot size", func(c *Config) { c.SnapshotBytes = -1 }, "SnapshotBytes -1"},
 		{"unknown peer", func(c *Config) { c.Peers[5] = "e" }, "peer 5"},
 		{"heartbeat too slow", func(c *Config) { c.HeartbeatInterval = time.Second }, "HeartbeatInterval"},
 		{"no state without Bootstrap", func(c *Config) { c.Bootstrap = false }, "storage holds no state"},
@@ -106,9 +108,9 @@ func TestSaveFailureStopsServer(t *testing.T) {
 	store.Save(HardState{Term: 1, Vote: core.None}, nil) // a server that ran before
 	rf, err := New(Config{
 		ID: 0, Peers: map[int]string{0: "a", 1: "b"},
-		Transport: &labTransport{net: net, me: 0, ends: map[int]*labrpc.ClientEnd{1: net.MakeEnd("0-1")}},
-		Storage:   store,
-		ApplyCh:   make(chan ApplyMsg),
+		Transport:    &labTransport{net: net, me: 0, ends: map[int]*labrpc.ClientEnd{1: net.MakeEnd("0-1")}},
+		Storage:      store,
+		StateMachine: &listSM{},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +128,7 @@ func TestSaveFailureStopsServer(t *testing.T) {
 	if err := rf.Close(); err == nil || !strings.Contains(err.Error(), "disk on fire") {
 		t.Fatalf("Close() = %v, want the save error", err)
 	}
-	if _, _, ok := rf.Start(1); ok {
+	if _, _, err := rf.Propose([]byte{1}); !errors.Is(err, ErrStopped) {
 		t.Fatal("a stopped server accepted a command")
 	}
 }

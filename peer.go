@@ -30,6 +30,10 @@ func newOutbox() *outbox {
 // send hands the message to an idle caller of its recipient, or to a new
 // one; it drops the message if maxCallsPerPeer calls are in progress.
 func (rf *Raft) send(m core.Message) {
+	if _, ok := m.Body.(*core.InstallSnapshotArgs); ok {
+		rf.sendSnapshot(m) // long: a goroutine of its own
+		return
+	}
 	o := rf.out[m.To]
 	select {
 	case o.msgs <- m:

@@ -20,10 +20,13 @@ import (
 // order, starting at index 1 and without gaps.
 type ApplyMsg struct {
 	CommandValid bool
-	Command      interface{}
+	Command      any
 	CommandIndex int
+	CommandTerm  int // the term of the entry that holds the command
 
-	// Reserved for snapshots; unset for now.
+	// A snapshot the service must restore its state from (installed from
+	// the leader): it holds everything through SnapshotIndex, and the next
+	// command has index SnapshotIndex+1.
 	SnapshotValid bool
 	Snapshot      []byte
 	SnapshotTerm  int
@@ -95,6 +98,12 @@ func (rf *Raft) Start(command interface{}) (index int, term int, isLeader bool) 
 // does not tell who calls: the sender is taken from the message.
 func (rf *Raft) RequestVote(args *RequestVoteArgs, reply *RequestVoteReply) {
 	rf.ServeRequestVote(args.CandidateID, args, reply)
+}
+
+// InstallSnapshot is the InstallSnapshot RPC handler of the lab's network,
+// which does not tell who calls: the sender is taken from the message.
+func (rf *Raft) InstallSnapshot(args *InstallSnapshotArgs, reply *InstallSnapshotReply) {
+	rf.ServeInstallSnapshot(args.LeaderID, args, reply)
 }
 
 // AppendEntries is the AppendEntries RPC handler of the lab's network,

@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -272,13 +273,13 @@ func Start(cfg Config) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("control API: %w", err)
 	}
-	applyCh := make(chan raft.ApplyMsg)
 	n.rf, err = raft.New(raft.Config{
 		ID:                cfg.ID,
 		Peers:             cfg.Peers,
 		Transport:         raft.TCP(tr),
 		Storage:           store,
-		ApplyCh:           applyCh,
+		StateMachine:      n,
+		SnapshotBytes:     snapshotBytes,
 		Bootstrap:         true,
 		ElectionTimeout:   cfg.ElectionTimeout,
 		HeartbeatInterval: cfg.HeartbeatInterval,
@@ -290,8 +291,7 @@ func Start(cfg Config) (*Node, error) {
 		store.Close()
 		return nil, err
 	}
-	n.wg.Add(2)
-	go func() { defer n.wg.Done(); n.applyLoop(applyCh) }()
+	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.watch() }()
 
 	mux := http.NewServeMux()
@@ -355,32 +355,45 @@ func (n *Node) watch() {
 	}
 }
 
-// applyLoop records every applied command, checking that indexes
-// increase. They may skip: entries without a command for the service
-// (the no-op of a new leader) are not applied.
-func (n *Node) applyLoop(applyCh chan raft.ApplyMsg) {
-	for {
-		select {
-		case <-n.done:
-			return
-		case m := <-applyCh:
-			if !m.CommandValid {
-				continue
-			}
-			n.mu.Lock()
-			cmd, ok := m.Command.(string)
-			if !ok {
-				n.fault("index %d: command of type %T, want string", m.CommandIndex, m.Command)
-				cmd = fmt.Sprint(m.Command)
-			}
-			if last := n.lastApplied(); m.CommandIndex <= last {
-				n.fault("applied index %d after index %d (indexes must increase)", m.CommandIndex, last)
-			} else {
-				n.applied = append(n.applied, Applied{Index: m.CommandIndex, Cmd: cmd})
-			}
-			n.mu.Unlock()
-		}
+// snapshotBytes is how often, in bytes of commands, a node snapshots: small,
+// so that the tests go through many snapshots, compactions and installs.
+const snapshotBytes = 2 << 10
+
+// Apply records an applied command (the node is its server's
+// raft.StateMachine), checking that indexes increase. They may skip:
+// entries without a command for the service (the no-op of a new leader)
+// are not applied.
+func (n *Node) Apply(c raft.Command) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if last := n.lastApplied(); c.Index <= last {
+		n.fault("applied index %d after index %d (indexes must increase)", c.Index, last)
+		return
 	}
+	n.applied = append(n.applied, Applied{Index: c.Index, Cmd: string(c.Data)})
+}
+
+// Snapshot writes the node's state: every command it applied.
+func (n *Node) Snapshot(w io.Writer) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return json.NewEncoder(w).Encode(n.applied)
+}
+
+// Restore replaces the node's state with a snapshot's, which must not go
+// back before what it applied.
+func (n *Node) Restore(r io.Reader) error {
+	var applied []Applied
+	if err := json.NewDecoder(r).Decode(&applied); err != nil {
+		return fmt.Errorf("decode snapshot: %w", err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(applied) < len(n.applied) {
+		n.fault("restored a snapshot of %d commands after applying %d", len(applied), len(n.applied))
+	}
+	n.applied = applied
+	return nil
 }
 
 // lastApplied returns the index of the last command applied, or 0; n.mu
@@ -456,8 +469,8 @@ func (n *Node) handleStart(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	index, term, isLeader := n.rf.Start(req.Cmd)
-	writeJSON(w, StartReply{Index: index, Term: term, IsLeader: isLeader})
+	index, term, err := n.rf.Propose([]byte(req.Cmd))
+	writeJSON(w, StartReply{Index: index, Term: term, IsLeader: err == nil})
 }
 
 func (n *Node) handleState(w http.ResponseWriter, r *http.Request) {

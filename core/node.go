@@ -147,6 +147,11 @@ func (n *Node) Term() int { return n.term }
 // None.
 func (n *Node) Vote() int { return n.vote }
 
+// LogTerm returns the term of the entry at index i, or -1 if the log does
+// not hold it: past its end, or before its snapshot (whose last index it
+// knows).
+func (n *Node) LogTerm(i int) int { return n.log.term(i) }
+
 // Role returns the server's current role.
 func (n *Node) Role() Role { return n.role }
 
