@@ -84,7 +84,7 @@ type setup struct {
 // start restores a server from its storage and starts its event loop and
 // applier.
 func start(su setup) (*Raft, error) {
-	hs, ents, err := su.store.Load()
+	hs, _, ents, err := su.store.Load() // the snapshot is wired by the lead
 	if err != nil {
 		return nil, fmt.Errorf("load state: %w", err)
 	}

@@ -143,9 +143,12 @@ type Options struct {
 	// means slog.Default().
 	Logger *slog.Logger
 
-	// syncFn fsyncs a file or directory; nil means (*os.File).Sync. Tests
-	// set it to inject failures.
-	syncFn func(*os.File) error
+	// syncFn fsyncs a file or directory; nil means (*os.File).Sync.
+	// renameFn and removeFn rename and remove a file; nil means os.Rename
+	// and os.Remove. Tests set them to inject failures.
+	syncFn   func(*os.File) error
+	renameFn func(oldpath, newpath string) error
+	removeFn func(path string) error
 	// maxPayload is the payload size past which Save splits a batch
 	// into several records; 0 means maxPayload. Tests set it lower.
 	maxPayload int
@@ -155,19 +158,25 @@ type Options struct {
 // are safe for concurrent use, though Save is meant to be called by one
 // goroutine.
 type WAL struct {
-	mu   sync.Mutex
-	dir  string
-	opts Options
-	lock *os.File // dir/LOCK, flocked
+	// snapMu serialises the commits of snapshots, and Close with them.
+	// It is taken before mu, which a commit holds only while it writes
+	// its record and deletes what the snapshot covers.
+	snapMu sync.Mutex
+	mu     sync.Mutex
+	dir    string
+	opts   Options
+	lock   *os.File // dir/LOCK, flocked
 
 	seg     *os.File // the last segment, open for appending
 	segSeq  uint64
 	segSize int64
+	segs    []segInfo // the segments in order, the last one seg
 
-	hs     core.HardState // the last one saved
-	last   int            // index of the last entry saved
-	loaded *state         // the state replayed at Open, until Load or Save
-	buf    []byte         // encoding buffer
+	hs     core.HardState    // the last one saved
+	snap   core.SnapshotMeta // the current snapshot, zero if none
+	last   int               // index of the last entry saved, or snap.Index if none follows it
+	loaded *state            // the state replayed at Open, until Load or Save
+	buf    []byte            // encoding buffer
 
 	err    error // set once a write or fsync failed
 	closed bool
@@ -188,6 +197,12 @@ func Open(dir string, opts Options) (*WAL, error) {
 	if opts.syncFn == nil {
 		opts.syncFn = (*os.File).Sync
 	}
+	if opts.renameFn == nil {
+		opts.renameFn = os.Rename
+	}
+	if opts.removeFn == nil {
+		opts.removeFn = os.Remove
+	}
 	if opts.maxPayload <= 0 || opts.maxPayload > maxPayload {
 		opts.maxPayload = maxPayload
 	}
@@ -206,17 +221,27 @@ func Open(dir string, opts Options) (*WAL, error) {
 	return w, nil
 }
 
-// open replays the log and opens the last segment for appending.
+// open replays the log, checks the current snapshot's file, opens the
+// last segment for appending, and deletes what is left over from a crash
+// or that the snapshot covers.
 func (w *WAL) open() error {
-	st, segs, size, err := w.replay(true)
+	rp, err := w.replay(true)
 	if err != nil {
 		return err
 	}
-	w.loaded, w.hs, w.last = st, st.hs, len(st.ents)
+	st, segs, size := rp.st, rp.segs, rp.size
+	if st.snap.Index > 0 {
+		if err := w.verifySnapshot(st.snap); err != nil {
+			return err
+		}
+	}
+	w.loaded, w.hs, w.snap, w.last, w.segs = st, st.hs, st.snap, st.last(), segs
+	w.removeLeftovers(rp.leftovers)
 	if len(segs) == 0 {
 		if err := w.createSegment(1, nil); err != nil {
 			return fmt.Errorf("storage: %w", err)
 		}
+		w.compact(true)
 		return nil
 	}
 	w.segSeq, w.segSize = segs[len(segs)-1].seq, size
@@ -225,6 +250,15 @@ func (w *WAL) open() error {
 	if err != nil {
 		return fmt.Errorf("storage: open segment %s: %w", name, err)
 	}
+	if size == 0 {
+		// Its header was torn off by a crash: write it again, so that
+		// the segment can be replayed without the ones before it.
+		if err := w.appendSynced(w.appendHeader(nil)); err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
+		w.segs[len(w.segs)-1].header = true
+	}
+	w.compact(true)
 	return nil
 }
 
@@ -299,34 +333,44 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// Load returns the state that was saved last: the HardState and the log,
-// from index 1. For a new directory that is a HardState with Vote
-// core.None and no entries. The first Load after Open hands over the state
-// replayed at Open; a later one, or one after a Save, reads the segments
-// again. The caller owns what it gets.
-func (w *WAL) Load() (core.HardState, []core.Entry, error) {
+// Load returns the state that was saved last: the HardState, the
+// current snapshot's meta, and the log after the snapshot. For a new
+// directory that is a HardState with Vote core.None, a zero meta and no
+// entries. The first Load after Open hands over the state replayed at
+// Open; a later one, or one after a Save or a snapshot's commit, reads the
+// segments again. The caller owns what it gets.
+func (w *WAL) Load() (core.HardState, core.SnapshotMeta, []core.Entry, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.closed {
-		return core.HardState{}, nil, ErrClosed
-	}
-	if w.err != nil {
-		return core.HardState{}, nil, w.err
+	if err := w.usable(); err != nil {
+		return core.HardState{}, core.SnapshotMeta{}, nil, err
 	}
 	st := w.loaded
 	w.loaded = nil
 	if st == nil {
-		var err error
-		if st, _, _, err = w.replay(false); err != nil {
-			return core.HardState{}, nil, err
+		rp, err := w.replay(false)
+		if err != nil {
+			return core.HardState{}, core.SnapshotMeta{}, nil, err
 		}
+		st = rp.st
 	}
-	return st.hs, st.ents, nil
+	return st.hs, st.snap, st.ents, nil
+}
+
+// usable returns ErrClosed if the WAL is closed, the error it failed
+// with if it failed, nil otherwise. w.mu must be held.
+func (w *WAL) usable() error {
+	if w.closed {
+		return ErrClosed
+	}
+	return w.err
 }
 
 // Save durably records hs and replaces the saved log from ents[0].Index
 // on with ents, if ents is not empty, before it returns. ents must be
-// consecutive and start at most one past the last saved index. An hs equal
+// consecutive, start after the current snapshot, and start at most one
+// past the last saved index (the snapshot's, if no entry follows it). An
+// hs equal
 // to the last saved one is not written again; a Save with nothing to write
 // writes nothing.
 //
@@ -337,11 +381,8 @@ func (w *WAL) Load() (core.HardState, []core.Entry, error) {
 func (w *WAL) Save(hs core.HardState, ents []core.Entry) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.closed {
-		return ErrClosed
-	}
-	if w.err != nil {
-		return w.err
+	if err := w.usable(); err != nil {
+		return err
 	}
 	if err := w.check(hs, ents); err != nil {
 		return err
@@ -404,6 +445,9 @@ func (w *WAL) check(hs core.HardState, ents []core.Entry) error {
 		return nil
 	}
 	first := ents[0].Index
+	if first <= w.snap.Index {
+		return fmt.Errorf("storage: save: entries from index %d are covered by the snapshot through index %d", first, w.snap.Index)
+	}
 	if first < 1 || first > w.last+1 {
 		return fmt.Errorf("storage: save: entries from index %d do not follow the log, which ends at index %d", first, w.last)
 	}
@@ -431,7 +475,7 @@ func (w *WAL) write(r *record) error {
 		defer func() { w.buf = nil }() // don't keep a big batch's buffer
 	}
 	var err error
-	if w.segSize > 0 && w.segSize+int64(len(w.buf)) > w.opts.SegmentBytes {
+	if cur := &w.segs[len(w.segs)-1]; cur.body && w.segSize+int64(len(w.buf)) > w.opts.SegmentBytes {
 		err = w.createSegment(w.segSeq+1, w.buf)
 	} else {
 		err = w.appendSynced(w.buf)
@@ -440,21 +484,38 @@ func (w *WAL) write(r *record) error {
 		w.err = fmt.Errorf("%w: %w", ErrFailed, err)
 		return w.err
 	}
+	cur := &w.segs[len(w.segs)-1]
+	cur.body = true
 	if r.typ.hasHardState() {
 		w.hs = r.hs
 	}
+	if r.typ == typeSnapshot {
+		if !r.keepLog || r.snap.Index > w.last {
+			w.last = r.snap.Index
+		}
+		w.snap = r.snap
+	}
 	if r.typ.hasEntries() {
 		w.last = r.ents[len(r.ents)-1].Index
+		cur.maxIndex = max(cur.maxIndex, w.last)
 	}
 	return nil
 }
 
-// appendSynced appends b to the current segment and fsyncs it.
-func (w *WAL) appendSynced(b []byte) error {
-	n, err := w.seg.Write(b)
-	w.segSize += int64(n)
-	if err != nil {
-		return fmt.Errorf("write segment %s: %w", segmentName(w.segSeq), err)
+// appendHeader appends a segment header record holding the current
+// state to dst.
+func (w *WAL) appendHeader(dst []byte) []byte {
+	return appendRecord(dst, &record{typ: typeSegmentHeader, hs: w.hs, snap: w.snap, last: w.last})
+}
+
+// appendSynced appends bufs to the current segment and fsyncs it.
+func (w *WAL) appendSynced(bufs ...[]byte) error {
+	for _, b := range bufs {
+		n, err := w.seg.Write(b)
+		w.segSize += int64(n)
+		if err != nil {
+			return fmt.Errorf("write segment %s: %w", segmentName(w.segSeq), err)
+		}
 	}
 	if err := w.opts.syncFn(w.seg); err != nil {
 		return fmt.Errorf("sync segment %s: %w", segmentName(w.segSeq), err)
@@ -463,8 +524,8 @@ func (w *WAL) appendSynced(b []byte) error {
 }
 
 // createSegment closes the current segment, if any, and makes segment seq
-// the current one, holding b: it writes the file, fsyncs it, then fsyncs
-// the directory.
+// the current one, holding a segment header and then b: it writes the
+// file, fsyncs it, then fsyncs the directory.
 func (w *WAL) createSegment(seq uint64, b []byte) error {
 	if w.seg != nil {
 		err := w.seg.Close()
@@ -479,16 +540,20 @@ func (w *WAL) createSegment(seq uint64, b []byte) error {
 		return fmt.Errorf("create segment %s: %w", name, err)
 	}
 	w.seg, w.segSeq, w.segSize = f, seq, 0
-	if err := w.appendSynced(b); err != nil {
+	w.segs = append(w.segs, segInfo{seq: seq, header: true})
+	if err := w.appendSynced(w.appendHeader(nil), b); err != nil {
 		return err
 	}
 	return syncDir(w.dir, w.opts.syncFn)
 }
 
 // Close closes the WAL and releases its directory. Every Save has already
-// been synced, so Close writes nothing. Later calls of any method return
-// ErrClosed.
+// been synced, so Close writes nothing. A snapshot being committed is
+// committed first; the sinks still open can no longer be committed. Later
+// calls of any method return ErrClosed.
 func (w *WAL) Close() error {
+	w.snapMu.Lock()
+	defer w.snapMu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
