@@ -310,8 +310,7 @@ func TestHandlersRefuseForgedSender(t *testing.T) {
 // A command over the configured bound is refused with ErrTooLarge before
 // it reaches the log, and the server goes on.
 func TestProposeRefusesTooLarge(t *testing.T) {
-	applyCh := make(chan ApplyMsg, 100)
-	rf, err := start(setup{me: 1, peers: map[int]Peer{}, store: newMemStorage(), applyCh: applyCh, timing: defaultTiming,
+	rf, err := start(setup{me: 1, peers: map[int]Peer{}, store: newMemStorage(), sm: &listSM{}, snapBytes: DefaultSnapshotBytes, timing: defaultTiming,
 		logger: slog.New(slog.NewTextHandler(io.Discard, nil)), preVote: true, noOp: true, maxCmd: 1000})
 	if err != nil {
 		t.Fatal(err)

@@ -393,16 +393,17 @@ func (cfg *config) start1(i int, applier func(int, chan ApplyMsg)) {
 
 	// The service restarts from its snapshot, if it saved one, as the lab's
 	// services read it from their Persister.
-	var store Storage = &persisterStorage{ps: persister}
+	var store Storage
+	snap := persister.ReadSnapshot()
 	if cfg.dirs != nil {
 		// The same server over the disk log: its directory is what survives.
 		wal, err := storage.Open(cfg.dirs[i], storage.Options{})
 		if err != nil {
 			cfg.t.Fatalf("start server %d on disk: %v", i, err)
 		}
-		store = wal
+		store, snap = wal, readSnapshot(cfg.t, wal)
 	}
-	if snap := readSnapshot(cfg.t, store); len(snap) > 0 {
+	if len(snap) > 0 {
 		cfg.mu.Lock()
 		if e := cfg.ingestSnap(i, snap, -1); e != "" && cfg.applyErr[i] == "" {
 			cfg.applyErr[i] = e

@@ -29,21 +29,33 @@ func (ps *Persister) Copy() *Persister {
 	return &Persister{raftstate: clone(ps.raftstate), snapshot: clone(ps.snapshot)}
 }
 
-// SaveRaftState replaces the saved Raft state with a copy of state.
+// Save replaces both the Raft state and the snapshot with copies of
+// raftstate and snapshot, atomically.
+func (ps *Persister) Save(raftstate []byte, snapshot []byte) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.raftstate = clone(raftstate)
+	ps.snapshot = clone(snapshot)
+}
+
+// SaveRaftState replaces the saved Raft state with a copy of state, and
+// keeps the snapshot.
 func (ps *Persister) SaveRaftState(state []byte) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	ps.raftstate = clone(state)
 }
 
-// editRaftState replaces the saved Raft state with edit(state), holding
-// the lock. edit may change state in place and return it: the Persister
-// never hands out its own buffer (every read and Copy clones it), so only
-// the owner of the Raft state, which calls this, ever writes it.
-func (ps *Persister) editRaftState(edit func(state []byte) []byte) {
+// edit replaces the saved Raft state and snapshot with what edit returns
+// for them, holding the lock. edit may change the state in place and
+// return it, and the Persister keeps what it returns without copying: the
+// Persister never hands out its own buffers (every read and Copy clones
+// them), so only the owner of the Raft state, which calls this, ever
+// writes them.
+func (ps *Persister) edit(edit func(state, snapshot []byte) ([]byte, []byte)) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	ps.raftstate = edit(ps.raftstate)
+	ps.raftstate, ps.snapshot = edit(ps.raftstate, ps.snapshot)
 }
 
 // ReadRaftState returns a copy of the saved Raft state.
@@ -60,12 +72,10 @@ func (ps *Persister) RaftStateSize() int {
 	return len(ps.raftstate)
 }
 
-// SaveStateAndSnapshot replaces both the Raft state and the snapshot, atomically.
+// SaveStateAndSnapshot replaces both the Raft state and the snapshot,
+// atomically: the older name of Save.
 func (ps *Persister) SaveStateAndSnapshot(state []byte, snapshot []byte) {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	ps.raftstate = clone(state)
-	ps.snapshot = clone(snapshot)
+	ps.Save(state, snapshot)
 }
 
 // ReadSnapshot returns a copy of the saved snapshot.

@@ -121,6 +121,7 @@ func makeSnapConfig(t *testing.T, n int, unreliable bool) *config {
 	cfg := makeConfig(t, n, unreliable)
 	for i := 0; i < n; i++ {
 		cfg.start1(i, cfg.applierSnap)
+		cfg.connect(i)
 	}
 	return cfg
 }

@@ -1,116 +1,313 @@
 package raft
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"math"
+	"sync"
 
 	"github.com/raftkit/raft/core"
 )
 
+// The snapshot types, as the protocol core defines them.
+type (
+	// SnapshotMeta describes a snapshot: the last log entry it covers.
+	SnapshotMeta = core.SnapshotMeta
+	// SnapshotSink receives a snapshot's bytes, then makes it a Storage's
+	// current snapshot (Commit) or drops it (Abort).
+	SnapshotSink = core.SnapshotSink
+)
+
 // Storage keeps what a server must not forget across a crash: its
-// HardState and its log.
+// HardState, its latest snapshot, and its log after the snapshot.
 type Storage interface {
-	// Load returns what was saved last: a HardState with Vote core.None
-	// and no entries if nothing was.
-	Load() (HardState, []Entry, error)
+	// Load returns what was saved last: the HardState (Vote core.None
+	// and term 0 if nothing was), the current snapshot's meta (zero if
+	// none), and the saved entries after the snapshot, in order.
+	Load() (HardState, SnapshotMeta, []Entry, error)
 	// Save durably records hs and replaces the saved log from
-	// ents[0].Index onwards with ents (if ents is not empty) before it
-	// returns.
+	// ents[0].Index on with ents (if not empty); ents start after the
+	// snapshot and at most one past the last saved entry.
 	Save(hs HardState, ents []Entry) error
+	// CreateSnapshot returns a sink for a snapshot covering the log
+	// through meta.Index (see core.SnapshotSink: Commit(keepLog) makes it
+	// current durably; Abort drops it). Several may be open at once (a
+	// service's own snapshot while one arrives from a leader); a Commit
+	// of a snapshot not newer than the current one does nothing but
+	// discard it.
+	CreateSnapshot(meta SnapshotMeta) (SnapshotSink, error)
+	// OpenSnapshot returns the current snapshot's meta and a reader of
+	// its bytes (the caller closes it), or a zero meta and a nil reader
+	// if there is none.
+	OpenSnapshot() (SnapshotMeta, io.ReadCloser, error)
 	// Close releases the storage.
 	Close() error
 }
 
-// persisterStorage keeps the state in a Persister, which can only store
-// one blob. The blob is edited in place under the Persister's lock, so
-// that a Save encodes only the new entries and copies nothing:
+// persisterStorage keeps the state in a Persister, which stores one blob
+// of Raft state and the service's snapshot. The blob is edited in place
+// under the Persister's lock, so that a Save encodes only the new entries
+// and copies nothing:
 //
-//	version byte | term uint64 | vote int64 | entries
+//	version byte (2) | term uint64 | vote int64 |
+//	snapshot index uint64 | snapshot term uint64 | entries
 //
-// with each entry as uvarint(term) uvarint(len(command)) command; entry i
-// is the i-th one. The Persister's Raft state belongs to the storage: it
-// must not be replaced by anyone else while the storage is in use.
+// (integers little-endian) with each entry as its type byte, uvarint
+// term, uvarint len(command), command; entry i is the one at index
+// snapshot index + i. Version 1, which had no snapshot and no entry
+// types, is read and rewritten as version 2 by Load. The Persister's
+// snapshot is the service's bytes exactly. Both belong to the storage:
+// they must not be replaced by anyone else while the storage is in use.
 type persisterStorage struct {
-	ps   *Persister
-	offs []int // offs[i-1]: where entry i starts in the blob
+	ps *Persister
+
+	mu     sync.Mutex // Save, a sink's Commit and OpenSnapshot may run at once
+	loaded bool       // Load has been called: the fields below are the Persister's
+	hs     HardState
+	snap   SnapshotMeta
+	offs   []int // offs[i]: where entry snap.Index+1+i starts in the blob
 }
 
 const (
-	persistVersion = 1
-	headerLen      = 1 + 8 + 8
+	persistVersion   = 2
+	persistVersionV1 = 1
+	headerLen        = 1 + 8 + 8 + 8 + 8
+	headerLenV1      = 1 + 8 + 8
 )
 
-func (s *persisterStorage) Load() (HardState, []Entry, error) {
-	s.offs = nil
+func (s *persisterStorage) Load() (HardState, SnapshotMeta, []Entry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loaded, s.hs, s.snap, s.offs = false, HardState{Vote: core.None}, SnapshotMeta{}, nil
 	blob := s.ps.ReadRaftState()
 	if len(blob) == 0 {
-		return HardState{Vote: core.None}, nil, nil
+		s.loaded = true
+		return s.hs, s.snap, nil, nil
 	}
-	hs, ents, offs, err := decodeState(blob)
+	hs, snap, ents, offs, err := decodeState(blob)
 	if err != nil {
-		return HardState{}, nil, fmt.Errorf("persister: %w", err)
+		return HardState{}, SnapshotMeta{}, nil, fmt.Errorf("persister: %w", err)
 	}
-	s.offs = offs
-	return hs, ents, nil
+	if blob[0] != persistVersion {
+		// An older version's blob: rewrite it in the current one, which
+		// Save appends to.
+		var b []byte
+		b, offs = encodeState(hs, snap, ents)
+		s.ps.edit(func(_, snapshot []byte) ([]byte, []byte) { return b, snapshot })
+	}
+	s.loaded, s.hs, s.snap, s.offs = true, hs, snap, offs
+	return hs, snap, ents, nil
 }
 
+var errNotLoaded = errors.New("persister: the state must be loaded first")
+
 func (s *persisterStorage) Save(hs HardState, ents []Entry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.loaded {
+		return errNotLoaded
+	}
 	at := len(s.offs)
 	if len(ents) > 0 {
-		at = ents[0].Index - 1
+		first := ents[0].Index
+		if first <= s.snap.Index {
+			return fmt.Errorf("persister: save entries from %d, which the snapshot through %d covers", first, s.snap.Index)
+		}
+		at = first - s.snap.Index - 1
 		if at > len(s.offs) {
-			return fmt.Errorf("persister: save entries from %d after a log ending at %d", at+1, len(s.offs))
+			return fmt.Errorf("persister: save entries from %d after a log ending at %d", first, s.snap.Index+len(s.offs))
 		}
 	}
-	s.ps.editRaftState(func(blob []byte) []byte {
+	s.ps.edit(func(blob, snapshot []byte) ([]byte, []byte) {
 		if len(blob) < headerLen {
-			blob = make([]byte, headerLen, 4096)
+			blob = appendHeader(make([]byte, 0, 4096), s.hs, s.snap)
 		}
 		if at < len(s.offs) {
 			blob, s.offs = blob[:s.offs[at]], s.offs[:at]
 		}
-		for _, e := range ents {
+		for i := range ents {
 			s.offs = append(s.offs, len(blob))
-			blob = binary.AppendUvarint(blob, uint64(e.Term))
-			blob = binary.AppendUvarint(blob, uint64(len(e.Command)))
-			blob = append(blob, e.Command...)
+			blob = appendEntry(blob, &ents[i])
 		}
-		blob[0] = persistVersion
-		binary.LittleEndian.PutUint64(blob[1:], uint64(hs.Term))
-		binary.LittleEndian.PutUint64(blob[9:], uint64(int64(hs.Vote)))
-		return blob
+		putHardState(blob, hs)
+		return blob, snapshot
 	})
+	s.hs = hs
 	return nil
+}
+
+// CreateSnapshot returns a sink that keeps the snapshot in memory until
+// Commit, which saves it and the compacted Raft state in one
+// Persister.Save.
+func (s *persisterStorage) CreateSnapshot(meta SnapshotMeta) (SnapshotSink, error) {
+	if meta.Index < 1 || meta.Term < 1 {
+		return nil, fmt.Errorf("persister: create snapshot through index %d term %d: a snapshot needs an index and a term of at least 1", meta.Index, meta.Term)
+	}
+	return &memSink{s: s, meta: meta}, nil
+}
+
+func (s *persisterStorage) OpenSnapshot() (SnapshotMeta, io.ReadCloser, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.snap.Index == 0 {
+		return SnapshotMeta{}, nil, nil
+	}
+	return s.snap, io.NopCloser(bytes.NewReader(s.ps.ReadSnapshot())), nil
 }
 
 // Close does nothing: the Persister belongs to the tester.
 func (s *persisterStorage) Close() error { return nil }
 
+// commit makes data, the snapshot meta, the current snapshot (see
+// core.SnapshotSink.Commit): the entries through meta.Index go, and with
+// keepLog those after it stay.
+func (s *persisterStorage) commit(meta SnapshotMeta, data []byte, keepLog bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.loaded {
+		return errNotLoaded
+	}
+	if meta.Index <= s.snap.Index {
+		return nil // not newer: discarded
+	}
+	drop := meta.Index - s.snap.Index // entries that the snapshot covers, if the log has them
+	s.ps.edit(func(blob, _ []byte) ([]byte, []byte) {
+		state := appendHeader(nil, s.hs, meta)
+		var offs []int
+		if keepLog && drop < len(s.offs) {
+			from := s.offs[drop]
+			for _, off := range s.offs[drop:] {
+				offs = append(offs, off-from+len(state))
+			}
+			state = append(state, blob[from:]...)
+		}
+		s.offs = offs
+		return state, data
+	})
+	s.snap = meta
+	return nil
+}
+
+// memSink is a snapshot for a persisterStorage, kept in memory.
+type memSink struct {
+	s    *persisterStorage
+	meta SnapshotMeta
+	buf  bytes.Buffer
+	done bool
+}
+
+func (m *memSink) Meta() SnapshotMeta { return m.meta }
+
+func (m *memSink) Write(p []byte) (int, error) {
+	if m.done {
+		return 0, m.finished("write")
+	}
+	return m.buf.Write(p)
+}
+
+func (m *memSink) Commit(keepLog bool) error {
+	if m.done {
+		return m.finished("commit")
+	}
+	m.done = true
+	return m.s.commit(m.meta, m.buf.Bytes(), keepLog)
+}
+
+func (m *memSink) Abort() error {
+	m.done = true
+	m.buf = bytes.Buffer{}
+	return nil
+}
+
+func (m *memSink) finished(what string) error {
+	return fmt.Errorf("persister: %s snapshot through index %d: already committed or aborted", what, m.meta.Index)
+}
+
+// appendHeader appends the header of a blob holding hs and snap.
+func appendHeader(dst []byte, hs HardState, snap SnapshotMeta) []byte {
+	dst = append(dst, persistVersion)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(hs.Term))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(int64(hs.Vote)))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(snap.Index))
+	return binary.LittleEndian.AppendUint64(dst, uint64(snap.Term))
+}
+
+// putHardState writes hs into the header of blob.
+func putHardState(blob []byte, hs HardState) {
+	binary.LittleEndian.PutUint64(blob[1:], uint64(hs.Term))
+	binary.LittleEndian.PutUint64(blob[9:], uint64(int64(hs.Vote)))
+}
+
+// appendEntry appends the encoding of e.
+func appendEntry(dst []byte, e *Entry) []byte {
+	dst = append(dst, byte(e.Type))
+	dst = binary.AppendUvarint(dst, uint64(e.Term))
+	dst = binary.AppendUvarint(dst, uint64(len(e.Command)))
+	return append(dst, e.Command...)
+}
+
+// encodeState returns a blob holding hs, snap and ents, and where each
+// entry starts in it.
+func encodeState(hs HardState, snap SnapshotMeta, ents []Entry) ([]byte, []int) {
+	blob := appendHeader(nil, hs, snap)
+	offs := make([]int, len(ents))
+	for i := range ents {
+		offs[i] = len(blob)
+		blob = appendEntry(blob, &ents[i])
+	}
+	return blob, offs
+}
+
 var errTruncated = errors.New("truncated")
 
-// decodeState decodes a blob that persisterStorage saved. The commands of
-// the entries share b's memory.
-func decodeState(b []byte) (hs HardState, ents []Entry, offs []int, err error) {
-	if len(b) < headerLen || b[0] != persistVersion {
-		return hs, nil, nil, fmt.Errorf("raft state of %d bytes has no valid header", len(b))
+// decodeState decodes a blob that persisterStorage saved, of the current
+// version or version 1. The commands of the entries share b's memory.
+func decodeState(b []byte) (hs HardState, snap SnapshotMeta, ents []Entry, offs []int, err error) {
+	fail := func(format string, args ...any) (HardState, SnapshotMeta, []Entry, []int, error) {
+		return HardState{}, SnapshotMeta{}, nil, nil, fmt.Errorf(format, args...)
+	}
+	v1 := len(b) >= headerLenV1 && b[0] == persistVersionV1
+	if !v1 && (len(b) < headerLen || b[0] != persistVersion) {
+		return fail("raft state of %d bytes has no valid header", len(b))
 	}
 	hs.Term = int(binary.LittleEndian.Uint64(b[1:]))
 	hs.Vote = int(int64(binary.LittleEndian.Uint64(b[9:])))
-	for at := headerLen; at < len(b); {
+	at := headerLenV1
+	if !v1 {
+		index, term := binary.LittleEndian.Uint64(b[17:]), binary.LittleEndian.Uint64(b[25:])
+		if index > math.MaxInt || term > math.MaxInt || (index == 0) != (term == 0) {
+			return fail("raft state has an invalid snapshot index %d and term %d", index, term)
+		}
+		snap = SnapshotMeta{Index: int(index), Term: int(term)}
+		at = headerLen
+	}
+	for at < len(b) {
 		offs = append(offs, at)
-		term, n := binary.Uvarint(b[at:])
-		if n <= 0 {
-			return hs, nil, nil, fmt.Errorf("entry %d at byte %d: term: %w", len(ents)+1, at, errTruncated)
+		n := len(ents) + 1
+		e := Entry{Index: snap.Index + n}
+		start := at
+		if !v1 {
+			e.Type = core.EntryType(b[at])
+			at++
 		}
-		size, m := binary.Uvarint(b[at+n:])
-		if m <= 0 || size > uint64(len(b)-at-n-m) {
-			return hs, nil, nil, fmt.Errorf("entry %d at byte %d: command: %w", len(ents)+1, at, errTruncated)
+		term, k := binary.Uvarint(b[at:])
+		if k <= 0 || term > math.MaxInt {
+			return fail("entry %d at byte %d: term: %w", e.Index, start, errTruncated)
 		}
-		at += n + m
-		cmd := b[at : at+int(size) : at+int(size)]
-		ents = append(ents, Entry{Index: len(ents) + 1, Term: int(term), Command: cmd})
+		size, m := binary.Uvarint(b[at+k:])
+		if m <= 0 || size > uint64(len(b)-at-k-m) {
+			return fail("entry %d at byte %d: command: %w", e.Index, start, errTruncated)
+		}
+		at += k + m
+		e.Term = int(term)
+		if size > 0 {
+			e.Command = b[at : at+int(size) : at+int(size)]
+		}
+		ents = append(ents, e)
 		at += int(size)
 	}
-	return hs, ents, offs, nil
+	return hs, snap, ents, offs, nil
 }

@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftkit/raft/core"
 	"github.com/raftkit/raft/storage"
 	"github.com/raftkit/raft/transport"
 )
@@ -918,33 +917,23 @@ func (h *harness) awaitCommits(k int, timeout time.Duration) {
 	}
 }
 
-// diskLog reads what node id, which is down, holds on disk.
-func (h *harness) diskLog(id int) (core.HardState, []core.Entry) {
+// diskLastIndex returns the index of the last entry that node id, which
+// is down, holds on disk (in its log, or in its snapshot).
+func (h *harness) diskLastIndex(id int) int {
 	h.t.Helper()
 	if h.incOf(id) != nil {
-		h.t.Fatalf("diskLog(%d): the node is running", id)
+		h.t.Fatalf("diskLastIndex(%d): the node is running", id)
 	}
 	w, err := storage.Open(h.procs[id-1].dir, storage.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		h.t.Fatalf("node %d's log: %v", id, err)
 	}
 	defer w.Close()
-	hs, ents, err := w.Load()
+	_, snap, ents, err := w.Load()
 	if err != nil {
 		h.t.Fatalf("node %d's log: %v", id, err)
 	}
-	return hs, ents
-}
-
-// diskLastIndex returns the index of the last entry that node id, which
-// is down, holds on disk.
-func (h *harness) diskLastIndex(id int) int {
-	h.t.Helper()
-	_, ents := h.diskLog(id)
-	if len(ents) == 0 {
-		return 0
-	}
-	return ents[len(ents)-1].Index
+	return snap.Index + len(ents)
 }
 
 // lastIndex returns the index of the last of applied, or 0.

@@ -98,11 +98,11 @@ func checkCut(t *testing.T, dir string, b []byte, start int, want model, what st
 		t.Fatalf("%s: Open: %v", what, err)
 	}
 	defer w.Close()
-	hs, ents, err := w.Load()
+	hs, snap, ents, err := w.Load()
 	if err != nil {
 		t.Fatalf("%s: Load: %v", what, err)
 	}
-	checkState(t, hs, ents, want)
+	checkState(t, hs, snap, ents, want)
 	if n := fileSize(t, segPath(dir, 1)); n != start {
 		t.Fatalf("%s: segment has %d bytes after Open, want %d", what, n, start)
 	}

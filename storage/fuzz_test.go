@@ -11,8 +11,8 @@ import (
 
 // seedRecords returns records of every type, as the encoder makes them,
 // for the seed corpora of the fuzz targets: a HardState alone, entries,
-// both; entries of each type; small and large commands; and the first
-// format's types.
+// both; entries of each type; small and large commands; snapshots and
+// segment headers; and the first format's types.
 func seedRecords() []record {
 	typed := []core.Entry{
 		{Index: 1, Term: 1, Type: core.EntryNormal, Command: []byte("set x 1")},
@@ -36,6 +36,10 @@ func seedRecords() []record {
 		{typ: typeHardStateEntries, hs: hs, ents: typed},
 		{typ: typeHardStateEntries, hs: hs, ents: noOp},
 		{typ: typeHardStateEntries, hs: core.HardState{Term: 1 << 50, Vote: 1 << 20}, ents: mkEntries(5, 1, 1<<50, 8<<10)},
+		{typ: typeSnapshot, snap: core.SnapshotMeta{Index: 1, Term: 1}},
+		{typ: typeSnapshot, snap: core.SnapshotMeta{Index: 1 << 40, Term: 7}, keepLog: true},
+		{typ: typeSegmentHeader, hs: core.HardState{Term: 0, Vote: core.None}},
+		{typ: typeSegmentHeader, hs: hs, snap: core.SnapshotMeta{Index: 9, Term: 2}, last: 12},
 		{typ: typeHardStateV1, hs: hs},
 		{typ: typeEntriesV1, ents: mkEntries(4, 3, 2, 5)},
 		{typ: typeHardStateEntriesV1, hs: hs, ents: mkEntries(1, 2, 3, 1<<10)},
@@ -81,9 +85,19 @@ func FuzzDecodeRecord(f *testing.F) {
 			}
 		}
 		// A record built from the inputs round-trips, with anything after it.
-		r = record{typ: recordType(1 + typ%6)}
+		r = record{typ: recordType(1 + typ%8)}
 		if r.typ.hasHardState() {
 			r.hs = core.HardState{Term: int(term >> 1), Vote: int(vote)}
+		}
+		if r.typ.hasMeta() {
+			r.snap = core.SnapshotMeta{Index: int(first>>2) + 1, Term: int(term>>2) + 1}
+			if r.typ == typeSegmentHeader && vote%3 == 0 {
+				r.snap = core.SnapshotMeta{} // no snapshot
+			}
+			r.keepLog = r.typ == typeSnapshot && vote&1 == 1
+			if r.typ == typeSegmentHeader {
+				r.last = r.snap.Index + int(first%7)
+			}
 		}
 		if r.typ.hasEntries() {
 			idx := int(first>>2) + 1
@@ -165,7 +179,8 @@ func FuzzDecodePayload(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !r.typ.known() || r.typ.hasEntries() != (len(r.ents) > 0) || len(r.ents)*r.typ.minEntry() > len(p) {
+		if !r.typ.known() || r.typ.hasEntries() != (len(r.ents) > 0) || len(r.ents)*r.typ.minEntry() > len(p) ||
+			(r.typ == typeSnapshot && r.snap.Index < 1) || (r.typ == typeSegmentHeader && r.last < r.snap.Index) {
 			t.Fatalf("type %d: %d entries from %d bytes", r.typ, len(r.ents), len(p))
 		}
 		checkReencode(t, r)

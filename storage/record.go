@@ -45,6 +45,17 @@ const (
 	// typeHardStateEntries: uvarint term, varint vote, then a typeEntries
 	// payload (with its end byte).
 	typeHardStateEntries recordType = 6
+	// typeSnapshot: the keepLog byte (0 or 1), uvarint meta length, the
+	// snapshot meta (see appendMeta), the end byte. The snapshot it names
+	// is current from this record on.
+	typeSnapshot recordType = 7
+	// typeSegmentHeader: uvarint term, varint vote, uvarint meta length,
+	// the snapshot meta, uvarint last index, the end byte: the HardState,
+	// the current snapshot (zero if none) and the log's last index when
+	// the segment was started. It is the first record of every segment a
+	// WAL starts, so that the segment can be replayed without the ones
+	// before it.
+	typeSegmentHeader recordType = 8
 )
 
 // endByte ends the payload of the record types 4-6, so that a whole
@@ -53,27 +64,32 @@ const (
 // bytes (see the package doc, Damage).
 const endByte = 0xFF
 
-func (t recordType) known() bool { return t >= typeHardStateV1 && t <= typeHardStateEntries }
+func (t recordType) known() bool { return t >= typeHardStateV1 && t <= typeSegmentHeader }
 
 // v2 reports whether t is of the current format: a type byte per entry,
 // and the end byte.
-func (t recordType) v2() bool { return t >= typeHardState && t <= typeHardStateEntries }
+func (t recordType) v2() bool { return t >= typeHardState && t <= typeSegmentHeader }
 
-// kind maps t to the first format's type with the same contents.
+// kind maps t to the first format's type with the same contents; types
+// without one map to themselves.
 func (t recordType) kind() recordType {
-	if t.v2() {
+	if t >= typeHardState && t <= typeHardStateEntries {
 		return t - typeHardState + typeHardStateV1
 	}
 	return t
 }
 
 func (t recordType) hasHardState() bool {
-	return t.kind() == typeHardStateV1 || t.kind() == typeHardStateEntriesV1
+	k := t.kind()
+	return k == typeHardStateV1 || k == typeHardStateEntriesV1 || k == typeSegmentHeader
 }
 
 func (t recordType) hasEntries() bool {
 	return t.kind() == typeEntriesV1 || t.kind() == typeHardStateEntriesV1
 }
+
+// hasMeta reports whether records of type t carry a snapshot meta.
+func (t recordType) hasMeta() bool { return t == typeSnapshot || t == typeSegmentHeader }
 
 // minEntry is the fewest bytes an entry takes in a payload of type t.
 func (t recordType) minEntry() int {
@@ -94,6 +110,12 @@ func (t recordType) payloadBounds() (lo, hi int) {
 	if t.hasHardState() {
 		lo += 2 // term, vote
 	}
+	if t.hasMeta() {
+		// Meta length, then at least a version, an index and a term.
+		// typeSnapshot has the keepLog byte, typeSegmentHeader the last
+		// index.
+		return lo + 1 + minMeta + 1, maxPayload
+	}
 	if !t.hasEntries() {
 		return lo, 2*binary.MaxVarintLen64 + end
 	}
@@ -105,9 +127,12 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // record is one decoded record. ents, if the type has entries, are
 // consecutive and not empty.
 type record struct {
-	typ  recordType
-	hs   core.HardState
-	ents []core.Entry
+	typ     recordType
+	hs      core.HardState
+	ents    []core.Entry
+	snap    core.SnapshotMeta // typeSnapshot, typeSegmentHeader
+	keepLog bool              // typeSnapshot
+	last    int               // typeSegmentHeader: the log's last index
 }
 
 // errMalformed marks a record whose checksum is right but whose payload
@@ -136,6 +161,9 @@ func entrySize(e *core.Entry) int {
 func appendRecord(dst []byte, r *record) []byte {
 	start := len(dst)
 	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0, byte(r.typ))
+	if r.typ == typeSnapshot {
+		dst = append(dst, boolByte(r.keepLog))
+	}
 	if r.typ.hasHardState() {
 		dst = binary.AppendUvarint(dst, uint64(r.hs.Term))
 		dst = binary.AppendVarint(dst, int64(r.hs.Vote))
@@ -152,6 +180,13 @@ func appendRecord(dst []byte, r *record) []byte {
 			dst = binary.AppendUvarint(dst, uint64(len(e.Command)))
 			dst = append(dst, e.Command...)
 		}
+	}
+	if r.typ.hasMeta() {
+		dst = binary.AppendUvarint(dst, uint64(metaSize(r.snap)))
+		dst = appendMeta(dst, r.snap)
+	}
+	if r.typ == typeSegmentHeader {
+		dst = binary.AppendUvarint(dst, uint64(r.last))
 	}
 	if r.typ.v2() {
 		dst = append(dst, endByte)
@@ -203,6 +238,15 @@ func (r *record) decodePayload(p []byte) error {
 		return fmt.Errorf("unknown record type %d", r.typ)
 	}
 	d := decoder{b: p}
+	if r.typ == typeSnapshot {
+		switch c := d.byte("keepLog"); {
+		case d.err != nil:
+		case c > 1:
+			return fmt.Errorf("keepLog byte %d", c)
+		default:
+			r.keepLog = c == 1
+		}
+	}
 	if r.typ.hasHardState() {
 		r.hs.Term = d.uint("term")
 		r.hs.Vote = d.int("vote")
@@ -232,6 +276,17 @@ func (r *record) decodePayload(p []byte) error {
 			}
 			e.Term = d.uint("entry term")
 			e.Command = d.bytes(d.uint("command length"))
+		}
+	}
+	if r.typ.hasMeta() {
+		if err := r.decodeMeta(&d); err != nil {
+			return err
+		}
+	}
+	if r.typ == typeSegmentHeader {
+		r.last = d.uint("last index")
+		if d.err == nil && r.last < r.snap.Index {
+			return fmt.Errorf("last index %d before the snapshot's index %d", r.last, r.snap.Index)
 		}
 	}
 	if r.typ.v2() {
@@ -309,4 +364,34 @@ func (d *decoder) bytes(n int) []byte {
 	b := d.b[:n:n]
 	d.b = d.b[n:]
 	return b
+}
+
+// decodeMeta decodes the length-prefixed snapshot meta of a typeSnapshot
+// or typeSegmentHeader payload into r.snap. A snapshot record names a
+// snapshot; a segment header's may be zero (none).
+func (r *record) decodeMeta(d *decoder) error {
+	n := d.uint("meta length")
+	if d.err != nil {
+		return d.err
+	}
+	if n > len(d.b) {
+		return fmt.Errorf("snapshot meta of %d bytes cut short: %d left", n, len(d.b))
+	}
+	meta, err := decodeMeta(d.b[:n])
+	if err != nil {
+		return err
+	}
+	d.b = d.b[n:]
+	if r.typ == typeSnapshot && meta.Index < 1 {
+		return fmt.Errorf("snapshot record names no snapshot (index %d)", meta.Index)
+	}
+	r.snap = meta
+	return nil
+}
+
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -99,7 +99,7 @@ func TestDecodePayloadBounds(t *testing.T) {
 		{"index overflow", typeEntries, append(uv(math.MaxInt, 2), make([]byte, 30)...), "overflow"},
 		{"command length", typeEntries, append(uv(1, 1), 0, 1, 0x80, 0x80, 0x80, 0x80, 0x08, 'x', endByte), "command of"},
 		{"command length over MaxInt", typeEntries, append(append(uv(1, 1), 0, 1), uv(math.MaxUint64)...), "bad command length"},
-		{"unknown type", 7, []byte{1, 2, 3}, "unknown record type"},
+		{"unknown type", 9, []byte{1, 2, 3}, "unknown record type"},
 		{"no end byte", typeHardState, uv(1, 2), "no end byte"},
 		{"wrong end byte", typeHardState, uv(1, 2, 3), "end byte"},
 	}

@@ -1,8 +1,10 @@
 package storage
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -40,9 +42,8 @@ func parseSegmentName(name string) (uint64, bool) {
 	return seq, err == nil
 }
 
-// listSegments returns the segments in dir in order. They must be
-// numbered 1, 2, 3, ... with none missing, since none is ever deleted.
-// Files that are not named like segments are ignored.
+// listSegments returns the segments in dir in order. Files that are not
+// named like segments are ignored.
 func listSegments(dir string) ([]segment, error) {
 	des, err := os.ReadDir(dir)
 	if err != nil {
@@ -60,102 +61,237 @@ func listSegments(dir string) ([]segment, error) {
 		segs = append(segs, segment{seq: seq, name: de.Name()})
 	}
 	sort.Slice(segs, func(i, j int) bool { return segs[i].seq < segs[j].seq })
-	for i, s := range segs {
-		if s.seq != uint64(i)+1 {
-			return nil, fmt.Errorf("storage: %s: segment %s is missing (next is %s): %w",
-				dir, segmentName(uint64(i)+1), s.name, ErrCorrupt)
-		}
-	}
 	return segs, nil
 }
 
-// state is what the log holds: the last HardState and the entries, which
-// start at index 1.
+// replayStart returns the index in segs of the segment to replay the
+// log from, and the number of the segment missing before it, if any
+// (else 0). The log is the last run of consecutively numbered segments
+// (those before a gap are left over from deleting the segments that a
+// snapshot covers, which a crash interrupted), replayed from its first
+// segment if that is segment 1, else from its first segment that starts
+// with a segment header. Whether the segments skipped held anything the
+// log needs shows at the end of the replay: the entries from the
+// snapshot's index to the header's last index must have been covered by
+// a snapshot or replaced.
+func (w *WAL) replayStart(segs []segment) (int, uint64, error) {
+	run := 0
+	for i := 1; i < len(segs); i++ {
+		if segs[i].seq != segs[i-1].seq+1 {
+			run = i
+		}
+	}
+	if len(segs) == 0 || segs[run].seq <= 1 {
+		return run, 0, nil
+	}
+	missing := segs[run].seq - 1
+	for i := run; i < len(segs); i++ {
+		ok, err := w.startsWithHeader(segs[i], i == len(segs)-1)
+		if err != nil {
+			return 0, 0, err
+		}
+		if ok {
+			return i, missing, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("storage: %s: segment %s is missing, and no segment after it starts with a segment header to replay the log from: %w",
+		w.dir, segmentName(missing), ErrCorrupt)
+}
+
+// startsWithHeader reports whether seg's first record is a segment
+// header. A first record that does not decode is damage, unless seg is
+// the last segment and the record is cut short (a torn write).
+func (w *WAL) startsWithHeader(seg segment, last bool) (bool, error) {
+	f, err := os.Open(filepath.Join(w.dir, seg.name))
+	if err != nil {
+		return false, fmt.Errorf("storage: read segment %s: %w", seg.name, err)
+	}
+	defer f.Close()
+	b := make([]byte, headerSize, headerSize+64)
+	n, err := io.ReadFull(f, b)
+	if err == nil {
+		if size := binary.LittleEndian.Uint32(b); size <= maxPayload {
+			b = append(b, make([]byte, size)...)
+			k, rerr := io.ReadFull(f, b[headerSize:])
+			n, err = n+k, rerr
+		}
+	}
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return false, fmt.Errorf("storage: read segment %s: %w", seg.name, err)
+	}
+	r, _, derr := decodeRecord(b[:n])
+	switch {
+	case derr == nil:
+		return r.typ == typeSegmentHeader, nil
+	case last && err != nil:
+		return false, nil // cut short at the end of the log: torn
+	default:
+		return false, segCorrupt(seg.name, 0, derr.Error())
+	}
+}
+
+// segInfo is what the WAL knows of a segment it has replayed or written.
+type segInfo struct {
+	seq    uint64
+	header bool // it starts with a segment header record
+	body   bool // it holds a record other than a segment header
+	// maxIndex is the highest index of the entries written in it, 0 if
+	// none: once the snapshot covers it, the segment holds nothing the
+	// log needs but its HardState and snapshot records.
+	maxIndex int
+}
+
+// state is what the log holds: the last HardState, the current snapshot,
+// and the entries after it. While a log is replayed from a segment
+// header, the entries from the snapshot's index up to base are in
+// segments that were deleted: a later snapshot record must cover them,
+// or entries records replace them, before the replay ends.
 type state struct {
 	hs   core.HardState
-	ents []core.Entry
+	snap core.SnapshotMeta
+	base int          // entries (snap.Index, base] are missing; base == snap.Index once whole
+	ents []core.Entry // the entries from index base+1
 }
 
 func newState() *state { return &state{hs: core.HardState{Vote: core.None}} }
 
-// apply applies record r to the state.
+// last returns the index of the last entry.
+func (s *state) last() int { return s.base + len(s.ents) }
+
+// apply applies record r, other than a segment header, to the state.
 func (s *state) apply(r *record) error {
+	if r.typ == typeSnapshot {
+		if r.snap.Index <= s.snap.Index {
+			return fmt.Errorf("snapshot through index %d does not follow the snapshot through index %d", r.snap.Index, s.snap.Index)
+		}
+		switch {
+		case !r.keepLog || r.snap.Index >= s.last():
+			s.base, s.ents = r.snap.Index, nil
+		case r.snap.Index > s.base:
+			s.ents = s.ents[r.snap.Index-s.base:]
+			s.base = r.snap.Index
+		}
+		s.snap = r.snap
+		return nil
+	}
 	if r.typ.hasHardState() {
 		s.hs = r.hs
 	}
 	if r.typ.hasEntries() {
 		first := r.ents[0].Index
-		if first > len(s.ents)+1 {
-			return fmt.Errorf("entries from index %d do not follow the log, which ends at index %d", first, len(s.ents))
+		switch {
+		case first <= s.snap.Index:
+			return fmt.Errorf("entries from index %d are covered by the snapshot through index %d", first, s.snap.Index)
+		case first > s.last()+1:
+			return fmt.Errorf("entries from index %d do not follow the log, which ends at index %d", first, s.last())
+		case first <= s.base:
+			s.base, s.ents = first-1, append(s.ents[:0], r.ents...)
+		default:
+			s.ents = append(s.ents[:first-1-s.base], r.ents...)
 		}
-		s.ents = append(s.ents[:first-1], r.ents...)
 	}
 	return nil
 }
 
-// corruptError is damage that is not a torn write at the end of the log.
+// header applies segment header r, which starts a segment: the first
+// segment replayed starts the state; a later one must agree with it.
+func (s *state) header(r *record, first bool) error {
+	if first {
+		*s = state{hs: r.hs, snap: r.snap, base: r.last}
+		return nil
+	}
+	if r.hs != s.hs || r.snap != s.snap || r.last != s.last() {
+		return fmt.Errorf("segment header (term %d, vote %d, snapshot through index %d term %d, last index %d) does not match the log before it (term %d, vote %d, snapshot through index %d term %d, last index %d)",
+			r.hs.Term, r.hs.Vote, r.snap.Index, r.snap.Term, r.last, s.hs.Term, s.hs.Vote, s.snap.Index, s.snap.Term, s.last())
+	}
+	return nil
+}
+
+// corruptError is damage that is not a torn write at the end of the log,
+// in a segment or a snapshot file.
 type corruptError struct {
-	name string // segment file name
-	off  int
+	what string // "segment" or "snapshot"
+	name string // file name
+	off  int64
 	msg  string
 }
 
 func (e *corruptError) Error() string {
-	return fmt.Sprintf("storage: segment %s offset %d: %s", e.name, e.off, e.msg)
+	return fmt.Sprintf("storage: %s %s offset %d: %s", e.what, e.name, e.off, e.msg)
 }
 
 func (e *corruptError) Is(target error) bool { return target == ErrCorrupt }
 
-// replay reads the segments in order and rebuilds the state. A torn
-// record at the end of the last segment is cut off if repair is set, and
-// is an error otherwise. It returns the state, the segments, and the
-// length of the last segment after any cut.
-func (w *WAL) replay(repair bool) (*state, []segment, int64, error) {
-	segs, err := listSegments(w.dir)
+// segCorrupt returns a corruptError for segment name at offset off.
+func segCorrupt(name string, off int, msg string) error {
+	return &corruptError{what: "segment", name: name, off: int64(off), msg: msg}
+}
+
+// replayed is what replay finds.
+type replayed struct {
+	st        *state
+	segs      []segInfo // the segments replayed
+	size      int64     // the length of the last one, after any cut
+	leftovers []segment // the segments before the first one replayed
+}
+
+// replay reads the segments in order, from the one replayStart picks,
+// and rebuilds the state. A torn record at the end of the last segment is
+// cut off if repair is set, and is an error otherwise.
+func (w *WAL) replay(repair bool) (*replayed, error) {
+	all, err := listSegments(w.dir)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, err
 	}
+	start, missing, err := w.replayStart(all)
+	if err != nil {
+		return nil, err
+	}
+	segs := all[start:]
 	st := newState()
+	infos := make([]segInfo, len(segs))
 	var size int64
 	for i, seg := range segs {
+		info := &infos[i]
+		info.seq = seg.seq
 		path := filepath.Join(w.dir, seg.name)
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return nil, nil, 0, fmt.Errorf("storage: read segment %s: %w", seg.name, err)
+			return nil, fmt.Errorf("storage: read segment %s: %w", seg.name, err)
 		}
 		last := i == len(segs)-1
 		off := 0
 		for off < len(b) {
 			r, n, err := decodeRecord(b[off:])
 			if err == nil {
-				if err := st.apply(&r); err != nil {
-					return nil, nil, 0, &corruptError{seg.name, off, err.Error()}
+				if err := replayRecord(st, info, &r, i == 0, off); err != nil {
+					return nil, segCorrupt(seg.name, off, err.Error())
 				}
 				off += n
 				continue
 			}
 			if errors.Is(err, errMalformed) || !last {
-				return nil, nil, 0, &corruptError{seg.name, off, err.Error()}
+				return nil, segCorrupt(seg.name, off, err.Error())
 			}
 			// Damage in the last segment: a torn write if it looks like
 			// a write that did not finish and no valid record follows,
 			// since a record is written only once the one before it is
 			// synced.
 			if why := notTorn(b[off:]); why != "" {
-				return nil, nil, 0, &corruptError{seg.name, off, fmt.Sprintf("%v; %s", err, why)}
+				return nil, segCorrupt(seg.name, off, fmt.Sprintf("%v; %s", err, why))
 			}
 			next, scanErr := findRecord(b, off+1)
 			if scanErr != nil {
-				return nil, nil, 0, &corruptError{seg.name, off, fmt.Sprintf("%v; %v", err, scanErr)}
+				return nil, segCorrupt(seg.name, off, fmt.Sprintf("%v; %v", err, scanErr))
 			}
 			if next >= 0 {
-				return nil, nil, 0, &corruptError{seg.name, off, fmt.Sprintf("%v (a valid record follows at offset %d)", err, next)}
+				return nil, segCorrupt(seg.name, off, fmt.Sprintf("%v (a valid record follows at offset %d)", err, next))
 			}
 			if !repair {
-				return nil, nil, 0, &corruptError{seg.name, off, err.Error()}
+				return nil, segCorrupt(seg.name, off, err.Error())
 			}
 			if err := w.cut(path, off); err != nil {
-				return nil, nil, 0, err
+				return nil, err
 			}
 			w.opts.Logger.Warn("storage: cut torn record off the end of the log",
 				"dir", w.dir, "file", seg.name, "offset", off, "bytes", len(b)-off, "damage", err.Error())
@@ -163,7 +299,32 @@ func (w *WAL) replay(repair bool) (*state, []segment, int64, error) {
 		}
 		size = int64(off)
 	}
-	return st, segs, size, nil
+	if st.base > st.snap.Index {
+		return nil, fmt.Errorf("storage: %s: entries %d through %d are missing: segment %s is missing, the log starts at segment %s, and the snapshot through index %d does not cover them: %w",
+			w.dir, st.snap.Index+1, st.base, segmentName(missing), segs[0].name, st.snap.Index, ErrCorrupt)
+	}
+	return &replayed{st: st, segs: infos, size: size, leftovers: all[:start]}, nil
+}
+
+// replayRecord applies record r, at offset off of a segment, to st and
+// notes what it holds in info. A segment header must be the segment's
+// first record; the first segment replayed starts the state with it.
+func replayRecord(st *state, info *segInfo, r *record, firstSeg bool, off int) error {
+	if r.typ == typeSegmentHeader {
+		if off != 0 {
+			return errors.New("segment header in the middle of a segment")
+		}
+		info.header = true
+		return st.header(r, firstSeg)
+	}
+	info.body = true
+	if err := st.apply(r); err != nil {
+		return err
+	}
+	if r.typ.hasEntries() {
+		info.maxIndex = max(info.maxIndex, r.ents[len(r.ents)-1].Index)
+	}
+	return nil
 }
 
 // cut truncates the file at path to off bytes and syncs it.

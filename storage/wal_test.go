@@ -21,9 +21,11 @@ import (
 	"github.com/raftkit/raft/core"
 )
 
-// model is what a log should hold, kept independently of the WAL.
+// model is what a log should hold, kept independently of the WAL: the
+// HardState, the snapshot, and the entries after it.
 type model struct {
 	hs   core.HardState
+	snap core.SnapshotMeta
 	ents []core.Entry
 }
 
@@ -33,9 +35,27 @@ func newModel() model { return model{hs: core.HardState{Vote: core.None}} }
 func (m *model) save(hs core.HardState, ents []core.Entry) {
 	m.hs = hs
 	if len(ents) > 0 {
-		at := ents[0].Index - 1
+		at := ents[0].Index - 1 - m.snap.Index
 		m.ents = append(m.ents[:at:at], cloneEntries(ents)...)
 	}
+}
+
+// snapshot applies the commit of a snapshot newer than the model's.
+func (m *model) snapshot(meta core.SnapshotMeta, keepLog bool) {
+	var kept []core.Entry
+	if keepLog && meta.Index < m.last() {
+		kept = cloneEntries(m.ents[meta.Index-m.snap.Index:])
+	}
+	m.snap, m.ents = meta, kept
+}
+
+// last returns the index of the model's last entry, or its snapshot's.
+func (m *model) last() int { return m.snap.Index + len(m.ents) }
+
+// clone returns a copy of m that shares nothing with it.
+func (m model) clone() model {
+	m.ents = cloneEntries(m.ents)
+	return m
 }
 
 func cloneEntries(ents []core.Entry) []core.Entry {
@@ -82,17 +102,20 @@ func mustSave(t testing.TB, w *WAL, m *model, hs core.HardState, ents []core.Ent
 // checkLoad checks that w.Load returns exactly what m holds.
 func checkLoad(t testing.TB, w *WAL, m model) {
 	t.Helper()
-	hs, ents, err := w.Load()
+	hs, snap, ents, err := w.Load()
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	checkState(t, hs, ents, m)
+	checkState(t, hs, snap, ents, m)
 }
 
-func checkState(t testing.TB, hs core.HardState, ents []core.Entry, m model) {
+func checkState(t testing.TB, hs core.HardState, snap core.SnapshotMeta, ents []core.Entry, m model) {
 	t.Helper()
 	if hs != m.hs {
 		t.Fatalf("HardState = %+v, want %+v", hs, m.hs)
+	}
+	if snap != m.snap {
+		t.Fatalf("snapshot = %+v, want %+v", snap, m.snap)
 	}
 	if len(ents) != len(m.ents) {
 		t.Fatalf("%d entries, want %d", len(ents), len(m.ents))
@@ -138,22 +161,27 @@ func TestLoadFreshDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "b", "wal")
 	w := openWAL(t, dir, Options{})
 	defer w.Close()
-	hs, ents, err := w.Load()
+	hs, snap, ents, err := w.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if hs != (core.HardState{Term: 0, Vote: core.None}) || ents != nil {
-		t.Fatalf("Load of a fresh dir = %+v, %v; want {0 %d}, no entries", hs, ents, core.None)
+	if hs != (core.HardState{Term: 0, Vote: core.None}) || snap != (core.SnapshotMeta{}) || ents != nil {
+		t.Fatalf("Load of a fresh dir = %+v, %+v, %v; want {0 %d}, no snapshot, no entries", hs, snap, ents, core.None)
 	}
-	if _, err := os.Stat(segPath(dir, 1)); err != nil {
+	// The first segment holds a segment header and nothing else.
+	b, err := os.ReadFile(segPath(dir, 1))
+	if err != nil {
 		t.Fatalf("first segment: %v", err)
+	}
+	if offs := recordOffsets(t, b); len(offs) != 1 || recordType(b[8]) != typeSegmentHeader {
+		t.Fatalf("first segment of a fresh dir holds %d records, the first of type %d; want a segment header only", len(offs), b[8])
 	}
 	// Saving the initial HardState again writes nothing.
 	if err := w.Save(hs, nil); err != nil {
 		t.Fatal(err)
 	}
-	if n := fileSize(t, segPath(dir, 1)); n != 0 {
-		t.Fatalf("segment holds %d bytes after saving an unchanged HardState", n)
+	if n := fileSize(t, segPath(dir, 1)); n != len(b) {
+		t.Fatalf("segment holds %d bytes after saving an unchanged HardState, want %d", n, len(b))
 	}
 	w = reopen(t, w, Options{}, newModel())
 	w.Close()
@@ -302,7 +330,8 @@ func TestLargeBatchSplit(t *testing.T) {
 	w.Close()
 }
 
-// countRecords returns the number of records in the segments in dir.
+// countRecords returns the number of records in the segments in dir,
+// segment headers not counted.
 func countRecords(t *testing.T, dir string) int {
 	t.Helper()
 	segs, err := listSegments(dir)
@@ -315,7 +344,11 @@ func countRecords(t *testing.T, dir string) int {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n += len(recordOffsets(t, b))
+		for _, off := range recordOffsets(t, b) {
+			if recordType(b[off+8]) != typeSegmentHeader {
+				n++
+			}
+		}
 	}
 	return n
 }
@@ -396,7 +429,7 @@ func buildLog(t *testing.T, dir string) ([]model, []int) {
 	t.Helper()
 	w := openWAL(t, dir, Options{})
 	m := newModel()
-	states, sizes := []model{m}, []int{0}
+	states, sizes := []model{m}, []int{fileSize(t, segPath(dir, 1))} // a segment header
 	step := func(hs core.HardState, ents []core.Entry) {
 		mustSave(t, w, &m, hs, ents)
 		mm := m
@@ -448,21 +481,26 @@ func TestTornAtEveryOffset(t *testing.T) {
 		if err != nil {
 			t.Fatalf("cut at %d of %d: Open: %v", cut, len(full), err)
 		}
-		hs, ents, err := w.Load()
+		hs, snap, ents, err := w.Load()
 		if err != nil {
 			t.Fatalf("cut at %d: Load: %v", cut, err)
 		}
-		checkState(t, hs, ents, states[k])
+		checkState(t, hs, snap, ents, states[k])
 		if n := fileSize(t, segPath(dir, 1)); n != sizes[k] {
 			t.Fatalf("cut at %d: segment has %d bytes after Open, want %d", cut, n, sizes[k])
 		}
-		torn := cut != sizes[k]
+		// A cut in the segment header leaves an empty file, to which
+		// Open writes the header again; an empty file is no torn record.
+		torn, at := cut != sizes[k] && cut > 0, sizes[k]
+		if cut < sizes[0] {
+			at = 0
+		}
 		logged := logBuf.String()
 		if torn != (logged != "") {
 			t.Fatalf("cut at %d: torn %v, logged %q", cut, torn, logged)
 		}
-		if torn && (!strings.Contains(logged, segmentName(1)) || !strings.Contains(logged, fmt.Sprintf("offset=%d", sizes[k])) || strings.Count(logged, "\n") != 1) {
-			t.Fatalf("cut at %d: log %q does not name the file and offset %d in one line", cut, logged, sizes[k])
+		if torn && (!strings.Contains(logged, segmentName(1)) || !strings.Contains(logged, fmt.Sprintf("offset=%d", at)) || strings.Count(logged, "\n") != 1) {
+			t.Fatalf("cut at %d: log %q does not name the file and offset %d in one line", cut, logged, at)
 		}
 		w.Close()
 	}
@@ -495,11 +533,12 @@ func TestBitFlipInMiddleRecord(t *testing.T) {
 	buildLog(t, src)
 	full, _ := os.ReadFile(segPath(src, 1))
 	offs := recordOffsets(t, full)
-	if len(offs) != 4 {
-		t.Fatalf("%d records, want 4", len(offs))
+	if len(offs) != 5 {
+		t.Fatalf("%d records, want 5 (a segment header and 4)", len(offs))
 	}
-	// Every byte of the second record, header and payload.
-	start, end := offs[1], offs[2]
+	// Every byte of the second record after the segment header, header
+	// and payload.
+	start, end := offs[2], offs[3]
 	for i := start; i < end; i++ {
 		b := bytes.Clone(full)
 		b[i] ^= 1 << (i % 8)
@@ -695,11 +734,11 @@ func TestMalformedPayloadIsNotTorn(t *testing.T) {
 	// A record of a type this version does not know, with a good
 	// checksum, ending in a zero byte, and zeros after it: written so (by
 	// a newer version, perhaps), not a zero-filled torn tail.
-	rec = []byte{2, 0, 0, 0, 0, 0, 0, 0, 7, 1, 0}
+	rec = []byte{2, 0, 0, 0, 0, 0, 0, 0, 9, 1, 0}
 	copy(rec[4:8], crcOf(rec[8:]))
 	b = append(append(b[:off:off], rec...), make([]byte, 20)...)
 	_, err = Open(writeSegment(t, b), Options{})
-	if !errors.Is(err, ErrCorrupt) || !strings.HasPrefix(err.Error(), fmt.Sprintf("storage: segment %s offset %d: malformed record: unknown record type 7", segmentName(1), off)) {
+	if !errors.Is(err, ErrCorrupt) || !strings.HasPrefix(err.Error(), fmt.Sprintf("storage: segment %s offset %d: malformed record: unknown record type 9", segmentName(1), off)) {
 		t.Fatalf("Open = %v, want ErrCorrupt for a record of unknown type at %d", err, off)
 	}
 }
@@ -768,7 +807,7 @@ func TestSyncFailure(t *testing.T) {
 			t.Fatalf("Save %d after the failure = %v, want the same error %v", i, err2, err)
 		}
 	}
-	if _, _, err2 := w.Load(); err2 != err {
+	if _, _, _, err2 := w.Load(); err2 != err {
 		t.Fatalf("Load after the failure = %v, want %v", err2, err)
 	}
 	if err := w.Close(); err != nil {
@@ -777,16 +816,16 @@ func TestSyncFailure(t *testing.T) {
 	// The failed Save's record may or may not be on disk; what was
 	// acknowledged is.
 	w = openWAL(t, dir, Options{})
-	hs, ents, err := w.Load()
+	hs, snap, ents, err := w.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
 	failed := acked
 	failed.save(attempt, mkEntries(4, 2, 2, 10))
 	if hs == acked.hs {
-		checkState(t, hs, ents, acked)
+		checkState(t, hs, snap, ents, acked)
 	} else {
-		checkState(t, hs, ents, failed)
+		checkState(t, hs, snap, ents, failed)
 	}
 	w.Close()
 }
@@ -851,7 +890,7 @@ func TestLock(t *testing.T) {
 	if err := w.Save(m.hs, nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Save after Close = %v, want ErrClosed", err)
 	}
-	if _, _, err := w.Load(); !errors.Is(err, ErrClosed) {
+	if _, _, _, err := w.Load(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Load after Close = %v, want ErrClosed", err)
 	}
 	w = openWAL(t, dir, Options{})
