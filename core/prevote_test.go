@@ -30,7 +30,7 @@ func TestPreVote_TimeoutAsksForPreVotesWithoutChangingTerm(t *testing.T) {
 	}
 	want := RequestVoteArgs{Term: 4, CandidateID: 1, LastLogIndex: 2, LastLogTerm: 3, PreVote: true}
 	got := map[int]bool{}
-	for _, m := range rd.Messages {
+	for _, m := range sent(rd) {
 		a, ok := m.Body.(*RequestVoteArgs)
 		if !ok || *a != want {
 			t.Fatalf("message to %d: %+v, want %+v", m.To, m.Body, want)
@@ -75,7 +75,7 @@ func TestPreVote_MajorityOfPreVotesStartsElection(t *testing.T) {
 		t.Errorf("the real election must save term 1 vote 1 first, Ready has %+v (MustSave %v)", rd.HardState, rd.MustSave())
 	}
 	real := 0
-	for _, m := range rd.Messages {
+	for _, m := range sent(rd) {
 		if a, ok := m.Body.(*RequestVoteArgs); ok && !a.PreVote && a.Term == 1 {
 			real++
 		}
