@@ -78,6 +78,7 @@ const (
 	headerLenV1      = 1 + 8 + 8
 )
 
+// Load returns the state in the Persister (see Storage.Load).
 func (s *persisterStorage) Load() (HardState, SnapshotMeta, []Entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -104,6 +105,8 @@ func (s *persisterStorage) Load() (HardState, SnapshotMeta, []Entry, error) {
 
 var errNotLoaded = errors.New("persister: the state must be loaded first")
 
+// Save records hs and ents in the Persister (see Storage.Save). It needs
+// a Load first.
 func (s *persisterStorage) Save(hs HardState, ents []Entry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -140,8 +143,8 @@ func (s *persisterStorage) Save(hs HardState, ents []Entry) error {
 }
 
 // CreateSnapshot returns a sink that keeps the snapshot in memory until
-// Commit, which saves it and the compacted Raft state in one
-// Persister.Save.
+// Commit, which saves it and the compacted Raft state together,
+// atomically.
 func (s *persisterStorage) CreateSnapshot(meta SnapshotMeta) (SnapshotSink, error) {
 	if meta.Index < 1 || meta.Term < 1 {
 		return nil, fmt.Errorf("persister: create snapshot through index %d term %d: a snapshot needs an index and a term of at least 1", meta.Index, meta.Term)
@@ -149,6 +152,8 @@ func (s *persisterStorage) CreateSnapshot(meta SnapshotMeta) (SnapshotSink, erro
 	return &memSink{s: s, meta: meta}, nil
 }
 
+// OpenSnapshot returns the current snapshot's meta and a reader of a copy
+// of its bytes, or a zero meta and a nil reader if there is none.
 func (s *persisterStorage) OpenSnapshot() (SnapshotMeta, io.ReadCloser, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -199,8 +204,10 @@ type memSink struct {
 	done bool
 }
 
+// Meta returns what the snapshot covers.
 func (m *memSink) Meta() SnapshotMeta { return m.meta }
 
+// Write appends p to the snapshot.
 func (m *memSink) Write(p []byte) (int, error) {
 	if m.done {
 		return 0, m.finished("write")
@@ -208,6 +215,8 @@ func (m *memSink) Write(p []byte) (int, error) {
 	return m.buf.Write(p)
 }
 
+// Commit saves the snapshot, if it is newer than the current one, and the
+// compacted Raft state together, atomically, as Persister.Save does.
 func (m *memSink) Commit(keepLog bool) error {
 	if m.done {
 		return m.finished("commit")
@@ -216,6 +225,7 @@ func (m *memSink) Commit(keepLog bool) error {
 	return m.s.commit(m.meta, m.buf.Bytes(), keepLog)
 }
 
+// Abort drops the snapshot.
 func (m *memSink) Abort() error {
 	m.done = true
 	m.buf = bytes.Buffer{}

@@ -55,6 +55,7 @@ type sink struct {
 	done bool  // committed or aborted
 }
 
+// Meta returns what the snapshot covers.
 func (s *sink) Meta() core.SnapshotMeta { return s.meta }
 
 // Write appends p to the snapshot.

@@ -306,6 +306,62 @@ func TestSnapshotSinks(t *testing.T) {
 	}
 }
 
+// TestSnapshotCommitFailure: a commit that fails before its record
+// (writing or syncing the snapshot's file, renaming it, syncing the
+// directory) fails alone: its file goes, the previous snapshot stays
+// current, and the WAL goes on.
+func TestSnapshotCommitFailure(t *testing.T) {
+	for _, fail := range []string{"write", "sync", "rename", "sync dir"} {
+		t.Run(fail, func(t *testing.T) {
+			dir := t.TempDir()
+			var armed atomic.Bool
+			opts := Options{Logger: slog.New(slog.DiscardHandler)}
+			opts.syncFn = func(f *os.File) error {
+				isDir := !strings.HasSuffix(f.Name(), segmentSuffix) && !strings.HasSuffix(f.Name(), tmpSuffix)
+				if armed.Load() && ((fail == "sync" && strings.HasSuffix(f.Name(), tmpSuffix)) || (fail == "sync dir" && isDir)) {
+					return errInjected
+				}
+				return f.Sync()
+			}
+			opts.renameFn = func(from, to string) error {
+				if armed.Load() && fail == "rename" {
+					return errInjected
+				}
+				return os.Rename(from, to)
+			}
+			w := openWAL(t, dir, opts)
+			m := newModel()
+			mustSave(t, w, &m, core.HardState{Term: 1, Vote: 0}, mkEntries(1, 10, 1, 5))
+			old := core.SnapshotMeta{Index: 3, Term: 1}
+			commitSnap(t, w, &m, old, []byte("old"), true)
+			armed.Store(true)
+			sk, err := w.CreateSnapshot(core.SnapshotMeta{Index: 6, Term: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fail == "write" {
+				sk.(*sink).f.Close() // the next write to the file fails
+			}
+			sk.Write(make([]byte, 2*blockSize))
+			err = sk.Commit(true)
+			if err == nil || errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "00000000000000000006-00000000000000000001.snap") {
+				t.Fatalf("Commit = %v, want an error naming the snapshot that isn't ErrFailed", err)
+			}
+			armed.Store(false)
+			checkLoad(t, w, m)
+			checkSnap(t, w, old, []byte("old"))
+			if got := snapFiles(t, dir); !slices.Equal(got, []string{snapshotName(old)}) {
+				t.Fatalf("snapshot files after the failed commit: %v", got)
+			}
+			mustSave(t, w, &m, m.hs, mkEntries(11, 1, 1, 5))
+			commitSnap(t, w, &m, core.SnapshotMeta{Index: 7, Term: 1}, []byte("seven"), true)
+			w = reopen(t, w, opts, m)
+			checkSnap(t, w, core.SnapshotMeta{Index: 7, Term: 1}, []byte("seven"))
+			w.Close()
+		})
+	}
+}
+
 // TestSnapshotReaderOutlivesCommit: a reader of the current snapshot
 // reads it whole while a newer one replaces it and deletes its file.
 func TestSnapshotReaderOutlivesCommit(t *testing.T) {
