@@ -456,9 +456,8 @@ func (w *WAL) usable() error {
 // on with ents, if ents is not empty, before it returns. ents must be
 // consecutive, start after the current snapshot, and start at most one
 // past the last saved index (the snapshot's, if no entry follows it). An
-// hs equal
-// to the last saved one is not written again; a Save with nothing to write
-// writes nothing.
+// hs equal to the last saved one is not written again; a Save with
+// nothing to write writes nothing.
 //
 // Save costs O(len(ents)) and one fsync (two more when it starts a
 // segment). Once a write or fsync fails, it and every later Save return
