@@ -65,7 +65,7 @@ type persisterStorage struct {
 	ps *Persister
 
 	mu     sync.Mutex // Save, a sink's Commit and OpenSnapshot may run at once
-	loaded bool       // Load has been called: the fields below are the Persister's
+	loaded bool       // the Persister's state was read: the fields below are its
 	hs     HardState
 	snap   SnapshotMeta
 	offs   []int // offs[i]: where entry snap.Index+1+i starts in the blob
@@ -82,6 +82,12 @@ const (
 func (s *persisterStorage) Load() (HardState, SnapshotMeta, []Entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.load()
+}
+
+// load reads the Persister's state, and notes where things are in it.
+// s.mu must be held.
+func (s *persisterStorage) load() (HardState, SnapshotMeta, []Entry, error) {
 	s.loaded, s.hs, s.snap, s.offs = false, HardState{Vote: core.None}, SnapshotMeta{}, nil
 	blob := s.ps.ReadRaftState()
 	if len(blob) == 0 {
@@ -103,15 +109,23 @@ func (s *persisterStorage) Load() (HardState, SnapshotMeta, []Entry, error) {
 	return hs, snap, ents, nil
 }
 
-var errNotLoaded = errors.New("persister: the state must be loaded first")
+// ensureLoaded reads the Persister's state if that was not done yet, so
+// that a Save or a Commit before any Load edits it rather than replaces
+// it. s.mu must be held.
+func (s *persisterStorage) ensureLoaded() error {
+	if s.loaded {
+		return nil
+	}
+	_, _, _, err := s.load()
+	return err
+}
 
-// Save records hs and ents in the Persister (see Storage.Save). It needs
-// a Load first.
+// Save records hs and ents in the Persister (see Storage.Save).
 func (s *persisterStorage) Save(hs HardState, ents []Entry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.loaded {
-		return errNotLoaded
+	if err := s.ensureLoaded(); err != nil {
+		return err
 	}
 	at := len(s.offs)
 	if len(ents) > 0 {
@@ -157,6 +171,9 @@ func (s *persisterStorage) CreateSnapshot(meta SnapshotMeta) (SnapshotSink, erro
 func (s *persisterStorage) OpenSnapshot() (SnapshotMeta, io.ReadCloser, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.ensureLoaded(); err != nil {
+		return SnapshotMeta{}, nil, err
+	}
 	if s.snap.Index == 0 {
 		return SnapshotMeta{}, nil, nil
 	}
@@ -172,8 +189,8 @@ func (s *persisterStorage) Close() error { return nil }
 func (s *persisterStorage) commit(meta SnapshotMeta, data []byte, keepLog bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.loaded {
-		return errNotLoaded
+	if err := s.ensureLoaded(); err != nil {
+		return err
 	}
 	if meta.Index <= s.snap.Index {
 		return nil // not newer: discarded
