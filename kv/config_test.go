@@ -38,9 +38,10 @@ type opID struct {
 }
 
 type config struct {
-	t   testing.TB
-	net *labrpc.Network
-	n   int
+	t            testing.TB
+	net          *labrpc.Network
+	n            int
+	maxRaftState int // the servers' kv.ServerOptions.MaxRaftState: 0, no snapshots
 
 	mu       sync.Mutex
 	rafts    []*raft.Raft // nil while crashed
@@ -56,18 +57,26 @@ type config struct {
 	log         map[int]kv.Op      // index -> the command applied there
 	firstApply  map[opID]time.Time // when a request was first applied, at any index, by any server
 	lastApplied []int              // per server: the last index its current instance applied
+	installs    int                // snapshots handed to a kv server on its apply channel
 	errs        []string           // safety violations found by the forwarders
 
 	cleanupOnce sync.Once
 }
 
 // makeConfig starts n servers, all connected, on a reliable or unreliable
-// network. Cleanup is registered with t.
+// network, without snapshots. Cleanup is registered with t.
 func makeConfig(t testing.TB, n int, unreliable bool) *config {
+	return makeConfigSnap(t, n, unreliable, 0)
+}
+
+// makeConfigSnap is makeConfig with servers that snapshot once their Raft
+// state reaches maxRaftState bytes (0: never).
+func makeConfigSnap(t testing.TB, n int, unreliable bool, maxRaftState int) *config {
 	cfg := &config{
-		t:           t,
-		net:         labrpc.MakeNetwork(),
-		n:           n,
+		t:            t,
+		net:          labrpc.MakeNetwork(),
+		n:            n,
+		maxRaftState: maxRaftState,
 		rafts:       make([]*raft.Raft, n),
 		servers:     make([]*kv.Server, n),
 		stops:       make([]chan struct{}, n),
@@ -113,15 +122,20 @@ func (cfg *config) start(i int) {
 		cfg.saved[i] = raft.MakePersister()
 	}
 	ps := cfg.saved[i]
-	cfg.lastApplied[i] = 0
 	cfg.mu.Unlock()
 
 	raw := make(chan raft.ApplyMsg)
 	toKV := make(chan raft.ApplyMsg)
 	stop := make(chan struct{})
-	go cfg.forward(i, raw, toKV, stop)
 	rf := raft.Make(ends, i, ps, raw)
-	srv := kv.NewServer(rf, toKV)
+	srv := kv.NewLabServer(rf, toKV, ps, kv.ServerOptions{MaxRaftState: cfg.maxRaftState})
+	// The server started from the persister's snapshot, if any: Raft
+	// applies from the index after it.
+	from := srv.Applied()
+	cfg.mu.Lock()
+	cfg.lastApplied[i] = from
+	cfg.mu.Unlock()
+	go cfg.forward(i, raw, toKV, stop, from)
 
 	ls := labrpc.MakeServer()
 	ls.AddService(labrpc.MakeService(rf))
@@ -175,9 +189,9 @@ func (cfg *config) alive(i int) bool {
 }
 
 // forward passes what one Raft instance applies on to its kv server,
-// checking it on the way.
-func (cfg *config) forward(i int, raw <-chan raft.ApplyMsg, toKV chan<- raft.ApplyMsg, stop <-chan struct{}) {
-	last := 0
+// checking it on the way; the instance's kv server started with the log
+// through index last applied.
+func (cfg *config) forward(i int, raw <-chan raft.ApplyMsg, toKV chan<- raft.ApplyMsg, stop <-chan struct{}, last int) {
 	for {
 		var m raft.ApplyMsg
 		select {
@@ -185,12 +199,31 @@ func (cfg *config) forward(i int, raw <-chan raft.ApplyMsg, toKV chan<- raft.App
 		case <-stop:
 			return
 		}
+		if m.SnapshotValid {
+			cfg.mu.Lock()
+			if m.SnapshotIndex <= last {
+				cfg.errorf("server %d was handed a snapshot through index %d after applying index %d", i, m.SnapshotIndex, last)
+			}
+			cfg.installs++
+			if cfg.stops[i] == stop {
+				cfg.lastApplied[i] = m.SnapshotIndex
+			}
+			cfg.mu.Unlock()
+			last = m.SnapshotIndex
+		}
 		if m.CommandValid {
-			op, ok := m.Command.(kv.Op)
+			var op kv.Op
+			data, ok := m.Command.([]byte)
+			var err error
+			if ok {
+				err = op.UnmarshalBinary(data)
+			}
 			cfg.mu.Lock()
 			switch {
 			case !ok:
-				cfg.errorf("server %d applied a %T at index %d, not a kv.Op", i, m.Command, m.CommandIndex)
+				cfg.errorf("server %d applied a %T at index %d, not an encoded kv.Op", i, m.Command, m.CommandIndex)
+			case err != nil:
+				cfg.errorf("server %d applied an undecodable command at index %d: %v", i, m.CommandIndex, err)
 			case m.CommandIndex != last+1:
 				cfg.errorf("server %d applied index %d after %d", i, m.CommandIndex, last)
 			}

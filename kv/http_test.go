@@ -47,6 +47,7 @@ type htNode struct {
 type htSetup struct {
 	opts            HTTPOptions
 	maxCommandBytes int // raft.Config.MaxCommandBytes
+	snapshotBytes   int // raft.Config.SnapshotBytes
 	// storage, if set, wraps each replica's storage; rf is set once the
 	// replica's Raft server exists.
 	storage func(id int, s raft.Storage, rf *atomic.Pointer[raft.Raft]) raft.Storage
@@ -92,17 +93,17 @@ func newHTClusterWith(t *testing.T, setup htSetup) *htCluster {
 		if err != nil {
 			t.Fatal(err)
 		}
-		applyCh := make(chan raft.ApplyMsg)
+		s := NewServer(ServerOptions{Logger: quiet})
 		rf, err := raft.New(raft.Config{
-			ID: id, Peers: peers, Transport: raft.TCP(tr), Storage: store, ApplyCh: applyCh, Bootstrap: true,
+			ID: id, Peers: peers, Transport: raft.TCP(tr), Storage: store, StateMachine: s, Bootstrap: true,
 			ElectionTimeout: 200 * time.Millisecond, HeartbeatInterval: 40 * time.Millisecond, Logger: quiet,
-			MaxCommandBytes: setup.maxCommandBytes,
+			MaxCommandBytes: setup.maxCommandBytes, SnapshotBytes: setup.snapshotBytes,
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		self.Store(rf)
-		s := NewServer(rf, applyCh)
+		s.Attach(rf)
 		h := NewHTTPHandler(s, rf, id, httpAddrs, opts)
 		srv := &http.Server{Handler: h}
 		go srv.Serve(httpLns[id])

@@ -47,8 +47,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-
-	"github.com/raftkit/raft/labgob"
 )
 
 // Kind names an operation.
@@ -134,8 +132,4 @@ func randomClientID() int64 {
 			return id
 		}
 	}
-}
-
-func init() {
-	labgob.Register(Op{})
 }
