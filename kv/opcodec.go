@@ -120,7 +120,7 @@ func (d *opDecoder) varint(name string, v *int64) error {
 	case n < 0:
 		return d.fail(name + ": over 64 bits")
 	case n != varintLen(x):
-		return d.fail(fmt.Sprintf("%s: %d bytes for a varint of %d", name, n, varintLen(x)))
+		return d.fail(fmt.Sprintf("%s: varint not in its shortest form (%d bytes, not %d)", name, n, varintLen(x)))
 	}
 	d.off += n
 	*v = x
@@ -136,7 +136,7 @@ func (d *opDecoder) string(name string, v *string) error {
 	case n < 0:
 		return d.fail(name + " length: over 64 bits")
 	case n != uvarintLen(x):
-		return d.fail(fmt.Sprintf("%s length: %d bytes for a uvarint of %d", name, n, uvarintLen(x)))
+		return d.fail(fmt.Sprintf("%s length: uvarint not in its shortest form (%d bytes, not %d)", name, n, uvarintLen(x)))
 	}
 	if left := uint64(len(d.b) - d.off - n); x > left {
 		return d.fail(fmt.Sprintf("%s of %d bytes, with %d left", name, x, left))
