@@ -580,3 +580,65 @@ func isAny(err error, targets ...error) bool {
 	}
 	return false
 }
+
+// checkReplicasAgree waits until every running server has applied as far
+// as the furthest one, then checks that they hold the same store and
+// table of clients, whether they got there by applying the log or from
+// snapshots.
+func (cfg *config) checkReplicasAgree() {
+	cfg.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		cfg.mu.Lock()
+		servers := slices.Clone(cfg.servers)
+		cfg.mu.Unlock()
+		lo, hi := -1, -1
+		for _, s := range servers {
+			if s == nil {
+				continue
+			}
+			a := s.Applied()
+			if lo < 0 || a < lo {
+				lo = a
+			}
+			hi = max(hi, a)
+		}
+		if lo == hi {
+			var first string
+			for i, s := range servers {
+				if s == nil {
+					continue
+				}
+				st := s.State()
+				if first == "" {
+					first = st
+				} else if st != first {
+					cfg.t.Fatalf("server %d, having applied through %d, holds\n%.2000s\nwhile another holds\n%.2000s", i, hi, st, first)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			cfg.t.Fatalf("the servers applied through indexes from %d to %d, still 20 s after the last request", lo, hi)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// snapshotStats returns the number of servers whose persister holds a
+// snapshot, the largest Raft state a persister holds, and the number of
+// snapshots handed to kv servers by Raft.
+func (cfg *config) snapshotStats() (withSnapshot, maxState, installs int) {
+	cfg.mu.Lock()
+	defer cfg.mu.Unlock()
+	for _, ps := range cfg.saved {
+		if ps == nil {
+			continue
+		}
+		if ps.SnapshotSize() > 0 {
+			withSnapshot++
+		}
+		maxState = max(maxState, ps.RaftStateSize())
+	}
+	return withSnapshot, maxState, cfg.installs
+}
