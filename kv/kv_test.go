@@ -171,8 +171,6 @@ func TestSnapshotInstallCatchUp(t *testing.T) {
 	}
 }
 
-
-
 // 2. Linearizability under faults.
 
 // A nemesis injects faults until stop is closed.
