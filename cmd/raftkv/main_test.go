@@ -760,6 +760,7 @@ func TestServeStartErrors(t *testing.T) {
 		{"value bound over the log's", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-max-value-bytes", "9000000"}, "-max-value-bytes 9000000 is over what one log entry carries"},
 		{"no in-flight requests", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-max-inflight", "0"}, "-max-inflight 0: want a positive number"},
 		{"no body time", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-body-timeout", "0s"}, "-body-timeout 0s: want a positive duration"},
+		{"no snapshot interval", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-snapshot-bytes", "0"}, "-snapshot-bytes 0: want a positive size"},
 	}
 	for _, tc := range cases {
 		code, _, stderr := runCmd(t, append([]string{"serve"}, tc.args...)...)

@@ -196,6 +196,8 @@ loop:
 				log.Error("raftkv serve: the Raft server stopped", "err", err)
 				if errors.Is(err, raft.ErrClusterExists) {
 					fmt.Fprintf(stderr, "raftkv serve: replica %d refuses to start: %v\n", cfg.id, err)
+				} else {
+					fmt.Fprintf(stderr, "raftkv serve: replica %d (data directory %s) stopped: %v\n", cfg.id, cfg.dataDir, err)
 				}
 				code = exitError
 				break loop

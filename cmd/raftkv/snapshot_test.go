@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/raftkit/raft"
+	"github.com/raftkit/raft/core"
 	"github.com/raftkit/raft/kv"
+	"github.com/raftkit/raft/storage"
 )
 
 // status returns replica id's /status.
@@ -227,5 +229,39 @@ func TestByteSize(t *testing.T) {
 		if got := byteSize(n); got != want {
 			t.Errorf("byteSize(%d) = %q; want %q", n, got, want)
 		}
+	}
+}
+
+// TestServeForeignSnapshot: a replica whose data directory holds a
+// snapshot that is not one of the store stops at start, saying so, rather
+// than serve an empty or partial store.
+func TestServeForeignSnapshot(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	w, err := storage.Open(dir, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Save(raft.HardState{Term: 2, Vote: 1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sink, err := w.CreateSnapshot(core.SnapshotMeta{Index: 5, Term: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sink.Write([]byte("a snapshot of something else")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ports := freePorts(t, 2)
+	code, _, stderr := runCmd(t, "serve", "-id", "1", "-peers", fmt.Sprintf("1=127.0.0.1:%d", ports[0]),
+		"-http", fmt.Sprintf("127.0.0.1:%d", ports[1]), "-data", dir)
+	want := fmt.Sprintf("replica 1 (data directory %s) stopped: raft: restore the state machine from the snapshot through 5: kv: malformed snapshot: it does not start as a snapshot of the store does", dir)
+	if code != exitError || !strings.Contains(stderr, want) {
+		t.Fatalf("serve on a data directory with a foreign snapshot: exit %d, stderr:\n%s\nwant exit %d and %q", code, stderr, exitError, want)
 	}
 }
