@@ -354,7 +354,9 @@ func (s *Server) apply(op Op) outcome {
 	return outcome{res: res}
 }
 
-// Applied returns the index of the last log entry the store has applied.
+// Applied returns the log index of the last command the store has
+// applied, itself or before the snapshot it was restored from. (Entries
+// without a command, as a new leader's first, are not counted.)
 func (s *Server) Applied() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
