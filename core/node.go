@@ -297,12 +297,13 @@ type Status struct {
 	Role             Role
 	Commit, LastLog  int
 	Snapshot         SnapshotMeta // what the log's snapshot covers
+	LogBytes         int          // the commands' bytes in the log after the snapshot
 	Match            map[int]int  // leader only: highest index known replicated on each follower
 }
 
 // Status returns the server's view of the cluster.
 func (n *Node) Status() Status {
-	s := Status{ID: n.id, Term: n.term, Leader: n.lead, Role: n.role, Commit: n.commit, LastLog: n.log.lastIndex(), Snapshot: n.log.snapshot()}
+	s := Status{ID: n.id, Term: n.term, Leader: n.lead, Role: n.role, Commit: n.commit, LastLog: n.log.lastIndex(), Snapshot: n.log.snapshot(), LogBytes: n.log.bytes}
 	if n.role == Leader {
 		s.Match = map[int]int{n.id: n.log.lastIndex()}
 		for id, p := range n.progress {

@@ -36,7 +36,8 @@ Usage:
   raftkv append KEY VALUE           append VALUE to KEY's value and print the new value
   raftkv del KEY                    delete KEY
   raftkv status                     show the leader, each replica's term, role, commit
-                                    and applied index, and the leader's match indexes
+                                    and applied index, snapshot and log, and the
+                                    leader's match indexes
   raftkv -h                         this help
 
 Local cluster (raftkv with no command):
@@ -46,6 +47,7 @@ Local cluster (raftkv with no command):
   -data DIR         replica i keeps its log in DIR/i (default ./raftkv-data)
   -log-level LEVEL  the replicas' log level: debug, info, warn or error (default warn)
   -election-timeout D, -heartbeat D   the replicas' Raft timing (see serve)
+  -snapshot-bytes N the replicas' snapshot interval (see serve)
   With the defaults, replicas 1, 2, 3 serve HTTP on 127.0.0.1:8001, 8002, 8003 and
   Raft on 127.0.0.1:9001, 9002, 9003. The launcher prints where each listens and
   which one leads; Ctrl-C stops them all. Restarting with the same -data resumes
@@ -61,6 +63,11 @@ serve flags:
   -data DIR             the replica's data directory (default ./raftkv-data/N)
   -election-timeout D   base election timeout (default 300ms)
   -heartbeat D          leader heartbeat interval (default 100ms)
+  -snapshot-bytes N     snapshot the store after every N bytes of commands applied,
+                        then discard the log it covers: the data directory holds one
+                        snapshot and the log since (in WAL segments of 64 MiB), a
+                        restart replays about N bytes at most, and a replica that fell
+                        further behind gets the leader's snapshot (default 16777216)
   -max-value-bytes N    largest value accepted (default 1048576)
   -max-inflight N       HTTP requests served at once; beyond, 503 "overloaded" with
                         Retry-After, the body unread (default 128)
@@ -79,7 +86,9 @@ HTTP API (any replica; a follower forwards to the leader):
   PUT    /kv/KEY         {"value":"..."}   200 {"key","value","previous","found"}
   POST   /kv/KEY/append  {"value":"..."}   200 {"key","value","previous","found"}
   DELETE /kv/KEY                           200 {"key","found"}
-  GET    /status                           term, role, leader, commit, applied, match...
+  GET    /status                           term, role, leader, commit, applied, lastLog,
+                                           snapshotIndex, snapshotTerm, logEntries,
+                                           logBytes, match...
   Keys and values are UTF-8 text; anything else is refused with 400, never
   altered (encode binary data first, as base64 say).
   Optional exactly-once identity: headers X-Client-ID and X-Seq (or JSON
