@@ -36,6 +36,7 @@ type Raft struct {
 	store     Storage
 	transport Transport // nil for Make
 	apply     *applier
+	saver     *saver
 	logger    *slog.Logger
 
 	node     *core.Node // owned by the event loop
@@ -61,8 +62,8 @@ type Raft struct {
 // event is something for the loop to handle: a message from a peer, or a
 // proposal.
 type event struct {
-	msg   core.Message
-	reply chan core.Message // a request's reply goes here once it may be sent
+	msg     core.Message
+	respond func(core.Message) // takes a request's reply once it may be sent
 
 	cmd    []byte // a proposal, answered on result
 	result chan proposal
@@ -70,6 +71,7 @@ type event struct {
 	status chan Status // a request for the status
 
 	snap    *snapshotReq      // a snapshot the service took
+	saved   core.SnapshotMeta // the saver made the log durable up to here
 	compact int               // the applier saved a snapshot through this index
 	sink    core.SnapshotSink // with an InstallSnapshotArgs msg: the snapshot that arrived
 }
@@ -78,20 +80,21 @@ type proposal struct{ index, term int }
 
 // setup is what start needs to run a server.
 type setup struct {
-	me        int
-	peers     map[int]Peer // the other servers
-	transport Transport    // nil for Make
-	store     Storage
-	applyCh   chan ApplyMsg // the lab's service, or
-	sm        StateMachine  // the production one
-	snapBytes int           // a StateMachine is snapshotted after this many command bytes
-	timing    timing
-	logger    *slog.Logger
-	preVote   bool // PreVote and leader stickiness (thesis 9.6)
-	boot      bool // with no state, ask the peers before founding a cluster (see bootstrap)
-	restart   bool // no state is an error (ErrNoState)
-	noOp      bool // a new leader appends a no-op entry
-	maxCmd    int  // the largest encoded command accepted, or 0 for no limit
+	me          int
+	peers       map[int]Peer // the other servers
+	transport   Transport    // nil for Make
+	store       Storage
+	applyCh     chan ApplyMsg // the lab's service, or
+	sm          StateMachine  // the production one
+	snapBytes   int           // a StateMachine is snapshotted after this many command bytes
+	timing      timing
+	logger      *slog.Logger
+	preVote     bool // PreVote and leader stickiness (thesis 9.6)
+	boot        bool // with no state, ask the peers before founding a cluster (see bootstrap)
+	restart     bool // no state is an error (ErrNoState)
+	noOp        bool // a new leader appends a no-op entry
+	maxInflight int  // AppendEntries in flight per follower, or 0 for the core's default
+	maxCmd      int  // the largest encoded command accepted, or 0 for no limit
 }
 
 // start restores a server from its storage and starts its event loop and
@@ -134,6 +137,8 @@ func start(su setup) (*Raft, error) {
 		ElectionTicks:  su.timing.electionTicks,
 		HeartbeatTicks: su.timing.heartbeatTicks,
 		PreVote:        su.preVote,
+		AsyncSave:      true, // see saver
+		MaxInflight:    su.maxInflight,
 		NoOp:           su.noOp,
 		State:          hs,
 		Snapshot:       snap,
@@ -166,7 +171,9 @@ func start(su setup) (*Raft, error) {
 			rf.stop(err)
 		},
 	}
-	rf.wg.Add(2)
+	rf.saver = &saver{rf: rf, wake: make(chan struct{}, 1)}
+	rf.wg.Add(3)
+	go func() { defer rf.wg.Done(); rf.saver.run() }()
 	go func() { defer rf.wg.Done(); rf.apply.run() }()
 	go func() { defer rf.wg.Done(); rf.run() }()
 	return rf, nil
@@ -270,7 +277,8 @@ func (rf *Raft) request(from int, args any) (any, error) {
 // sink (which the loop then owns: it commits or aborts it).
 func (rf *Raft) requestSnapshot(from int, args any, sink core.SnapshotSink) (any, error) {
 	ch := make(chan core.Message, 1)
-	if !rf.post(event{msg: core.Message{From: from, To: rf.me, Body: args}, reply: ch, sink: sink}) {
+	respond := func(m core.Message) { ch <- m }
+	if !rf.post(event{msg: core.Message{From: from, To: rf.me, Body: args}, respond: respond, sink: sink}) {
 		if sink != nil {
 			sink.Abort()
 		}
@@ -278,6 +286,9 @@ func (rf *Raft) requestSnapshot(from int, args any, sink core.SnapshotSink) (any
 	}
 	select {
 	case m := <-ch:
+		if m.Body == nil && rf.killed() {
+			return nil, ErrStopped
+		}
 		if m.Body == nil {
 			return nil, fmt.Errorf("raft: server %d refuses a message from %d", rf.me, from)
 		}
@@ -349,66 +360,30 @@ func (rf *Raft) run() {
 				last = true
 			}
 		}
-		rd := rf.node.Ready()
-		if rd.MustSave() {
-			if rf.killed() {
-				return
-			}
-			// Figure 2: update stable storage before responding to RPCs.
-			if err := rf.save(rd); err != nil {
-				// A server that cannot save must not answer anything
-				// that depends on what it failed to save.
-				err = fmt.Errorf("raft: server %d stops: save state: %w", rf.me, err)
-				rf.logger.Error(err.Error())
-				rf.stop(err)
-				return
-			}
-		} else if rf.incoming != nil {
-			rf.incoming.Abort() // not installed: the service has it already
-			rf.incoming = nil
-		}
-		rf.publish()
-		for _, r := range replies {
-			r.ch <- r.msg
-		}
-		replies = replies[:0]
 		if rf.killed() {
 			return
 		}
+		rd := rf.node.Ready()
+		rf.publish()
+		// Raft thesis 10.2.1: these leave while the state is saved.
 		for _, m := range rd.Messages {
 			rf.send(m)
 		}
-		if rd.Snapshot != nil {
-			rf.apply.restore(*rd.Snapshot) // Figure 13, 8: reset the service from the snapshot
-		}
-		if len(rd.Committed) > 0 {
-			rf.apply.push(rd.Committed)
+		b := saveBatch{hs: rd.HardState, mustSave: rd.MustSave(), snap: rd.Snapshot, sink: rf.incoming,
+			ents: rd.Entries, after: rd.AfterSave, replies: replies, commits: rd.Committed}
+		rf.incoming = nil
+		if b.mustSave || b.sink != nil || len(b.after) > 0 || len(b.replies) > 0 || len(b.commits) > 0 {
+			rf.saver.push(b)
+			replies = nil
 		}
 	}
 }
 
-// save saves what the Ready holds: a snapshot installed from the leader
-// first (whose data arrived in rf.incoming), then the state and entries.
-func (rf *Raft) save(rd core.Ready) error {
-	if rd.Snapshot != nil {
-		sink := rf.incoming
-		rf.incoming = nil
-		if sink == nil || sink.Meta() != *rd.Snapshot {
-			return fmt.Errorf("install snapshot %+v: its data is not the one that arrived", *rd.Snapshot)
-		}
-		if err := sink.Commit(false); err != nil {
-			return fmt.Errorf("install snapshot through %d: %w", rd.Snapshot.Index, err)
-		}
-	} else if rf.incoming != nil {
-		rf.incoming.Abort()
-		rf.incoming = nil
-	}
-	return rf.store.Save(rd.HardState, rd.Entries)
-}
-
+// pendingReply is the reply to a request, for respond once the state it
+// depends on is saved.
 type pendingReply struct {
-	ch  chan core.Message
-	msg core.Message
+	respond func(core.Message)
+	msg     core.Message
 }
 
 // handle feeds an event to the core. It reports whether the effects of the
@@ -422,6 +397,9 @@ func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) 
 		return replies, false
 	case ev.snap != nil:
 		ev.snap.done <- rf.saveSnapshot(ev.snap.index, ev.snap.data)
+		return replies, false
+	case ev.saved.Index > 0:
+		rf.node.Saved(ev.saved.Index, ev.saved.Term)
 		return replies, false
 	case ev.compact > 0:
 		if err := rf.node.Compact(ev.compact); err != nil {
@@ -438,7 +416,7 @@ func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) 
 	}
 	switch b := ev.msg.Body.(type) {
 	case *core.ProbeArgs:
-		return append(replies, pendingReply{ev.reply, core.Message{From: rf.me, To: ev.msg.From, Body: rf.probeReply(ev.msg.From)}}), false
+		return append(replies, pendingReply{ev.respond, core.Message{From: rf.me, To: ev.msg.From, Body: rf.probeReply(ev.msg.From)}}), false
 	case *core.ProbeReply:
 		if rf.boot != nil {
 			rf.probed(ev.msg.From, b)
@@ -450,16 +428,16 @@ func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) 
 		if ev.sink != nil {
 			ev.sink.Abort()
 		}
-		if ev.reply != nil {
-			replies = append(replies, pendingReply{ev.reply, core.Message{}})
+		if ev.respond != nil {
+			replies = append(replies, pendingReply{ev.respond, core.Message{}})
 		}
 		return replies, false
 	}
 	// A founder that hears from a peer no longer vouches for it.
 	delete(rf.founders, ev.msg.From)
 	reply, _ := rf.node.Step(ev.msg)
-	if ev.reply != nil {
-		replies = append(replies, pendingReply{ev.reply, reply})
+	if ev.respond != nil {
+		replies = append(replies, pendingReply{ev.respond, reply})
 	}
 	if ev.sink != nil {
 		rf.incoming = ev.sink
