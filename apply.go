@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -27,6 +28,8 @@ type applier struct {
 	store     Storage // where snapshots are read from and written to
 	snapBytes int     // a StateMachine is snapshotted after this many command bytes
 	compact   func(index int) bool
+
+	waiters map[int]waiter // by index: Apply calls waiting for their entries; under mu
 
 	last      core.SnapshotMeta // the last entry handed out; owned by run
 	sinceSnap int               // command bytes applied since the last snapshot; owned by run
@@ -130,10 +133,12 @@ func (a *applier) stopped() bool {
 func (a *applier) apply(e core.Entry) error {
 	a.last = core.SnapshotMeta{Index: e.Index, Term: e.Term}
 	if e.Type != core.EntryNormal {
-		return nil // no command for the service
+		a.settle(e, nil) // no command for the service; a waiter's entry was replaced
+		return nil
 	}
 	if a.sm != nil {
-		a.sm.Apply(Command{Index: e.Index, Term: e.Term, Data: e.Command})
+		v := a.sm.Apply(Command{Index: e.Index, Term: e.Term, Data: e.Command})
+		a.settle(e, v)
 		a.sinceSnap += len(e.Command)
 		return nil
 	}
@@ -179,6 +184,7 @@ func (a *applier) restoreSM() error {
 		return fmt.Errorf("raft: restore the state machine from the snapshot through %d: %w", meta.Index, err)
 	}
 	a.last, a.sinceSnap = meta, 0
+	a.abandon(0, errors.New("raft: the server installed a snapshot from the leader past the command"))
 	return nil
 }
 

@@ -45,6 +45,7 @@ type Raft struct {
 	kill     sync.Once
 	state    atomic.Int64 // term<<1 | isLeader, published by the loop
 	timing   timing
+	addrs    map[int]string // servers' addresses as Config.Peers gives them (New only)
 	maxCmd   int               // the largest encoded command accepted, or 0 for no limit
 	boot     *bootstrap        // while a server with no state asks its peers; owned by the loop
 	founders map[int]bool      // peers that held nothing when this server founded the cluster, and have sent nothing since but probes; owned by the loop
@@ -65,8 +66,9 @@ type event struct {
 	msg     core.Message
 	respond func(core.Message) // takes a request's reply once it may be sent
 
-	cmd    []byte // a proposal, answered on result
-	result chan proposal
+	cmd     []byte // a proposal, answered on result
+	result  chan proposal
+	outcome chan outcome // if not nil, takes what became of the proposal (Apply)
 
 	status chan Status // a request for the status
 
@@ -76,7 +78,9 @@ type event struct {
 	sink    core.SnapshotSink // with an InstallSnapshotArgs msg: the snapshot that arrived
 }
 
-type proposal struct{ index, term int }
+// proposal is the answer to a proposal: index 0 if refused, with the
+// leader if known.
+type proposal struct{ index, term, leader int }
 
 // setup is what start needs to run a server.
 type setup struct {
@@ -301,17 +305,23 @@ func (rf *Raft) requestSnapshot(from int, args any, sink core.SnapshotSink) (any
 // propose hands an encoded command to the loop. It fails with
 // ErrTooLarge, ErrNotLeader or ErrStopped.
 func (rf *Raft) propose(cmd []byte) (index, term int, err error) {
+	return rf.proposeWait(cmd, nil)
+}
+
+// proposeWait is propose; if w is not nil, the outcome of the command will
+// be sent on it (see Apply).
+func (rf *Raft) proposeWait(cmd []byte, w chan outcome) (index, term int, err error) {
 	if rf.maxCmd > 0 && len(cmd) > rf.maxCmd {
 		return -1, 0, fmt.Errorf("%w: %d bytes encoded, over the maximum of %d", ErrTooLarge, len(cmd), rf.maxCmd)
 	}
 	ch := make(chan proposal, 1)
-	if !rf.post(event{cmd: cmd, result: ch}) {
+	if !rf.post(event{cmd: cmd, result: ch, outcome: w}) {
 		return -1, 0, ErrStopped
 	}
 	select {
 	case p := <-ch:
 		if p.index == 0 {
-			return -1, p.term, ErrNotLeader
+			return -1, p.term, &NotLeaderError{Leader: p.leader, Addr: rf.addrs[p.leader]}
 		}
 		return p.index, p.term, nil
 	case <-rf.done:
@@ -392,8 +402,11 @@ type pendingReply struct {
 func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) {
 	switch {
 	case ev.result != nil:
-		index, term, _ := rf.node.Propose(ev.cmd)
-		ev.result <- proposal{index, term}
+		index, term, ok := rf.node.Propose(ev.cmd)
+		if ok && ev.outcome != nil {
+			rf.apply.wait(index, term, ev.outcome)
+		}
+		ev.result <- proposal{index, term, rf.node.Leader()}
 		return replies, false
 	case ev.snap != nil:
 		ev.snap.done <- rf.saveSnapshot(ev.snap.index, ev.snap.data)
@@ -450,13 +463,22 @@ func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) 
 // by a server's loop on every change of its term or role.
 var observeState func(rf *Raft, term int, isLeader bool)
 
-// publish makes the term and role visible to GetState.
+// publish makes the term and role visible to GetState. A leader that
+// stepped down tells the Apply calls waiting for entries not yet
+// committed that their outcome is unknown.
 func (rf *Raft) publish() {
 	s := int64(rf.node.Term()) << 1
 	if rf.node.Role() == core.Leader {
 		s |= 1
 	}
-	if rf.state.Swap(s) != s && observeState != nil {
+	old := rf.state.Swap(s)
+	if old == s {
+		return
+	}
+	if old&1 == 1 && (s&1 == 0 || old>>1 != s>>1) {
+		rf.apply.abandon(rf.node.Status().Commit+1, ErrLeadershipLost)
+	}
+	if observeState != nil {
 		observeState(rf, int(s>>1), s&1 == 1)
 	}
 }

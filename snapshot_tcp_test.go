@@ -26,10 +26,11 @@ type bigSM struct {
 	restores int
 }
 
-func (m *bigSM) Apply(Command) {
+func (m *bigSM) Apply(Command) any {
 	m.mu.Lock()
 	m.applied++
 	m.mu.Unlock()
+	return nil
 }
 
 // block is the unit of a bigSM snapshot: a 64 KiB pattern that depends
