@@ -185,7 +185,7 @@ func New(cfg Config) (*Raft, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft: server %d: %w", cfg.ID, err)
 	}
-	rf.addrs = cfg.Peers // read-only from here on
+	rf.addrs = cfg.Peers     // read-only from here on
 	term, _ := rf.GetState() // the loop owns rf.node now
 	logger.Info("raft: server started", "id", cfg.ID, "term", term, "peers", len(cfg.Peers))
 	cfg.Transport.Serve(rf)

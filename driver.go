@@ -45,7 +45,7 @@ type Raft struct {
 	kill     sync.Once
 	state    atomic.Int64 // term<<1 | isLeader, published by the loop
 	timing   timing
-	addrs    map[int]string // servers' addresses as Config.Peers gives them (New only)
+	addrs    map[int]string    // servers' addresses as Config.Peers gives them (New only)
 	maxCmd   int               // the largest encoded command accepted, or 0 for no limit
 	boot     *bootstrap        // while a server with no state asks its peers; owned by the loop
 	founders map[int]bool      // peers that held nothing when this server founded the cluster, and have sent nothing since but probes; owned by the loop
