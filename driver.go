@@ -37,6 +37,8 @@ type Raft struct {
 	transport Transport // nil for Make
 	apply     *applier
 	saver     *saver
+	metrics   *metrics
+	watch     watchers
 	logger    *slog.Logger
 
 	node     *core.Node // owned by the event loop
@@ -155,6 +157,8 @@ func start(su setup) (*Raft, error) {
 		return nil, err
 	}
 	rf.node = node
+	rf.metrics = newMetrics()
+	rf.watch.last = Leadership{Term: hs.Term, Leader: core.None}
 	if hs.Term == 0 && hs.Vote == core.None && len(ents) == 0 {
 		switch {
 		case su.restart:
@@ -168,6 +172,7 @@ func start(su setup) (*Raft, error) {
 	rf.apply = &applier{
 		wake: make(chan struct{}, 1), ch: su.applyCh, sm: su.sm, store: su.store, snapBytes: su.snapBytes,
 		compact: func(index int) bool { return rf.post(event{compact: index}) },
+		metrics: rf.metrics,
 		last:    snap,
 		done:    rf.done,
 		fail: func(err error) {
@@ -175,6 +180,7 @@ func start(su setup) (*Raft, error) {
 			rf.stop(err)
 		},
 	}
+	rf.apply.applied.Store(int64(snap.Index))
 	rf.saver = &saver{rf: rf, wake: make(chan struct{}, 1)}
 	rf.wg.Add(3)
 	go func() { defer rf.wg.Done(); rf.saver.run() }()
@@ -334,6 +340,7 @@ func (rf *Raft) proposeWait(cmd []byte, w chan outcome) (index, term int, err er
 func (rf *Raft) run() {
 	clock := newClock(rf.timing.tick)
 	defer clock.timer.Stop()
+	defer rf.watch.closeAll()
 	var replies []pendingReply
 	for {
 		if rf.boot != nil {
@@ -375,6 +382,7 @@ func (rf *Raft) run() {
 		}
 		rd := rf.node.Ready()
 		rf.publish()
+		rf.countCommits(rd.Committed)
 		// Raft thesis 10.2.1: these leave while the state is saved.
 		for _, m := range rd.Messages {
 			rf.send(m)
@@ -403,6 +411,10 @@ func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) 
 	switch {
 	case ev.result != nil:
 		index, term, ok := rf.node.Propose(ev.cmd)
+		if ok {
+			rf.metrics.proposals.Add(1)
+			rf.metrics.proposedAt[index] = time.Now()
+		}
 		if ok && ev.outcome != nil {
 			rf.apply.wait(index, term, ev.outcome)
 		}
@@ -416,11 +428,11 @@ func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) 
 		return replies, false
 	case ev.compact > 0:
 		if err := rf.node.Compact(ev.compact); err != nil {
-			rf.logger.Error("raft: compact the log", "id", rf.me, "err", err)
+			rf.logger.Error("raft: compact the log", "err", err)
 		}
 		return replies, false
 	case ev.status != nil:
-		st := Status{Status: rf.node.Status()}
+		st := Status{Status: rf.node.Status(), Applied: int(rf.apply.applied.Load())}
 		if rf.boot != nil {
 			st.Bootstrapping, st.WaitingFor = true, rf.boot.waitingFor()
 		}
@@ -471,14 +483,49 @@ func (rf *Raft) publish() {
 	if rf.node.Role() == core.Leader {
 		s |= 1
 	}
+	rf.tellLeader()
 	old := rf.state.Swap(s)
 	if old == s {
 		return
 	}
+	if s>>1 > old>>1 && rf.node.Vote() == rf.me {
+		rf.metrics.electionsStarted.Add(1)
+	}
+	if s&1 == 1 {
+		rf.metrics.leaderTerms.Add(1)
+	}
 	if old&1 == 1 && (s&1 == 0 || old>>1 != s>>1) {
 		rf.apply.abandon(rf.node.Status().Commit+1, ErrLeadershipLost)
+		clear(rf.metrics.proposedAt)
 	}
 	if observeState != nil {
 		observeState(rf, int(s>>1), s&1 == 1)
+	}
+}
+
+// tellLeader tells the watchers of the leadership (WatchLeader) of a change.
+func (rf *Raft) tellLeader() {
+	l := Leadership{Term: rf.node.Term(), Leader: rf.node.Leader()}
+	if l.Leader != core.None {
+		l.Addr = rf.addrs[l.Leader]
+	}
+	if rf.watch.last == l { // written by this goroutine only
+		return
+	}
+	if l.Leader != core.None && l.Leader != rf.watch.last.Leader {
+		rf.metrics.leaderChanges.Add(1)
+	}
+	rf.watch.tell(l)
+}
+
+// countCommits counts the newly committed entries, and on a leader how
+// long its own took.
+func (rf *Raft) countCommits(ents []core.Entry) {
+	rf.metrics.committed.Add(int64(len(ents)))
+	for _, e := range ents {
+		if t, ok := rf.metrics.proposedAt[e.Index]; ok {
+			rf.metrics.commitLatency.since(t)
+			delete(rf.metrics.proposedAt, e.Index)
+		}
 	}
 }

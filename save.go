@@ -3,6 +3,7 @@ package raft
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/raftkit/raft/core"
 )
@@ -110,6 +111,7 @@ func (s *saver) save(batches []saveBatch) error {
 			if err := b.sink.Commit(false); err != nil {
 				return fmt.Errorf("install snapshot through %d: %w", b.snap.Index, err)
 			}
+			rf.metrics.snapshotsInstalled.Add(1)
 		} else if b.sink != nil {
 			b.sink.Abort() // not installed: the service has it already
 		}
@@ -131,8 +133,16 @@ func (s *saver) save(batches []saveBatch) error {
 		return ErrStopped
 	}
 	// Figure 2: update stable storage before responding to RPCs.
+	start := time.Now()
 	if err := rf.store.Save(hs, ents); err != nil {
 		return err
+	}
+	m := rf.metrics
+	m.saveLatency.since(start)
+	m.saves.Add(1)
+	if len(ents) > 0 {
+		m.entriesSaved.Add(int64(len(ents)))
+		m.saveBatch.observe(float64(len(ents)))
 	}
 	if len(ents) > 0 {
 		last := ents[len(ents)-1]
