@@ -1114,3 +1114,34 @@ func TestSnapshotLarge(t *testing.T) {
 	}
 	w.Close()
 }
+
+// The entries Load returns after a reopen hold their commands in memory of
+// their own, not in the segment buffers read at Open (which would keep
+// every segment in memory while the server runs).
+func TestLoadDetachesCommands(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(dir, Options{SegmentBytes: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 200; i++ {
+		if err := w.Save(core.HardState{Term: 1, Vote: core.None}, []core.Entry{{Index: i, Term: 1, Command: bytes.Repeat([]byte{byte(i)}, 100)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	w, err = Open(dir, Options{SegmentBytes: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	_, _, ents, err := w.Load()
+	if err != nil || len(ents) != 200 {
+		t.Fatalf("Load: %d entries, %v", len(ents), err)
+	}
+	for _, e := range ents {
+		if cap(e.Command) != len(e.Command) || !bytes.Equal(e.Command, bytes.Repeat([]byte{byte(e.Index)}, 100)) {
+			t.Fatalf("entry %d: command of len %d, cap %d (or wrong bytes): it shares a larger buffer", e.Index, len(e.Command), cap(e.Command))
+		}
+	}
+}
