@@ -320,6 +320,9 @@ func (w *WAL) replay(repair bool) (*replayed, error) {
 // each by default) are not kept in memory for the entries after the
 // snapshot, which are usually far fewer.
 func (s *state) detach() {
+	if len(s.ents) == 0 {
+		return
+	}
 	total := 0
 	for _, e := range s.ents {
 		total += len(e.Command)
