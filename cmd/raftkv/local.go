@@ -46,7 +46,7 @@ func exitText(err error) string {
 
 // runLocal starts a local cluster and runs it until SIGINT or SIGTERM.
 func runLocal(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("", stderr)
+	fs := newFlagSet("local", stderr)
 	n := fs.Int("n", 3, "")
 	baseHTTP := fs.String("base-http", "127.0.0.1:8001", "")
 	baseRaft := fs.String("base-raft", "127.0.0.1:9001", "")
@@ -60,12 +60,12 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	fail := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "raftkv: "+format+"\nRun 'raftkv -h' for usage.\n", a...)
+		fmt.Fprintf(stderr, "raftkv local: "+format+"\n"+usageHint("local")+"\n", a...)
 		return exitUsage
 	}
 	switch {
 	case len(pos) > 0:
-		return fail("unexpected arguments %q (a command goes first: raftkv put KEY VALUE)", pos)
+		return fail("%s (a command goes first: raftkv put KEY VALUE)", noArgs(pos))
 	case *n < 1 || *n > 99:
 		return fail("-n %d: want 1 to 99 replicas", *n)
 	case *snapBytes < 0:

@@ -592,7 +592,7 @@ func TestLauncherAndClientCommands(t *testing.T) {
 		{[]string{"del", "-addr", addr(1), "greeting"}, 0, "deleted \"greeting\"\n", ""},
 		{[]string{"del", "-addr", addr(1), "greeting"}, 0, "\"greeting\" was not there; nothing deleted\n", ""},
 		{[]string{"get", "-addr", addr(3), "greeting"}, 1, "", "not found"},
-		{[]string{"put", "-addr", addr(1), "onlykey"}, 2, "", "want 2 arguments"},
+		{[]string{"put", "-addr", addr(1), "onlykey"}, 2, "", "raftkv put: missing VALUE (want 2 arguments: KEY VALUE)"},
 		{[]string{"get", "-addr", addr(1), ""}, 2, "", "empty"},
 		{[]string{"put", "-addr", addr(1), "bin", "a\xffb"}, 3, "", "the value, at byte 1"},
 		{[]string{"get", "-addr", addr(1), "bin"}, 1, "", "not found"},

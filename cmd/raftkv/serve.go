@@ -88,11 +88,11 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code 
 		return cfg, code, false
 	}
 	fail := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "raftkv serve: "+format+"\nRun 'raftkv -h' for usage.\n", a...)
+		fmt.Fprintf(stderr, "raftkv serve: "+format+"\n"+usageHint("serve")+"\n", a...)
 		return exitUsage
 	}
 	if len(pos) > 0 {
-		return cfg, fail("unexpected arguments %q", pos), false
+		return cfg, fail("%s", noArgs(pos)), false
 	}
 	cfg = serveConfig{id: *id, election: *election, heartbeat: *heartbeat, maxValue: *maxValue, maxFlight: *maxFlight, bodyWait: *bodyWait,
 		faultsAPI: *faultsAPI, pprof: *pprof, dialMaxGap: time.Second, snapBytes: *snapBytes, segBytes: *segBytes}
