@@ -65,7 +65,7 @@ type persisterStorage struct {
 	ps *Persister
 
 	mu     sync.Mutex // Save, a sink's Commit and OpenSnapshot may run at once
-	loaded bool       // Load has been called: the fields below are the Persister's
+	loaded bool       // the Persister's state was read: the fields below are its
 	hs     HardState
 	snap   SnapshotMeta
 	offs   []int // offs[i]: where entry snap.Index+1+i starts in the blob
@@ -78,9 +78,16 @@ const (
 	headerLenV1      = 1 + 8 + 8
 )
 
+// Load returns the state in the Persister (see Storage.Load).
 func (s *persisterStorage) Load() (HardState, SnapshotMeta, []Entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.load()
+}
+
+// load reads the Persister's state, and notes where things are in it.
+// s.mu must be held.
+func (s *persisterStorage) load() (HardState, SnapshotMeta, []Entry, error) {
 	s.loaded, s.hs, s.snap, s.offs = false, HardState{Vote: core.None}, SnapshotMeta{}, nil
 	blob := s.ps.ReadRaftState()
 	if len(blob) == 0 {
@@ -102,13 +109,23 @@ func (s *persisterStorage) Load() (HardState, SnapshotMeta, []Entry, error) {
 	return hs, snap, ents, nil
 }
 
-var errNotLoaded = errors.New("persister: the state must be loaded first")
+// ensureLoaded reads the Persister's state if that was not done yet, so
+// that a Save or a Commit before any Load edits it rather than replaces
+// it. s.mu must be held.
+func (s *persisterStorage) ensureLoaded() error {
+	if s.loaded {
+		return nil
+	}
+	_, _, _, err := s.load()
+	return err
+}
 
+// Save records hs and ents in the Persister (see Storage.Save).
 func (s *persisterStorage) Save(hs HardState, ents []Entry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.loaded {
-		return errNotLoaded
+	if err := s.ensureLoaded(); err != nil {
+		return err
 	}
 	at := len(s.offs)
 	if len(ents) > 0 {
@@ -140,8 +157,8 @@ func (s *persisterStorage) Save(hs HardState, ents []Entry) error {
 }
 
 // CreateSnapshot returns a sink that keeps the snapshot in memory until
-// Commit, which saves it and the compacted Raft state in one
-// Persister.Save.
+// Commit, which saves it and the compacted Raft state together,
+// atomically.
 func (s *persisterStorage) CreateSnapshot(meta SnapshotMeta) (SnapshotSink, error) {
 	if meta.Index < 1 || meta.Term < 1 {
 		return nil, fmt.Errorf("persister: create snapshot through index %d term %d: a snapshot needs an index and a term of at least 1", meta.Index, meta.Term)
@@ -149,9 +166,14 @@ func (s *persisterStorage) CreateSnapshot(meta SnapshotMeta) (SnapshotSink, erro
 	return &memSink{s: s, meta: meta}, nil
 }
 
+// OpenSnapshot returns the current snapshot's meta and a reader of a copy
+// of its bytes, or a zero meta and a nil reader if there is none.
 func (s *persisterStorage) OpenSnapshot() (SnapshotMeta, io.ReadCloser, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.ensureLoaded(); err != nil {
+		return SnapshotMeta{}, nil, err
+	}
 	if s.snap.Index == 0 {
 		return SnapshotMeta{}, nil, nil
 	}
@@ -167,8 +189,8 @@ func (s *persisterStorage) Close() error { return nil }
 func (s *persisterStorage) commit(meta SnapshotMeta, data []byte, keepLog bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.loaded {
-		return errNotLoaded
+	if err := s.ensureLoaded(); err != nil {
+		return err
 	}
 	if meta.Index <= s.snap.Index {
 		return nil // not newer: discarded
@@ -199,8 +221,10 @@ type memSink struct {
 	done bool
 }
 
+// Meta returns what the snapshot covers.
 func (m *memSink) Meta() SnapshotMeta { return m.meta }
 
+// Write appends p to the snapshot.
 func (m *memSink) Write(p []byte) (int, error) {
 	if m.done {
 		return 0, m.finished("write")
@@ -208,6 +232,8 @@ func (m *memSink) Write(p []byte) (int, error) {
 	return m.buf.Write(p)
 }
 
+// Commit saves the snapshot, if it is newer than the current one, and the
+// compacted Raft state together, atomically, as Persister.Save does.
 func (m *memSink) Commit(keepLog bool) error {
 	if m.done {
 		return m.finished("commit")
@@ -216,6 +242,7 @@ func (m *memSink) Commit(keepLog bool) error {
 	return m.s.commit(m.meta, m.buf.Bytes(), keepLog)
 }
 
+// Abort drops the snapshot.
 func (m *memSink) Abort() error {
 	m.done = true
 	m.buf = bytes.Buffer{}

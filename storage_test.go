@@ -82,8 +82,19 @@ func TestPersisterStorageRoundTrip(t *testing.T) {
 	if err := s2.Save(HardState{Term: 5}, entries(9, 5)); err == nil {
 		t.Fatal("saving entries past the end of the log succeeded")
 	}
-	if err := (&persisterStorage{ps: ps}).Save(HardState{Term: 6}, nil); err == nil {
-		t.Fatal("Save before Load succeeded")
+	// A Save, a Commit or an OpenSnapshot before any Load reads the
+	// state first, and edits it.
+	s3 := &persisterStorage{ps: ps}
+	if err := s3.Save(HardState{Term: 6, Vote: 1}, entries(3, 6)); err != nil {
+		t.Fatal(err)
+	}
+	if got := reload(t, ps); got.hs != (HardState{Term: 6, Vote: 1}) || !reflect.DeepEqual(got.ents, entries(1, 4, 5, 6)) {
+		t.Fatalf("after a Save before Load: %+v", got)
+	}
+	commitSnapshot(t, &persisterStorage{ps: ps}, SnapshotMeta{Index: 1, Term: 4}, []byte("one"), true)
+	checkSnapshot(t, &persisterStorage{ps: ps}, SnapshotMeta{Index: 1, Term: 4}, []byte("one"))
+	if got := reload(t, ps); got.hs != (HardState{Term: 6, Vote: 1}) || !reflect.DeepEqual(got.ents, entries(2, 5, 6)) {
+		t.Fatalf("after a Commit before Load: %+v", got)
 	}
 }
 

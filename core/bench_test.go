@@ -32,7 +32,7 @@ func (c *benchCluster) settle() {
 	for {
 		var msgs []Message
 		for _, n := range c.nodes {
-			msgs = append(msgs, n.Ready().Messages...)
+			msgs = append(msgs, sent(n.Ready())...)
 		}
 		if len(msgs) == 0 {
 			return

@@ -152,7 +152,7 @@ func (n *Node) becomeLeader() {
 	n.elapsed, n.sinceChk = 0, 0
 	n.progress = make(map[int]*progress, len(n.peers))
 	for _, p := range n.peers {
-		n.progress[p] = &progress{next: n.log.lastIndex() + 1, heartbeat: true}
+		n.progress[p] = &progress{next: n.log.lastIndex() + 1, probing: true, heartbeat: true}
 	}
 	if n.trace != nil {
 		n.tracef("lead at last log %d/%d", n.log.lastIndex(), n.log.lastTerm())

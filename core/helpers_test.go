@@ -124,7 +124,7 @@ func elect(t testing.TB, n *Node) Ready {
 	t.Helper()
 	ticksToCampaign(t, n)
 	rd := n.Ready()
-	for _, m := range rd.Messages {
+	for _, m := range sent(rd) {
 		if n.Role() == Leader {
 			break
 		}
@@ -188,7 +188,7 @@ func call[R any](t testing.TB, n *Node, m Message) *R {
 func appends(t testing.TB, rd Ready) map[int]*AppendEntriesArgs {
 	t.Helper()
 	out := map[int]*AppendEntriesArgs{}
-	for _, m := range rd.Messages {
+	for _, m := range sent(rd) {
 		if a, ok := m.Body.(*AppendEntriesArgs); ok {
 			if out[m.To] != nil {
 				t.Fatalf("two AppendEntries to %d in one Ready", m.To)
@@ -236,3 +236,7 @@ func (s *storage) holds(es []Entry) bool {
 
 // ptr returns a pointer to a copy of v.
 func ptr[T any](v T) *T { return &v }
+
+// sent returns every message of rd: those that may leave before the save,
+// then those that wait for it.
+func sent(rd Ready) []Message { return append(slices.Clone(rd.Messages), rd.AfterSave...) }

@@ -10,13 +10,23 @@ package core
 type raftLog struct {
 	ents     []Entry
 	unstable int // first index not yet handed to the caller to save
+	bytes    int // the commands' bytes in the entries after the sentinel
 }
 
 func newLog(snap SnapshotMeta, saved []Entry) raftLog {
 	ents := make([]Entry, 1, len(saved)+1)
 	ents[0] = Entry{Index: snap.Index, Term: snap.Term}
 	ents = append(ents, saved...)
-	return raftLog{ents: ents, unstable: snap.Index + len(ents)}
+	return raftLog{ents: ents, unstable: snap.Index + len(ents), bytes: commandBytes(saved)}
+}
+
+// commandBytes returns the bytes of the commands in ents.
+func commandBytes(ents []Entry) int {
+	n := 0
+	for _, e := range ents {
+		n += len(e.Command)
+	}
+	return n
 }
 
 // snapshot returns what the snapshot before the log covers.
@@ -52,12 +62,14 @@ func (l *raftLog) slice(lo, hi int) []Entry {
 // append adds e at the end of the log.
 func (l *raftLog) append(e Entry) {
 	l.ents = append(l.ents, e)
+	l.bytes += len(e.Command)
 }
 
 // truncateAndAppend drops the entries from ents[0].Index on, if any, and
 // appends ents. ents[0].Index must be after the snapshot.
 func (l *raftLog) truncateAndAppend(ents []Entry) {
 	at := ents[0].Index - l.ents[0].Index
+	l.bytes += commandBytes(ents) - commandBytes(l.ents[at:])
 	if at == len(l.ents) {
 		l.ents = append(l.ents, ents...)
 		return
@@ -71,6 +83,7 @@ func (l *raftLog) truncateAndAppend(ents []Entry) {
 // lastIndex.
 func (l *raftLog) compact(i int) {
 	k := i - l.ents[0].Index
+	l.bytes -= commandBytes(l.ents[1 : k+1])
 	ents := make([]Entry, 1, len(l.ents)-k)
 	ents[0] = Entry{Index: i, Term: l.ents[k].Term}
 	l.ents = append(ents, l.ents[k+1:]...)

@@ -29,8 +29,19 @@ type Config struct {
 	// follower when it has nothing else to send.
 	HeartbeatTicks int
 	// MaxMsgBytes bounds the command bytes of one AppendEntries; a single
-	// larger entry still travels alone.
+	// larger entry still travels alone (default 1 MiB).
 	MaxMsgBytes int
+	// MaxInflight and MaxInflightBytes bound the AppendEntries a leader
+	// has in flight to one follower that it streams to, by count (default
+	// 64) and by command bytes (default 32 MiB).
+	MaxInflight      int
+	MaxInflightBytes int
+	// AsyncSave says the caller saves a Ready's state in parallel with
+	// sending its Messages, and calls Saved once it is durable (Raft
+	// thesis 10.2.1). Without it, the entries a Ready hands out count as
+	// durable once Ready returns: the caller saves before doing anything
+	// else with it.
+	AsyncSave bool
 	// PreVote makes a server whose election timeout elapses ask for
 	// pre-votes before it starts an election, and a server that hears from
 	// a current leader ignore RequestVotes of newer terms (thesis 9.6).
@@ -73,6 +84,7 @@ type Node struct {
 	applied int // highest index handed out in Ready.Committed, or restored by Ready.Snapshot
 
 	installed *SnapshotMeta // a snapshot from the leader, for the next Ready
+	durable   int           // the last index of the log known to be saved
 
 	role Role
 	lead int // leader of the current term, or None
@@ -83,6 +95,7 @@ type Node struct {
 	timeout  int               // randomized election timeout, in ticks
 	sinceChk int               // leader: ticks since it last checked it still has a quorum
 	msgs     []Message         // outgoing, since the last Ready
+	deferred []Message         // outgoing once the state they depend on is saved
 	saved    HardState         // hard state as of the last Ready
 	trace    func(line string)
 }
@@ -114,6 +127,12 @@ func New(cfg Config) (*Node, error) {
 	if cfg.MaxMsgBytes <= 0 {
 		cfg.MaxMsgBytes = 1 << 20
 	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = 64
+	}
+	if cfg.MaxInflightBytes <= 0 {
+		cfg.MaxInflightBytes = 32 << 20
+	}
 	n := &Node{
 		id:   cfg.ID,
 		cfg:  cfg,
@@ -123,6 +142,7 @@ func New(cfg Config) (*Node, error) {
 		// The service starts from the snapshot.
 		commit:  snap.Index,
 		applied: snap.Index,
+		durable: snap.Index + len(cfg.Log),
 		lead:    None,
 		saved:   cfg.State,
 		trace:   cfg.Trace,
@@ -236,15 +256,19 @@ func (n *Node) Ready() Ready {
 		Snapshot:     n.installed,
 		Entries:      n.log.takeUnstable(),
 		Messages:     n.msgs,
+		AfterSave:    n.deferred,
 		stateChanged: hs != n.saved,
 	}
 	n.installed = nil
+	if !n.cfg.AsyncSave && len(rd.Entries) > 0 {
+		n.Saved(rd.Entries[len(rd.Entries)-1].Index, rd.Entries[len(rd.Entries)-1].Term)
+	}
 	if n.commit > n.applied {
 		rd.Committed = n.log.slice(n.applied+1, n.commit+1)
 		n.applied = n.commit
 	}
 	n.saved = hs
-	n.msgs = nil
+	n.msgs, n.deferred = nil, nil
 	return rd
 }
 
@@ -273,23 +297,57 @@ type Status struct {
 	Role             Role
 	Commit, LastLog  int
 	Snapshot         SnapshotMeta // what the log's snapshot covers
-	Match            map[int]int  // leader only: highest index known replicated on each follower
+	LogBytes         int          // the commands' bytes in the log after the snapshot
+	Match            map[int]int  // leader only: highest index known replicated on each follower (and itself)
+	// Progress is, on a leader, what it is sending each follower.
+	Progress map[int]Progress
+}
+
+// Progress is what a leader is sending one follower.
+type Progress struct {
+	Next      int  // the index of the next entry to send
+	Streaming bool // sending without waiting for answers; false: probing
+	Inflight  int  // AppendEntries (or a snapshot) sent and not yet answered
 }
 
 // Status returns the server's view of the cluster.
 func (n *Node) Status() Status {
-	s := Status{ID: n.id, Term: n.term, Leader: n.lead, Role: n.role, Commit: n.commit, LastLog: n.log.lastIndex(), Snapshot: n.log.snapshot()}
+	s := Status{ID: n.id, Term: n.term, Leader: n.lead, Role: n.role, Commit: n.commit, LastLog: n.log.lastIndex(), Snapshot: n.log.snapshot(), LogBytes: n.log.bytes}
 	if n.role == Leader {
 		s.Match = map[int]int{n.id: n.log.lastIndex()}
+		s.Progress = make(map[int]Progress, len(n.progress))
 		for id, p := range n.progress {
 			s.Match[id] = p.match
+			s.Progress[id] = Progress{Next: p.next, Streaming: !p.probing, Inflight: len(p.inflight)}
 		}
 	}
 	return s
 }
 
-func (n *Node) send(to int, body interface{}) {
-	n.msgs = append(n.msgs, Message{From: n.id, To: to, Body: body})
+// send queues a message. A RequestVote leaves only once the candidate's
+// new term and vote for itself are saved; what a leader sends may leave
+// at once (Raft thesis 10.2.1: its term is saved already, and its own
+// entries count towards a commit only once saved, see Saved).
+func (n *Node) send(to int, body any) {
+	m := Message{From: n.id, To: to, Body: body}
+	if a, ok := body.(*RequestVoteArgs); ok && !a.PreVote {
+		n.deferred = append(n.deferred, m)
+		return
+	}
+	n.msgs = append(n.msgs, m)
+}
+
+// Saved tells the core that its log is durable up to index, whose entry
+// has term term (with Config.AsyncSave; a later truncation of that entry
+// makes the call a no-op). A leader counts its own log in a commit quorum
+// only that far.
+func (n *Node) Saved(index, term int) {
+	if index > n.durable && n.log.term(index) == term {
+		n.durable = index
+		if n.role == Leader {
+			n.maybeCommit()
+		}
+	}
 }
 
 func (n *Node) quorum() int { return (len(n.peers)+1)/2 + 1 }

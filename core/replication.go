@@ -2,25 +2,6 @@ package core
 
 import "slices"
 
-// progress is what a leader knows of one follower's log.
-type progress struct {
-	next  int // index of the next entry to send (Figure 2, nextIndex)
-	match int // highest index known to be replicated (Figure 2, matchIndex)
-
-	// inflight is the last index of the entries sent in an AppendEntries
-	// not yet answered, or 0. One batch of entries is in flight per
-	// follower at a time; what is proposed meanwhile travels together next.
-	inflight int
-	// heartbeat asks for an AppendEntries even if there are no entries.
-	heartbeat bool
-	// commit is the leaderCommit last sent; a follower with nothing in
-	// flight learns of a newer one at the next tick rather than at the next
-	// heartbeat (see commitDue).
-	commit int
-	// active records a reply since the last quorum check.
-	active bool
-}
-
 // Propose appends a command to the leader's log (Figure 2 "Leaders": append
 // the entry to the local log). It returns the index the command will have if
 // it is ever committed, the current term, and false if this server is not
@@ -57,11 +38,15 @@ func (n *Node) tickLeader() {
 	}
 	if n.elapsed >= n.cfg.HeartbeatTicks {
 		// Figure 2 "Leaders": repeat AppendEntries during idle periods to
-		// prevent election timeouts (5.2). An unanswered batch is taken as
-		// lost and sent again.
+		// prevent election timeouts (5.2). Batches in flight with no
+		// acknowledgement for a whole heartbeat interval are taken as lost:
+		// the leader probes again from what the follower matched.
 		n.elapsed = 0
 		for _, p := range n.progress {
-			p.heartbeat, p.inflight = true, 0
+			if len(p.inflight) > 0 && !p.acked {
+				p.probe(p.match + 1)
+			}
+			p.heartbeat, p.acked = true, false
 		}
 	}
 	// 5.3: the leader includes its commit index in future AppendEntries. A
@@ -75,15 +60,10 @@ func (n *Node) tickLeader() {
 	}
 }
 
-// commitDue reports whether the follower, with nothing in flight, has yet
-// to be told of the leader's commit index.
-func (p *progress) commitDue(commit int) bool {
-	return p.inflight == 0 && p.commit < commit
-}
-
-// flush sends AppendEntries to each follower that lags behind and has no
-// batch in flight, or that is due a heartbeat (Figure 2 "Leaders": if last
-// log index >= nextIndex, send entries starting at nextIndex).
+// flush sends each follower the entries it lacks, as far as its window
+// allows (Figure 2 "Leaders": if last log index >= nextIndex, send entries
+// starting at nextIndex), or a heartbeat when one is due and nothing else
+// goes.
 func (n *Node) flush() {
 	last := n.log.lastIndex()
 	snap := n.log.snapshot()
@@ -93,30 +73,34 @@ func (n *Node) flush() {
 			n.sendSnapshot(id, p, snap)
 			continue
 		}
-		lagging := p.next <= last && p.inflight == 0
-		if !lagging && !p.heartbeat {
-			continue
-		}
-		p.heartbeat, p.commit = false, n.commit
-		prev := p.next - 1
-		a := &AppendEntriesArgs{
-			Term:         n.term,
-			LeaderID:     n.id,
-			PrevLogIndex: prev,
-			PrevLogTerm:  n.log.term(prev),
-			LeaderCommit: n.commit,
-		}
-		if lagging {
+		for p.next <= last && p.canSend(n.cfg.MaxInflight, n.cfg.MaxInflightBytes) {
 			hi, size := p.next, 0
 			for hi <= last && (hi == p.next || size+len(n.log.entry(hi).Command) <= n.cfg.MaxMsgBytes) {
 				size += len(n.log.entry(hi).Command)
 				hi++
 			}
-			a.Entries = n.log.slice(p.next, hi)
-			p.inflight = hi - 1
+			n.sendAppend(id, p, n.log.slice(p.next, hi))
+			p.sent(batch{last: hi - 1, bytes: size})
 		}
-		n.send(id, a)
+		if p.heartbeat {
+			n.sendAppend(id, p, nil)
+		}
 	}
+}
+
+// sendAppend sends follower id the entries ents, which start at its
+// nextIndex, or none as a heartbeat.
+func (n *Node) sendAppend(id int, p *progress, ents []Entry) {
+	p.heartbeat, p.commit = false, n.commit
+	prev := p.next - 1
+	n.send(id, &AppendEntriesArgs{
+		Term:         n.term,
+		LeaderID:     n.id,
+		PrevLogIndex: prev,
+		PrevLogTerm:  n.log.term(prev),
+		Entries:      ents,
+		LeaderCommit: n.commit,
+	})
 }
 
 // handleAppendEntries is the AppendEntries receiver implementation of
@@ -172,6 +156,7 @@ func (n *Node) handleAppendEntries(from int, a *AppendEntriesArgs) *AppendEntrie
 				return r
 			}
 			n.log.truncateAndAppend(a.Entries[i:])
+			n.durable = min(n.durable, e.Index-1)
 			if n.trace != nil {
 				n.tracef("append %d..%d from %d", e.Index, n.log.lastIndex(), from)
 			}
@@ -216,29 +201,16 @@ func (n *Node) handleAppendReply(from int, r *AppendEntriesReply) {
 	if r.Success {
 		// If successful: update nextIndex and matchIndex for follower.
 		// Replies may come out of order, so neither moves back here.
-		if r.Index > p.match {
-			p.match = r.Index
+		if p.ack(r.Index) {
 			n.maybeCommit()
 		}
-		p.next = max(p.next, p.match+1)
-		if r.Index >= p.inflight {
-			p.inflight = 0
-		}
 		return
 	}
-	if r.ConflictIndex == 0 || r.Index != p.next-1 {
+	if r.ConflictIndex == 0 || r.Index < p.match || (p.probing && r.Index != p.next-1) {
 		// Refused for its term (sent in an earlier term), or answers an
-		// AppendEntries sent before nextIndex last moved.
+		// AppendEntries older than what the follower acknowledged since,
+		// or than the probe in flight.
 		return
-	}
-	if r.Index <= p.match {
-		// The follower lacks an entry it acknowledged: its log went
-		// backwards (it lost data on disk), unless this is a duplicate of
-		// an old refusal. Forget what it matched and probe back from what
-		// it holds; commitIndex never moves back.
-		n.warn("core: follower refused entries it had acknowledged: its log went backwards; sending it the log again",
-			"follower", from, "match", p.match, "refused_after", r.Index, "follower_holds_until", r.ConflictIndex-1)
-		p.match = 0
 	}
 	// If AppendEntries fails because of log inconsistency: decrement
 	// nextIndex and retry, skipping the whole conflicting term (end of 5.3).
@@ -248,10 +220,23 @@ func (n *Node) handleAppendReply(from int, r *AppendEntriesReply) {
 			next = i + 1
 		}
 	}
-	p.next = max(min(next, p.next-1), p.match+1)
-	p.inflight = 0
+	next = min(next, r.Index)
+	if next <= p.match && p.probing {
+		// Answering the probe, the follower lacks an entry it
+		// acknowledged: its log went backwards (it lost data on disk),
+		// unless this is a duplicate of an old refusal. Forget what it
+		// matched and probe back from what it holds; commitIndex never
+		// moves back. (A refusal while streaming may be older than an
+		// acknowledgement that overtook it: probing from what the follower
+		// matched tells.)
+		n.warn("core: follower refused entries it had acknowledged: its log went backwards; sending it the log again",
+			"follower", from, "match", p.match, "refused_after", r.Index, "follower_holds_until", r.ConflictIndex-1)
+		p.match = 0
+	}
+	p.probe(max(next, p.match+1))
+	p.heartbeat = true // probe at once, with entries or without
 	if n.trace != nil {
-		n.tracef("%d rejected entries after %d: retry after %d", from, r.Index, p.next-1)
+		n.tracef("%d rejected entries after %d: probe after %d", from, r.Index, p.next-1)
 	}
 }
 
@@ -259,7 +244,7 @@ func (n *Node) handleAppendReply(from int, r *AppendEntriesReply) {
 // majority with log[N].term == currentTerm (Figure 2 "Leaders"; 5.3, 5.4.2:
 // entries of earlier terms are committed only indirectly).
 func (n *Node) maybeCommit() {
-	matches := []int{n.log.lastIndex()}
+	matches := []int{min(n.durable, n.log.lastIndex())} // its own log counts once saved
 	for _, p := range n.progress {
 		matches = append(matches, p.match)
 	}
@@ -278,8 +263,9 @@ func (n *Node) maybeCommit() {
 // heartbeat is due, an empty AppendEntries after the snapshot, which keeps
 // the follower from starting elections while the snapshot travels.
 func (n *Node) sendSnapshot(to int, p *progress, snap SnapshotMeta) {
-	if p.inflight == 0 {
-		p.inflight = snap.Index
+	if len(p.inflight) == 0 {
+		p.probe(p.next)
+		p.sent(batch{last: snap.Index})
 		n.send(to, &InstallSnapshotArgs{Term: n.term, LeaderID: n.id, LastIncludedIndex: snap.Index, LastIncludedTerm: snap.Term, Done: true})
 		if n.trace != nil {
 			n.tracef("send snapshot through %d/%d to %d", snap.Index, snap.Term, to)
@@ -316,7 +302,7 @@ func (n *Node) handleInstallSnapshot(from int, a *InstallSnapshotArgs) *InstallS
 	// retain the entries following it; 7. else discard the entire log.
 	// 8. The driver resets the service from the snapshot (Ready.Snapshot).
 	n.log.restore(snap)
-	n.commit, n.applied = snap.Index, snap.Index
+	n.commit, n.applied, n.durable = snap.Index, snap.Index, snap.Index
 	n.installed = &snap
 	if n.trace != nil {
 		n.tracef("install snapshot through %d/%d from %d, keeping %d entries", snap.Index, snap.Term, from, n.log.lastIndex()-snap.Index)
@@ -331,14 +317,7 @@ func (n *Node) handleSnapshotReply(from int, r *InstallSnapshotReply) {
 	if n.stepDownIfNewer(r.Term) || n.role != Leader || r.Term < n.term || r.Index == 0 {
 		return
 	}
-	p := n.progress[from]
-	p.active = true
-	if r.Index > p.match {
-		p.match = r.Index
+	if n.progress[from].ack(r.Index) {
 		n.maybeCommit()
-	}
-	p.next = max(p.next, p.match+1)
-	if p.inflight <= r.Index {
-		p.inflight = 0
 	}
 }

@@ -225,7 +225,7 @@ func TestCandidates_OnConversionStartElection(t *testing.T) {
 		t.Errorf("Ready: entries %v, committed %v; want none", fmtEntries(rd.Entries), fmtEntries(rd.Committed))
 	}
 	got := map[int]RequestVoteArgs{}
-	for _, m := range rd.Messages {
+	for _, m := range sent(rd) {
 		a, ok := m.Body.(*RequestVoteArgs)
 		if !ok || m.From != 1 {
 			t.Fatalf("unexpected message %+v", m)
@@ -233,8 +233,8 @@ func TestCandidates_OnConversionStartElection(t *testing.T) {
 		got[m.To] = *a
 	}
 	want := RequestVoteArgs{Term: 4, CandidateID: 1, LastLogIndex: 3, LastLogTerm: 3}
-	if len(got) != 4 || len(rd.Messages) != 4 {
-		t.Fatalf("RequestVote to %v (%d messages), want one to each of 2..5", got, len(rd.Messages))
+	if len(got) != 4 || len(sent(rd)) != 4 {
+		t.Fatalf("RequestVote to %v (%d messages), want one to each of 2..5", got, len(sent(rd)))
 	}
 	for _, to := range []int{2, 3, 4, 5} {
 		if got[to] != want {
@@ -336,13 +336,13 @@ func TestCandidates_ElectionTimeoutStartsNewElection(t *testing.T) {
 		if want := (HardState{Term: term, Vote: 1}); rd.HardState != want || !rd.MustSave() {
 			t.Errorf("Ready: HardState %+v, MustSave %v; want %+v, MustSave", rd.HardState, rd.MustSave(), want)
 		}
-		for _, m := range rd.Messages {
+		for _, m := range sent(rd) {
 			if a, ok := m.Body.(*RequestVoteArgs); !ok || a.Term != term {
 				t.Errorf("message %+v, want RequestVote of term %d", m.Body, term)
 			}
 		}
-		if len(rd.Messages) != 2 {
-			t.Errorf("%d messages, want a RequestVote to each of 2 servers", len(rd.Messages))
+		if len(sent(rd)) != 2 {
+			t.Errorf("%d messages, want a RequestVote to each of 2 servers", len(sent(rd)))
 		}
 	}
 }
@@ -355,8 +355,8 @@ func TestSingleServer_ElectsItselfAndCommitsAlone(t *testing.T) {
 		t.Fatalf("%v at term %d, want leader at term 3", n.Role(), n.Term())
 	}
 	rd := n.Ready()
-	if want := (HardState{Term: 3, Vote: 1}); rd.HardState != want || !rd.MustSave() || len(rd.Messages) != 0 {
-		t.Errorf("Ready: HardState %+v, MustSave %v, %d messages; want %+v, MustSave, none", rd.HardState, rd.MustSave(), len(rd.Messages), want)
+	if want := (HardState{Term: 3, Vote: 1}); rd.HardState != want || !rd.MustSave() || len(sent(rd)) != 0 {
+		t.Errorf("Ready: HardState %+v, MustSave %v, %d messages; want %+v, MustSave, none", rd.HardState, rd.MustSave(), len(sent(rd)), want)
 	}
 	if len(rd.Committed) != 0 {
 		t.Errorf("entries of older terms committed on election: %v", fmtEntries(rd.Committed))
@@ -368,8 +368,8 @@ func TestSingleServer_ElectsItselfAndCommitsAlone(t *testing.T) {
 	}
 	rd = n.Ready()
 	want := append(ents(1, 1, 2), Entry{Index: 3, Term: 3, Command: []byte("x")}, Entry{Index: 4, Term: 3, Command: []byte("y")})
-	if !sameEntries(rd.Entries, want[2:]) || !sameEntries(rd.Committed, want) || len(rd.Messages) != 0 {
-		t.Errorf("Ready: entries %v, committed %v, %d messages; want %v, %v, none", fmtEntries(rd.Entries), fmtEntries(rd.Committed), len(rd.Messages), fmtEntries(want[2:]), fmtEntries(want))
+	if !sameEntries(rd.Entries, want[2:]) || !sameEntries(rd.Committed, want) || len(sent(rd)) != 0 {
+		t.Errorf("Ready: entries %v, committed %v, %d messages; want %v, %v, none", fmtEntries(rd.Entries), fmtEntries(rd.Committed), len(sent(rd)), fmtEntries(want[2:]), fmtEntries(want))
 	}
 	if s := n.Status(); s.Commit != 4 {
 		t.Errorf("commit %d, want 4", s.Commit)
@@ -712,8 +712,8 @@ func TestLeaders_UponElectionSendHeartbeatToEachServer(t *testing.T) {
 	n := restore(t, 1, 5, HardState{Term: 2, Vote: None}, ents(1, 1, 1, 2))
 	rd := elect(t, n)
 	as := appends(t, rd)
-	if len(as) != 4 || len(rd.Messages) != 4 {
-		t.Fatalf("AppendEntries to %d servers (%d messages), want one to each of 4", len(as), len(rd.Messages))
+	if len(as) != 4 || len(sent(rd)) != 4 {
+		t.Fatalf("AppendEntries to %d servers (%d messages), want one to each of 4", len(as), len(sent(rd)))
 	}
 	want := AppendEntriesArgs{Term: 3, LeaderID: 1, PrevLogIndex: 3, PrevLogTerm: 2}
 	for to := 2; to <= 5; to++ {
@@ -736,8 +736,8 @@ func TestLeaders_RepeatHeartbeatsDuringIdlePeriods(t *testing.T) {
 		if tick%heartbeatTicks == 0 {
 			want = 2
 		}
-		if len(as) != want || len(rd.Messages) != want {
-			t.Fatalf("tick %d: %d messages, want %d", tick, len(rd.Messages), want)
+		if len(as) != want || len(sent(rd)) != want {
+			t.Fatalf("tick %d: %d messages, want %d", tick, len(sent(rd)), want)
 		}
 		for to, a := range as {
 			if len(a.Entries) != 0 || a.Term != 1 {
@@ -772,8 +772,8 @@ func TestLeaders_ProposeAppendsToLocalLogAndSendsAtOnce(t *testing.T) {
 	}
 	// All three proposals travel in one AppendEntries per follower.
 	as := appends(t, rd)
-	if len(as) != 2 || len(rd.Messages) != 2 {
-		t.Fatalf("%d messages, want one AppendEntries to each of 2 followers", len(rd.Messages))
+	if len(as) != 2 || len(sent(rd)) != 2 {
+		t.Fatalf("%d messages, want one AppendEntries to each of 2 followers", len(sent(rd)))
 	}
 	for to, a := range as {
 		if a.PrevLogIndex != 0 || a.PrevLogTerm != 0 || !sameEntries(a.Entries, want) {
@@ -1042,44 +1042,101 @@ func TestLeaders_StepDownWithoutMajorityForElectionTimeout(t *testing.T) {
 	}
 }
 
-// Beyond Figure 2: one batch of entries is in flight per follower; what is proposed meanwhile travels together next, and an unanswered batch is sent again with the next heartbeat.
-func TestLeaders_OneBatchInFlightPerFollower(t *testing.T) {
+// Beyond Figure 2: a leader probes a follower with one batch at a time
+// until the follower acknowledges one; then it streams the entries that
+// follow without waiting for answers (pipelining), up to its window.
+func TestLeaders_ProbeThenStream(t *testing.T) {
+	cfg := config(1, 3, 1)
+	cfg.MaxMsgBytes, cfg.MaxInflight = 1, 3 // one entry per batch, three batches in flight
+	n := start(t, cfg)
+	rd := elect(t, n)
+	// Probing: the heartbeat of the election is the one message in flight
+	// with nothing to send yet; a proposal goes, one batch, once answered.
+	n.Propose([]byte("a"))
+	n.Propose([]byte("b"))
+	if got := appendsTo(n.Ready(), 2); len(got) != 1 || got[0].PrevLogIndex != 0 || len(got[0].Entries) != 1 {
+		t.Fatalf("probing: %+v, want one batch (entry 1)", got)
+	}
+	if got := appendsTo(n.Ready(), 2); len(got) != 0 {
+		t.Fatalf("probing, batch in flight: sent %+v, want nothing", got)
+	}
+	_ = rd
+	n.Step(aeOK(2, 1, 1, 1))
+	// Streaming: entries 2..5 go as three batches at once, the window.
+	n.Propose([]byte("c"))
+	n.Propose([]byte("d"))
+	n.Propose([]byte("e"))
+	got := appendsTo(n.Ready(), 2)
+	if len(got) != 3 || got[0].PrevLogIndex != 1 || got[1].PrevLogIndex != 2 || got[2].PrevLogIndex != 3 {
+		t.Fatalf("streaming: %d batches %+v, want 3 after 1, 2 and 3", len(got), got)
+	}
+	if got := appendsTo(n.Ready(), 2); len(got) != 0 {
+		t.Fatalf("window full: sent %+v, want nothing", got)
+	}
+	// An acknowledgement of two batches makes room for the last entry.
+	n.Step(aeOK(2, 1, 1, 3))
+	if got := appendsTo(n.Ready(), 2); len(got) != 1 || got[0].PrevLogIndex != 4 || got[0].Entries[0].Index != 5 {
+		t.Fatalf("after the acknowledgement of 3: %+v, want entry 5 after 4", got)
+	}
+}
+
+// appendsTo returns the AppendEntries in rd to server id, in order.
+func appendsTo(rd Ready, id int) []*AppendEntriesArgs {
+	var out []*AppendEntriesArgs
+	for _, m := range sent(rd) {
+		if a, ok := m.Body.(*AppendEntriesArgs); ok && m.To == id {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Beyond Figure 2: Config.MaxInflightBytes bounds the command bytes in
+// flight to a follower the leader streams to.
+func TestLeaders_WindowBoundsBytesInFlight(t *testing.T) {
+	cfg := config(1, 2, 1)
+	cfg.MaxMsgBytes, cfg.MaxInflightBytes = 4, 8
+	n := start(t, cfg)
+	ackAll(t, n, elect(t, n))
+	n.Propose([]byte("x"))
+	ackAll(t, n, n.Ready()) // streaming from now on
+	for range 5 {
+		n.Propose([]byte("aaaa"))
+	}
+	if got := appendsTo(n.Ready(), 2); len(got) != 2 {
+		t.Fatalf("%d batches of 4 bytes sent with a window of 8 bytes, want 2", len(got))
+	}
+}
+
+// Beyond Figure 2: batches in flight with no acknowledgement for a whole
+// heartbeat interval are taken as lost: the leader probes again from what
+// the follower matched.
+func TestLeaders_UnansweredBatchesSentAgain(t *testing.T) {
 	n := start(t, config(1, 3, 1))
 	ackAll(t, n, elect(t, n))
 	n.Propose([]byte("a"))
-	if as := appends(t, n.Ready()); len(as) != 2 {
-		t.Fatalf("AppendEntries to %d followers, want 2", len(as))
-	}
+	ackAll(t, n, n.Ready())
 	n.Propose([]byte("b"))
 	n.Propose([]byte("c"))
-	if rd := n.Ready(); len(rd.Messages) != 0 || len(rd.Entries) != 2 {
-		t.Fatalf("Ready: %d messages, %d entries; want none while batches are in flight, 2 entries to save", len(rd.Messages), len(rd.Entries))
+	if got := appendsTo(n.Ready(), 3); len(got) != 1 || got[0].PrevLogIndex != 1 {
+		t.Fatalf("to 3: %+v, want entries after 1", got)
 	}
-	n.Step(aeOK(3, 1, 1, 0)) // a late reply to the first heartbeat does not answer the batch
-	if rd := n.Ready(); len(rd.Messages) != 0 {
-		t.Fatalf("Ready: %d messages after a heartbeat's reply, want none while batches are in flight", len(rd.Messages))
-	}
-	n.Step(aeOK(2, 1, 1, 1))
-	as := appends(t, n.Ready())
-	if a := as[2]; a == nil || a.PrevLogIndex != 1 || len(a.Entries) != 2 {
-		t.Errorf("to 2: %+v, want entries 2..3 after 1", a)
-	}
-	if a := as[3]; a != nil {
-		t.Errorf("to 3: %+v, want nothing while its batch is in flight", a)
-	}
-	for range heartbeatTicks - 1 {
+	// Server 2 answers, server 3 does not: within two heartbeat intervals
+	// (3 did answer in the first, before the batch) the leader sends the
+	// entries again, not merely heartbeats after them.
+	n.Step(aeOK(2, 1, 1, 3))
+	n.Ready()
+	var again *AppendEntriesArgs
+	for range 2 * heartbeatTicks {
 		n.Tick()
-		if rd := n.Ready(); len(rd.Messages) != 0 {
-			t.Fatalf("%d messages before the heartbeat is due", len(rd.Messages))
+		for _, a := range appendsTo(n.Ready(), 3) {
+			if len(a.Entries) > 0 {
+				again = a
+			}
 		}
 	}
-	n.Tick()
-	as = appends(t, n.Ready())
-	if a := as[3]; a == nil || a.PrevLogIndex != 0 || len(a.Entries) != 3 {
-		t.Errorf("to 3 at the heartbeat: %+v, want entries 1..3 again", a)
-	}
-	if a := as[2]; a == nil || a.PrevLogIndex != 1 || len(a.Entries) != 2 {
-		t.Errorf("to 2 at the heartbeat: %+v, want entries 2..3 again", a)
+	if again == nil || again.PrevLogIndex != 1 || len(again.Entries) != 2 {
+		t.Fatalf("to 3 within two heartbeats: %+v, want entries 2..3 again after 1", again)
 	}
 }
 
@@ -1089,16 +1146,57 @@ func TestLeaders_MaxMsgBytesBoundsAppendEntries(t *testing.T) {
 	cfg.MaxMsgBytes = 10
 	n := start(t, cfg)
 	ackAll(t, n, elect(t, n))
+	n.Propose([]byte("x"))
+	ackAll(t, n, n.Ready()) // streaming from now on
 	for _, cmd := range []string{"aaaa", "bbbb", "cccc", "0123456789abcdef", "dd", "ee"} {
 		n.Propose([]byte(cmd))
 	}
-	for _, want := range [][2]int{{1, 2}, {3, 3}, {4, 4}, {5, 6}} { // first and last index of each batch
-		rd := n.Ready()
-		a := appends(t, rd)[2]
-		if a == nil || len(a.Entries) == 0 || a.Entries[0].Index != want[0] || a.Entries[len(a.Entries)-1].Index != want[1] {
-			t.Fatalf("AppendEntries %+v, want entries %d..%d", a, want[0], want[1])
+	got := appendsTo(n.Ready(), 2)
+	want := [][2]int{{2, 3}, {4, 4}, {5, 5}, {6, 7}} // first and last index of each batch
+	if len(got) != len(want) {
+		t.Fatalf("%d batches, want %d", len(got), len(want))
+	}
+	for k, a := range got {
+		if len(a.Entries) == 0 || a.Entries[0].Index != want[k][0] || a.Entries[len(a.Entries)-1].Index != want[k][1] {
+			t.Errorf("batch %d: %v, want entries %d..%d", k, fmtEntries(a.Entries), want[k][0], want[k][1])
 		}
-		ackAll(t, n, rd)
+	}
+}
+
+// Raft thesis 10.2.1: with AsyncSave, a leader sends its entries while it
+// saves them, and counts its own log towards a commit only once Saved says
+// they are durable; a RequestVote waits for the candidate's state to be
+// saved.
+func TestAsyncSave_LeaderCountsItsLogOnceSaved(t *testing.T) {
+	cfg := config(1, 3, 1)
+	cfg.AsyncSave = true
+	n := start(t, cfg)
+	ticksToCampaign(t, n)
+	rd := n.Ready()
+	if len(rd.Messages) != 0 || len(rd.AfterSave) != 2 {
+		t.Fatalf("campaign: %d messages to send now, %d after the save; want 0 and 2 RequestVotes", len(rd.Messages), len(rd.AfterSave))
+	}
+	n.Step(vote(2, 1, 1, true))
+	rd = n.Ready()
+	if n.Role() != Leader || len(rd.Messages) != 2 || len(rd.AfterSave) != 0 {
+		t.Fatalf("elected: %v, %d messages now, %d after save; want leader with 2 heartbeats now", n.Role(), len(rd.Messages), len(rd.AfterSave))
+	}
+	n.Propose([]byte("a"))
+	rd = n.Ready()
+	if len(rd.Entries) != 1 || len(appendsTo(rd, 2)) != 1 {
+		t.Fatalf("propose: %d entries to save, %d AppendEntries to 2 to send now; want 1 and 1", len(rd.Entries), len(appendsTo(rd, 2)))
+	}
+	n.Step(aeOK(3, 1, 1, 1)) // one follower and the leader would be a majority...
+	if c := n.Status().Commit; c != 0 {
+		t.Fatalf("commit %d before the leader's entry is saved, want 0", c)
+	}
+	n.Saved(1, 1) // ...once the leader's own entry is durable
+	if c := n.Status().Commit; c != 1 {
+		t.Fatalf("commit %d once saved, want 1", c)
+	}
+	n.Saved(7, 1) // an index the log does not hold changes nothing
+	if rd := n.Ready(); len(rd.Committed) != 1 {
+		t.Fatalf("committed %v, want entry 1", fmtEntries(rd.Committed))
 	}
 }
 
@@ -1119,7 +1217,7 @@ func TestReady_StateToSaveComesBeforeMessages(t *testing.T) {
 		rd := nodes[id].Ready()
 		s := stores[id]
 		s.save(rd)
-		for _, m := range rd.Messages {
+		for _, m := range sent(rd) {
 			switch a := m.Body.(type) {
 			case *RequestVoteArgs:
 				if s.hs.Term != a.Term || s.hs.Vote != id {
@@ -1159,7 +1257,7 @@ func TestReady_StateToSaveComesBeforeMessages(t *testing.T) {
 		nodes[m.From].Step(reply)
 	}
 	ticksToCampaign(t, nodes[1])
-	for _, m := range handle(1).Messages {
+	for _, m := range sent(handle(1)) {
 		deliver(m)
 	}
 	if nodes[1].Role() != Leader {
@@ -1168,7 +1266,7 @@ func TestReady_StateToSaveComesBeforeMessages(t *testing.T) {
 	nodes[1].Propose([]byte("a"))
 	nodes[1].Propose([]byte("b"))
 	for round := 0; round < 3; round++ {
-		for _, m := range handle(1).Messages {
+		for _, m := range sent(handle(1)) {
 			deliver(m)
 		}
 	}
@@ -1300,10 +1398,10 @@ func TestRestart_KeepsTermVoteAndLog(t *testing.T) {
 	}
 	ticksToCampaign(t, m)
 	rd := m.Ready()
-	if len(rd.Messages) != 2 {
-		t.Fatalf("%d messages after campaigning, want 2", len(rd.Messages))
+	if len(sent(rd)) != 2 {
+		t.Fatalf("%d messages after campaigning, want 2", len(sent(rd)))
 	}
-	for _, msg := range rd.Messages {
+	for _, msg := range sent(rd) {
 		if a, ok := msg.Body.(*RequestVoteArgs); !ok || *a != (RequestVoteArgs{Term: 3, CandidateID: 1, LastLogIndex: 2, LastLogTerm: 2}) {
 			t.Errorf("message %+v, want RequestVote of term 3 with last log 2/2", msg.Body)
 		}

@@ -72,9 +72,24 @@ func (h *simHistory) beforeStep(s *sim, m Message) error {
 // sent checks a message as it leaves its sender, after the state it
 // depends on is durable.
 func (h *simHistory) sent(s *sim, m Message) error {
+	d := &s.servers[m.From].disk
 	switch b := m.Body.(type) {
+	case *RequestVoteArgs:
+		// A candidate's term and vote for itself are saved before it asks.
+		if !b.PreVote && (d.hs.Term != b.Term || d.hs.Vote != m.From) {
+			return fmt.Errorf("server %d asks for votes in term %d with %+v saved", m.From, b.Term, d.hs)
+		}
+	case *AppendEntriesReply:
+		// An acknowledgement leaves once what it acknowledges is saved.
+		if b.Success && (d.lastIndex() < b.Index || d.hs.Term < b.Term) {
+			return fmt.Errorf("server %d acknowledges entries up to %d in term %d with %+v and a log to %d saved", m.From, b.Index, b.Term, d.hs, d.lastIndex())
+		}
 	case *RequestVoteReply:
 		if b.VoteGranted && !b.PreVote {
+			// So does a vote.
+			if d.hs != (HardState{Term: b.Term, Vote: m.To}) {
+				return fmt.Errorf("server %d grants %d its vote in term %d with %+v saved", m.From, m.To, b.Term, d.hs)
+			}
 			return h.vote(m.From, b.Term, m.To)
 		}
 	case *AppendEntriesArgs:

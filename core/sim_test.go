@@ -85,6 +85,9 @@ type simParams struct {
 	maxMsgBytes    int
 	maxCmdBytes    int
 	preVote, noOp  bool
+	asyncSave      bool // messages that may leave before the save do, and Saved follows the write
+	maxInflight    int
+	maxInflightB   int
 	drop, dup      int       // per mille of messages lost, duplicated
 	skew           []float64 // per server: the chance that a tick of the simulation is a tick of its clock
 	flushChance    float64   // per step: the chance that a server's disk completes its pending writes
@@ -98,6 +101,9 @@ func drawParams(rng *rand.Rand) simParams {
 		maxCmdBytes:   1 + rng.IntN(48),
 		preVote:       rng.IntN(2) == 0,
 		noOp:          rng.IntN(2) == 0,
+		asyncSave:     rng.IntN(2) == 0,
+		maxInflight:   1 + rng.IntN(8),
+		maxInflightB:  64 << rng.IntN(6),
 		drop:          rng.IntN(150),
 		dup:           rng.IntN(150),
 		flushChance:   0.3 + 0.7*rng.Float64(),
@@ -113,8 +119,8 @@ func drawParams(rng *rand.Rand) simParams {
 }
 
 func (p simParams) String() string {
-	return fmt.Sprintf("%d servers, election %d ticks, heartbeat %d, MaxMsgBytes %d, commands up to %d bytes, PreVote %v, NoOp %v, drop %d‰, dup %d‰, flush %.2f",
-		p.n, p.electionTicks, p.heartbeatTicks, p.maxMsgBytes, p.maxCmdBytes, p.preVote, p.noOp, p.drop, p.dup, p.flushChance)
+	return fmt.Sprintf("%d servers, election %d ticks, heartbeat %d, MaxMsgBytes %d, commands up to %d bytes, window %d/%d B, PreVote %v, NoOp %v, AsyncSave %v, drop %d‰, dup %d‰, flush %.2f",
+		p.n, p.electionTicks, p.heartbeatTicks, p.maxMsgBytes, p.maxCmdBytes, p.maxInflight, p.maxInflightB, p.preVote, p.noOp, p.asyncSave, p.drop, p.dup, p.flushChance)
 }
 
 // simDisk is what a simulated server has saved: what survives a crash.
@@ -297,6 +303,7 @@ func (s *sim) restart(i int) error {
 	cfg := Config{
 		ID: i, Peers: s.ids, ElectionTicks: s.p.electionTicks, HeartbeatTicks: s.p.heartbeatTicks,
 		MaxMsgBytes: s.p.maxMsgBytes, PreVote: s.p.preVote, NoOp: s.p.noOp,
+		AsyncSave: s.p.asyncSave, MaxInflight: s.p.maxInflight, MaxInflightBytes: s.p.maxInflightB,
 		State: sv.disk.hs, Snapshot: sv.disk.snap, Log: slices.Clone(sv.disk.log),
 		Rand:  rand.New(rand.NewPCG(s.rng.Uint64(), uint64(i))),
 		Trace: s.trace,
@@ -452,6 +459,9 @@ func (s *sim) flushSome() error {
 			if err := s.flush(i, 1+s.rng.IntN(len(sv.pending))); err != nil {
 				return err
 			}
+			if err := s.ready(i, nil); err != nil { // Saved may have committed more
+				return err
+			}
 		}
 	}
 	return nil
@@ -519,7 +529,17 @@ func isRequest(body any) bool {
 func (s *sim) ready(i int, reply *Message) error {
 	sv := s.servers[i]
 	rd := sv.node.Ready()
-	b := simBatch{write: rd.MustSave(), hs: rd.HardState, snap: rd.Snapshot, ents: rd.Entries, msgs: rd.Messages, committed: rd.Committed}
+	b := simBatch{write: rd.MustSave(), hs: rd.HardState, snap: rd.Snapshot, ents: rd.Entries, msgs: rd.AfterSave, committed: rd.Committed}
+	if s.p.asyncSave {
+		// Raft thesis 10.2.1: these leave while the state is being saved.
+		for _, m := range rd.Messages {
+			if err := s.sendNow(m); err != nil {
+				return err
+			}
+		}
+	} else {
+		b.msgs = append(rd.Messages, b.msgs...)
+	}
 	if b.snap != nil {
 		if len(s.arrived) != b.snap.Index {
 			return fmt.Errorf("server %d installs snapshot %+v, but the data that arrived covers %d entries", i, *b.snap, len(s.arrived))
@@ -534,8 +554,12 @@ func (s *sim) ready(i int, reply *Message) error {
 		sv.pending = append(sv.pending, b)
 	}
 	if len(sv.pending) > 0 && s.rng.Float64() < s.p.flushChance {
+		wrote := slices.ContainsFunc(sv.pending, func(b simBatch) bool { return len(b.ents) > 0 })
 		if err := s.flush(i, len(sv.pending)); err != nil {
 			return err
+		}
+		if s.p.asyncSave && wrote {
+			return s.ready(i, nil) // Saved may have committed more
 		}
 	}
 	return s.check(i)
@@ -565,19 +589,18 @@ func (s *sim) flush(i, k int) error {
 					d.log = d.log[:at:at] // a fresh array: checkNewEntries relies on it
 				}
 				d.log = append(d.log, b.ents...)
+				if s.p.asyncSave {
+					last := b.ents[len(b.ents)-1]
+					sv.node.Saved(last.Index, last.Term)
+				}
 			}
 			if err := s.hist.saved(s, i); err != nil {
 				return err
 			}
 		}
 		for _, m := range b.msgs {
-			if err := s.send(m); err != nil {
+			if err := s.sendNow(m); err != nil {
 				return err
-			}
-			if a, ok := m.Body.(*AppendEntriesArgs); ok && !s.healed && s.rng.IntN(20) == 0 {
-				if err := s.rewind(m.From, m.To, a); err != nil {
-					return err
-				}
 			}
 		}
 		if b.snap != nil {
@@ -592,6 +615,18 @@ func (s *sim) flush(i, k int) error {
 	sv.pending = sv.pending[k:]
 	if len(sv.pending) == 0 {
 		return s.checkSaved(i)
+	}
+	return nil
+}
+
+// sendNow sends m, and sometimes, for an AppendEntries, another slice of
+// the leader's log (see rewind).
+func (s *sim) sendNow(m Message) error {
+	if err := s.send(m); err != nil {
+		return err
+	}
+	if a, ok := m.Body.(*AppendEntriesArgs); ok && !s.healed && s.rng.IntN(20) == 0 {
+		return s.rewind(m.From, m.To, a)
 	}
 	return nil
 }

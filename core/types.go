@@ -131,9 +131,12 @@ type Message struct {
 
 // Ready holds the effects of the events a Node has handled since the last
 // call to Ready. The caller must handle them in this order: save
-// Snapshot, HardState and Entries (if MustSave), then send Messages and
+// Snapshot, HardState and Entries (if MustSave), then send AfterSave and
 // deliver the replies Step returned, then restore the service from
-// Snapshot (if set), then apply Committed.
+// Snapshot (if set), then apply Committed. Messages may be sent at any
+// point, before or while the state is saved (Raft thesis 10.2.1); with
+// Config.AsyncSave the caller then tells the core, by Saved, when the
+// entries are durable.
 type Ready struct {
 	HardState HardState
 	// Snapshot, if set, is a snapshot received from the leader
@@ -142,8 +145,12 @@ type Ready struct {
 	// service is restored from it before Committed is applied.
 	Snapshot *SnapshotMeta
 	// Entries replace the saved log from Entries[0].Index onwards.
-	Entries   []Entry
-	Messages  []Message
+	Entries []Entry
+	// Messages may leave before the state is saved: a leader's
+	// AppendEntries and InstallSnapshot, pre-votes.
+	Messages []Message
+	// AfterSave may leave only once the state is saved: RequestVote.
+	AfterSave []Message
 	Committed []Entry // newly committed entries, in log order
 
 	stateChanged bool
@@ -157,7 +164,7 @@ func (rd *Ready) MustSave() bool {
 
 // Empty reports whether the Ready has nothing to do.
 func (rd *Ready) Empty() bool {
-	return !rd.MustSave() && len(rd.Messages) == 0 && len(rd.Committed) == 0
+	return !rd.MustSave() && len(rd.Messages) == 0 && len(rd.AfterSave) == 0 && len(rd.Committed) == 0
 }
 
 // ProbeArgs asks a server what state it holds. A server that starts with

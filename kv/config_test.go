@@ -38,9 +38,10 @@ type opID struct {
 }
 
 type config struct {
-	t   testing.TB
-	net *labrpc.Network
-	n   int
+	t            testing.TB
+	net          *labrpc.Network
+	n            int
+	maxRaftState int // the servers' kv.ServerOptions.MaxRaftState: 0, no snapshots
 
 	mu       sync.Mutex
 	rafts    []*raft.Raft // nil while crashed
@@ -56,27 +57,35 @@ type config struct {
 	log         map[int]kv.Op      // index -> the command applied there
 	firstApply  map[opID]time.Time // when a request was first applied, at any index, by any server
 	lastApplied []int              // per server: the last index its current instance applied
+	installs    int                // snapshots handed to a kv server on its apply channel
 	errs        []string           // safety violations found by the forwarders
 
 	cleanupOnce sync.Once
 }
 
 // makeConfig starts n servers, all connected, on a reliable or unreliable
-// network. Cleanup is registered with t.
+// network, without snapshots. Cleanup is registered with t.
 func makeConfig(t testing.TB, n int, unreliable bool) *config {
+	return makeConfigSnap(t, n, unreliable, 0)
+}
+
+// makeConfigSnap is makeConfig with servers that snapshot once their Raft
+// state reaches maxRaftState bytes (0: never).
+func makeConfigSnap(t testing.TB, n int, unreliable bool, maxRaftState int) *config {
 	cfg := &config{
-		t:           t,
-		net:         labrpc.MakeNetwork(),
-		n:           n,
-		rafts:       make([]*raft.Raft, n),
-		servers:     make([]*kv.Server, n),
-		stops:       make([]chan struct{}, n),
-		saved:       make([]*raft.Persister, n),
-		endnames:    make([][]string, n),
-		link:        make([][]bool, n),
-		log:         map[int]kv.Op{},
-		firstApply:  map[opID]time.Time{},
-		lastApplied: make([]int, n),
+		t:            t,
+		net:          labrpc.MakeNetwork(),
+		n:            n,
+		maxRaftState: maxRaftState,
+		rafts:        make([]*raft.Raft, n),
+		servers:      make([]*kv.Server, n),
+		stops:        make([]chan struct{}, n),
+		saved:        make([]*raft.Persister, n),
+		endnames:     make([][]string, n),
+		link:         make([][]bool, n),
+		log:          map[int]kv.Op{},
+		firstApply:   map[opID]time.Time{},
+		lastApplied:  make([]int, n),
 	}
 	t.Cleanup(cfg.cleanup)
 	cfg.net.Reliable(!unreliable)
@@ -113,15 +122,20 @@ func (cfg *config) start(i int) {
 		cfg.saved[i] = raft.MakePersister()
 	}
 	ps := cfg.saved[i]
-	cfg.lastApplied[i] = 0
 	cfg.mu.Unlock()
 
 	raw := make(chan raft.ApplyMsg)
 	toKV := make(chan raft.ApplyMsg)
 	stop := make(chan struct{})
-	go cfg.forward(i, raw, toKV, stop)
 	rf := raft.Make(ends, i, ps, raw)
-	srv := kv.NewServer(rf, toKV)
+	srv := kv.NewLabServer(rf, toKV, ps, kv.ServerOptions{MaxRaftState: cfg.maxRaftState})
+	// The server started from the persister's snapshot, if any: Raft
+	// applies from the index after it.
+	from := srv.Applied()
+	cfg.mu.Lock()
+	cfg.lastApplied[i] = from
+	cfg.mu.Unlock()
+	go cfg.forward(i, raw, toKV, stop, from)
 
 	ls := labrpc.MakeServer()
 	ls.AddService(labrpc.MakeService(rf))
@@ -175,9 +189,9 @@ func (cfg *config) alive(i int) bool {
 }
 
 // forward passes what one Raft instance applies on to its kv server,
-// checking it on the way.
-func (cfg *config) forward(i int, raw <-chan raft.ApplyMsg, toKV chan<- raft.ApplyMsg, stop <-chan struct{}) {
-	last := 0
+// checking it on the way; the instance's kv server started with the log
+// through index last applied.
+func (cfg *config) forward(i int, raw <-chan raft.ApplyMsg, toKV chan<- raft.ApplyMsg, stop <-chan struct{}, last int) {
 	for {
 		var m raft.ApplyMsg
 		select {
@@ -185,12 +199,31 @@ func (cfg *config) forward(i int, raw <-chan raft.ApplyMsg, toKV chan<- raft.App
 		case <-stop:
 			return
 		}
+		if m.SnapshotValid {
+			cfg.mu.Lock()
+			if m.SnapshotIndex <= last {
+				cfg.errorf("server %d was handed a snapshot through index %d after applying index %d", i, m.SnapshotIndex, last)
+			}
+			cfg.installs++
+			if cfg.stops[i] == stop {
+				cfg.lastApplied[i] = m.SnapshotIndex
+			}
+			cfg.mu.Unlock()
+			last = m.SnapshotIndex
+		}
 		if m.CommandValid {
-			op, ok := m.Command.(kv.Op)
+			var op kv.Op
+			data, ok := m.Command.([]byte)
+			var err error
+			if ok {
+				err = op.UnmarshalBinary(data)
+			}
 			cfg.mu.Lock()
 			switch {
 			case !ok:
-				cfg.errorf("server %d applied a %T at index %d, not a kv.Op", i, m.Command, m.CommandIndex)
+				cfg.errorf("server %d applied a %T at index %d, not an encoded kv.Op", i, m.Command, m.CommandIndex)
+			case err != nil:
+				cfg.errorf("server %d applied an undecodable command at index %d: %v", i, m.CommandIndex, err)
 			case m.CommandIndex != last+1:
 				cfg.errorf("server %d applied index %d after %d", i, m.CommandIndex, last)
 			}
@@ -546,4 +579,66 @@ func isAny(err error, targets ...error) bool {
 		}
 	}
 	return false
+}
+
+// checkReplicasAgree waits until every running server has applied as far
+// as the furthest one, then checks that they hold the same store and
+// table of clients, whether they got there by applying the log or from
+// snapshots.
+func (cfg *config) checkReplicasAgree() {
+	cfg.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		cfg.mu.Lock()
+		servers := slices.Clone(cfg.servers)
+		cfg.mu.Unlock()
+		lo, hi := -1, -1
+		for _, s := range servers {
+			if s == nil {
+				continue
+			}
+			a := s.Applied()
+			if lo < 0 || a < lo {
+				lo = a
+			}
+			hi = max(hi, a)
+		}
+		if lo == hi {
+			var first string
+			for i, s := range servers {
+				if s == nil {
+					continue
+				}
+				st := s.State()
+				if first == "" {
+					first = st
+				} else if st != first {
+					cfg.t.Fatalf("server %d, having applied through %d, holds\n%.2000s\nwhile another holds\n%.2000s", i, hi, st, first)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			cfg.t.Fatalf("the servers applied through indexes from %d to %d, still 20 s after the last request", lo, hi)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// snapshotStats returns the number of servers whose persister holds a
+// snapshot, the largest Raft state a persister holds, and the number of
+// snapshots handed to kv servers by Raft.
+func (cfg *config) snapshotStats() (withSnapshot, maxState, installs int) {
+	cfg.mu.Lock()
+	defer cfg.mu.Unlock()
+	for _, ps := range cfg.saved {
+		if ps == nil {
+			continue
+		}
+		if ps.SnapshotSize() > 0 {
+			withSnapshot++
+		}
+		maxState = max(maxState, ps.RaftStateSize())
+	}
+	return withSnapshot, maxState, cfg.installs
 }

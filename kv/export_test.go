@@ -7,3 +7,7 @@ func SetLeaderLocalGet(on bool) (restore func()) {
 	old := leaderLocalGet.Swap(on)
 	return func() { leaderLocalGet.Store(old) }
 }
+
+// State describes everything the server's store holds (see state), for
+// comparing replicas.
+func (s *Server) State() string { return s.state() }

@@ -143,15 +143,23 @@ type StatusProvider interface {
 
 // StatusReply is the answer to GET /status.
 type StatusReply struct {
-	ID         int            `json:"id"`
-	HTTP       string         `json:"http"` // this replica's HTTP address
-	Term       int            `json:"term"`
-	Role       string         `json:"role"`   // "follower", "candidate" or "leader"
-	Leader     int            `json:"leader"` // -1 if unknown
-	LeaderHTTP string         `json:"leaderHTTP"`
-	Commit     int            `json:"commit"`
-	Applied    int            `json:"applied"`
-	LastLog    int            `json:"lastLog"`
+	ID         int    `json:"id"`
+	HTTP       string `json:"http"` // this replica's HTTP address
+	Term       int    `json:"term"`
+	Role       string `json:"role"`   // "follower", "candidate" or "leader"
+	Leader     int    `json:"leader"` // -1 if unknown
+	LeaderHTTP string `json:"leaderHTTP"`
+	Commit     int    `json:"commit"`
+	Applied    int    `json:"applied"`
+	LastLog    int    `json:"lastLog"`
+	// The snapshot the log starts after: the index and term of the last
+	// entry it covers (0 and 0 before the first snapshot).
+	SnapshotIndex int `json:"snapshotIndex"`
+	SnapshotTerm  int `json:"snapshotTerm"`
+	// The log after the snapshot: its entries (lastLog - snapshotIndex)
+	// and their commands' bytes.
+	LogEntries int            `json:"logEntries"`
+	LogBytes   int            `json:"logBytes"`
 	Match      map[int]int    `json:"match"` // leader only: each replica's match index; {} elsewhere
 	Peers      map[int]string `json:"peers"` // every replica's HTTP address
 }
@@ -638,6 +646,11 @@ func (h *httpHandler) serveStatus(w http.ResponseWriter) {
 		LastLog: st.LastLog,
 		Match:   st.Match,
 		Peers:   h.addrs,
+
+		SnapshotIndex: st.Snapshot.Index,
+		SnapshotTerm:  st.Snapshot.Term,
+		LogEntries:    st.LastLog - st.Snapshot.Index,
+		LogBytes:      st.LogBytes,
 	}
 	if rep.Leader != core.None {
 		rep.LeaderHTTP = h.addrs[rep.Leader]

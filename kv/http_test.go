@@ -47,6 +47,7 @@ type htNode struct {
 type htSetup struct {
 	opts            HTTPOptions
 	maxCommandBytes int // raft.Config.MaxCommandBytes
+	snapshotBytes   int // raft.Config.SnapshotBytes
 	// storage, if set, wraps each replica's storage; rf is set once the
 	// replica's Raft server exists.
 	storage func(id int, s raft.Storage, rf *atomic.Pointer[raft.Raft]) raft.Storage
@@ -92,17 +93,17 @@ func newHTClusterWith(t *testing.T, setup htSetup) *htCluster {
 		if err != nil {
 			t.Fatal(err)
 		}
-		applyCh := make(chan raft.ApplyMsg)
+		s := NewServer(ServerOptions{Logger: quiet})
 		rf, err := raft.New(raft.Config{
-			ID: id, Peers: peers, Transport: raft.TCP(tr), Storage: store, ApplyCh: applyCh, Bootstrap: true,
+			ID: id, Peers: peers, Transport: raft.TCP(tr), Storage: store, StateMachine: s, Bootstrap: true,
 			ElectionTimeout: 200 * time.Millisecond, HeartbeatInterval: 40 * time.Millisecond, Logger: quiet,
-			MaxCommandBytes: setup.maxCommandBytes,
+			MaxCommandBytes: setup.maxCommandBytes, SnapshotBytes: setup.snapshotBytes,
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		self.Store(rf)
-		s := NewServer(rf, applyCh)
+		s.Attach(rf)
 		h := NewHTTPHandler(s, rf, id, httpAddrs, opts)
 		srv := &http.Server{Handler: h}
 		go srv.Serve(httpLns[id])
@@ -367,7 +368,8 @@ func TestHTTPStatus(t *testing.T) {
 				break
 			}
 		}
-		for _, k := range []string{"id", "http", "term", "role", "leader", "leaderHTTP", "commit", "applied", "lastLog", "match", "peers"} {
+		for _, k := range []string{"id", "http", "term", "role", "leader", "leaderHTTP", "commit", "applied", "lastLog", "match", "peers",
+			"snapshotIndex", "snapshotTerm", "logEntries", "logBytes"} {
 			if _, ok := m[k]; !ok {
 				t.Errorf("status of %d has no %q: %v", id, k, m)
 			}
@@ -393,6 +395,47 @@ func TestHTTPStatus(t *testing.T) {
 	}
 	if leaders != 1 {
 		t.Errorf("%d leaders, want 1", leaders)
+	}
+}
+
+// TestHTTPStatusSnapshot: with snapshots every 512 bytes of commands,
+// /status shows each replica's snapshot, and a log after it that holds
+// less than that.
+func TestHTTPStatusSnapshot(t *testing.T) {
+	const snapBytes = 512
+	c := newHTClusterWith(t, htSetup{snapshotBytes: snapBytes})
+	l := c.leader()
+	value := strings.Repeat("v", 100)
+	for i := range 60 {
+		if code, _, m := htDo(t, "PUT", fmt.Sprintf("%s/kv/k%d", c.urls[l], i%7), fmt.Sprintf(`{"value":%q}`, value), nil); code != 200 {
+			t.Fatalf("put %d: %d %v", i, code, m)
+		}
+	}
+	for id := 1; id <= 3; id++ {
+		var st StatusReply
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			code, _, m := htDo(t, "GET", c.urls[id]+"/status", "", nil)
+			if code != 200 {
+				t.Fatalf("status of %d: %d %v", id, code, m)
+			}
+			b, _ := json.Marshal(m)
+			st = StatusReply{}
+			if err := json.Unmarshal(b, &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Applied >= 61 && st.LogBytes < snapBytes || time.Now().After(deadline) {
+				break
+			}
+		}
+		if st.SnapshotIndex < 1 || st.SnapshotTerm < 1 || st.SnapshotIndex > st.Applied {
+			t.Errorf("status of %d: snapshot %d/%d, applied %d; want a snapshot, of what was applied", id, st.SnapshotIndex, st.SnapshotTerm, st.Applied)
+		}
+		if st.LogEntries != st.LastLog-st.SnapshotIndex {
+			t.Errorf("status of %d: %d log entries, with the last log index %d and the snapshot's %d", id, st.LogEntries, st.LastLog, st.SnapshotIndex)
+		}
+		if st.LogBytes >= snapBytes || st.Applied < 61 {
+			t.Errorf("status of %d: applied %d, the log after the snapshot holds %d bytes; want all 61 puts applied and under %d bytes left", id, st.Applied, st.LogBytes, snapBytes)
+		}
 	}
 }
 

@@ -76,7 +76,18 @@ func TestBasic(t *testing.T) {
 // TestRestartReplaysLog: with no snapshots, a restarted server rebuilds its
 // store, and its table of applied requests, from the log.
 func TestRestartReplaysLog(t *testing.T) {
-	cfg := makeConfig(t, 3, false)
+	testRestart(t, 0)
+}
+
+// TestRestartFromSnapshot: with snapshots every entry or two, a restarted
+// server rebuilds its store, and its table of applied requests, from its
+// snapshot and the log after it.
+func TestRestartFromSnapshot(t *testing.T) {
+	testRestart(t, 200)
+}
+
+func testRestart(t *testing.T, maxRaftState int) {
+	cfg := makeConfigSnap(t, 3, false, maxRaftState)
 	c := cfg.makeClient()
 	want := map[string]string{}
 	for i := range 20 {
@@ -92,6 +103,11 @@ func TestRestartReplaysLog(t *testing.T) {
 		t.Fatalf("append to leader %d: delivered=%v, err %q", l, ok, r.Err)
 	}
 	want["k0"] += "dup;"
+	if maxRaftState > 0 {
+		if with, _, _ := cfg.snapshotStats(); with == 0 {
+			t.Fatalf("no server snapshotted, with MaxRaftState %d", maxRaftState)
+		}
+	}
 
 	for i := range cfg.n {
 		cfg.crash(i)
@@ -116,6 +132,43 @@ func TestRestartReplaysLog(t *testing.T) {
 		t.Fatalf("a retry after the restart applied again: k0 = %q, want %q", got, want["k0"])
 	}
 	cfg.checkErrs()
+	cfg.checkReplicasAgree()
+}
+
+// TestSnapshotInstallCatchUp: a server cut off while the others apply
+// (and snapshot, and discard) many entries catches up, once back, through
+// the leader's snapshot, and then holds what the others hold.
+func TestSnapshotInstallCatchUp(t *testing.T) {
+	cfg := makeConfigSnap(t, 3, false, 500)
+	c := cfg.makeClient()
+	c.put(t, "a", "1")
+	l := cfg.waitLeader(electionWait)
+	lag, other := (l+1)%3, (l+2)%3
+	cfg.partition([]int{l, other})
+	want := ""
+	for i := range 100 {
+		c.append(t, "k", fmt.Sprintf("%d;", i))
+		want += fmt.Sprintf("%d;", i)
+	}
+	cfg.heal()
+	c.put(t, "b", "2")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, _, installs := cfg.snapshotStats(); installs > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server %d, cut off for 100 entries, got no snapshot from the leader within 20 s", lag)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cfg.checkErrs()
+	cfg.checkReplicasAgree()
+	// And it serves: with the old leader gone, it is in every majority.
+	cfg.crash(l)
+	if got, _ := c.get(t, "k"); got != want {
+		t.Fatalf("k = %q after the catch-up and a crash of the leader, want %q", got, want)
+	}
 }
 
 // 2. Linearizability under faults.
@@ -132,6 +185,7 @@ type linOpts struct {
 	unreliable             bool
 	nemesis                nemesis
 	minOK                  int // fewer successful operations fail the test (half as many with -short)
+	maxRaftState           int // the servers snapshot at this size of Raft state; 0: never
 }
 
 // runLinearizability runs clients issuing random operations while the
@@ -143,7 +197,7 @@ func runLinearizability(t *testing.T, o linOpts) {
 		o.minOK /= 2
 	}
 	seed := testSeed(t)
-	cfg := makeConfig(t, o.servers, o.unreliable)
+	cfg := makeConfigSnap(t, o.servers, o.unreliable, o.maxRaftState)
 	h := kvcheck.NewHistory()
 	keys := make([]string, o.keys)
 	for i := range keys {
@@ -220,10 +274,14 @@ func runLinearizability(t *testing.T, o linOpts) {
 		h.Add(final.id, kvcheck.Input{Kind: kv.Get, Key: k}, kvcheck.Output{Value: res.Value, Found: res.Found}, call, h.Now(), "final read")
 	}
 	cfg.checkErrs()
+	cfg.checkReplicasAgree()
 	for _, e := range clientErrs {
 		t.Error(e)
 	}
 	t.Logf("%d operations: %d ok, %d unknown outcome, %d not done", nOK.Load()+nUnknown.Load()+nNotDone.Load(), nOK.Load(), nUnknown.Load(), nNotDone.Load())
+	if o.maxRaftState > 0 {
+		cfg.checkSnapshots(o.maxRaftState)
+	}
 	if min := int64(o.minOK); nOK.Load() < min {
 		t.Errorf("only %d operations succeeded, want at least %d", nOK.Load(), min)
 	}
@@ -403,6 +461,52 @@ func TestLinearizableAllFaults(t *testing.T) {
 	runLinearizability(t, linOpts{servers: 5, clients: 5, keys: 3, dur: 8 * time.Second,
 		opTimeout: 2 * time.Second, maxOps: 1500, think: 5 * time.Millisecond, unreliable: true,
 		nemesis: both(partitioner(time.Second, 2*time.Second), crasher(time.Second, 2*time.Second, 1)), minOK: 20})
+}
+
+// The same with snapshots: the servers snapshot every few entries, so
+// restarted servers start from snapshots, and servers cut off or down for
+// a while catch up through InstallSnapshot.
+
+// snapState is the servers' MaxRaftState in the tests with snapshots:
+// small, so that they snapshot every ten entries or so.
+const snapState = 1000
+
+func TestLinearizableUnreliableSnapshots(t *testing.T) {
+	runLinearizability(t, linOpts{servers: 5, clients: 5, keys: 3, dur: 6 * time.Second,
+		opTimeout: time.Second, maxOps: 1500, think: 5 * time.Millisecond, unreliable: true, minOK: 100, maxRaftState: snapState})
+}
+
+func TestLinearizablePartitionsSnapshots(t *testing.T) {
+	runLinearizability(t, linOpts{servers: 5, clients: 5, keys: 3, dur: 8 * time.Second,
+		opTimeout: time.Second, maxOps: 1500, think: 5 * time.Millisecond,
+		nemesis: partitioner(500*time.Millisecond, time.Second), minOK: 100, maxRaftState: snapState})
+}
+
+func TestLinearizableCrashRestartSnapshots(t *testing.T) {
+	runLinearizability(t, linOpts{servers: 5, clients: 5, keys: 3, dur: 8 * time.Second,
+		opTimeout: time.Second, maxOps: 1500, think: 5 * time.Millisecond,
+		nemesis: crasher(300*time.Millisecond, 700*time.Millisecond, 2), minOK: 50, maxRaftState: snapState})
+}
+
+func TestLinearizableAllFaultsSnapshots(t *testing.T) {
+	runLinearizability(t, linOpts{servers: 5, clients: 5, keys: 3, dur: 8 * time.Second,
+		opTimeout: 2 * time.Second, maxOps: 1500, think: 5 * time.Millisecond, unreliable: true,
+		nemesis: both(partitioner(time.Second, 2*time.Second), crasher(time.Second, 2*time.Second, 1)), minOK: 20, maxRaftState: snapState})
+}
+
+// checkSnapshots checks that the servers did snapshot, and that their Raft
+// state stays within a few times maxRaftState (a server snapshots once
+// its state passes maxRaftState, and Raft then discards the log covered).
+func (cfg *config) checkSnapshots(maxRaftState int) {
+	cfg.t.Helper()
+	with, state, installs := cfg.snapshotStats()
+	cfg.t.Logf("snapshots: %d of %d servers hold one; %d installed from a leader; largest Raft state %d bytes", with, cfg.n, installs, state)
+	if with == 0 {
+		cfg.t.Fatalf("no server snapshotted, with MaxRaftState %d", maxRaftState)
+	}
+	if state > 8*maxRaftState {
+		cfg.t.Fatalf("a server's Raft state is %d bytes, over 8 times MaxRaftState (%d)", state, maxRaftState)
+	}
 }
 
 // 3. Exactly once.

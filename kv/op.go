@@ -40,6 +40,14 @@
 // with a new client ID and Seq 1 (Clerk does so by itself for a new
 // request). A late retry of a forgotten client's request with Seq 1 looks
 // like a new client's first request: it takes effect again.
+//
+// # Snapshots
+//
+// A Server is the raft.StateMachine of its Raft server. Its snapshots hold
+// the store and the table of clients, the log's clock included, so a
+// replica restored from one answers every later request (a retry, a stale
+// or reused sequence number, an expired client) as a replica that applied
+// the whole log would.
 package kv
 
 import (
@@ -47,8 +55,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-
-	"github.com/raftkit/raft/labgob"
 )
 
 // Kind names an operation.
@@ -134,8 +140,4 @@ func randomClientID() int64 {
 			return id
 		}
 	}
-}
-
-func init() {
-	labgob.Register(Op{})
 }

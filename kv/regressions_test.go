@@ -5,6 +5,7 @@ package kv_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -77,14 +78,14 @@ func TestRegressionClerkNotDone(t *testing.T) {
 type fakeRaft struct {
 	mu      sync.Mutex
 	base    int // entries before the log
-	log     []any
+	log     [][]byte
 	started chan struct{} // closed at the first Propose
 }
 
-func (f *fakeRaft) Propose(cmd any) (int, int, error) {
+func (f *fakeRaft) Propose(cmd []byte) (int, int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.log = append(f.log, cmd)
+	f.log = append(f.log, slices.Clone(cmd))
 	if len(f.log) == 1 {
 		close(f.started)
 	}
@@ -113,7 +114,8 @@ func (d directConn) Do(ctx context.Context, op kv.Op) (kv.Result, int, error) {
 // error the Clerk counts as "maybe" (ErrLeadershipLost, say) after it.
 func TestRegressionStoppedAfterStart(t *testing.T) {
 	f := &fakeRaft{started: make(chan struct{})}
-	s := kv.NewServer(f, make(chan raft.ApplyMsg))
+	s := kv.NewServer(kv.ServerOptions{})
+	s.Attach(f)
 	ck := kv.NewClerk([]kv.Conn{directConn{s}})
 	go func() {
 		<-f.started
@@ -128,11 +130,11 @@ func TestRegressionStoppedAfterStart(t *testing.T) {
 	f.mu.Lock()
 	put := f.log[0]
 	f.mu.Unlock()
-	applyCh := make(chan raft.ApplyMsg)
 	rf := &fakeRaft{base: 1, started: make(chan struct{})}
-	replica := kv.NewServer(rf, applyCh)
+	replica := kv.NewServer(kv.ServerOptions{})
+	replica.Attach(rf)
 	defer replica.Stop()
-	applyCh <- raft.ApplyMsg{CommandValid: true, Command: put, CommandIndex: 1}
+	replica.Apply(raft.Command{Index: 1, Term: 1, Data: put})
 	type answer struct {
 		res kv.Result
 		err error
@@ -144,7 +146,7 @@ func TestRegressionStoppedAfterStart(t *testing.T) {
 	}()
 	<-rf.started
 	rf.mu.Lock()
-	applyCh <- raft.ApplyMsg{CommandValid: true, Command: rf.log[0], CommandIndex: 2}
+	replica.Apply(raft.Command{Index: 2, Term: 1, Data: rf.log[0]})
 	rf.mu.Unlock()
 	a := <-got
 	if want := (kv.Result{Value: "v", Found: true}); a.err != nil || a.res != want {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,11 +13,12 @@ import (
 	"github.com/raftkit/raft"
 )
 
-// Raft is what the server needs of its Raft peer; *raft.Raft is one.
+// Raft is what the server needs of its Raft server; *raft.Raft made by
+// raft.New is one (over raft.Make, NewLabServer adapts it).
 type Raft interface {
-	// Propose puts cmd in the log if this peer leads; it fails with
+	// Propose puts cmd in the log if this server leads; it fails with
 	// raft.ErrNotLeader, raft.ErrTooLarge or raft.ErrStopped.
-	Propose(cmd any) (index, term int, err error)
+	Propose(cmd []byte) (index, term int, err error)
 	GetState() (term int, isLeader bool)
 }
 
@@ -36,22 +39,36 @@ type ServerOptions struct {
 	MaxClients int
 	// Now stamps the requests this server proposes (default time.Now).
 	Now func() time.Time
+	// MaxRaftState, for a server over raft.Make (NewLabServer): once the
+	// Raft state the Persister holds reaches this many bytes, the server
+	// snapshots, and Raft discards the log the snapshot covers; 0 never
+	// snapshots. A server over raft.New is snapshotted by Raft as
+	// raft.Config.SnapshotBytes says.
+	MaxRaftState int
+	// Logger gets the commands the server cannot apply (default
+	// slog.Default()).
+	Logger *slog.Logger
 }
 
-// Server is one replica of the store. It applies committed operations from
-// the apply channel in log order and answers the requests that wait on
-// them.
+// Server is one replica of the store: the raft.StateMachine of its Raft
+// server, which applies the committed operations in log order and answers
+// the requests that wait on them, and snapshots and restores the store
+// with its table of clients.
 type Server struct {
-	rf  Raft
-	now func() time.Time
+	opts ServerOptions // with the defaults filled in
 
 	mu       sync.Mutex
+	rf       Raft // nil until Attach
 	data     map[string]string
 	sessions *sessions
 	waiting  map[reqID][]*waiter // requests waiting for an entry of their client and seq
-	applied  int                 // index of the last applied entry
+	applied  int                 // index of the last applied command
 	stopped  bool
 	done     chan struct{}
+	// failed is why the store stopped applying the log (a command it
+	// could not decode): it no longer matches the log, so it answers
+	// nothing and refuses to snapshot.
+	failed error
 }
 
 // reqID names a client request.
@@ -76,15 +93,10 @@ type outcome struct {
 // TestStaleReadFromDeposedLeader must catch.
 var leaderLocalGet atomic.Bool
 
-// NewServer returns a server with the default options applying what
-// arrives on applyCh to an empty store; it stops when applyCh is closed or
-// Stop is called.
-func NewServer(rf Raft, applyCh <-chan raft.ApplyMsg) *Server {
-	return NewServerWithOptions(rf, applyCh, ServerOptions{})
-}
-
-// NewServerWithOptions is NewServer with options.
-func NewServerWithOptions(rf Raft, applyCh <-chan raft.ApplyMsg, opts ServerOptions) *Server {
+// NewServer returns a server with an empty store, to be the StateMachine
+// of a Raft server made by raft.New; Attach that Raft server to it before
+// calling Do.
+func NewServer(opts ServerOptions) *Server {
 	if opts.ClientTTL <= 0 {
 		opts.ClientTTL = DefaultClientTTL
 	}
@@ -94,22 +106,34 @@ func NewServerWithOptions(rf Raft, applyCh <-chan raft.ApplyMsg, opts ServerOpti
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{
-		rf:       rf,
-		now:      opts.Now,
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Server{
+		opts:     opts,
 		data:     map[string]string{},
 		sessions: newSessions(opts.ClientTTL, opts.MaxClients),
 		waiting:  map[reqID][]*waiter{},
 		done:     make(chan struct{}),
 	}
-	go s.applyLoop(applyCh)
-	return s
+}
+
+// Attach sets the Raft server that Do proposes to: the one whose
+// StateMachine s is.
+func (s *Server) Attach(rf Raft) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rf = rf
 }
 
 // Stop makes waiting and future requests fail with ErrStopped.
 func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stopLocked()
+}
+
+func (s *Server) stopLocked() {
 	if !s.stopped {
 		s.stopped = true
 		close(s.done)
@@ -120,12 +144,19 @@ func (s *Server) Stop() {
 // It fails with ErrWrongLeader if this server is not the leader, with
 // ErrTooLarge if the log refuses op for its size, and with
 // ErrLeadershipLost if the term moves on before op is applied; with
+// ErrStopped if the server was stopped or cannot apply the log; with
 // ErrStale, ErrConflict or ErrClientExpired if op breaks the client
 // identity contract (see the package documentation). ctx bounds the wait.
 // A request with Seq 0 gets a random client ID of its own here.
 func (s *Server) Do(ctx context.Context, op Op) (Result, error) {
+	s.mu.Lock()
+	rf := s.rf
+	s.mu.Unlock()
+	if rf == nil {
+		return Result{}, fmt.Errorf("%w: the server has no Raft server yet (Attach)", ErrWrongLeader)
+	}
 	if leaderLocalGet.Load() && op.Kind == Get {
-		if _, isLeader := s.rf.GetState(); isLeader {
+		if _, isLeader := rf.GetState(); isLeader {
 			s.mu.Lock()
 			v, ok := s.data[op.Key]
 			s.mu.Unlock()
@@ -135,8 +166,12 @@ func (s *Server) Do(ctx context.Context, op Op) (Result, error) {
 	if op.Seq == 0 {
 		op.ClientID = randomClientID() // its own waiter key
 	}
-	op.Time = s.now().UnixNano()
+	op.Time = s.opts.Now().UnixNano()
 	id := reqID{op.ClientID, op.Seq}
+	cmd, err := op.MarshalBinary()
+	if err != nil {
+		return Result{}, err
+	}
 
 	s.mu.Lock()
 	if s.stopped {
@@ -160,7 +195,7 @@ func (s *Server) Do(ctx context.Context, op Op) (Result, error) {
 
 	// No lock is held across Propose: concurrent requests share the
 	// leader's next save.
-	_, term, err := s.rf.Propose(op)
+	_, term, err := rf.Propose(cmd)
 	switch {
 	case errors.Is(err, raft.ErrNotLeader):
 		return Result{}, ErrWrongLeader
@@ -180,7 +215,7 @@ func (s *Server) Do(ctx context.Context, op Op) (Result, error) {
 			return out.res, out.err
 		case <-poll.C:
 			// If op's entry lost its slot, the term has moved on.
-			if t, leader := s.rf.GetState(); t != term || !leader {
+			if t, leader := rf.GetState(); t != term || !leader {
 				return Result{}, ErrLeadershipLost
 			}
 		case <-ctx.Done():
@@ -211,39 +246,88 @@ func (s *Server) unregister(id reqID, w *waiter) {
 	}
 }
 
-func (s *Server) applyLoop(applyCh <-chan raft.ApplyMsg) {
-	defer s.Stop()
-	for {
-		var msg raft.ApplyMsg
-		var ok bool
-		select {
-		case msg, ok = <-applyCh:
-			if !ok {
-				return
-			}
-		case <-s.done:
-			return
+// Apply applies a committed command: an Op, as MarshalBinary encodes it
+// (Server is a raft.StateMachine). A command that does not decode stops
+// the server (see failLocked).
+func (s *Server) Apply(c raft.Command) any {
+	var op Op
+	err := op.UnmarshalBinary(c.Data)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed != nil {
+		return nil
+	}
+	if err != nil {
+		s.failLocked(fmt.Errorf("kv: command at log index %d (term %d): %w", c.Index, c.Term, err))
+		return nil
+	}
+	out := s.apply(op)
+	s.applied = c.Index
+	id := reqID{op.ClientID, op.Seq}
+	for _, w := range s.waiting[id] {
+		// A waiter may wait for another request under the same
+		// client and seq: the table now tells its answer.
+		if o, known := s.sessions.check(w.op); known {
+			w.ch <- o
+		} else {
+			w.ch <- out
 		}
-		if !msg.CommandValid {
-			continue
-		}
-		op, _ := msg.Command.(Op)
-		s.mu.Lock()
-		out := s.apply(op)
-		s.applied = msg.CommandIndex
-		id := reqID{op.ClientID, op.Seq}
-		for _, w := range s.waiting[id] {
-			// A waiter may wait for another request under the same
-			// client and seq: the table now tells its answer.
+	}
+	delete(s.waiting, id)
+	return out
+}
+
+// failLocked stops the server for good: it cannot apply a command, so its
+// store no longer follows the log. Skipping the command would let replicas
+// differ; so the server answers no more requests, and Snapshot fails, so
+// that Raft stops too rather than save a snapshot without the command.
+// s.mu is held.
+func (s *Server) failLocked(err error) {
+	s.failed = err
+	s.opts.Logger.Error("kv: the store cannot apply the log; stopping", "err", err)
+	s.stopLocked()
+}
+
+// Snapshot writes the store and its table of clients to w (Server is a
+// raft.StateMachine): everything a replica restored from it needs to
+// answer every later request, retries and expired clients included, as
+// this one would.
+func (s *Server) Snapshot(w io.Writer) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed != nil {
+		return fmt.Errorf("kv: no snapshot of a store that missed a command: %w", s.failed)
+	}
+	return s.writeSnapshot(w)
+}
+
+// Restore replaces the store and its table of clients with a snapshot's
+// (Server is a raft.StateMachine). On an error, the store is as it was.
+func (s *Server) Restore(r io.Reader) error {
+	st, err := readSnapshot(r, s.opts.ClientTTL, s.opts.MaxClients)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.data, s.sessions, s.applied = st.data, st.sessions, st.applied
+	// The snapshot may hold requests that wait here: answer them.
+	for id, ws := range s.waiting {
+		var left []*waiter
+		for _, w := range ws {
 			if o, known := s.sessions.check(w.op); known {
 				w.ch <- o
 			} else {
-				w.ch <- out
+				left = append(left, w)
 			}
 		}
-		delete(s.waiting, id)
-		s.mu.Unlock()
+		if len(left) == 0 {
+			delete(s.waiting, id)
+		} else {
+			s.waiting[id] = left
+		}
 	}
+	return nil
 }
 
 // apply executes op on the store, once per client request: a request the
@@ -271,7 +355,9 @@ func (s *Server) apply(op Op) outcome {
 	return outcome{res: res}
 }
 
-// Applied returns the index of the last log entry the store has applied.
+// Applied returns the log index of the last command the store has
+// applied, itself or before the snapshot it was restored from. (Entries
+// without a command, as a new leader's first, are not counted.)
 func (s *Server) Applied() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -16,20 +16,20 @@ import (
 	"github.com/raftkit/raft"
 )
 
-// fakeLog is a Raft peer that leads forever and puts whatever it is given
-// in its log; in auto mode it commits every entry at once, in order, else
-// the test commits them with commit.
+// fakeLog is a Raft server that leads forever and puts whatever it is
+// given in its log; in auto mode it commits every entry at once, in order,
+// applying it to its server, else the test applies them with command.
 type fakeLog struct {
-	applyCh chan raft.ApplyMsg
-	more    chan struct{} // a token when the log grew
+	more chan struct{} // a token when the log grew
 
 	mu   sync.Mutex
-	log  []any
-	sent int // entries sent to applyCh (auto mode)
+	sm   raft.StateMachine // where auto mode applies the entries
+	log  [][]byte
+	sent int // entries applied (auto mode)
 }
 
 func newFakeLog(t *testing.T, auto bool) *fakeLog {
-	f := &fakeLog{applyCh: make(chan raft.ApplyMsg), more: make(chan struct{}, 1)}
+	f := &fakeLog{more: make(chan struct{}, 1)}
 	if auto {
 		stop := make(chan struct{})
 		done := make(chan struct{})
@@ -44,18 +44,14 @@ func newFakeLog(t *testing.T, auto bool) *fakeLog {
 				}
 				for {
 					f.mu.Lock()
-					if f.sent == len(f.log) {
+					if f.sent == len(f.log) || f.sm == nil {
 						f.mu.Unlock()
 						break
 					}
 					f.sent++
-					msg := raft.ApplyMsg{CommandValid: true, Command: f.log[f.sent-1], CommandIndex: f.sent}
+					sm, c := f.sm, f.command(f.sent)
 					f.mu.Unlock()
-					select {
-					case f.applyCh <- msg:
-					case <-stop:
-						return
-					}
+					sm.Apply(c)
 				}
 			}
 		}()
@@ -63,36 +59,86 @@ func newFakeLog(t *testing.T, auto bool) *fakeLog {
 	return f
 }
 
-func (f *fakeLog) Propose(cmd any) (int, int, error) {
-	return f.append(cmd), 1, nil
+// newFakeServer returns a server with opts over f.
+func newFakeServer(f *fakeLog, opts ServerOptions) *Server {
+	s := NewServer(opts)
+	s.Attach(f)
+	f.mu.Lock()
+	f.sm = s
+	f.mu.Unlock()
+	f.poke()
+	return s
+}
+
+func (f *fakeLog) Propose(cmd []byte) (int, int, error) {
+	return f.append(slices.Clone(cmd)), 1, nil
 }
 
 func (f *fakeLog) GetState() (int, bool) { return 1, true }
 
 // append puts cmd in the log and returns its index.
-func (f *fakeLog) append(cmd any) int {
+func (f *fakeLog) append(cmd []byte) int {
 	f.mu.Lock()
 	f.log = append(f.log, cmd)
 	n := len(f.log)
 	f.mu.Unlock()
+	f.poke()
+	return n
+}
+
+func (f *fakeLog) poke() {
 	select {
 	case f.more <- struct{}{}:
 	default:
 	}
-	return n
 }
 
-// entry returns the command at index i (from 1).
+// appendOp puts op in the log and returns its index.
+func (f *fakeLog) appendOp(op Op) int {
+	b, err := op.MarshalBinary()
+	if err != nil {
+		panic(err) // the tests' ops are all valid
+	}
+	return f.append(b)
+}
+
+// command returns the entry at index i (from 1) as a committed command.
+func (f *fakeLog) command(i int) raft.Command {
+	return raft.Command{Index: i, Term: 1, Data: f.log[i-1]}
+}
+
+// entry returns the Op at index i (from 1).
 func (f *fakeLog) entry(i int) Op {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.log[i-1].(Op)
+	var op Op
+	if err := op.UnmarshalBinary(f.log[i-1]); err != nil {
+		panic(err) // Server.Do proposes only what decodes
+	}
+	return op
+}
+
+// commit applies the entry at index i (from 1) to s.
+func (f *fakeLog) commit(s *Server, i int) {
+	f.mu.Lock()
+	c := f.command(i)
+	f.mu.Unlock()
+	s.Apply(c)
 }
 
 func (f *fakeLog) len() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.log)
+}
+
+// opCommand returns op as the command at index i.
+func opCommand(i int, op Op) raft.Command {
+	b, err := op.MarshalBinary()
+	if err != nil {
+		panic(err) // the tests' ops are all valid
+	}
+	return raft.Command{Index: i, Term: 1, Data: b}
 }
 
 // waitFor waits until cond holds, up to 10 s.
@@ -113,7 +159,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // when it comes again later. Nothing of it is applied.
 func TestSeqReusedConcurrently(t *testing.T) {
 	f := newFakeLog(t, false)
-	s := NewServer(f, f.applyCh)
+	s := newFakeServer(f, ServerOptions{})
 	defer s.Stop()
 	ops := []Op{
 		{Kind: Put, Key: "a", Value: "1", ClientID: 5, Seq: 1},
@@ -132,7 +178,7 @@ func TestSeqReusedConcurrently(t *testing.T) {
 		}()
 	}
 	waitFor(t, "both requests proposed", func() bool { return f.len() == 2 })
-	f.applyCh <- raft.ApplyMsg{CommandValid: true, Command: f.entry(1), CommandIndex: 1}
+	f.commit(s, 1)
 	first := f.entry(1)
 	winner := slices.IndexFunc(ops, func(op Op) bool { return op.Key == first.Key })
 	loser := 1 - winner
@@ -142,8 +188,7 @@ func TestSeqReusedConcurrently(t *testing.T) {
 	if a := <-answers[loser]; !errors.Is(a.err, ErrConflict) {
 		t.Fatalf("%+v, second under the same seq: %+v, %v; want ErrConflict", ops[loser], a.res, a.err)
 	}
-	f.applyCh <- raft.ApplyMsg{CommandValid: true, Command: f.entry(2), CommandIndex: 2}
-	waitFor(t, "both entries applied", func() bool { return s.Applied() == 2 })
+	f.commit(s, 2)
 	s.mu.Lock()
 	data := fmt.Sprint(s.data)
 	s.mu.Unlock()
@@ -160,9 +205,9 @@ func TestSeqReusedConcurrently(t *testing.T) {
 	}
 }
 
-// snapshot returns the table of clients, least recently active first, and
+// dump returns the table of clients, least recently active first, and
 // the store.
-func (s *Server) snapshot() (string, int) {
+func (s *Server) dump() (string, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var b []byte
@@ -182,14 +227,12 @@ func (s *Server) snapshot() (string, int) {
 func TestSessionsExpireSameClients(t *testing.T) {
 	const ttl, maxClients = time.Second, 40
 	var servers []*Server
-	var chans []chan raft.ApplyMsg
 	for i := range 2 {
-		ch := make(chan raft.ApplyMsg)
 		skew := time.Duration(i) * time.Hour // the replicas' clocks disagree
-		s := NewServerWithOptions(&fakeLog{}, ch, ServerOptions{ClientTTL: ttl, MaxClients: maxClients,
+		s := newFakeServer(&fakeLog{}, ServerOptions{ClientTTL: ttl, MaxClients: maxClients,
 			Now: func() time.Time { return time.Now().Add(skew) }})
 		defer s.Stop()
-		servers, chans = append(servers, s), append(chans, ch)
+		servers = append(servers, s)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	seqs := map[int64]int64{}
@@ -209,15 +252,12 @@ func TestSessionsExpireSameClients(t *testing.T) {
 		}
 		op := Op{Kind: Append, Key: fmt.Sprintf("k%d", client%7), Value: fmt.Sprintf("%d.%d;", client, seqs[client]),
 			ClientID: client, Seq: seqs[client], Time: stamp}
-		for _, ch := range chans {
-			ch <- raft.ApplyMsg{CommandValid: true, Command: op, CommandIndex: i}
+		for _, s := range servers {
+			s.Apply(opCommand(i, op))
 		}
 		if i%50 == 0 {
-			for _, s := range servers {
-				waitFor(t, fmt.Sprintf("entry %d applied", i), func() bool { return s.Applied() == i })
-			}
-			a, n := servers[0].snapshot()
-			b, _ := servers[1].snapshot()
+			a, n := servers[0].dump()
+			b, _ := servers[1].dump()
 			if a != b {
 				t.Fatalf("after entry %d, the replicas differ:\n%s\n%s", i, a, b)
 			}
@@ -249,7 +289,7 @@ func TestSessionsExpireSameClients(t *testing.T) {
 func TestSessionsBounded(t *testing.T) {
 	f := newFakeLog(t, true)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	s := NewServerWithOptions(f, f.applyCh, ServerOptions{Now: func() time.Time { return now }})
+	s := newFakeServer(f, ServerOptions{Now: func() time.Time { return now }})
 	defer s.Stop()
 	first := Op{Kind: Append, Key: "k", Value: "x", ClientID: 1, Seq: 1}
 	if _, err := s.Do(context.Background(), first); err != nil {
@@ -257,7 +297,7 @@ func TestSessionsBounded(t *testing.T) {
 	}
 	const clients = 100000
 	for c := int64(2); c <= clients; c++ {
-		f.append(Op{Kind: Put, Key: "p", Value: "v", ClientID: c, Seq: 1, Time: now.UnixNano()})
+		f.appendOp(Op{Kind: Put, Key: "p", Value: "v", ClientID: c, Seq: 1, Time: now.UnixNano()})
 	}
 	waitFor(t, "every request applied", func() bool { return s.Applied() == clients })
 	s.mu.Lock()
@@ -286,7 +326,7 @@ func TestExpiredClientLateRequest(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	s := NewServerWithOptions(f, f.applyCh, ServerOptions{ClientTTL: time.Minute, Now: clock})
+	s := newFakeServer(f, ServerOptions{ClientTTL: time.Minute, Now: clock})
 	defer s.Stop()
 	ctx := context.Background()
 	ck := NewClerk([]Conn{directConn{s}})
@@ -360,7 +400,7 @@ func (l *lossyConn) Do(ctx context.Context, op Op) (Result, int, error) {
 // when an earlier try of it was lost.
 func TestClerkNewIDUntilAnswered(t *testing.T) {
 	f := newFakeLog(t, true)
-	s := NewServer(f, f.applyCh)
+	s := newFakeServer(f, ServerOptions{})
 	defer s.Stop()
 	ck := NewClerk([]Conn{&lossyConn{inner: directConn{s}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -390,8 +430,7 @@ func TestClerkNewIDUntilAnswered(t *testing.T) {
 // is still recognised; the first stamped entry brings the table back
 // within its bound.
 func TestSessionsLegacyEntries(t *testing.T) {
-	ch := make(chan raft.ApplyMsg)
-	s := NewServerWithOptions(&fakeLog{}, ch, ServerOptions{MaxClients: 10})
+	s := newFakeServer(&fakeLog{}, ServerOptions{MaxClients: 10})
 	defer s.Stop()
 	ops := []Op{{Kind: Append, Key: "k", Value: "a", ClientID: 3, Seq: 2}}
 	for c := int64(100); c < 120; c++ {
@@ -399,10 +438,9 @@ func TestSessionsLegacyEntries(t *testing.T) {
 	}
 	ops = append(ops, ops[0]) // a retry, in the log twice
 	for i, op := range ops {
-		ch <- raft.ApplyMsg{CommandValid: true, Command: op, CommandIndex: i + 1}
+		s.Apply(opCommand(i+1, op))
 	}
-	waitFor(t, "the legacy entries applied", func() bool { return s.Applied() == len(ops) })
-	if _, n := s.snapshot(); n != 21 {
+	if _, n := s.dump(); n != 21 {
 		t.Fatalf("%d clients after legacy entries; want all 21", n)
 	}
 	s.mu.Lock()
@@ -411,9 +449,8 @@ func TestSessionsLegacyEntries(t *testing.T) {
 	if k != "a" {
 		t.Fatalf("k = %q; want %q: the first legacy request applied once", k, "a")
 	}
-	ch <- raft.ApplyMsg{CommandValid: true, Command: Op{Kind: Put, Key: "q", Value: "v", ClientID: 200, Seq: 1, Time: 1}, CommandIndex: len(ops) + 1}
-	waitFor(t, "the stamped entry applied", func() bool { return s.Applied() == len(ops)+1 })
-	if _, n := s.snapshot(); n != 10 {
+	s.Apply(opCommand(len(ops)+1, Op{Kind: Put, Key: "q", Value: "v", ClientID: 200, Seq: 1, Time: 1}))
+	if _, n := s.dump(); n != 10 {
 		t.Fatalf("%d clients after a stamped entry; want the bound, 10", n)
 	}
 }

@@ -25,7 +25,8 @@ type recordType byte
 // record. Types 1-3 are the first format, which older versions wrote:
 // they still decode, their entries have type core.EntryNormal. Types 4-6
 // are what Save writes: the same payloads with a type byte before each
-// entry, and the end byte after the payload.
+// entry, and the end byte after the payload. Types 7 and 8 are written by
+// a snapshot's commit and at the start of a segment.
 const (
 	// typeHardStateV1: uvarint term, varint vote.
 	typeHardStateV1 recordType = 1
@@ -58,7 +59,7 @@ const (
 	typeSegmentHeader recordType = 8
 )
 
-// endByte ends the payload of the record types 4-6, so that a whole
+// endByte ends the payload of the record types 4-8, so that a whole
 // record of those types never ends in a zero byte: zeros at the end of the
 // log are then always a write that did not finish, never a record's own
 // bytes (see the package doc, Damage).
@@ -66,8 +67,8 @@ const endByte = 0xFF
 
 func (t recordType) known() bool { return t >= typeHardStateV1 && t <= typeSegmentHeader }
 
-// v2 reports whether t is of the current format: a type byte per entry,
-// and the end byte.
+// v2 reports whether t is of the current format: a type byte per entry
+// (if it has entries), and the end byte.
 func (t recordType) v2() bool { return t >= typeHardState && t <= typeSegmentHeader }
 
 // kind maps t to the first format's type with the same contents; types

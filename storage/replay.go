@@ -42,7 +42,9 @@ func parseSegmentName(name string) (uint64, bool) {
 	return seq, err == nil
 }
 
-// listSegments returns the segments in dir in order. Files that are not
+// listSegments returns the segments in dir in order. They must be
+// numbered consecutively: segments are deleted only from the front, each
+// deletion durable before the next (see compact). Files that are not
 // named like segments are ignored.
 func listSegments(dir string) ([]segment, error) {
 	des, err := os.ReadDir(dir)
@@ -61,31 +63,30 @@ func listSegments(dir string) ([]segment, error) {
 		segs = append(segs, segment{seq: seq, name: de.Name()})
 	}
 	sort.Slice(segs, func(i, j int) bool { return segs[i].seq < segs[j].seq })
+	for i := 1; i < len(segs); i++ {
+		if segs[i].seq != segs[i-1].seq+1 {
+			return nil, fmt.Errorf("storage: %s: segment %s is missing (next is %s): %w",
+				dir, segmentName(segs[i-1].seq+1), segs[i].name, ErrCorrupt)
+		}
+	}
 	return segs, nil
 }
 
 // replayStart returns the index in segs of the segment to replay the
 // log from, and the number of the segment missing before it, if any
-// (else 0). The log is the last run of consecutively numbered segments
-// (those before a gap are left over from deleting the segments that a
-// snapshot covers, which a crash interrupted), replayed from its first
-// segment if that is segment 1, else from its first segment that starts
-// with a segment header. Whether the segments skipped held anything the
-// log needs shows at the end of the replay: the entries from the
-// snapshot's index to the header's last index must have been covered by
-// a snapshot or replaced.
+// (else 0). The log is replayed from segment 1 if it is there, else from
+// the first segment that starts with a segment header. Segments before
+// that one have no header: an older version wrote them, and deleting
+// them, once a snapshot covered them, was interrupted. Whether they held
+// anything the log needs shows at the end of the replay: the entries from
+// the header's snapshot to its last index must have been covered by a
+// later snapshot or replaced.
 func (w *WAL) replayStart(segs []segment) (int, uint64, error) {
-	run := 0
-	for i := 1; i < len(segs); i++ {
-		if segs[i].seq != segs[i-1].seq+1 {
-			run = i
-		}
+	if len(segs) == 0 || segs[0].seq <= 1 {
+		return 0, 0, nil
 	}
-	if len(segs) == 0 || segs[run].seq <= 1 {
-		return run, 0, nil
-	}
-	missing := segs[run].seq - 1
-	for i := run; i < len(segs); i++ {
+	missing := segs[0].seq - 1
+	for i := range segs {
 		ok, err := w.startsWithHeader(segs[i], i == len(segs)-1)
 		if err != nil {
 			return 0, 0, err
@@ -99,36 +100,43 @@ func (w *WAL) replayStart(segs []segment) (int, uint64, error) {
 }
 
 // startsWithHeader reports whether seg's first record is a segment
-// header. A first record that does not decode is damage, unless seg is
-// the last segment and the record is cut short (a torn write).
+// header. A first record that claims to be one and does not decode is
+// damage, unless seg is the last segment and the record is cut short (a
+// torn write). Only the header's bytes are read.
 func (w *WAL) startsWithHeader(seg segment, last bool) (bool, error) {
 	f, err := os.Open(filepath.Join(w.dir, seg.name))
 	if err != nil {
 		return false, fmt.Errorf("storage: read segment %s: %w", seg.name, err)
 	}
 	defer f.Close()
-	b := make([]byte, headerSize, headerSize+64)
+	b := make([]byte, headerSize)
 	n, err := io.ReadFull(f, b)
 	if err == nil {
-		if size := binary.LittleEndian.Uint32(b); size <= maxPayload {
-			b = append(b, make([]byte, size)...)
-			k, rerr := io.ReadFull(f, b[headerSize:])
-			n, err = n+k, rerr
+		size := binary.LittleEndian.Uint32(b)
+		if recordType(b[8]) != typeSegmentHeader || size > maxHeaderPayload {
+			return false, nil
 		}
+		b = append(b, make([]byte, size)...)
+		k, rerr := io.ReadFull(f, b[headerSize:])
+		n, err = n+k, rerr
 	}
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return false, fmt.Errorf("storage: read segment %s: %w", seg.name, err)
 	}
-	r, _, derr := decodeRecord(b[:n])
+	_, _, derr := decodeRecord(b[:n])
 	switch {
 	case derr == nil:
-		return r.typ == typeSegmentHeader, nil
+		return true, nil
 	case last && err != nil:
 		return false, nil // cut short at the end of the log: torn
 	default:
 		return false, segCorrupt(seg.name, 0, derr.Error())
 	}
 }
+
+// maxHeaderPayload bounds the payload of a segment header: a HardState,
+// a meta with its length, the last index, the end byte.
+const maxHeaderPayload = 4*binary.MaxVarintLen64 + maxMetaBytes + 1
 
 // segInfo is what the WAL knows of a segment it has replayed or written.
 type segInfo struct {
@@ -303,7 +311,31 @@ func (w *WAL) replay(repair bool) (*replayed, error) {
 		return nil, fmt.Errorf("storage: %s: entries %d through %d are missing: segment %s is missing, the log starts at segment %s, and the snapshot through index %d does not cover them: %w",
 			w.dir, st.snap.Index+1, st.base, segmentName(missing), segs[0].name, st.snap.Index, ErrCorrupt)
 	}
+	st.detach()
 	return &replayed{st: st, segs: infos, size: size, leftovers: all[:start]}, nil
+}
+
+// detach copies the commands of the entries out of the segments' bytes
+// into one buffer of their own, so that the segments read at Open (64 MiB
+// each by default) are not kept in memory for the entries after the
+// snapshot, which are usually far fewer.
+func (s *state) detach() {
+	if len(s.ents) == 0 {
+		return
+	}
+	total := 0
+	for _, e := range s.ents {
+		total += len(e.Command)
+	}
+	buf := make([]byte, 0, total)
+	ents := make([]core.Entry, len(s.ents))
+	for i, e := range s.ents {
+		at := len(buf)
+		buf = append(buf, e.Command...)
+		e.Command = buf[at:len(buf):len(buf)]
+		ents[i] = e
+	}
+	s.ents = ents
 }
 
 // replayRecord applies record r, at offset off of a segment, to st and

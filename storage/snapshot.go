@@ -55,6 +55,7 @@ type sink struct {
 	done bool  // committed or aborted
 }
 
+// Meta returns what the snapshot covers.
 func (s *sink) Meta() core.SnapshotMeta { return s.meta }
 
 // Write appends p to the snapshot.
@@ -221,11 +222,11 @@ func (w *WAL) verifySnapshot(meta core.SnapshotMeta) error {
 // snapshot files, and the segments at the front of the log up to the
 // last one that starts with a segment header (which holds the HardState
 // and snapshot they had) and that only segments holding no entry after
-// the snapshot precede. In whatever order a crash leaves these
-// deletions, Open replays the log from a segment with a header (see
-// replayStart). A failure is logged and stops the deletions; the next
-// commit, or Open, tries again. w.mu must be held, or the WAL be opening
-// (atOpen: see removeSnapshots; each deletion is logged).
+// the snapshot precede. Segments are deleted in order, each deletion
+// synced before the next, so that a crash leaves them consecutive. A
+// failure is logged and stops the deletions; the next commit, or Open,
+// tries again. w.mu must be held, or the WAL be opening (atOpen: see
+// removeSnapshots; each deletion is logged).
 func (w *WAL) compact(atOpen bool) {
 	w.removeSnapshots(atOpen)
 	k := 0 // delete w.segs[:k]
@@ -234,9 +235,13 @@ func (w *WAL) compact(atOpen bool) {
 			k = i
 		}
 	}
-	for k > 0 {
+	for ; k > 0; k-- {
 		name := segmentName(w.segs[0].seq)
-		if err := w.remove(name); err != nil {
+		err := w.remove(name)
+		if err == nil {
+			err = syncDir(w.dir, w.opts.syncFn)
+		}
+		if err != nil {
 			w.opts.Logger.Warn("storage: could not delete a segment that the snapshot covers; will try again after the next snapshot",
 				"dir", w.dir, "file", name, "snapshot_index", w.snap.Index, "err", err)
 			return
@@ -244,13 +249,14 @@ func (w *WAL) compact(atOpen bool) {
 		if atOpen {
 			w.opts.Logger.Info("storage: removed a segment that the snapshot covers", "dir", w.dir, "file", name, "snapshot_index", w.snap.Index)
 		}
-		w.segs, k = w.segs[1:], k-1
+		w.segs = w.segs[1:]
 	}
 }
 
 // removeLeftovers removes, at Open, the segments before the one the log
-// was replayed from: left over from a compaction that a crash
-// interrupted, and covered by the snapshot. Each removal is logged.
+// was replayed from (see replayStart): left over from a compaction that
+// a crash interrupted, and covered by the snapshot. Each removal is
+// logged.
 func (w *WAL) removeLeftovers(segs []segment) {
 	for _, seg := range segs {
 		if err := w.remove(seg.name); err != nil {

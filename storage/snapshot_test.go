@@ -306,6 +306,62 @@ func TestSnapshotSinks(t *testing.T) {
 	}
 }
 
+// TestSnapshotCommitFailure: a commit that fails before its record
+// (writing or syncing the snapshot's file, renaming it, syncing the
+// directory) fails alone: its file goes, the previous snapshot stays
+// current, and the WAL goes on.
+func TestSnapshotCommitFailure(t *testing.T) {
+	for _, fail := range []string{"write", "sync", "rename", "sync dir"} {
+		t.Run(fail, func(t *testing.T) {
+			dir := t.TempDir()
+			var armed atomic.Bool
+			opts := Options{Logger: slog.New(slog.DiscardHandler)}
+			opts.syncFn = func(f *os.File) error {
+				isDir := !strings.HasSuffix(f.Name(), segmentSuffix) && !strings.HasSuffix(f.Name(), tmpSuffix)
+				if armed.Load() && ((fail == "sync" && strings.HasSuffix(f.Name(), tmpSuffix)) || (fail == "sync dir" && isDir)) {
+					return errInjected
+				}
+				return f.Sync()
+			}
+			opts.renameFn = func(from, to string) error {
+				if armed.Load() && fail == "rename" {
+					return errInjected
+				}
+				return os.Rename(from, to)
+			}
+			w := openWAL(t, dir, opts)
+			m := newModel()
+			mustSave(t, w, &m, core.HardState{Term: 1, Vote: 0}, mkEntries(1, 10, 1, 5))
+			old := core.SnapshotMeta{Index: 3, Term: 1}
+			commitSnap(t, w, &m, old, []byte("old"), true)
+			armed.Store(true)
+			sk, err := w.CreateSnapshot(core.SnapshotMeta{Index: 6, Term: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fail == "write" {
+				sk.(*sink).f.Close() // the next write to the file fails
+			}
+			sk.Write(make([]byte, 2*blockSize))
+			err = sk.Commit(true)
+			if err == nil || errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "00000000000000000006-00000000000000000001.snap") {
+				t.Fatalf("Commit = %v, want an error naming the snapshot that isn't ErrFailed", err)
+			}
+			armed.Store(false)
+			checkLoad(t, w, m)
+			checkSnap(t, w, old, []byte("old"))
+			if got := snapFiles(t, dir); !slices.Equal(got, []string{snapshotName(old)}) {
+				t.Fatalf("snapshot files after the failed commit: %v", got)
+			}
+			mustSave(t, w, &m, m.hs, mkEntries(11, 1, 1, 5))
+			commitSnap(t, w, &m, core.SnapshotMeta{Index: 7, Term: 1}, []byte("seven"), true)
+			w = reopen(t, w, opts, m)
+			checkSnap(t, w, core.SnapshotMeta{Index: 7, Term: 1}, []byte("seven"))
+			w.Close()
+		})
+	}
+}
+
 // TestSnapshotReaderOutlivesCommit: a reader of the current snapshot
 // reads it whole while a newer one replaces it and deletes its file.
 func TestSnapshotReaderOutlivesCommit(t *testing.T) {
@@ -507,7 +563,7 @@ func testCrashAtEveryStep(t *testing.T, keepLog bool) {
 			kinds = append(kinds, kind)
 		}
 	}
-	want := []string{"sync temporary snapshot", "rename snapshot", "sync dir", "sync segment", "remove snapshot", "remove segment"}
+	want := []string{"sync temporary snapshot", "rename snapshot", "sync dir", "sync segment", "remove snapshot", "remove segment", "sync dir"}
 	if len(kinds) < len(want) || !slices.Equal(kinds[:len(want)], want) {
 		t.Fatalf("a commit's operations %v (%q), want them to start %v", kinds, full, want)
 	}
@@ -552,30 +608,25 @@ func checkAfterCrash(t *testing.T, step, dir string, want model, data map[int][]
 // durable, the previous snapshot's file is there and current.
 func TestSnapshotOldKeptUntilRecord(t *testing.T) {
 	dir := t.TempDir()
-	f := &faults{}
-	w := openWAL(t, dir, f.options(Options{}))
+	w := openWAL(t, dir, Options{})
 	m := newModel()
 	mustSave(t, w, &m, core.HardState{Term: 1, Vote: 0}, mkEntries(1, 10, 1, 5))
 	old := core.SnapshotMeta{Index: 4, Term: 1}
 	commitSnap(t, w, &m, old, []byte("old"), true)
-	newMeta := core.SnapshotMeta{Index: 8, Term: 1}
-	var seen bool
-	f.armed.Store(true)
-	opts := f.options(Options{})
-	sync := opts.syncFn
+	var seen atomic.Bool
 	w.opts.syncFn = func(file *os.File) error {
 		if strings.HasSuffix(file.Name(), segmentSuffix) {
-			// The record is being made durable: the old snapshot is
-			// still current and on disk.
-			seen = true
+			// The new snapshot's record is being made durable: the
+			// old one is still on disk.
+			seen.Store(true)
 			if _, err := os.Stat(filepath.Join(dir, snapshotName(old))); err != nil {
 				t.Errorf("old snapshot gone before the new one's record is durable: %v", err)
 			}
 		}
-		return sync(file)
+		return file.Sync()
 	}
-	commitSnap(t, w, &m, newMeta, []byte("new"), true)
-	if !seen {
+	commitSnap(t, w, &m, core.SnapshotMeta{Index: 8, Term: 1}, []byte("new"), true)
+	if !seen.Load() {
 		t.Fatal("the commit synced no segment")
 	}
 	if _, err := os.Stat(filepath.Join(dir, snapshotName(old))); !errors.Is(err, os.ErrNotExist) {
@@ -782,9 +833,9 @@ func TestSnapshotCompactsSegments(t *testing.T) {
 	w.Close()
 }
 
-// TestSnapshotInterruptedCompaction: whichever of the segments that a
-// snapshot's commit deleted come back after a crash (their deletions not
-// durable), the WAL opens with the same state and removes them.
+// TestSnapshotInterruptedCompaction: a crash while a commit deletes the
+// segments that its snapshot covers leaves the last of them; the WAL
+// opens with the same state and deletes them.
 func TestSnapshotInterruptedCompaction(t *testing.T) {
 	base := t.TempDir()
 	opts := Options{SegmentBytes: 300}
@@ -803,19 +854,16 @@ func TestSnapshotInterruptedCompaction(t *testing.T) {
 			deleted = append(deleted, name)
 		}
 	}
-	if len(deleted) < 3 || len(deleted) > 8 {
-		t.Fatalf("the commit deleted %v; want 3 to 8 segments", deleted)
+	if len(deleted) < 3 {
+		t.Fatalf("the commit deleted %v; want 3 segments or more", deleted)
 	}
 	after := dirFiles(t, base)
-	for set := 1; set < 1<<len(deleted); set++ {
+	for j := range deleted {
 		dir := copyDir(t, base)
-		var back []string
-		for i, name := range deleted {
-			if set&(1<<i) != 0 {
-				b, _ := os.ReadFile(filepath.Join(saved, name))
-				os.WriteFile(filepath.Join(dir, name), b, 0o600)
-				back = append(back, name)
-			}
+		back := deleted[j:]
+		for _, name := range back {
+			b, _ := os.ReadFile(filepath.Join(saved, name))
+			os.WriteFile(filepath.Join(dir, name), b, 0o600)
 		}
 		logger, logBuf := captureLogger()
 		w, err := Open(dir, Options{SegmentBytes: 300, Logger: logger})
@@ -833,6 +881,13 @@ func TestSnapshotInterruptedCompaction(t *testing.T) {
 				t.Fatalf("%v back: no log line names %s: %q", back, name, logBuf.String())
 			}
 		}
+	}
+	// A gap is not what a crash leaves: Open refuses it.
+	dir := copyDir(t, base)
+	b, _ := os.ReadFile(filepath.Join(saved, deleted[0]))
+	os.WriteFile(filepath.Join(dir, deleted[0]), b, 0o600)
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), deleted[1]+" is missing") {
+		t.Fatalf("Open with a gap after %s = %v, want ErrCorrupt saying %s is missing", deleted[0], err, deleted[1])
 	}
 }
 
@@ -950,13 +1005,37 @@ func TestSnapshotOldFormatSegments(t *testing.T) {
 		mustSave(t, w, &m, m.hs, mkEntries(i, 1, 1, 50))
 	}
 	meta = core.SnapshotMeta{Index: 18, Term: 1}
+	pre := copyDir(t, dir)
 	commitSnap(t, w, &m, meta, []byte("eighteen"), true)
 	for _, seq := range []uint64{1, 2} {
 		if _, err := os.Stat(segPath(dir, seq)); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("old-format segment %d is still there: %v", seq, err)
 		}
 	}
-	w = reopen(t, w, opts, m)
+	w.Close()
+	// A crash after the first deletion leaves segment 2, without a
+	// header, first: the log is replayed from segment 3, the first with a
+	// header, and the segments before it go.
+	crashed := copyDir(t, dir)
+	left, _ := listSegments(dir)
+	var back []string
+	for seq := uint64(2); seq < left[0].seq; seq++ {
+		b, _ := os.ReadFile(segPath(pre, seq))
+		os.WriteFile(segPath(crashed, seq), b, 0o600)
+		back = append(back, segmentName(seq))
+	}
+	logger, logBuf := captureLogger()
+	w = openWAL(t, crashed, Options{SegmentBytes: 300, Logger: logger})
+	checkLoad(t, w, m)
+	w.Close()
+	if got, want := dirFiles(t, crashed), dirFiles(t, dir); !slices.Equal(got, want) {
+		t.Fatalf("with %v back: files after Open %v, want %v", back, got, want)
+	}
+	if !strings.Contains(logBuf.String(), segmentName(2)) {
+		t.Fatalf("no log line names %s: %q", segmentName(2), logBuf.String())
+	}
+	w = openWAL(t, dir, opts)
+	checkLoad(t, w, m)
 	checkSnap(t, w, meta, []byte("eighteen"))
 	w.Close()
 }
@@ -1034,4 +1113,56 @@ func TestSnapshotLarge(t *testing.T) {
 		t.Fatalf("opening and reading a %d MiB snapshot allocated %d KiB", size>>20, a>>10)
 	}
 	w.Close()
+}
+
+// The entries Load returns after a reopen hold their commands in memory of
+// their own, not in the segment read at Open: a segment of 4 MiB whose
+// entries a snapshot covers but the last 10 is not kept in memory for
+// those 10.
+func TestLoadDetachesCommands(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{SegmentBytes: 64 << 20, Logger: slog.New(slog.DiscardHandler)}
+	w, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 4096
+	for i := 1; i <= n; i += 64 {
+		var batch []core.Entry
+		for k := i; k < i+64; k++ {
+			batch = append(batch, core.Entry{Index: k, Term: 1, Command: bytes.Repeat([]byte{byte(k)}, 1<<10)})
+		}
+		if err := w.Save(core.HardState{Term: 1, Vote: core.None}, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sink, err := w.CreateSnapshot(core.SnapshotMeta{Index: n - 10, Term: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink.Write([]byte("state"))
+	if err := sink.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	w, err = Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	_, _, ents, err := w.Load()
+	if err != nil || len(ents) != 10 {
+		t.Fatalf("Load: %d entries, %v; want 10", len(ents), err)
+	}
+	if grew := heap() - before; grew > 1<<20 {
+		t.Errorf("10 entries of 1 KiB loaded keep %d KiB of heap: the segment read at Open is kept", grew>>10)
+	}
+	runtime.KeepAlive(ents)
 }

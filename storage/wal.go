@@ -100,16 +100,17 @@
 // A crash at any step leaves the state of the last durable record, and
 // Open tidies up: it removes temporary snapshot files, and snapshot files
 // other than the current one (newer ones were renamed but never recorded),
-// each with a log line. It replays the log from the last run of
-// consecutive segments (deletions in step 4 may have come back, in any
-// subset, if they were not durable), from that run's first segment if it
-// is segment 1, else from its first segment with a header; the segments
-// before are removed with a log line. The entries from the header's
-// snapshot to its last index are in the segments before it, so they must
-// be covered by a later snapshot record or replaced by later entries:
-// otherwise Open fails with ErrCorrupt naming the missing entries and
-// segment. So deleting a segment never loses the latest vote or snapshot,
-// and a log with a gap after the snapshot never opens.
+// each with a log line. Step 4 deletes segments in order, each deletion
+// fsynced before the next, so the segments left are always consecutive;
+// Open refuses a gap. It replays the log from segment 1 if it is there,
+// else from the first segment with a header; segments before that one
+// (without a header: an older version wrote them) are removed with a log
+// line. The entries from the header's snapshot to its last index are in
+// the segments before it, so they must be covered by a later snapshot
+// record or replaced by later entries: otherwise Open fails with
+// ErrCorrupt naming the missing entries and segment. So deleting a
+// segment never loses the latest vote or snapshot, and a log with a gap
+// after the snapshot never opens.
 //
 // # Writing
 //
@@ -455,9 +456,8 @@ func (w *WAL) usable() error {
 // on with ents, if ents is not empty, before it returns. ents must be
 // consecutive, start after the current snapshot, and start at most one
 // past the last saved index (the snapshot's, if no entry follows it). An
-// hs equal
-// to the last saved one is not written again; a Save with nothing to write
-// writes nothing.
+// hs equal to the last saved one is not written again; a Save with
+// nothing to write writes nothing.
 //
 // Save costs O(len(ents)) and one fsync (two more when it starts a
 // segment). Once a write or fsync fails, it and every later Save return

@@ -47,18 +47,10 @@ func runClient(cmd string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "raftkv %s: -timeout %v: want a positive duration\n", cmd, *timeout)
 		return exitUsage
 	}
-	addrs := defaultAddrs
-	if *addr != "" {
-		addrs = nil
-		for _, a := range strings.Split(*addr, ",") {
-			if a = strings.TrimSpace(a); a != "" {
-				addrs = append(addrs, a)
-			}
-		}
-		if len(addrs) == 0 {
-			fmt.Fprintf(stderr, "raftkv %s: -addr is empty\n", cmd)
-			return exitUsage
-		}
+	addrs, ok := parseAddrs(*addr)
+	if !ok {
+		fmt.Fprintf(stderr, "raftkv %s: -addr is empty\n", cmd)
+		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
@@ -101,6 +93,20 @@ func runClient(cmd string, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
+}
+
+// parseAddrs parses -addr: comma-separated replica addresses, or the
+// defaults if s is "". ok is false if s lists no address.
+func parseAddrs(s string) (addrs []string, ok bool) {
+	if s == "" {
+		return defaultAddrs, true
+	}
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs, len(addrs) > 0
 }
 
 // randomID returns a random positive client ID.
@@ -270,11 +276,11 @@ func runStatus(ctx context.Context, addrs []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stdout, "leader: none known (an election may be under way, or too few replicas are up)\n\n")
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REPLICA\tHTTP\tROLE\tTERM\tCOMMIT\tAPPLIED\tLAST LOG\tMATCH")
+	fmt.Fprintln(tw, "REPLICA\tHTTP\tROLE\tTERM\tCOMMIT\tAPPLIED\tLAST LOG\tSNAPSHOT\tLOG\tMATCH")
 	for _, id := range ids {
 		s := all[id]
 		if s.st == nil {
-			fmt.Fprintf(tw, "%d\t%s\tdown (%v)\t-\t-\t-\t-\t-\n", id, urlOf(peers[id]), s.err)
+			fmt.Fprintf(tw, "%d\t%s\tdown (%v)\t-\t-\t-\t-\t-\t-\t-\n", id, urlOf(peers[id]), s.err)
 			continue
 		}
 		match := "-"
@@ -283,13 +289,34 @@ func runStatus(ctx context.Context, addrs []string, stdout, stderr io.Writer) in
 				match = fmt.Sprint(m)
 			}
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", id, urlOf(peers[id]), s.st.Role, s.st.Term, s.st.Commit, s.st.Applied, s.st.LastLog, match)
+		snap := "-"
+		if s.st.SnapshotIndex > 0 {
+			snap = fmt.Sprintf("%d/%d", s.st.SnapshotIndex, s.st.SnapshotTerm)
+		}
+		log := fmt.Sprintf("%d entries, %s", s.st.LogEntries, byteSize(s.st.LogBytes))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", id, urlOf(peers[id]), s.st.Role, s.st.Term, s.st.Commit, s.st.Applied, s.st.LastLog, snap, log, match)
 	}
 	tw.Flush()
 	if leader == nil {
 		return exitError
 	}
 	return exitOK
+}
+
+// byteSize formats n bytes for people: 512 B, 1.5 KiB, 16.0 MiB.
+func byteSize(n int) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	f, suffix := float64(n)/unit, "KiB"
+	for _, s := range []string{"MiB", "GiB", "TiB"} {
+		if f < unit {
+			break
+		}
+		f, suffix = f/unit, s
+	}
+	return fmt.Sprintf("%.1f %s", f, suffix)
 }
 
 func urlOf(addr string) string {

@@ -54,6 +54,7 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "warn", "")
 	election := fs.Duration("election-timeout", 0, "")
 	heartbeat := fs.Duration("heartbeat", 0, "")
+	snapBytes := fs.Int("snapshot-bytes", 0, "")
 	pos, code, ok := parseFlags(fs, args, stdout, stderr)
 	if !ok {
 		return code
@@ -67,6 +68,8 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 		return fail("unexpected arguments %q (a command goes first: raftkv put KEY VALUE)", pos)
 	case *n < 1 || *n > 99:
 		return fail("-n %d: want 1 to 99 replicas", *n)
+	case *snapBytes < 0:
+		return fail("-snapshot-bytes %d: want a positive size", *snapBytes)
 	}
 	httpAddrs, err := addrRange(*baseHTTP, *n)
 	if err != nil {
@@ -127,6 +130,9 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 		}
 		if *heartbeat > 0 {
 			args = append(args, "-heartbeat", heartbeat.String())
+		}
+		if *snapBytes > 0 {
+			args = append(args, "-snapshot-bytes", strconv.Itoa(*snapBytes))
 		}
 		c.cmd = exec.Command(exe, args...)
 		c.cmd.SysProcAttr = childProcAttr()

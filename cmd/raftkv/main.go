@@ -4,6 +4,7 @@
 //	raftkv                 start a local cluster of 3 replicas, as processes
 //	raftkv serve ...       run one replica
 //	raftkv put|get|append|del|status ...   client commands
+//	raftkv bench ...       a load generator against a running cluster
 //
 // Run "raftkv -h" for the details.
 package main
@@ -36,7 +37,9 @@ Usage:
   raftkv append KEY VALUE           append VALUE to KEY's value and print the new value
   raftkv del KEY                    delete KEY
   raftkv status                     show the leader, each replica's term, role, commit
-                                    and applied index, and the leader's match indexes
+                                    and applied index, snapshot and log, and the
+                                    leader's match indexes
+  raftkv bench [flags]              load a running cluster and report throughput and latency
   raftkv -h                         this help
 
 Local cluster (raftkv with no command):
@@ -46,6 +49,7 @@ Local cluster (raftkv with no command):
   -data DIR         replica i keeps its log in DIR/i (default ./raftkv-data)
   -log-level LEVEL  the replicas' log level: debug, info, warn or error (default warn)
   -election-timeout D, -heartbeat D   the replicas' Raft timing (see serve)
+  -snapshot-bytes N the replicas' snapshot interval (see serve)
   With the defaults, replicas 1, 2, 3 serve HTTP on 127.0.0.1:8001, 8002, 8003 and
   Raft on 127.0.0.1:9001, 9002, 9003. The launcher prints where each listens and
   which one leads; Ctrl-C stops them all. Restarting with the same -data resumes
@@ -61,6 +65,11 @@ serve flags:
   -data DIR             the replica's data directory (default ./raftkv-data/N)
   -election-timeout D   base election timeout (default 300ms)
   -heartbeat D          leader heartbeat interval (default 100ms)
+  -snapshot-bytes N     snapshot the store after every N bytes of commands applied,
+                        then discard the log it covers: the data directory holds one
+                        snapshot and the log since (in WAL segments of 64 MiB), a
+                        restart replays about N bytes at most, and a replica that fell
+                        further behind gets the leader's snapshot (default 16777216)
   -max-value-bytes N    largest value accepted (default 1048576)
   -max-inflight N       HTTP requests served at once; beyond, 503 "overloaded" with
                         Retry-After, the body unread (default 128)
@@ -74,12 +83,33 @@ Client flags (put, get, append, del, status; before or after the arguments):
   -timeout D      give up after D (default 10s)
   A value that starts with "-" goes after "--": raftkv put k -- -1
 
+bench flags (raftkv bench; each client has its own client ID and sequence numbers,
+one request at a time, and retries exactly once; it goes to the replica that last
+answered it, which is the leader, and waits as told by Retry-After):
+  -addr URLS        the replicas, as for the client commands
+  -clients LIST     concurrent clients: a number, or a list run in turn: 1,16,64,256 (default 16)
+  -duration D       the measured part of each run (default 10s; with -ops alone, no limit)
+  -ops N            stop each run after N operations (default 0: no limit)
+  -put-ratio F      share of PUTs, 0 to 1; the rest are GETs (default 0.5)
+  -keys K           keys k0 .. k(K-1), chosen uniformly (default 10000)
+  -value-bytes N    size of each PUT's value (default 100)
+  -warmup D         load before each run's measured part, not counted (default 0s)
+  -timeout D        give up an operation after D, and the bench when no operation
+                    got done for D (default 10s)
+  -json             print the results as JSON
+  Every second a progress line (ops so far, ops/s in the last second, failed tries)
+  goes to stderr; at the end, per client count: ops/s, latency p50/p90/p99/max,
+  failed operations and failed tries by kind (no_leader, overloaded, ...).
+  Operations in flight at the end get 3s more, then are given up (FAILED).
+
 HTTP API (any replica; a follower forwards to the leader):
   GET    /kv/KEY                           200 {"key","value"}; 404 if missing
   PUT    /kv/KEY         {"value":"..."}   200 {"key","value","previous","found"}
   POST   /kv/KEY/append  {"value":"..."}   200 {"key","value","previous","found"}
   DELETE /kv/KEY                           200 {"key","found"}
-  GET    /status                           term, role, leader, commit, applied, match...
+  GET    /status                           term, role, leader, commit, applied, lastLog,
+                                           snapshotIndex, snapshotTerm, logEntries,
+                                           logBytes, match...
   Keys and values are UTF-8 text; anything else is refused with 400, never
   altered (encode binary data first, as base64 say).
   Optional exactly-once identity: headers X-Client-ID and X-Seq (or JSON
@@ -97,7 +127,8 @@ HTTP API (any replica; a follower forwards to the leader):
   or outcome unknown.
 
 Exit status: 0 success; 1 get of a missing key, status with no leader, or a
-replica or cluster that failed to start; 2 usage error; 3 request failed.
+replica or cluster that failed to start; 2 usage error; 3 request failed (bench:
+no replica reachable, or a run with no operation done).
 `
 
 func main() {
@@ -116,6 +147,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runServe(args[1:], stdout, stderr)
 	case "put", "get", "append", "del", "delete", "status":
 		return runClient(cmd, args[1:], stdout, stderr)
+	case "bench":
+		return runBenchCmd(args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "raftkv: unknown command %q\n\n%s", cmd, usage)
 		return exitUsage

@@ -372,7 +372,9 @@ const minOKUnderFaults = 300
 // (kv.Clerk over HTTPConn) run operations and a nemesis kills (-9),
 // restarts and partitions replicas, then checks the history with
 // porcupine. A client error other than "not done" or "outcome unknown",
-// and a fault API call that fails, fail the test.
+// and a fault API call that fails, fail the test. The replicas snapshot
+// every 2 KiB of commands (some 40 operations), so that restarts start
+// from snapshots and replicas left behind catch up through the leader's.
 func TestLinearizableUnderFaults(t *testing.T) {
 	run := 12 * time.Second
 	if testing.Short() {
@@ -389,7 +391,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 			t.Logf("FAILED with seed %d; to replay the same random choices: %s", seed, replay)
 		}
 	})
-	c := startProcCluster(t, 3, "-faults-api", "-log-level", "warn")
+	c := startProcCluster(t, 3, "-faults-api", "-log-level", "warn", "-snapshot-bytes", "2048")
 	c.waitLeader(20 * time.Second)
 	urls := []string{c.urls[1], c.urls[2], c.urls[3]}
 
@@ -536,6 +538,13 @@ func TestLinearizableUnderFaults(t *testing.T) {
 		}
 	}
 	kvcheck.Check(t, h.Operations(), 30*time.Second)
+	for id := range c.replicas {
+		if st, err := c.status(id); err != nil || st.SnapshotIndex == 0 {
+			t.Errorf("replica %d: status %+v, %v; want a snapshot", id, st, err)
+		} else {
+			t.Logf("replica %d: snapshot through %d/%d, %d entries (%d bytes) of log after it", id, st.SnapshotIndex, st.SnapshotTerm, st.LogEntries, st.LogBytes)
+		}
+	}
 	for id, r := range c.replicas {
 		if err := r.stop(10 * time.Second); err != nil {
 			t.Errorf("replica %d on SIGTERM: %v; want exit status 0", id, err)
@@ -751,6 +760,7 @@ func TestServeStartErrors(t *testing.T) {
 		{"value bound over the log's", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-max-value-bytes", "9000000"}, "-max-value-bytes 9000000 is over what one log entry carries"},
 		{"no in-flight requests", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-max-inflight", "0"}, "-max-inflight 0: want a positive number"},
 		{"no body time", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-body-timeout", "0s"}, "-body-timeout 0s: want a positive duration"},
+		{"no snapshot interval", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-snapshot-bytes", "0"}, "-snapshot-bytes 0: want a positive size"},
 	}
 	for _, tc := range cases {
 		code, _, stderr := runCmd(t, append([]string{"serve"}, tc.args...)...)

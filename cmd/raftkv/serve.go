@@ -37,6 +37,8 @@ type serveConfig struct {
 	logLevel   slog.Level
 	faultsAPI  bool
 	dialMaxGap time.Duration
+	snapBytes  int   // raft.Config.SnapshotBytes
+	segBytes   int64 // storage.Options.SegmentBytes; 0: the default
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
@@ -52,9 +54,13 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	maxFlight := fs.Int("max-inflight", kv.DefaultMaxInFlight, "")
 	bodyWait := fs.Duration("body-timeout", kv.DefaultBodyTimeout, "")
 	logLevel := fs.String("log-level", "info", "")
+	snapBytes := fs.Int("snapshot-bytes", raft.DefaultSnapshotBytes, "")
 	// Test only, and so not in the usage: POST /debug/faults cuts and
 	// heals this replica's Raft links (see serveFaults).
 	faultsAPI := fs.Bool("faults-api", false, "")
+	// Test only: small WAL segments, so that tests see segments deleted
+	// after snapshots.
+	segBytes := fs.Int64("wal-segment-bytes", 0, "")
 	pos, code, ok := parseFlags(fs, args, stdout, stderr)
 	if !ok {
 		return code
@@ -67,7 +73,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return fail("unexpected arguments %q", pos)
 	}
 	cfg := serveConfig{id: *id, election: *election, heartbeat: *heartbeat, maxValue: *maxValue, maxFlight: *maxFlight, bodyWait: *bodyWait,
-		faultsAPI: *faultsAPI, dialMaxGap: time.Second}
+		faultsAPI: *faultsAPI, dialMaxGap: time.Second, snapBytes: *snapBytes, segBytes: *segBytes}
 	var err error
 	if cfg.peers, err = parseIDList(*peers); err != nil {
 		return fail("-peers: %v", err)
@@ -111,6 +117,12 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.bodyWait <= 0 {
 		return fail("-body-timeout %v: want a positive duration", cfg.bodyWait)
+	}
+	if cfg.snapBytes <= 0 {
+		return fail("-snapshot-bytes %d: want a positive size (the default is %d)", cfg.snapBytes, raft.DefaultSnapshotBytes)
+	}
+	if cfg.segBytes < 0 {
+		return fail("-wal-segment-bytes %d: want a positive size, or 0 for the default", cfg.segBytes)
 	}
 	if err := cfg.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fail("-log-level %q: want debug, info, warn or error", *logLevel)
@@ -184,6 +196,8 @@ loop:
 				log.Error("raftkv serve: the Raft server stopped", "err", err)
 				if errors.Is(err, raft.ErrClusterExists) {
 					fmt.Fprintf(stderr, "raftkv serve: replica %d refuses to start: %v\n", cfg.id, err)
+				} else {
+					fmt.Fprintf(stderr, "raftkv serve: replica %d (data directory %s) stopped: %v\n", cfg.id, cfg.dataDir, err)
 				}
 				code = exitError
 				break loop
@@ -208,7 +222,7 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 	if r.ln, err = net.Listen("tcp", cfg.httpAddr); err != nil {
 		return nil, listenError("HTTP", cfg.httpAddr, err)
 	}
-	store, err := storage.Open(cfg.dataDir, storage.Options{Logger: log})
+	store, err := storage.Open(cfg.dataDir, storage.Options{Logger: log, SegmentBytes: cfg.segBytes})
 	if err != nil {
 		r.ln.Close()
 		switch {
@@ -234,13 +248,14 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 		}
 		return nil, err
 	}
-	applyCh := make(chan raft.ApplyMsg)
+	r.kv = kv.NewServer(kv.ServerOptions{Logger: log})
 	r.rf, err = raft.New(raft.Config{
 		ID:                cfg.id,
 		Peers:             cfg.peers,
 		Transport:         raft.TCP(tr),
 		Storage:           store,
-		ApplyCh:           applyCh,
+		StateMachine:      r.kv,
+		SnapshotBytes:     cfg.snapBytes,
 		Bootstrap:         true, // a replica with no data checks with its peers that the cluster is new
 		ElectionTimeout:   cfg.election,
 		HeartbeatInterval: cfg.heartbeat,
@@ -252,7 +267,7 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 		r.ln.Close()
 		return nil, err
 	}
-	r.kv = kv.NewServer(r.rf, applyCh)
+	r.kv.Attach(r.rf)
 	api := kv.NewHTTPHandler(r.kv, r.rf, cfg.id, cfg.httpPeers, kv.HTTPOptions{
 		MaxValueBytes: cfg.maxValue, MaxInFlight: cfg.maxFlight, BodyTimeout: cfg.bodyWait, Logger: log})
 	h := api

@@ -13,7 +13,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -61,6 +60,10 @@ var mutations = []mutation{
 		"replication.go", [][2]string{{"	if snap.Index <= n.commit {\n", "	if snap.Index < 0 {\n"}}},
 	{"snapshot-keeps-conflicting-log", "installing a snapshot keeps the entries after it even if the log's entry at its index differs (Figure 13, rule 6)",
 		"log.go", [][2]string{{"	if l.term(snap.Index) == snap.Term {\n", "	if l.term(snap.Index) >= 0 || snap.Index < l.lastIndex() {\n"}}},
+	{"leader-counts-unsaved-log", "a leader counts its own entries towards a commit before they are saved (thesis 10.2.1)",
+		"replication.go", [][2]string{{"matches := []int{min(n.durable, n.log.lastIndex())}", "matches := []int{n.log.lastIndex()}"}}},
+	{"vote-request-before-save", "a candidate asks for votes before its new term and vote are saved",
+		"node.go", [][2]string{{"if a, ok := body.(*RequestVoteArgs); ok && !a.PreVote {", "if a, ok := body.(*RequestVoteArgs); ok && a.PreVote {"}}},
 	{"newer-term-keeps-vote", "adopting a newer term does not clear the vote",
 		"node.go", [][2]string{
 			{"		n.term, n.vote, n.lead = term, None, None", "		n.term, n.lead = term, None"},
@@ -120,6 +123,7 @@ type result struct {
 }
 
 var (
+	blanks = regexp.MustCompile(`[ \t]+`)
 	seedRe = regexp.MustCompile(`seed (\d+): (.*)`)
 	baseRe = regexp.MustCompile(`-sim\.base (\d+)`)
 )
@@ -140,10 +144,13 @@ func try(root string, m mutation, seeds int, timeout time.Duration) (result, err
 		return result{}, err
 	}
 	for _, e := range m.edits {
-		if n := bytes.Count(src, []byte(e[0])); n != 1 {
+		// Runs of spaces and tabs match any such run: gofmt realigns.
+		re := regexp.MustCompile(blanks.ReplaceAllString(regexp.QuoteMeta(e[0]), `[ \t]+`))
+		if n := len(re.FindAllIndex(src, -1)); n != 1 {
 			return result{}, fmt.Errorf("the text to replace occurs %d times in core/%s (want once): %q", n, m.file, e[0])
 		}
-		src = bytes.Replace(src, []byte(e[0]), []byte(e[1]), 1)
+		loc := re.FindIndex(src)
+		src = append(src[:loc[0]:loc[0]], append([]byte(e[1]), src[loc[1]:]...)...)
 	}
 	if err := os.WriteFile(path, src, 0o644); err != nil {
 		return result{}, err
