@@ -27,6 +27,13 @@ type cluster interface {
 	// cluster is broken. propose is called from many goroutines at once;
 	// it does not keep cmd past its return, nor change it.
 	propose(cmd []byte) error
+	// ledgers returns the servers' state machines.
+	ledgers() []*ledger
+	// saves returns how many log writes the servers made since they
+	// started, all three together, and the entries those carried. Each
+	// write is one fsync (ours: Metrics().Saves; hashicorp: StoreLogs
+	// calls on the bolt store, each one bolt transaction).
+	saves() (writes, entries int64)
 	// stop stops every server and releases their logs and listeners.
 	stop() error
 }
@@ -81,8 +88,8 @@ func tagOf(cmd []byte) uint64 {
 	return binary.LittleEndian.Uint64(cmd)
 }
 
-// newCommand returns a command of size bytes starting with tag (not 0),
-// so that an applied command can be told from another at the same index.
+// newCommand returns a command of size bytes starting with tag (see
+// makeTag).
 func newCommand(tag uint64, size int) []byte {
 	cmd := make([]byte, size)
 	binary.LittleEndian.PutUint64(cmd, tag)

@@ -91,8 +91,8 @@ func main() {
 		os.Exit(2)
 	}
 	theirsLogCache = o.logCache
-	fmt.Printf("go %s, GOMAXPROCS %d; %d-byte commands; %v warm-up + %v per round; %d rounds per side; hashicorp LogCache %d\n",
-		runtime.Version(), runtime.GOMAXPROCS(0), o.size, o.warmup, o.duration, o.rounds, o.logCache)
+	fmt.Printf("go %s %s/%s, %d CPUs, GOMAXPROCS %d; %d-byte commands; %v warm-up + %v per round; %d rounds per side; hashicorp LogCache %d\n",
+		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), o.size, o.warmup, o.duration, o.rounds, o.logCache)
 	var rows []row
 	for _, clients := range o.clients {
 		r := row{clients: clients, results: map[string][]roundResult{}}
@@ -111,12 +111,11 @@ func main() {
 		rows = append(rows, r)
 	}
 	fmt.Println()
-	printTable(os.Stdout, rows)
+	printTable(os.Stdout, rows, o.sides)
 }
 
 // progress describes one round in a line.
 func progress(r roundResult) string {
-	return fmt.Sprintf("%9.0f ops/s  p50 %-9v p99 %-9v max %-9v CPU %6.1f µs/entry  %d ops, %d retries",
-		r.opsPerSec(), round(percentile(r.lat, 50)), round(percentile(r.lat, 99)), round(percentile(r.lat, 100)),
-		micros(r.cpuPerOp()), r.ops, r.retries)
+	return fmt.Sprintf("%8.0f commits/s  p50 %6.2f ms  p99 %7.2f ms  max %7.2f ms  CPU %.3f s/1k  RSS %4.0f MiB  heap %5.1f MiB  %5.1f entries/fsync  %d commits, %d retries",
+		r.opsPerSec(), ms(r.p50), ms(r.p99), ms(r.max), r.cpuPer1000(), mib(r.rss), mib(r.heap), r.entriesPerWrite(), r.ops, r.retries)
 }

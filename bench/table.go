@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -13,39 +14,35 @@ type row struct {
 	results map[string][]roundResult // by side name
 }
 
-// summary sums up one side's rounds of a row.
-type summary struct {
-	ok               bool // the side ran
-	min, median, max float64
-	p50, p99         time.Duration // over the commands of all rounds
-	cpuPerOp         time.Duration // over all rounds
-	retries, rounds  int
+// A measure is one column of the table: a number per round.
+type measure struct {
+	name   string
+	format string // of a value; ratios have two decimals
+	of     func(roundResult) float64
 }
 
-func summarize(rs []roundResult) summary {
-	if len(rs) == 0 {
-		return summary{}
-	}
-	s := summary{ok: true, rounds: len(rs)}
-	var rates []float64
-	var lat []time.Duration
-	var cpu time.Duration
-	ops := 0
+// measures are the table's columns. A value of 0 means unknown, and shows
+// as "-".
+var measures = []measure{
+	{"commits/s", "%.0f", roundResult.opsPerSec},
+	{"p50 ms", "%.2f", func(r roundResult) float64 { return ms(r.p50) }},
+	{"p99 ms", "%.2f", func(r roundResult) float64 { return ms(r.p99) }},
+	{"CPU s / 1,000 entries", "%.3f", roundResult.cpuPer1000},
+	{"peak RSS MiB", "%.0f", func(r roundResult) float64 { return mib(r.rss) }},
+	{"peak live heap MiB", "%.1f", func(r roundResult) float64 { return mib(r.heap) }},
+	{"entries / fsync", "%.1f", roundResult.entriesPerWrite},
+}
+
+// spread is the min, median and max of a measure over rounds.
+type spread struct{ min, median, max float64 }
+
+func spreadOf(rs []roundResult, of func(roundResult) float64) spread {
+	var v []float64
 	for _, r := range rs {
-		rates = append(rates, r.opsPerSec())
-		lat = append(lat, r.lat...)
-		cpu += r.cpu
-		ops += r.ops
-		s.retries += r.retries
+		v = append(v, of(r))
 	}
-	slices.Sort(rates)
-	slices.Sort(lat)
-	s.min, s.median, s.max = rates[0], median(rates), rates[len(rates)-1]
-	s.p50, s.p99 = percentile(lat, 50), percentile(lat, 99)
-	if ops > 0 {
-		s.cpuPerOp = cpu / time.Duration(ops)
-	}
-	return s
+	slices.Sort(v)
+	return spread{v[0], median(v), v[len(v)-1]}
 }
 
 // median of sorted values.
@@ -57,62 +54,74 @@ func median(sorted []float64) float64 {
 	return (sorted[n/2-1] + sorted[n/2]) / 2
 }
 
-// printTable writes rows as a Markdown table.
-func printTable(w io.Writer, rows []row) {
-	fmt.Fprintln(w, "| clients | ours ops/s (min / median / max) | hashicorp ops/s (min / median / max) | ratio of medians (ours / hashicorp) | p50 ours / hashicorp | p99 ours / hashicorp | CPU µs per entry ours / hashicorp |")
-	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|")
-	for _, r := range rows {
-		o, t := summarize(r.results[ours.name]), summarize(r.results[theirs.name])
-		rate := func(s summary) string {
-			if !s.ok {
-				return "-"
-			}
-			return fmt.Sprintf("%.0f / %.0f / %.0f", s.min, s.median, s.max)
-		}
-		ratio := "-"
-		if o.ok && t.ok && t.median > 0 {
-			ratio = fmt.Sprintf("%.2f", o.median/t.median)
-		}
-		pair := func(f func(summary) string) string {
-			get := func(s summary) string {
-				if !s.ok {
-					return "-"
-				}
-				return f(s)
-			}
-			return get(o) + " / " + get(t)
-		}
-		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s |\n", r.clients, rate(o), rate(t), ratio,
-			pair(func(s summary) string { return round(s.p50).String() }),
-			pair(func(s summary) string { return round(s.p99).String() }),
-			pair(func(s summary) string { return fmt.Sprintf("%.1f", micros(s.cpuPerOp)) }))
+// cell shows s as "median (min–max)", or the one value of a single round.
+func (s spread) cell(format string, rounds int) string {
+	if s.median == 0 {
+		return "-"
 	}
+	if rounds == 1 {
+		return fmt.Sprintf(format, s.median)
+	}
+	return fmt.Sprintf(format+" ("+format+"–"+format+")", s.median, s.min, s.max)
+}
+
+// printTable writes rows as a Markdown table: per client count, a line
+// per side with each measure's median and range over the rounds, and a
+// line of the ratios of the medians, ours / hashicorp.
+func printTable(w io.Writer, rows []row, sides []side) {
+	head := []string{"clients", "side", "rounds"}
+	for _, m := range measures {
+		head = append(head, m.name)
+	}
+	fmt.Fprintf(w, "| %s |\n", strings.Join(head, " | "))
+	fmt.Fprintf(w, "|---:|---|---:|%s\n", strings.Repeat("---:|", len(measures)))
+	for _, r := range rows {
+		for _, s := range sides {
+			rs := r.results[s.name]
+			if len(rs) == 0 {
+				continue
+			}
+			cells := []string{fmt.Sprint(r.clients), s.name, fmt.Sprint(len(rs))}
+			for _, m := range measures {
+				cells = append(cells, spreadOf(rs, m.of).cell(m.format, len(rs)))
+			}
+			fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+		}
+		o, t := r.results[ours.name], r.results[theirs.name]
+		if len(o) == 0 || len(t) == 0 {
+			continue
+		}
+		cells := []string{fmt.Sprint(r.clients), "**ours / hashicorp**", ""}
+		for _, m := range measures {
+			om, tm := spreadOf(o, m.of).median, spreadOf(t, m.of).median
+			if om == 0 || tm == 0 {
+				cells = append(cells, "-")
+			} else {
+				cells = append(cells, fmt.Sprintf("**%.2f**", om/tm))
+			}
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+	}
+	fmt.Fprintln(w, "\nCells: median (min–max) over the rounds. Ratios: of the medians, ours / hashicorp; above 1 is better for ours in commits/s and entries / fsync, below 1 in the others.")
 	var retries []string
 	for _, r := range rows {
-		for _, name := range []string{ours.name, theirs.name} {
-			if s := summarize(r.results[name]); s.retries > 0 {
-				retries = append(retries, fmt.Sprintf("%s at %d clients: %d", name, r.clients, s.retries))
+		for _, s := range sides {
+			n := 0
+			for _, res := range r.results[s.name] {
+				n += res.retries
+			}
+			if n > 0 {
+				retries = append(retries, fmt.Sprintf("%s at %d clients: %d", s.name, r.clients, n))
 			}
 		}
 	}
 	if len(retries) > 0 {
-		fmt.Fprintf(w, "\nProposals retried after a leadership change: %v\n", retries)
+		fmt.Fprintf(w, "Proposals made again after a leadership change, in the measurements: %s.\n", strings.Join(retries, "; "))
 	}
 }
 
-// round rounds a latency for display: three significant digits or so.
-func round(d time.Duration) time.Duration {
-	switch {
-	case d >= 100*time.Millisecond:
-		return d.Round(time.Millisecond)
-	case d >= 10*time.Millisecond:
-		return d.Round(100 * time.Microsecond)
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond)
-	default:
-		return d.Round(time.Microsecond)
-	}
-}
+// ms is d in milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// micros is d in microseconds.
-func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+// mib is b in MiB.
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }

@@ -35,6 +35,7 @@ type theirsServer struct {
 	r     *hraft.Raft
 	trans *hraft.NetworkTransport
 	bolt  *raftboltdb.BoltStore
+	logs  *countingLogStore
 	fsm   *theirsFSM
 }
 
@@ -93,9 +94,10 @@ func startTheirsServer(dir string, id hraft.ServerID, t *hraft.NetworkTransport,
 	if err != nil {
 		return fail(fmt.Errorf("open bolt store: %w", err), t)
 	}
-	var logs hraft.LogStore = bolt
+	counted := &countingLogStore{LogStore: bolt}
+	var logs hraft.LogStore = counted
 	if theirsLogCache > 0 {
-		if logs, err = hraft.NewLogCache(theirsLogCache, bolt); err != nil {
+		if logs, err = hraft.NewLogCache(theirsLogCache, counted); err != nil {
 			return fail(err, t, bolt)
 		}
 	}
@@ -112,12 +114,12 @@ func startTheirsServer(dir string, id hraft.ServerID, t *hraft.NetworkTransport,
 	if err := hraft.BootstrapCluster(cfg, logs, bolt, snaps, t, conf); err != nil {
 		return fail(fmt.Errorf("bootstrap: %w", err), t, bolt)
 	}
-	fsm := &theirsFSM{}
+	fsm := &theirsFSM{newLedger()}
 	r, err := hraft.NewRaft(cfg, fsm, logs, bolt, snaps, t)
 	if err != nil {
 		return fail(err, t, bolt)
 	}
-	return &theirsServer{r: r, trans: t, bolt: bolt, fsm: fsm}, nil
+	return &theirsServer{r: r, trans: t, bolt: bolt, logs: counted, fsm: fsm}, nil
 }
 
 // findLeader looks once for a server that believes it leads.
@@ -153,6 +155,21 @@ func (c *theirsCluster) propose(cmd []byte) error {
 	}
 }
 
+func (c *theirsCluster) ledgers() []*ledger {
+	var ls []*ledger
+	for _, s := range c.servers {
+		ls = append(ls, s.fsm.ledger)
+	}
+	return ls
+}
+
+func (c *theirsCluster) saves() (writes, entries int64) {
+	for _, s := range c.servers {
+		writes, entries = writes+s.logs.writes.Load(), entries+s.logs.entries.Load()
+	}
+	return writes, entries
+}
+
 func (c *theirsCluster) stop() error {
 	var errs []error
 	for _, s := range c.servers {
@@ -161,36 +178,49 @@ func (c *theirsCluster) stop() error {
 	return errors.Join(errs...)
 }
 
-// theirsFSM counts the commands applied. Hashicorp's apply future tells
-// the proposer when the leader's FSM has applied its command, so the FSM
-// needs no waiters.
-type theirsFSM struct {
-	count atomic.Uint64
+// countingLogStore counts the writes to the bolt log store, each one bolt
+// transaction and so one fsync, and the entries they carry.
+type countingLogStore struct {
+	hraft.LogStore
+	writes, entries atomic.Int64
 }
 
-func (f *theirsFSM) Apply(*hraft.Log) any {
-	f.count.Add(1)
-	return nil
+func (s *countingLogStore) StoreLog(l *hraft.Log) error {
+	s.writes.Add(1)
+	s.entries.Add(1)
+	return s.LogStore.StoreLog(l)
 }
+
+func (s *countingLogStore) StoreLogs(ls []*hraft.Log) error {
+	s.writes.Add(1)
+	s.entries.Add(int64(len(ls)))
+	return s.LogStore.StoreLogs(ls)
+}
+
+// theirsFSM is the ledger as a hashicorp FSM. Hashicorp's apply future
+// tells the proposer when the leader's FSM has applied its command.
+type theirsFSM struct{ *ledger }
+
+// Apply returns whether the command was a duplicate.
+func (f *theirsFSM) Apply(l *hraft.Log) any { return f.apply(l.Data) }
 
 func (f *theirsFSM) Snapshot() (hraft.FSMSnapshot, error) {
-	return theirsSnapshot(f.count.Load()), nil
+	return theirsSnapshot(f.marshal()), nil
 }
 
 func (f *theirsFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	var n uint64
-	if _, err := fmt.Fscan(rc, &n); err != nil {
+	b, err := io.ReadAll(rc)
+	if err != nil {
 		return fmt.Errorf("hashicorp: read snapshot: %w", err)
 	}
-	f.count.Store(n)
-	return nil
+	return f.unmarshal(b)
 }
 
-type theirsSnapshot uint64
+type theirsSnapshot []byte
 
 func (s theirsSnapshot) Persist(sink hraft.SnapshotSink) error {
-	if _, err := fmt.Fprint(sink, uint64(s)); err != nil {
+	if _, err := sink.Write(s); err != nil {
 		sink.Cancel()
 		return err
 	}
