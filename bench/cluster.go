@@ -76,7 +76,8 @@ const (
 // from the others (which this harness never does). A variable for tests.
 var applyWait = 5 * time.Second
 
-// tagLen is the length of the unique tag at the start of every command.
+// tagLen is the length of the tag at the start of every command (see
+// makeTag).
 const tagLen = 8
 
 // tagOf returns the tag a command starts with, or 0 for a command too

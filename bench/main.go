@@ -1,5 +1,5 @@
-// Command bench compares this library's commit throughput, latency and
-// CPU cost with hashicorp/raft's (with raft-boltdb/v2), in the same
+// Command bench compares this library's commit throughput, latency, CPU
+// and memory cost with hashicorp/raft's (with raft-boltdb/v2), in the same
 // harness: three servers in one process over TCP on 127.0.0.1, each with
 // a durable log in a temporary folder, and C concurrent proposers on the
 // leader, each waiting for its command to be applied there before it
@@ -35,11 +35,11 @@ type options struct {
 func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(errOut)
-	clients := fs.String("clients", "1,16,64,256", "comma-separated numbers of concurrent proposers, one table row each")
+	clients := fs.String("clients", "1,16,64,256", "comma-separated numbers of concurrent proposers, one group of table lines each")
 	rounds := fs.Int("rounds", 3, "rounds per side and client count, alternating ours/hashicorp")
 	warmup := fs.Duration("warmup", 2*time.Second, "proposing before each round's measurement starts")
 	duration := fs.Duration("duration", 10*time.Second, "measurement time of each round")
-	size := fs.Int("size", 100, fmt.Sprintf("bytes per command (at least %d: a command starts with a unique tag)", tagLen))
+	size := fs.Int("size", 100, fmt.Sprintf("bytes per command (at least %d: a command starts with a tag naming its proposer and sequence number)", tagLen))
 	only := fs.String("only", "", `run one side only: "ours" or "hashicorp"`)
 	logCache := fs.Int("logcache", 512, "hashicorp: entries of the LogCache in front of the bolt log store (0: none)")
 	if err := fs.Parse(args); err != nil {
@@ -64,7 +64,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	case o.duration <= 0:
 		return o, fmt.Errorf("-duration %v: want a positive duration", o.duration)
 	case o.size < tagLen:
-		return o, fmt.Errorf("-size %d: want at least %d bytes (a command starts with a unique tag)", o.size, tagLen)
+		return o, fmt.Errorf("-size %d: want at least %d bytes (a command starts with a tag naming its proposer and sequence number)", o.size, tagLen)
 	case o.logCache < 0:
 		return o, fmt.Errorf("-logcache %d: want 0 (none) or more entries", o.logCache)
 	}
