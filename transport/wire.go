@@ -255,7 +255,7 @@ func appendError(b []byte, id uint64, code byte, msg string) []byte {
 // decoder reads the fields of a payload. The first error sticks: every
 // later read returns zero values.
 type decoder struct {
-	what string // the message, for errors
+	typ  byte // the frame's type, for errors
 	b    []byte
 	off  int
 	err  error
@@ -263,7 +263,7 @@ type decoder struct {
 
 func (d *decoder) fail(format string, args ...any) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: malformed %s at payload offset %d of %d: %s", errProtocol, d.what, d.off, len(d.b), fmt.Sprintf(format, args...))
+		d.err = fmt.Errorf("%w: malformed %s at payload offset %d of %d: %s", errProtocol, typeName(d.typ), d.off, len(d.b), fmt.Sprintf(format, args...))
 	}
 }
 
@@ -302,7 +302,7 @@ func (d *decoder) int(field string) int {
 	return int(v)
 }
 
-func (d *decoder) byte(field string) byte {
+func (d *decoder) u8(field string) byte {
 	if d.err != nil {
 		return 0
 	}
@@ -317,7 +317,7 @@ func (d *decoder) byte(field string) byte {
 
 // flags reads a byte of flags, refusing bits outside known.
 func (d *decoder) flags(field string, known byte) byte {
-	f := d.byte(field)
+	f := d.u8(field)
 	if f&^known != 0 {
 		d.fail("%s %#x has unknown bits", field, f)
 		return 0
@@ -327,8 +327,9 @@ func (d *decoder) flags(field string, known byte) byte {
 
 // count reads a slice's length as appendBytes and appendRequest write it
 // (plus one, 0 for nil), refusing one that the rest of the payload could
-// not hold with at least min bytes per element. nil reports a nil slice.
-func (d *decoder) count(field string, min int) (n int, isNil bool) {
+// not hold with at least least bytes per element. isNil reports a nil
+// slice.
+func (d *decoder) count(field string, least int) (n int, isNil bool) {
 	v := d.uvarint(field)
 	if d.err != nil {
 		return 0, true
@@ -337,8 +338,8 @@ func (d *decoder) count(field string, min int) (n int, isNil bool) {
 		return 0, true
 	}
 	v--
-	if left := uint64(len(d.b) - d.off); v > left/uint64(min) {
-		d.fail("%s claims %d elements of at least %d bytes, %d bytes left", field, v, min, left)
+	if left := uint64(len(d.b) - d.off); v > left/uint64(least) {
+		d.fail("%s claims %d elements of at least %d bytes, %d bytes left", field, v, least, left)
 		return 0, true
 	}
 	return int(v), false
@@ -367,7 +368,7 @@ func (d *decoder) end() error {
 // decodeRequest decodes the payload of a request frame of type typ. The
 // byte slices of the result (an entry's Command, a chunk's Data) alias p.
 func decodeRequest(typ byte, p []byte) (any, error) {
-	d := &decoder{what: typeName(typ), b: p}
+	d := &decoder{typ: typ, b: p}
 	switch typ {
 	case typeRequestVote:
 		r := &core.RequestVoteArgs{
@@ -397,7 +398,7 @@ func decodeRequest(typ byte, p []byte) (any, error) {
 				e := &r.Entries[i]
 				e.Index = r.PrevLogIndex + 1 + i
 				e.Term = d.int("entry Term")
-				e.Type = core.EntryType(d.byte("entry Type"))
+				e.Type = core.EntryType(d.u8("entry Type"))
 				e.Command = d.bytes("entry Command")
 			}
 		}
@@ -422,7 +423,7 @@ func decodeRequest(typ byte, p []byte) (any, error) {
 // decodeReply decodes the payload of a reply frame of type typ (not an
 // error frame).
 func decodeReply(typ byte, p []byte) (any, error) {
-	d := &decoder{what: typeName(typ), b: p}
+	d := &decoder{typ: typ, b: p}
 	switch typ {
 	case typeRequestVote | typeReply:
 		r := &core.RequestVoteReply{Term: d.int("Term")}
@@ -450,8 +451,8 @@ func decodeReply(typ byte, p []byte) (any, error) {
 
 // decodeError decodes the payload of an error frame.
 func decodeError(p []byte) (code byte, msg string, err error) {
-	d := &decoder{what: "error", b: p}
-	code = d.byte("code")
+	d := &decoder{typ: typeError, b: p}
+	code = d.u8("code")
 	if code != codeFailed && code != codeLost {
 		d.fail("unknown code %d", code)
 	}
