@@ -255,10 +255,10 @@ func appendError(b []byte, id uint64, code byte, msg string) []byte {
 // decoder reads the fields of a payload. The first error sticks: every
 // later read returns zero values.
 type decoder struct {
-	typ  byte // the frame's type, for errors
-	b    []byte
-	off  int
-	err  error
+	typ byte // the frame's type, for errors
+	b   []byte
+	off int
+	err error
 }
 
 func (d *decoder) fail(format string, args ...any) {
