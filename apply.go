@@ -1,9 +1,12 @@
 package raft
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/raftkit/raft/core"
 )
@@ -27,8 +30,12 @@ type applier struct {
 	store     Storage // where snapshots are read from and written to
 	snapBytes int     // a StateMachine is snapshotted after this many command bytes
 	compact   func(index int) bool
+	metrics   *metrics
+
+	waiters map[int]waiter // by index: Apply calls waiting for their entries; under mu
 
 	last      core.SnapshotMeta // the last entry handed out; owned by run
+	applied   atomic.Int64      // last.Index, for Status
 	sinceSnap int               // command bytes applied since the last snapshot; owned by run
 	done      <-chan struct{}
 	fail      func(error) // stops the server
@@ -129,11 +136,15 @@ func (a *applier) stopped() bool {
 // apply hands a committed entry to the service.
 func (a *applier) apply(e core.Entry) error {
 	a.last = core.SnapshotMeta{Index: e.Index, Term: e.Term}
+	a.applied.Store(int64(e.Index))
 	if e.Type != core.EntryNormal {
-		return nil // no command for the service
+		a.settle(e, nil) // no command for the service; a waiter's entry was replaced
+		return nil
 	}
 	if a.sm != nil {
-		a.sm.Apply(Command{Index: e.Index, Term: e.Term, Data: e.Command})
+		v := a.sm.Apply(Command{Index: e.Index, Term: e.Term, Data: e.Command})
+		a.metrics.applied.Add(1)
+		a.settle(e, v)
 		a.sinceSnap += len(e.Command)
 		return nil
 	}
@@ -143,6 +154,7 @@ func (a *applier) apply(e core.Entry) error {
 	}
 	select {
 	case a.ch <- ApplyMsg{CommandValid: true, Command: cmd, CommandIndex: e.Index, CommandTerm: e.Term}:
+		a.metrics.applied.Add(1)
 	case <-a.done:
 	}
 	return nil
@@ -161,6 +173,7 @@ func (a *applier) sendSnapshot() error {
 		return fmt.Errorf("raft: read the installed snapshot through %d: %w", meta.Index, err)
 	}
 	a.last = meta
+	a.applied.Store(int64(meta.Index))
 	select {
 	case a.ch <- ApplyMsg{SnapshotValid: true, Snapshot: data, SnapshotIndex: meta.Index, SnapshotTerm: meta.Term}:
 	case <-a.done:
@@ -179,6 +192,8 @@ func (a *applier) restoreSM() error {
 		return fmt.Errorf("raft: restore the state machine from the snapshot through %d: %w", meta.Index, err)
 	}
 	a.last, a.sinceSnap = meta, 0
+	a.applied.Store(int64(meta.Index))
+	a.abandon(0, errors.New("raft: the server installed a snapshot from the leader past the command"))
 	return nil
 }
 
@@ -197,12 +212,14 @@ func (a *applier) openSnapshot() (core.SnapshotMeta, io.ReadCloser, error) {
 // the last entry applied, saves it, then lets the core discard the log it
 // covers (section 7).
 func (a *applier) snapshot() error {
+	start := time.Now()
 	meta := a.last
 	sink, err := a.store.CreateSnapshot(meta)
 	if err != nil {
 		return fmt.Errorf("raft: create a snapshot through %d: %w", meta.Index, err)
 	}
-	if err := a.sm.Snapshot(sink); err != nil {
+	counted := &countingWriter{w: sink}
+	if err := a.sm.Snapshot(counted); err != nil {
 		sink.Abort()
 		return fmt.Errorf("raft: the state machine's snapshot through %d: %w", meta.Index, err)
 	}
@@ -210,6 +227,21 @@ func (a *applier) snapshot() error {
 		return fmt.Errorf("raft: save the snapshot through %d: %w", meta.Index, err)
 	}
 	a.sinceSnap = 0
+	a.metrics.snapshotsTaken.Add(1)
+	a.metrics.snapshotBytes.Store(counted.n)
+	a.metrics.snapshotDuration.since(start)
 	a.compact(meta.Index)
 	return nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }

@@ -71,7 +71,7 @@ func (rf *Raft) probe() {
 	if now := time.Now(); now.Sub(b.logged) >= probeLogEvery {
 		b.logged = now
 		rf.logger.Warn("raft: this server has no state; waiting for every peer to answer before starting a new cluster, since until they do it cannot tell a new cluster from one that lost this server's data",
-			"id", rf.me, "waiting_for", waiting, "waited", now.Sub(b.start).Round(time.Second))
+			"waiting_for", waiting, "waited", now.Sub(b.start).Round(time.Second))
 	}
 }
 
@@ -104,7 +104,7 @@ func (rf *Raft) probed(from int, r *core.ProbeReply) {
 	for _, id := range b.empty {
 		rf.founders[id] = true
 	}
-	rf.logger.Info("raft: no peer holds state: starting a new cluster", "id", rf.me, "peers", len(rf.peers)+1)
+	rf.logger.Info("raft: no peer holds state: starting a new cluster", "peers", len(rf.peers)+1)
 }
 
 // probeReply tells server from what state this server holds.

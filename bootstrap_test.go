@@ -334,11 +334,12 @@ type listSM struct {
 	cmds []Command
 }
 
-func (m *listSM) Apply(c Command) {
+func (m *listSM) Apply(c Command) any {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c.Data = slices.Clone(c.Data)
 	m.cmds = append(m.cmds, c)
+	return len(m.cmds) // the result: how many commands it applied
 }
 
 func (m *listSM) Snapshot(w io.Writer) error {

@@ -57,7 +57,7 @@ func TestApplierStopsOnUndecodableCommand(t *testing.T) {
 	ch := make(chan ApplyMsg, 10)
 	done := make(chan struct{})
 	var failed error
-	a := &applier{wake: make(chan struct{}, 1), ch: ch, done: done, fail: func(err error) { failed = err; close(done) }}
+	a := &applier{wake: make(chan struct{}, 1), ch: ch, done: done, metrics: newMetrics(), fail: func(err error) { failed = err; close(done) }}
 	good, _ := encodeCommand(5)
 	a.push([]core.Entry{{Index: 1, Command: good}, {Index: 2, Command: []byte{99}}, {Index: 3, Command: good}})
 	a.run()

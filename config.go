@@ -177,6 +177,7 @@ func New(cfg Config) (*Raft, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	logger = logger.With("raft_server", cfg.ID) // on every line
 	rf, err := start(setup{
 		me: cfg.ID, peers: peers, transport: cfg.Transport, store: cfg.Storage, sm: cfg.StateMachine, snapBytes: snapBytes,
 		timing: t, logger: logger, preVote: !cfg.DisablePreVote, noOp: true, maxCmd: maxCmd,
@@ -185,8 +186,9 @@ func New(cfg Config) (*Raft, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft: server %d: %w", cfg.ID, err)
 	}
+	rf.addrs = cfg.Peers     // read-only from here on
 	term, _ := rf.GetState() // the loop owns rf.node now
-	logger.Info("raft: server started", "id", cfg.ID, "term", term, "peers", len(cfg.Peers))
+	logger.Info("raft: server started", "term", term, "peers", len(cfg.Peers))
 	cfg.Transport.Serve(rf)
 	return rf, nil
 }
@@ -231,6 +233,9 @@ func (rf *Raft) ServeAppendEntries(from int, args *AppendEntriesArgs, reply *App
 // each follower's log is known to match.
 type Status struct {
 	core.Status
+	// Applied is the index of the last entry the service applied (or
+	// restored from a snapshot).
+	Applied int
 	// Bootstrapping: the server holds no state and waits for its peers'
 	// answers before it founds a cluster (Config.Bootstrap); WaitingFor
 	// lists the peers that have not answered yet.

@@ -420,7 +420,7 @@ func (cfg *config) start1(i int, applier func(int, chan ApplyMsg)) {
 			}
 		}
 		var err error
-		rf, err = start(setup{me: i, peers: peers, store: store, applyCh: applyCh, timing: defaultTiming, logger: slog.Default(), preVote: true})
+		rf, err = start(setup{me: i, peers: peers, store: store, applyCh: applyCh, timing: defaultTiming, logger: slog.Default(), preVote: true, maxInflight: 1})
 		if err != nil {
 			cfg.t.Fatalf("start server %d on disk: %v", i, err)
 		}

@@ -36,6 +36,9 @@ type Raft struct {
 	store     Storage
 	transport Transport // nil for Make
 	apply     *applier
+	saver     *saver
+	metrics   *metrics
+	watch     watchers
 	logger    *slog.Logger
 
 	node     *core.Node // owned by the event loop
@@ -44,6 +47,7 @@ type Raft struct {
 	kill     sync.Once
 	state    atomic.Int64 // term<<1 | isLeader, published by the loop
 	timing   timing
+	addrs    map[int]string    // servers' addresses as Config.Peers gives them (New only)
 	maxCmd   int               // the largest encoded command accepted, or 0 for no limit
 	boot     *bootstrap        // while a server with no state asks its peers; owned by the loop
 	founders map[int]bool      // peers that held nothing when this server founded the cluster, and have sent nothing since but probes; owned by the loop
@@ -61,37 +65,42 @@ type Raft struct {
 // event is something for the loop to handle: a message from a peer, or a
 // proposal.
 type event struct {
-	msg   core.Message
-	reply chan core.Message // a request's reply goes here once it may be sent
+	msg     core.Message
+	respond func(core.Message) // takes a request's reply once it may be sent
 
-	cmd    []byte // a proposal, answered on result
-	result chan proposal
+	cmd     []byte // a proposal, answered on result
+	result  chan proposal
+	outcome chan outcome // if not nil, takes what became of the proposal (Apply)
 
 	status chan Status // a request for the status
 
 	snap    *snapshotReq      // a snapshot the service took
+	saved   core.SnapshotMeta // the saver made the log durable up to here
 	compact int               // the applier saved a snapshot through this index
 	sink    core.SnapshotSink // with an InstallSnapshotArgs msg: the snapshot that arrived
 }
 
-type proposal struct{ index, term int }
+// proposal is the answer to a proposal: index 0 if refused, with the
+// leader if known.
+type proposal struct{ index, term, leader int }
 
 // setup is what start needs to run a server.
 type setup struct {
-	me        int
-	peers     map[int]Peer // the other servers
-	transport Transport    // nil for Make
-	store     Storage
-	applyCh   chan ApplyMsg // the lab's service, or
-	sm        StateMachine  // the production one
-	snapBytes int           // a StateMachine is snapshotted after this many command bytes
-	timing    timing
-	logger    *slog.Logger
-	preVote   bool // PreVote and leader stickiness (thesis 9.6)
-	boot      bool // with no state, ask the peers before founding a cluster (see bootstrap)
-	restart   bool // no state is an error (ErrNoState)
-	noOp      bool // a new leader appends a no-op entry
-	maxCmd    int  // the largest encoded command accepted, or 0 for no limit
+	me          int
+	peers       map[int]Peer // the other servers
+	transport   Transport    // nil for Make
+	store       Storage
+	applyCh     chan ApplyMsg // the lab's service, or
+	sm          StateMachine  // the production one
+	snapBytes   int           // a StateMachine is snapshotted after this many command bytes
+	timing      timing
+	logger      *slog.Logger
+	preVote     bool // PreVote and leader stickiness (thesis 9.6)
+	boot        bool // with no state, ask the peers before founding a cluster (see bootstrap)
+	restart     bool // no state is an error (ErrNoState)
+	noOp        bool // a new leader appends a no-op entry
+	maxInflight int  // AppendEntries in flight per follower, or 0 for the core's default
+	maxCmd      int  // the largest encoded command accepted, or 0 for no limit
 }
 
 // start restores a server from its storage and starts its event loop and
@@ -134,6 +143,8 @@ func start(su setup) (*Raft, error) {
 		ElectionTicks:  su.timing.electionTicks,
 		HeartbeatTicks: su.timing.heartbeatTicks,
 		PreVote:        su.preVote,
+		AsyncSave:      true, // see saver
+		MaxInflight:    su.maxInflight,
 		NoOp:           su.noOp,
 		State:          hs,
 		Snapshot:       snap,
@@ -146,6 +157,8 @@ func start(su setup) (*Raft, error) {
 		return nil, err
 	}
 	rf.node = node
+	rf.metrics = newMetrics()
+	rf.watch.last = Leadership{Term: hs.Term, Leader: core.None}
 	if hs.Term == 0 && hs.Vote == core.None && len(ents) == 0 {
 		switch {
 		case su.restart:
@@ -159,6 +172,7 @@ func start(su setup) (*Raft, error) {
 	rf.apply = &applier{
 		wake: make(chan struct{}, 1), ch: su.applyCh, sm: su.sm, store: su.store, snapBytes: su.snapBytes,
 		compact: func(index int) bool { return rf.post(event{compact: index}) },
+		metrics: rf.metrics,
 		last:    snap,
 		done:    rf.done,
 		fail: func(err error) {
@@ -166,7 +180,10 @@ func start(su setup) (*Raft, error) {
 			rf.stop(err)
 		},
 	}
-	rf.wg.Add(2)
+	rf.apply.applied.Store(int64(snap.Index))
+	rf.saver = &saver{rf: rf, wake: make(chan struct{}, 1)}
+	rf.wg.Add(3)
+	go func() { defer rf.wg.Done(); rf.saver.run() }()
 	go func() { defer rf.wg.Done(); rf.apply.run() }()
 	go func() { defer rf.wg.Done(); rf.run() }()
 	return rf, nil
@@ -270,7 +287,8 @@ func (rf *Raft) request(from int, args any) (any, error) {
 // sink (which the loop then owns: it commits or aborts it).
 func (rf *Raft) requestSnapshot(from int, args any, sink core.SnapshotSink) (any, error) {
 	ch := make(chan core.Message, 1)
-	if !rf.post(event{msg: core.Message{From: from, To: rf.me, Body: args}, reply: ch, sink: sink}) {
+	respond := func(m core.Message) { ch <- m }
+	if !rf.post(event{msg: core.Message{From: from, To: rf.me, Body: args}, respond: respond, sink: sink}) {
 		if sink != nil {
 			sink.Abort()
 		}
@@ -278,6 +296,9 @@ func (rf *Raft) requestSnapshot(from int, args any, sink core.SnapshotSink) (any
 	}
 	select {
 	case m := <-ch:
+		if m.Body == nil && rf.killed() {
+			return nil, ErrStopped
+		}
 		if m.Body == nil {
 			return nil, fmt.Errorf("raft: server %d refuses a message from %d", rf.me, from)
 		}
@@ -290,17 +311,23 @@ func (rf *Raft) requestSnapshot(from int, args any, sink core.SnapshotSink) (any
 // propose hands an encoded command to the loop. It fails with
 // ErrTooLarge, ErrNotLeader or ErrStopped.
 func (rf *Raft) propose(cmd []byte) (index, term int, err error) {
+	return rf.proposeWait(cmd, nil)
+}
+
+// proposeWait is propose; if w is not nil, the outcome of the command will
+// be sent on it (see Apply).
+func (rf *Raft) proposeWait(cmd []byte, w chan outcome) (index, term int, err error) {
 	if rf.maxCmd > 0 && len(cmd) > rf.maxCmd {
 		return -1, 0, fmt.Errorf("%w: %d bytes encoded, over the maximum of %d", ErrTooLarge, len(cmd), rf.maxCmd)
 	}
 	ch := make(chan proposal, 1)
-	if !rf.post(event{cmd: cmd, result: ch}) {
+	if !rf.post(event{cmd: cmd, result: ch, outcome: w}) {
 		return -1, 0, ErrStopped
 	}
 	select {
 	case p := <-ch:
 		if p.index == 0 {
-			return -1, p.term, ErrNotLeader
+			return -1, p.term, &NotLeaderError{Leader: p.leader, Addr: rf.addrs[p.leader]}
 		}
 		return p.index, p.term, nil
 	case <-rf.done:
@@ -313,6 +340,7 @@ func (rf *Raft) propose(cmd []byte) (index, term int, err error) {
 func (rf *Raft) run() {
 	clock := newClock(rf.timing.tick)
 	defer clock.timer.Stop()
+	defer rf.watch.closeAll()
 	var replies []pendingReply
 	for {
 		if rf.boot != nil {
@@ -349,66 +377,31 @@ func (rf *Raft) run() {
 				last = true
 			}
 		}
-		rd := rf.node.Ready()
-		if rd.MustSave() {
-			if rf.killed() {
-				return
-			}
-			// Figure 2: update stable storage before responding to RPCs.
-			if err := rf.save(rd); err != nil {
-				// A server that cannot save must not answer anything
-				// that depends on what it failed to save.
-				err = fmt.Errorf("raft: server %d stops: save state: %w", rf.me, err)
-				rf.logger.Error(err.Error())
-				rf.stop(err)
-				return
-			}
-		} else if rf.incoming != nil {
-			rf.incoming.Abort() // not installed: the service has it already
-			rf.incoming = nil
-		}
-		rf.publish()
-		for _, r := range replies {
-			r.ch <- r.msg
-		}
-		replies = replies[:0]
 		if rf.killed() {
 			return
 		}
+		rd := rf.node.Ready()
+		rf.publish()
+		rf.countCommits(rd.Committed)
+		// Raft thesis 10.2.1: these leave while the state is saved.
 		for _, m := range rd.Messages {
 			rf.send(m)
 		}
-		if rd.Snapshot != nil {
-			rf.apply.restore(*rd.Snapshot) // Figure 13, 8: reset the service from the snapshot
-		}
-		if len(rd.Committed) > 0 {
-			rf.apply.push(rd.Committed)
+		b := saveBatch{hs: rd.HardState, mustSave: rd.MustSave(), snap: rd.Snapshot, sink: rf.incoming,
+			ents: rd.Entries, after: rd.AfterSave, replies: replies, commits: rd.Committed}
+		rf.incoming = nil
+		if b.mustSave || b.sink != nil || len(b.after) > 0 || len(b.replies) > 0 || len(b.commits) > 0 {
+			rf.saver.push(b)
+			replies = nil
 		}
 	}
 }
 
-// save saves what the Ready holds: a snapshot installed from the leader
-// first (whose data arrived in rf.incoming), then the state and entries.
-func (rf *Raft) save(rd core.Ready) error {
-	if rd.Snapshot != nil {
-		sink := rf.incoming
-		rf.incoming = nil
-		if sink == nil || sink.Meta() != *rd.Snapshot {
-			return fmt.Errorf("install snapshot %+v: its data is not the one that arrived", *rd.Snapshot)
-		}
-		if err := sink.Commit(false); err != nil {
-			return fmt.Errorf("install snapshot through %d: %w", rd.Snapshot.Index, err)
-		}
-	} else if rf.incoming != nil {
-		rf.incoming.Abort()
-		rf.incoming = nil
-	}
-	return rf.store.Save(rd.HardState, rd.Entries)
-}
-
+// pendingReply is the reply to a request, for respond once the state it
+// depends on is saved.
 type pendingReply struct {
-	ch  chan core.Message
-	msg core.Message
+	respond func(core.Message)
+	msg     core.Message
 }
 
 // handle feeds an event to the core. It reports whether the effects of the
@@ -417,19 +410,29 @@ type pendingReply struct {
 func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) {
 	switch {
 	case ev.result != nil:
-		index, term, _ := rf.node.Propose(ev.cmd)
-		ev.result <- proposal{index, term}
+		index, term, ok := rf.node.Propose(ev.cmd)
+		if ok {
+			rf.metrics.proposals.Add(1)
+			rf.metrics.proposedAt[index] = time.Now()
+		}
+		if ok && ev.outcome != nil {
+			rf.apply.wait(index, term, ev.outcome)
+		}
+		ev.result <- proposal{index, term, rf.node.Leader()}
 		return replies, false
 	case ev.snap != nil:
 		ev.snap.done <- rf.saveSnapshot(ev.snap.index, ev.snap.data)
 		return replies, false
+	case ev.saved.Index > 0:
+		rf.node.Saved(ev.saved.Index, ev.saved.Term)
+		return replies, false
 	case ev.compact > 0:
 		if err := rf.node.Compact(ev.compact); err != nil {
-			rf.logger.Error("raft: compact the log", "id", rf.me, "err", err)
+			rf.logger.Error("raft: compact the log", "err", err)
 		}
 		return replies, false
 	case ev.status != nil:
-		st := Status{Status: rf.node.Status()}
+		st := Status{Status: rf.node.Status(), Applied: int(rf.apply.applied.Load())}
 		if rf.boot != nil {
 			st.Bootstrapping, st.WaitingFor = true, rf.boot.waitingFor()
 		}
@@ -438,7 +441,7 @@ func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) 
 	}
 	switch b := ev.msg.Body.(type) {
 	case *core.ProbeArgs:
-		return append(replies, pendingReply{ev.reply, core.Message{From: rf.me, To: ev.msg.From, Body: rf.probeReply(ev.msg.From)}}), false
+		return append(replies, pendingReply{ev.respond, core.Message{From: rf.me, To: ev.msg.From, Body: rf.probeReply(ev.msg.From)}}), false
 	case *core.ProbeReply:
 		if rf.boot != nil {
 			rf.probed(ev.msg.From, b)
@@ -450,16 +453,16 @@ func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) 
 		if ev.sink != nil {
 			ev.sink.Abort()
 		}
-		if ev.reply != nil {
-			replies = append(replies, pendingReply{ev.reply, core.Message{}})
+		if ev.respond != nil {
+			replies = append(replies, pendingReply{ev.respond, core.Message{}})
 		}
 		return replies, false
 	}
 	// A founder that hears from a peer no longer vouches for it.
 	delete(rf.founders, ev.msg.From)
 	reply, _ := rf.node.Step(ev.msg)
-	if ev.reply != nil {
-		replies = append(replies, pendingReply{ev.reply, reply})
+	if ev.respond != nil {
+		replies = append(replies, pendingReply{ev.respond, reply})
 	}
 	if ev.sink != nil {
 		rf.incoming = ev.sink
@@ -472,13 +475,57 @@ func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) 
 // by a server's loop on every change of its term or role.
 var observeState func(rf *Raft, term int, isLeader bool)
 
-// publish makes the term and role visible to GetState.
+// publish makes the term and role visible to GetState. A leader that
+// stepped down tells the Apply calls waiting for entries not yet
+// committed that their outcome is unknown.
 func (rf *Raft) publish() {
 	s := int64(rf.node.Term()) << 1
 	if rf.node.Role() == core.Leader {
 		s |= 1
 	}
-	if rf.state.Swap(s) != s && observeState != nil {
+	rf.tellLeader()
+	old := rf.state.Swap(s)
+	if old == s {
+		return
+	}
+	if s>>1 > old>>1 && rf.node.Vote() == rf.me {
+		rf.metrics.electionsStarted.Add(1)
+	}
+	if s&1 == 1 {
+		rf.metrics.leaderTerms.Add(1)
+	}
+	if old&1 == 1 && (s&1 == 0 || old>>1 != s>>1) {
+		rf.apply.abandon(rf.node.Status().Commit+1, ErrLeadershipLost)
+		clear(rf.metrics.proposedAt)
+	}
+	if observeState != nil {
 		observeState(rf, int(s>>1), s&1 == 1)
+	}
+}
+
+// tellLeader tells the watchers of the leadership (WatchLeader) of a change.
+func (rf *Raft) tellLeader() {
+	l := Leadership{Term: rf.node.Term(), Leader: rf.node.Leader()}
+	if l.Leader != core.None {
+		l.Addr = rf.addrs[l.Leader]
+	}
+	if rf.watch.last == l { // written by this goroutine only
+		return
+	}
+	if l.Leader != core.None && l.Leader != rf.watch.last.Leader {
+		rf.metrics.leaderChanges.Add(1)
+	}
+	rf.watch.tell(l)
+}
+
+// countCommits counts the newly committed entries, and on a leader how
+// long its own took.
+func (rf *Raft) countCommits(ents []core.Entry) {
+	rf.metrics.committed.Add(int64(len(ents)))
+	for _, e := range ents {
+		if t, ok := rf.metrics.proposedAt[e.Index]; ok {
+			rf.metrics.commitLatency.since(t)
+			delete(rf.metrics.proposedAt, e.Index)
+		}
 	}
 }

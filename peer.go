@@ -30,9 +30,14 @@ func newOutbox() *outbox {
 // send hands the message to an idle caller of its recipient, or to a new
 // one; it drops the message if maxCallsPerPeer calls are in progress.
 func (rf *Raft) send(m core.Message) {
-	if _, ok := m.Body.(*core.InstallSnapshotArgs); ok {
+	switch b := m.Body.(type) {
+	case *core.InstallSnapshotArgs:
 		rf.sendSnapshot(m) // long: a goroutine of its own
 		return
+	case *core.AppendEntriesArgs:
+		for _, e := range b.Entries {
+			rf.metrics.bytesSent.Add(int64(len(e.Command)))
+		}
 	}
 	o := rf.out[m.To]
 	select {

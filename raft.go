@@ -71,6 +71,7 @@ func Make(peers []*labrpc.ClientEnd, me int, persister *Persister, applyCh chan 
 	rf, err := start(setup{
 		me: me, peers: ps, store: &persisterStorage{ps: persister}, applyCh: applyCh,
 		timing: defaultTiming, logger: slog.Default(), preVote: true,
+		maxInflight: 1, // labrpc reorders concurrent calls: no pipelining
 	})
 	if err != nil {
 		panic(fmt.Sprintf("raft: Make: %v", err))

@@ -32,7 +32,7 @@ type snapshotReq struct {
 // goroutine that reads the apply channel.
 func (rf *Raft) Snapshot(index int, snapshot []byte) {
 	if err := rf.SaveSnapshot(index, snapshot); err != nil && !errors.Is(err, ErrStopped) {
-		rf.logger.Error("raft: snapshot not saved", "id", rf.me, "index", index, "err", err)
+		rf.logger.Error("raft: snapshot not saved", "index", index, "err", err)
 	}
 }
 
@@ -73,6 +73,8 @@ func (rf *Raft) saveSnapshot(index int, data []byte) error {
 	if err := sink.Commit(true); err != nil {
 		return fmt.Errorf("raft: save snapshot through %d: %w", index, err)
 	}
+	rf.metrics.snapshotsTaken.Add(1)
+	rf.metrics.snapshotBytes.Store(int64(len(data)))
 	return rf.node.Compact(index)
 }
 
@@ -187,7 +189,7 @@ func (rf *Raft) sendSnapshot(m core.Message) {
 func (rf *Raft) transferSnapshot(to, term int) error {
 	meta, rc, err := rf.store.OpenSnapshot()
 	if err != nil {
-		rf.logger.Error("raft: open the snapshot to send", "id", rf.me, "to", to, "err", err)
+		rf.logger.Error("raft: open the snapshot to send", "to", to, "err", err)
 		return err
 	}
 	if rc == nil {
@@ -200,7 +202,7 @@ func (rf *Raft) transferSnapshot(to, term int) error {
 		n, err := io.ReadFull(rc, buf)
 		done := err == io.EOF || err == io.ErrUnexpectedEOF
 		if err != nil && !done {
-			rf.logger.Error("raft: read the snapshot to send", "id", rf.me, "to", to, "err", err)
+			rf.logger.Error("raft: read the snapshot to send", "to", to, "err", err)
 			return err
 		}
 		args := &core.InstallSnapshotArgs{Term: term, LeaderID: rf.me, LastIncludedIndex: meta.Index, LastIncludedTerm: meta.Term,

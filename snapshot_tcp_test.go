@@ -1,7 +1,7 @@
 package raft
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -26,48 +26,62 @@ type bigSM struct {
 	restores int
 }
 
-func (m *bigSM) Apply(Command) {
+func (m *bigSM) Apply(Command) any {
 	m.mu.Lock()
 	m.applied++
 	m.mu.Unlock()
+	return nil
 }
 
-// fill returns the byte at offset i of the stream for count.
-func fill(count int, i int64) byte { return byte(i*2654435761>>13) ^ byte(count) }
+// block is the unit of a bigSM snapshot: a 64 KiB pattern that depends
+// on the count, with the block's number in its first 8 bytes.
+const blockBytes = 64 << 10
+
+func pattern(count int) []byte {
+	b := make([]byte, blockBytes)
+	for i := range b {
+		b[i] = byte(i*2654435761>>13) ^ byte(count)
+	}
+	return b
+}
 
 func (m *bigSM) Snapshot(w io.Writer) error {
 	m.mu.Lock()
 	count := m.applied
 	m.mu.Unlock()
-	bw := bufio.NewWriterSize(w, 64<<10)
-	binary.Write(bw, binary.LittleEndian, int64(count))
-	for i := int64(0); i < m.size; i++ {
-		bw.WriteByte(fill(count, i))
+	if err := binary.Write(w, binary.LittleEndian, int64(count)); err != nil {
+		return err
 	}
-	return bw.Flush()
+	block := pattern(count)
+	for k := int64(0); k*blockBytes < m.size; k++ {
+		binary.LittleEndian.PutUint64(block, uint64(k))
+		if _, err := w.Write(block); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (m *bigSM) Restore(r io.Reader) error {
-	br := bufio.NewReaderSize(r, 64<<10)
 	var count int64
-	if err := binary.Read(br, binary.LittleEndian, &count); err != nil {
+	if err := binary.Read(r, binary.LittleEndian, &count); err != nil {
 		return fmt.Errorf("read count: %w", err)
 	}
-	var i int64
-	for ; ; i++ {
-		b, err := br.ReadByte()
-		if err == io.EOF {
+	want, got := pattern(int(count)), make([]byte, blockBytes)
+	var k int64
+	for ; ; k++ {
+		if _, err := io.ReadFull(r, got); err == io.EOF {
 			break
+		} else if err != nil {
+			return fmt.Errorf("read block %d: %w", k, err)
 		}
-		if err != nil {
-			return fmt.Errorf("read byte %d: %w", i, err)
-		}
-		if b != fill(int(count), i) {
-			return fmt.Errorf("byte %d of the snapshot is %d, want %d", i, b, fill(int(count), i))
+		binary.LittleEndian.PutUint64(want, uint64(k))
+		if !bytes.Equal(got, want) {
+			return fmt.Errorf("block %d of the snapshot differs", k)
 		}
 	}
-	if i != m.size {
-		return fmt.Errorf("snapshot of %d bytes, want %d", i, m.size)
+	if k*blockBytes < m.size {
+		return fmt.Errorf("snapshot of %d blocks, want %d bytes", k, m.size)
 	}
 	m.mu.Lock()
 	m.applied, m.restores = int(count), m.restores+1

@@ -11,8 +11,9 @@ import (
 // Restore when the server starts from a snapshot, or installs one from the
 // leader because it fell too far behind.
 type StateMachine interface {
-	// Apply applies a committed command.
-	Apply(c Command)
+	// Apply applies a committed command and returns its result, which
+	// Raft.Apply hands to the proposer if it runs on this server.
+	Apply(c Command) any
 	// Snapshot writes the state machine's state, everything applied so
 	// far, to w. The snapshot goes straight to storage: it need not fit
 	// in memory.

@@ -363,14 +363,15 @@ const snapshotBytes = 2 << 10
 // raft.StateMachine), checking that indexes increase. They may skip:
 // entries without a command for the service (the no-op of a new leader)
 // are not applied.
-func (n *Node) Apply(c raft.Command) {
+func (n *Node) Apply(c raft.Command) any {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if last := n.lastApplied(); c.Index <= last {
 		n.fault("applied index %d after index %d (indexes must increase)", c.Index, last)
-		return
+		return nil
 	}
 	n.applied = append(n.applied, Applied{Index: c.Index, Cmd: string(c.Data)})
+	return nil
 }
 
 // Snapshot writes the node's state: every command it applied.

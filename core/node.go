@@ -298,7 +298,16 @@ type Status struct {
 	Commit, LastLog  int
 	Snapshot         SnapshotMeta // what the log's snapshot covers
 	LogBytes         int          // the commands' bytes in the log after the snapshot
-	Match            map[int]int  // leader only: highest index known replicated on each follower
+	Match            map[int]int  // leader only: highest index known replicated on each follower (and itself)
+	// Progress is, on a leader, what it is sending each follower.
+	Progress map[int]Progress
+}
+
+// Progress is what a leader is sending one follower.
+type Progress struct {
+	Next      int  // the index of the next entry to send
+	Streaming bool // sending without waiting for answers; false: probing
+	Inflight  int  // AppendEntries (or a snapshot) sent and not yet answered
 }
 
 // Status returns the server's view of the cluster.
@@ -306,8 +315,10 @@ func (n *Node) Status() Status {
 	s := Status{ID: n.id, Term: n.term, Leader: n.lead, Role: n.role, Commit: n.commit, LastLog: n.log.lastIndex(), Snapshot: n.log.snapshot(), LogBytes: n.log.bytes}
 	if n.role == Leader {
 		s.Match = map[int]int{n.id: n.log.lastIndex()}
+		s.Progress = make(map[int]Progress, len(n.progress))
 		for id, p := range n.progress {
 			s.Match[id] = p.match
+			s.Progress[id] = Progress{Next: p.next, Streaming: !p.probing, Inflight: len(p.inflight)}
 		}
 	}
 	return s

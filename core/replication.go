@@ -221,16 +221,20 @@ func (n *Node) handleAppendReply(from int, r *AppendEntriesReply) {
 		}
 	}
 	next = min(next, r.Index)
-	if next <= p.match {
-		// The follower lacks an entry it acknowledged: its log went
-		// backwards (it lost data on disk), unless this is a duplicate of
-		// an old refusal. Forget what it matched and probe back from what
-		// it holds; commitIndex never moves back.
+	if next <= p.match && p.probing {
+		// Answering the probe, the follower lacks an entry it
+		// acknowledged: its log went backwards (it lost data on disk),
+		// unless this is a duplicate of an old refusal. Forget what it
+		// matched and probe back from what it holds; commitIndex never
+		// moves back. (A refusal while streaming may be older than an
+		// acknowledgement that overtook it: probing from what the follower
+		// matched tells.)
 		n.warn("core: follower refused entries it had acknowledged: its log went backwards; sending it the log again",
 			"follower", from, "match", p.match, "refused_after", r.Index, "follower_holds_until", r.ConflictIndex-1)
 		p.match = 0
 	}
 	p.probe(max(next, p.match+1))
+	p.heartbeat = true // probe at once, with entries or without
 	if n.trace != nil {
 		n.tracef("%d rejected entries after %d: probe after %d", from, r.Index, p.next-1)
 	}

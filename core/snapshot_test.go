@@ -103,6 +103,8 @@ func TestLeaders_SendSnapshotToFollowerBehindIt(t *testing.T) {
 	}
 	a := appends(t, l.Ready())[3]
 	l.Step(aeNo(3, 1, 1, a.PrevLogIndex, 0, 1))
+	a = appends(t, l.Ready())[3] // the probe after what it matched
+	l.Step(aeNo(3, 1, 1, a.PrevLogIndex, 0, 1))
 	rd := l.Ready()
 	var snaps []*InstallSnapshotArgs
 	for _, m := range sent(rd) {

@@ -249,17 +249,17 @@ func (s *Server) unregister(id reqID, w *waiter) {
 // Apply applies a committed command: an Op, as MarshalBinary encodes it
 // (Server is a raft.StateMachine). A command that does not decode stops
 // the server (see failLocked).
-func (s *Server) Apply(c raft.Command) {
+func (s *Server) Apply(c raft.Command) any {
 	var op Op
 	err := op.UnmarshalBinary(c.Data)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failed != nil {
-		return
+		return nil
 	}
 	if err != nil {
 		s.failLocked(fmt.Errorf("kv: command at log index %d (term %d): %w", c.Index, c.Term, err))
-		return
+		return nil
 	}
 	out := s.apply(op)
 	s.applied = c.Index
@@ -274,6 +274,7 @@ func (s *Server) Apply(c raft.Command) {
 		}
 	}
 	delete(s.waiting, id)
+	return out
 }
 
 // failLocked stops the server for good: it cannot apply a command, so its

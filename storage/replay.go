@@ -311,7 +311,31 @@ func (w *WAL) replay(repair bool) (*replayed, error) {
 		return nil, fmt.Errorf("storage: %s: entries %d through %d are missing: segment %s is missing, the log starts at segment %s, and the snapshot through index %d does not cover them: %w",
 			w.dir, st.snap.Index+1, st.base, segmentName(missing), segs[0].name, st.snap.Index, ErrCorrupt)
 	}
+	st.detach()
 	return &replayed{st: st, segs: infos, size: size, leftovers: all[:start]}, nil
+}
+
+// detach copies the commands of the entries out of the segments' bytes
+// into one buffer of their own, so that the segments read at Open (64 MiB
+// each by default) are not kept in memory for the entries after the
+// snapshot, which are usually far fewer.
+func (s *state) detach() {
+	if len(s.ents) == 0 {
+		return
+	}
+	total := 0
+	for _, e := range s.ents {
+		total += len(e.Command)
+	}
+	buf := make([]byte, 0, total)
+	ents := make([]core.Entry, len(s.ents))
+	for i, e := range s.ents {
+		at := len(buf)
+		buf = append(buf, e.Command...)
+		e.Command = buf[at:len(buf):len(buf)]
+		ents[i] = e
+	}
+	s.ents = ents
 }
 
 // replayRecord applies record r, at offset off of a segment, to st and

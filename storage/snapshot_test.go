@@ -1114,3 +1114,55 @@ func TestSnapshotLarge(t *testing.T) {
 	}
 	w.Close()
 }
+
+// The entries Load returns after a reopen hold their commands in memory of
+// their own, not in the segment read at Open: a segment of 4 MiB whose
+// entries a snapshot covers but the last 10 is not kept in memory for
+// those 10.
+func TestLoadDetachesCommands(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{SegmentBytes: 64 << 20, Logger: slog.New(slog.DiscardHandler)}
+	w, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 4096
+	for i := 1; i <= n; i += 64 {
+		var batch []core.Entry
+		for k := i; k < i+64; k++ {
+			batch = append(batch, core.Entry{Index: k, Term: 1, Command: bytes.Repeat([]byte{byte(k)}, 1<<10)})
+		}
+		if err := w.Save(core.HardState{Term: 1, Vote: core.None}, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sink, err := w.CreateSnapshot(core.SnapshotMeta{Index: n - 10, Term: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink.Write([]byte("state"))
+	if err := sink.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	w, err = Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	_, _, ents, err := w.Load()
+	if err != nil || len(ents) != 10 {
+		t.Fatalf("Load: %d entries, %v; want 10", len(ents), err)
+	}
+	if grew := heap() - before; grew > 1<<20 {
+		t.Errorf("10 entries of 1 KiB loaded keep %d KiB of heap: the segment read at Open is kept", grew>>10)
+	}
+	runtime.KeepAlive(ents)
+}

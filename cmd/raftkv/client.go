@@ -47,18 +47,10 @@ func runClient(cmd string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "raftkv %s: -timeout %v: want a positive duration\n", cmd, *timeout)
 		return exitUsage
 	}
-	addrs := defaultAddrs
-	if *addr != "" {
-		addrs = nil
-		for _, a := range strings.Split(*addr, ",") {
-			if a = strings.TrimSpace(a); a != "" {
-				addrs = append(addrs, a)
-			}
-		}
-		if len(addrs) == 0 {
-			fmt.Fprintf(stderr, "raftkv %s: -addr is empty\n", cmd)
-			return exitUsage
-		}
+	addrs, ok := parseAddrs(*addr)
+	if !ok {
+		fmt.Fprintf(stderr, "raftkv %s: -addr is empty\n", cmd)
+		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
@@ -101,6 +93,20 @@ func runClient(cmd string, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
+}
+
+// parseAddrs parses -addr: comma-separated replica addresses, or the
+// defaults if s is "". ok is false if s lists no address.
+func parseAddrs(s string) (addrs []string, ok bool) {
+	if s == "" {
+		return defaultAddrs, true
+	}
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs, len(addrs) > 0
 }
 
 // randomID returns a random positive client ID.

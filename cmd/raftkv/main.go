@@ -4,6 +4,7 @@
 //	raftkv                 start a local cluster of 3 replicas, as processes
 //	raftkv serve ...       run one replica
 //	raftkv put|get|append|del|status ...   client commands
+//	raftkv bench ...       a load generator against a running cluster
 //
 // Run "raftkv -h" for the details.
 package main
@@ -38,6 +39,7 @@ Usage:
   raftkv status                     show the leader, each replica's term, role, commit
                                     and applied index, snapshot and log, and the
                                     leader's match indexes
+  raftkv bench [flags]              load a running cluster and report throughput and latency
   raftkv -h                         this help
 
 Local cluster (raftkv with no command):
@@ -81,6 +83,25 @@ Client flags (put, get, append, del, status; before or after the arguments):
   -timeout D      give up after D (default 10s)
   A value that starts with "-" goes after "--": raftkv put k -- -1
 
+bench flags (raftkv bench; each client has its own client ID and sequence numbers,
+one request at a time, and retries exactly once; it goes to the replica that last
+answered it, which is the leader, and waits as told by Retry-After):
+  -addr URLS        the replicas, as for the client commands
+  -clients LIST     concurrent clients: a number, or a list run in turn: 1,16,64,256 (default 16)
+  -duration D       the measured part of each run (default 10s; with -ops alone, no limit)
+  -ops N            stop each run after N operations (default 0: no limit)
+  -put-ratio F      share of PUTs, 0 to 1; the rest are GETs (default 0.5)
+  -keys K           keys k0 .. k(K-1), chosen uniformly (default 10000)
+  -value-bytes N    size of each PUT's value (default 100)
+  -warmup D         load before each run's measured part, not counted (default 0s)
+  -timeout D        give up an operation after D, and the bench when no operation
+                    got done for D (default 10s)
+  -json             print the results as JSON
+  Every second a progress line (ops so far, ops/s in the last second, failed tries)
+  goes to stderr; at the end, per client count: ops/s, latency p50/p90/p99/max,
+  failed operations and failed tries by kind (no_leader, overloaded, ...).
+  Operations in flight at the end get 3s more, then are given up (FAILED).
+
 HTTP API (any replica; a follower forwards to the leader):
   GET    /kv/KEY                           200 {"key","value"}; 404 if missing
   PUT    /kv/KEY         {"value":"..."}   200 {"key","value","previous","found"}
@@ -106,7 +127,8 @@ HTTP API (any replica; a follower forwards to the leader):
   or outcome unknown.
 
 Exit status: 0 success; 1 get of a missing key, status with no leader, or a
-replica or cluster that failed to start; 2 usage error; 3 request failed.
+replica or cluster that failed to start; 2 usage error; 3 request failed (bench:
+no replica reachable, or a run with no operation done).
 `
 
 func main() {
@@ -125,6 +147,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runServe(args[1:], stdout, stderr)
 	case "put", "get", "append", "del", "delete", "status":
 		return runClient(cmd, args[1:], stdout, stderr)
+	case "bench":
+		return runBenchCmd(args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "raftkv: unknown command %q\n\n%s", cmd, usage)
 		return exitUsage
