@@ -219,7 +219,7 @@ func TestBootstrapFounderVouchesUntilPeerSpeaks(t *testing.T) {
 	waitFor(t, "server 1 to found the cluster", func() bool { return !bootstrapping(rf) })
 	founder := func(id int) bool {
 		var r core.ProbeReply
-		if err := rf.ServeProbe(id, &core.ProbeArgs{}, &r); err != nil {
+		if err := serveWait(rf, id, &core.ProbeArgs{}, &r); err != nil {
 			t.Fatal(err)
 		}
 		return r.Founder
@@ -228,7 +228,7 @@ func TestBootstrapFounderVouchesUntilPeerSpeaks(t *testing.T) {
 		t.Fatal("server 1 does not vouch for its co-founders")
 	}
 	var reply AppendEntriesReply
-	rf.ServeAppendEntries(2, &AppendEntriesArgs{Term: 1, LeaderID: 2}, &reply)
+	serveWait(rf, 2, &AppendEntriesArgs{Term: 1, LeaderID: 2}, &reply)
 	if founder(2) {
 		t.Error("server 1 still vouches for server 2 after it sent an AppendEntries")
 	}
@@ -268,11 +268,11 @@ func TestBootstrapProbeOutcomes(t *testing.T) {
 			return ok && len(st.WaitingFor) == 1 && st.WaitingFor[0] == 3
 		})
 		var vote RequestVoteReply
-		if err := rf.ServeRequestVote(2, &RequestVoteArgs{Term: 5, CandidateID: 2}, &vote); err == nil || vote.VoteGranted {
+		if err := serveWait(rf, 2, &RequestVoteArgs{Term: 5, CandidateID: 2}, &vote); err == nil || vote.VoteGranted {
 			t.Errorf("a bootstrapping server answered a vote request: %+v, %v", vote, err)
 		}
 		var ae AppendEntriesReply
-		if err := rf.ServeAppendEntries(2, &AppendEntriesArgs{Term: 5, LeaderID: 2}, &ae); err == nil || ae.Success {
+		if err := serveWait(rf, 2, &AppendEntriesArgs{Term: 5, LeaderID: 2}, &ae); err == nil || ae.Success {
 			t.Errorf("a bootstrapping server acknowledged entries: %+v, %v", ae, err)
 		}
 		if st, _ := rf.Status(); st.Term != 0 || !st.Bootstrapping {
@@ -293,12 +293,12 @@ func TestHandlersRefuseForgedSender(t *testing.T) {
 	rf := startWithPeers(t, map[int]Peer{2: probePeer{core.ProbeReply{Empty: true}}, 3: probePeer{core.ProbeReply{Empty: true}}})
 	waitFor(t, "server 1 to found the cluster", func() bool { return !bootstrapping(rf) })
 	var ae AppendEntriesReply
-	rf.ServeAppendEntries(3, &AppendEntriesArgs{Term: 7, LeaderID: 2, Entries: []Entry{{Index: 1, Term: 7, Command: []byte{1}}}}, &ae)
+	serveWait(rf, 3, &AppendEntriesArgs{Term: 7, LeaderID: 2, Entries: []Entry{{Index: 1, Term: 7, Command: []byte{1}}}}, &ae)
 	if ae.Success {
 		t.Errorf("AppendEntries from 3 in 2's name succeeded: %+v", ae)
 	}
 	var rv RequestVoteReply
-	rf.ServeRequestVote(3, &RequestVoteArgs{Term: 7, CandidateID: 2, LastLogIndex: 9, LastLogTerm: 7}, &rv)
+	serveWait(rf, 3, &RequestVoteArgs{Term: 7, CandidateID: 2, LastLogIndex: 9, LastLogTerm: 7}, &rv)
 	if rv.VoteGranted {
 		t.Errorf("vote granted to 2 on a request from 3: %+v", rv)
 	}

@@ -277,37 +277,6 @@ func (rf *Raft) post(ev event) bool {
 	}
 }
 
-// request runs an incoming RPC through the loop and returns the reply body
-// once the state it depends on is saved.
-func (rf *Raft) request(from int, args any) (any, error) {
-	return rf.requestSnapshot(from, args, nil)
-}
-
-// requestSnapshot is request, for an InstallSnapshot whose data arrived in
-// sink (which the loop then owns: it commits or aborts it).
-func (rf *Raft) requestSnapshot(from int, args any, sink core.SnapshotSink) (any, error) {
-	ch := make(chan core.Message, 1)
-	respond := func(m core.Message) { ch <- m }
-	if !rf.post(event{msg: core.Message{From: from, To: rf.me, Body: args}, respond: respond, sink: sink}) {
-		if sink != nil {
-			sink.Abort()
-		}
-		return nil, ErrStopped
-	}
-	select {
-	case m := <-ch:
-		if m.Body == nil && rf.killed() {
-			return nil, ErrStopped
-		}
-		if m.Body == nil {
-			return nil, fmt.Errorf("raft: server %d refuses a message from %d", rf.me, from)
-		}
-		return m.Body, nil
-	case <-rf.done:
-		return nil, ErrStopped
-	}
-}
-
 // propose hands an encoded command to the loop. It fails with
 // ErrTooLarge, ErrNotLeader or ErrStopped.
 func (rf *Raft) propose(cmd []byte) (index, term int, err error) {

@@ -27,7 +27,7 @@ func (lt *labTransport) Peer(id int) (Peer, error) {
 
 func (lt *labTransport) Serve(h Handler) {
 	srv := labrpc.MakeServer()
-	srv.AddService(labrpc.MakeService(h))
+	srv.AddService(labrpc.MakeService(h.(*Raft))) // its lab handlers
 	lt.net.AddServer(lt.me, srv)
 }
 
@@ -118,7 +118,7 @@ func TestSaveFailureStopsServer(t *testing.T) {
 	close(store.fail)
 	// A vote request of a newer term must be saved before it is answered.
 	var reply RequestVoteReply
-	err = rf.ServeRequestVote(1, &RequestVoteArgs{Term: 5, CandidateID: 1}, &reply)
+	err = serveWait(rf, 1, &RequestVoteArgs{Term: 5, CandidateID: 1}, &reply)
 	if !errors.Is(err, ErrStopped) || reply.VoteGranted {
 		t.Fatalf("after a failed save: err %v, reply %+v; want ErrStopped and no vote", err, reply)
 	}

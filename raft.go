@@ -98,17 +98,17 @@ func (rf *Raft) Start(command interface{}) (index int, term int, isLeader bool) 
 // RequestVote is the RequestVote RPC handler of the lab's network, which
 // does not tell who calls: the sender is taken from the message.
 func (rf *Raft) RequestVote(args *RequestVoteArgs, reply *RequestVoteReply) {
-	rf.ServeRequestVote(args.CandidateID, args, reply)
+	serveWait(rf, args.CandidateID, args, reply)
 }
 
 // InstallSnapshot is the InstallSnapshot RPC handler of the lab's network,
 // which does not tell who calls: the sender is taken from the message.
 func (rf *Raft) InstallSnapshot(args *InstallSnapshotArgs, reply *InstallSnapshotReply) {
-	rf.ServeInstallSnapshot(args.LeaderID, args, reply)
+	serveWait(rf, args.LeaderID, args, reply)
 }
 
 // AppendEntries is the AppendEntries RPC handler of the lab's network,
 // which does not tell who calls: the sender is taken from the message.
 func (rf *Raft) AppendEntries(args *AppendEntriesArgs, reply *AppendEntriesReply) {
-	rf.ServeAppendEntries(args.LeaderID, args, reply)
+	serveWait(rf, args.LeaderID, args, reply)
 }

@@ -135,35 +135,33 @@ func (r *snapshotReceiver) abortLocked() {
 	}
 }
 
-// ServeInstallSnapshot answers an InstallSnapshot RPC from server from:
-// one chunk of a snapshot. Once the last chunk has arrived, the protocol
-// decides whether to install it.
-func (rf *Raft) ServeInstallSnapshot(from int, args *InstallSnapshotArgs, reply *InstallSnapshotReply) error {
+// serveChunk serves an InstallSnapshot request from server from: one
+// chunk of a snapshot, written to the receiver's sink as it arrives (the
+// chunks of one transfer come in order, on one connection). Once the last
+// chunk has arrived, the protocol decides whether to install it.
+func (rf *Raft) serveChunk(from int, args *InstallSnapshotArgs, respond func(any, error)) {
 	if rf.killed() {
-		return ErrStopped
+		respond(nil, ErrStopped)
+		return
 	}
 	if term, _ := rf.GetState(); args.Term < term {
-		*reply = InstallSnapshotReply{Term: term} // 1. Reply immediately if term < currentTerm.
-		return nil
+		respond(&InstallSnapshotReply{Term: term}, nil) // 1. Reply immediately if term < currentTerm.
+		return
 	}
 	sink, err := rf.recv.chunk(rf.store, from, args)
 	if err != nil {
 		rf.logger.Warn(err.Error())
-		return err
+		respond(nil, err)
+		return
 	}
 	if sink == nil {
 		term, _ := rf.GetState()
-		*reply = InstallSnapshotReply{Term: term}
-		return nil
+		respond(&InstallSnapshotReply{Term: term}, nil)
+		return
 	}
 	whole := *args
 	whole.Offset, whole.Data = 0, nil
-	r, err := rf.requestSnapshot(from, &whole, sink)
-	if err != nil {
-		return err
-	}
-	*reply = *r.(*InstallSnapshotReply)
-	return nil
+	rf.serveLoop(from, &whole, sink, respond)
 }
 
 // sendSnapshot starts a transfer of the storage's snapshot to the
