@@ -211,8 +211,6 @@ func (rf *Raft) Propose(cmd []byte) (index, term int, err error) {
 	return rf.propose(slices.Clone(cmd))
 }
 
-
-
 // Status describes a server's view of the cluster: its term, role and
 // leader, its commit index and last log index, and (on a leader) how far
 // each follower's log is known to match.
@@ -227,4 +225,3 @@ type Status struct {
 	Bootstrapping bool
 	WaitingFor    []int
 }
-
