@@ -21,8 +21,10 @@ import (
 type tcpCluster struct {
 	t     *testing.T
 	peers map[int]string
-	rafts map[int]*Raft
-	logs  map[int]*syncBuf
+	rafts  map[int]*Raft
+	logs   map[int]*syncBuf
+	sms    map[int]*listSM
+	faults *transport.Faults // if set, injects faults into every server's traffic
 }
 
 // syncBuf collects a server's log lines.
@@ -51,7 +53,7 @@ func newTCPCluster(t *testing.T, ids ...int) *tcpCluster {
 	for _, ln := range lns {
 		ln.Close() // each start listens again on its address
 	}
-	c := &tcpCluster{t: t, peers: peers, rafts: map[int]*Raft{}, logs: map[int]*syncBuf{}}
+	c := &tcpCluster{t: t, peers: peers, rafts: map[int]*Raft{}, logs: map[int]*syncBuf{}, sms: map[int]*listSM{}}
 	t.Cleanup(func() {
 		for _, rf := range c.rafts {
 			rf.Close()
@@ -66,12 +68,13 @@ func (c *tcpCluster) start(id int, store Storage) *Raft {
 	c.t.Helper()
 	c.logs[id] = &syncBuf{}
 	logger := slog.New(slog.NewTextHandler(c.logs[id], nil))
-	tr, err := transport.New(transport.Config{ID: id, Peers: c.peers, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DialBackoffMax: 100 * time.Millisecond})
+	tr, err := transport.New(transport.Config{ID: id, Peers: c.peers, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DialBackoffMax: 100 * time.Millisecond, Faults: c.faults})
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	c.sms[id] = &listSM{}
 	rf, err := New(Config{
-		ID: id, Peers: c.peers, Transport: TCP(tr), Storage: store, StateMachine: &listSM{}, Bootstrap: true,
+		ID: id, Peers: c.peers, Transport: TCP(tr), Storage: store, StateMachine: c.sms[id], Bootstrap: true,
 		ElectionTimeout: 200 * time.Millisecond, HeartbeatInterval: 40 * time.Millisecond, Logger: logger,
 	})
 	if err != nil {
