@@ -19,8 +19,8 @@ import (
 // tcpCluster runs servers of one cluster over TCP on 127.0.0.1, each on
 // storage the test chooses, for tests of New.
 type tcpCluster struct {
-	t     *testing.T
-	peers map[int]string
+	t      *testing.T
+	peers  map[int]string
 	rafts  map[int]*Raft
 	logs   map[int]*syncBuf
 	sms    map[int]*listSM
