@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/raftkit/raft/core"
+	"github.com/raftkit/raft/storage"
 	"github.com/raftkit/raft/transport"
 )
 
@@ -137,8 +138,8 @@ func bootstrapping(rf *Raft) bool {
 // are up; until the last one answers, the others wait and say so.
 func TestBootstrapWaitsForEveryPeer(t *testing.T) {
 	c := newTCPCluster(t, 1, 2, 3)
-	c.start(1, newMemStorage())
-	c.start(2, newMemStorage())
+	c.start(1, newDiskStorage(t))
+	c.start(2, newDiskStorage(t))
 	for _, id := range []int{1, 2} {
 		waitFor(t, "servers 1 and 2 to hear from each other", func() bool {
 			st, ok := c.rafts[id].Status()
@@ -150,7 +151,7 @@ func TestBootstrapWaitsForEveryPeer(t *testing.T) {
 			t.Fatalf("server %d founded a cluster without hearing from server 3", id)
 		}
 	}
-	c.start(3, newMemStorage())
+	c.start(3, newDiskStorage(t))
 	c.leaderCommits("x")
 	for id, rf := range c.rafts {
 		if bootstrapping(rf) || rf.Err() != nil {
@@ -164,13 +165,13 @@ func TestBootstrapWaitsForEveryPeer(t *testing.T) {
 // had never promised anything.
 func TestBootstrapRefusesServerThatLostItsState(t *testing.T) {
 	c := newTCPCluster(t, 1, 2, 3)
-	stores := map[int]*persisterStorage{1: newMemStorage(), 2: newMemStorage(), 3: newMemStorage()}
-	for id, s := range stores {
-		c.start(id, s)
+	dirs := map[int]string{1: t.TempDir(), 2: t.TempDir(), 3: t.TempDir()}
+	for id, dir := range dirs {
+		c.start(id, openStorage(t, dir))
 	}
 	c.leaderCommits("x")
 	c.stop(3)
-	rf := c.start(3, newMemStorage()) // wiped
+	rf := c.start(3, newDiskStorage(t)) // wiped
 	waitFor(t, "the wiped server to stop", func() bool { return rf.Err() != nil })
 	if err := rf.Err(); !errors.Is(err, ErrClusterExists) || !strings.Contains(err.Error(), "Replacing a lost disk") {
 		t.Fatalf("Err() = %v, want ErrClusterExists with advice", err)
@@ -183,11 +184,22 @@ func TestBootstrapRefusesServerThatLostItsState(t *testing.T) {
 	}
 	c.stop(3)
 	// The others carry on, and the server restarts from its kept state.
-	c.start(3, stores[3])
+	c.start(3, openStorage(t, dirs[3]))
 	c.leaderCommits("y")
 }
 
-func newMemStorage() *persisterStorage { return &persisterStorage{ps: MakePersister()} }
+// newDiskStorage opens a storage in a fresh directory.
+func newDiskStorage(t *testing.T) Storage { return openStorage(t, t.TempDir()) }
+
+// openStorage opens the storage in dir; the server closes it.
+func openStorage(t *testing.T, dir string) Storage {
+	t.Helper()
+	s, err := storage.Open(dir, storage.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
 
 // probePeer is a peer that answers probes with a fixed reply and loses
 // every other call.
@@ -205,8 +217,7 @@ func (p probePeer) Call(svcMeth string, args, reply any) bool {
 // given peers.
 func startWithPeers(t *testing.T, peers map[int]Peer) *Raft {
 	t.Helper()
-	applyCh := make(chan ApplyMsg, 100)
-	rf, err := start(setup{me: 1, peers: peers, store: newMemStorage(), applyCh: applyCh, timing: defaultTiming,
+	rf, err := start(setup{me: 1, peers: peers, store: newDiskStorage(t), sm: &listSM{}, snapBytes: DefaultSnapshotBytes, timing: defaultTiming,
 		logger: slog.New(slog.NewTextHandler(io.Discard, nil)), preVote: true, noOp: true, boot: true})
 	if err != nil {
 		t.Fatal(err)
@@ -313,7 +324,7 @@ func TestHandlersRefuseForgedSender(t *testing.T) {
 // A command over the configured bound is refused with ErrTooLarge before
 // it reaches the log, and the server goes on.
 func TestProposeRefusesTooLarge(t *testing.T) {
-	rf, err := start(setup{me: 1, peers: map[int]Peer{}, store: newMemStorage(), sm: &listSM{}, snapBytes: DefaultSnapshotBytes, timing: defaultTiming,
+	rf, err := start(setup{me: 1, peers: map[int]Peer{}, store: newDiskStorage(t), sm: &listSM{}, snapBytes: DefaultSnapshotBytes, timing: defaultTiming,
 		logger: slog.New(slog.NewTextHandler(io.Discard, nil)), preVote: true, noOp: true, maxCmd: 1000})
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,7 @@ func TestTCPPipelinesAppendEntries(t *testing.T) {
 	c := newTCPCluster(t, 1, 2, 3)
 	c.faults = transport.NewFaults(1)
 	for _, id := range []int{1, 2, 3} {
-		c.start(id, newMemStorage())
+		c.start(id, newDiskStorage(t))
 	}
 	var lead *Raft
 	waitFor(t, "a leader", func() bool {
@@ -84,7 +84,7 @@ func TestTCPPipelinesAppendEntries(t *testing.T) {
 // A request of an unknown type gets an error, not a crash.
 func TestServeRefusesUnknownRequest(t *testing.T) {
 	c := newTCPCluster(t, 1, 2, 3)
-	rf := c.start(1, newMemStorage())
+	rf := c.start(1, newDiskStorage(t))
 	got := make(chan error, 1)
 	rf.Serve(2, "not a request", func(reply any, err error) { got <- err })
 	if err := <-got; err == nil {

@@ -43,23 +43,19 @@ func (rf *Raft) serveLoop(from int, req any, sink core.SnapshotSink, respond fun
 	}
 }
 
-// serveWait serves args from server from and waits for the reply, which
-// it copies to reply: for transports that wait (labrpc).
-func serveWait[T any](rf *Raft, from int, args any, reply *T) error {
+// serveSync serves req from server from and waits for the reply: for
+// transports that wait (labrpc).
+func (rf *Raft) serveSync(from int, req any) (any, error) {
 	type answer struct {
 		reply any
 		err   error
 	}
 	ch := make(chan answer, 1)
-	rf.Serve(from, args, func(r any, err error) { ch <- answer{r, err} })
+	rf.Serve(from, req, func(r any, err error) { ch <- answer{r, err} })
 	select {
 	case a := <-ch:
-		if a.err != nil {
-			return a.err
-		}
-		*reply = *a.reply.(*T)
-		return nil
+		return a.reply, a.err
 	case <-rf.done:
-		return ErrStopped
+		return nil, ErrStopped
 	}
 }

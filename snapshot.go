@@ -26,19 +26,11 @@ type snapshotReq struct {
 	done  chan error
 }
 
-// Snapshot tells Raft that the service has a snapshot holding everything
-// through log index index: Raft saves it with its state and discards its
-// log through index (section 7). The service may call it from the
-// goroutine that reads the apply channel.
-func (rf *Raft) Snapshot(index int, snapshot []byte) {
-	if err := rf.SaveSnapshot(index, snapshot); err != nil && !errors.Is(err, ErrStopped) {
-		rf.logger.Error("raft: snapshot not saved", "index", index, "err", err)
-	}
-}
-
-// SaveSnapshot is Snapshot, returning whether the snapshot was saved:
-// nil also when a snapshot through index or later was saved already.
-func (rf *Raft) SaveSnapshot(index int, snapshot []byte) error {
+// takeSnapshot has the loop save the service's snapshot through index
+// (see saveSnapshot) and waits: nil also when a snapshot through index or
+// later was saved already. For the lab's service, which takes its
+// snapshots itself.
+func (rf *Raft) takeSnapshot(index int, snapshot []byte) error {
 	req := &snapshotReq{index: index, data: snapshot, done: make(chan error, 1)}
 	if !rf.post(event{snap: req}) {
 		return ErrStopped

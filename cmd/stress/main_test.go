@@ -16,7 +16,7 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.run != "4A|4B" || c.n != 100 || c.p != 4 || !c.race || !c.verbose || c.dir != "." || c.logs != "stress-logs" {
+	if c.run != "4A|4B" || c.n != 100 || c.p != 4 || !c.race || !c.verbose || c.dir != "./lab" || c.logs != "stress-logs" {
 		t.Errorf("parseFlags: got %+v", c)
 	}
 	if want := []string{"RAFT_DEBUG=1", "X=a=b"}; !slices.Equal(c.env, want) {

@@ -1,4 +1,4 @@
-package raft
+package lab
 
 // The snapshot tests of the lab (part "4C" here; 3D in the current MIT
 // 6.5840 Raft lab): a service snapshots every few entries through

@@ -1,4 +1,4 @@
-package raft
+package lab
 
 //
 // The Raft tester: a cluster of Raft peers on a simulated (labrpc) network,
@@ -29,7 +29,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand"
 	"os"
 	"reflect"
@@ -41,6 +40,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkit/raft"
 	"github.com/raftkit/raft/labrpc"
 	"github.com/raftkit/raft/storage"
 )
@@ -393,7 +393,7 @@ func (cfg *config) start1(i int, applier func(int, chan ApplyMsg)) {
 
 	// The service restarts from its snapshot, if it saved one, as the lab's
 	// services read it from their Persister.
-	var store Storage
+	var store raft.Storage
 	snap := persister.ReadSnapshot()
 	if cfg.dirs != nil {
 		// The same server over the disk log: its directory is what survives.
@@ -413,14 +413,8 @@ func (cfg *config) start1(i int, applier func(int, chan ApplyMsg)) {
 
 	var rf *Raft
 	if cfg.dirs != nil {
-		peers := make(map[int]Peer)
-		for j, e := range ends {
-			if j != i {
-				peers[j] = e
-			}
-		}
 		var err error
-		rf, err = start(setup{me: i, peers: peers, store: store, applyCh: applyCh, timing: defaultTiming, logger: slog.Default(), preVote: true, maxInflight: 1})
+		rf, err = start(ends, i, store, applyCh)
 		if err != nil {
 			cfg.t.Fatalf("start server %d on disk: %v", i, err)
 		}
@@ -935,7 +929,7 @@ func (cfg *config) end() {
 }
 
 // readSnapshot returns the service snapshot in store, or nil.
-func readSnapshot(t *testing.T, store Storage) []byte {
+func readSnapshot(t *testing.T, store raft.Storage) []byte {
 	_, rc, err := store.OpenSnapshot()
 	if err != nil {
 		t.Fatalf("read the saved snapshot: %v", err)
