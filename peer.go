@@ -6,7 +6,7 @@ import "github.com/raftkit/raft/core"
 // by svcMeth ("Raft.RequestVote" or "Raft.AppendEntries") on that server
 // and reports whether reply holds its answer. *labrpc.ClientEnd is a Peer.
 type Peer interface {
-	Call(svcMeth string, args interface{}, reply interface{}) bool
+	Call(svcMeth string, args any, reply any) bool
 }
 
 // A Sender is a Peer that also sends without waiting: the requests given
@@ -91,7 +91,7 @@ func (rf *Raft) caller(o *outbox, m core.Message) {
 
 // call sends m to its recipient and feeds the answer back to the loop.
 func (rf *Raft) call(m core.Message) {
-	var reply interface{}
+	var reply any
 	var ok bool
 	switch a := m.Body.(type) {
 	case *core.RequestVoteArgs:

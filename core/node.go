@@ -389,7 +389,7 @@ func (n *Node) warn(msg string, args ...any) {
 	}
 }
 
-func (n *Node) tracef(format string, args ...interface{}) {
+func (n *Node) tracef(format string, args ...any) {
 	if n.trace == nil {
 		return
 	}

@@ -251,7 +251,7 @@ func (cfg *config) forward(i int, raw <-chan lab.ApplyMsg, toKV chan<- lab.Apply
 }
 
 // errorf records a safety violation; cfg.mu is held.
-func (cfg *config) errorf(format string, args ...interface{}) {
+func (cfg *config) errorf(format string, args ...any) {
 	if len(cfg.errs) < 10 {
 		cfg.errs = append(cfg.errs, fmt.Sprintf(format, args...))
 	}

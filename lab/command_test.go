@@ -18,7 +18,7 @@ type testCommand struct {
 func init() { labgob.Register(testCommand{}) }
 
 func TestCommandRoundTrip(t *testing.T) {
-	for _, cmd := range []interface{}{
+	for _, cmd := range []any{
 		0, 1, -1, math.MaxInt, math.MinInt, "", "x", "ünïcode",
 		testCommand{Key: "k", Value: []int{1, 2}}, int64(7), []byte("b"),
 	} {
