@@ -74,15 +74,15 @@ type config struct {
 	net         *labrpc.Network
 	n           int
 	rafts       []*Raft
-	applyChs    []chan ApplyMsg       // current instance's apply channel, per server
-	applyErr    []string              // from apply channel readers
-	connected   []bool                // whether each server is on the net
-	saved       []*Persister          // each server's persisted state
-	endnames    [][]string            // the port file names each sends to
-	endgen      int                   // makes end names unique across restarts
-	logs        []map[int]any // copy of the entries each server's current instance applied
-	lastApplied []int                 // last index applied by each server's current instance
-	start       time.Time             // time at which makeConfig() was called
+	applyChs    []chan ApplyMsg // current instance's apply channel, per server
+	applyErr    []string        // from apply channel readers
+	connected   []bool          // whether each server is on the net
+	saved       []*Persister    // each server's persisted state
+	endnames    [][]string      // the port file names each sends to
+	endgen      int             // makes end names unique across restarts
+	logs        []map[int]any   // copy of the entries each server's current instance applied
+	lastApplied []int           // last index applied by each server's current instance
+	start       time.Time       // time at which makeConfig() was called
 
 	// "a committed entry never changes": everything ever applied, by index.
 	committed   map[int]any

@@ -208,10 +208,10 @@ type Network struct {
 	longDelays     bool // pause a long time on send to a disabled end
 	longReordering bool // sometimes delay replies a long time
 	ends           map[any]*ClientEnd
-	enabled        map[any]bool        // by end name
-	servers        map[any]*Server     // by server name
-	connections    map[any]any // end name -> server name
-	changed        chan struct{}               // closed (and replaced) when any of the three above change
+	enabled        map[any]bool    // by end name
+	servers        map[any]*Server // by server name
+	connections    map[any]any     // end name -> server name
+	changed        chan struct{}   // closed (and replaced) when any of the three above change
 	done           chan struct{}
 	cleanup        sync.Once
 	jobs           chan job     // to idle workers
