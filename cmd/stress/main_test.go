@@ -11,6 +11,7 @@ import (
 )
 
 func TestParseFlags(t *testing.T) {
+	t.Chdir("../..") // the default -dir, ./lab, is relative to the repository's root
 	c, err := parseFlags([]string{"-run", "4A|4B", "-n", "100", "-p", "4", "-race",
 		"-env", "RAFT_DEBUG=1", "-env", "X=a=b", "-timeout", "2m", "-args", "-test.short", "-test.cpu=2"}, io.Discard)
 	if err != nil {
