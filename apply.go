@@ -17,15 +17,13 @@ import (
 // anything at or before what it handed out last (or the snapshot the
 // service started from).
 //
-// The service is the lab's apply channel (ch), or a StateMachine (sm);
-// for a StateMachine the applier also takes a snapshot whenever the
-// commands applied since the last one pass snapBytes.
+// The service is a StateMachine; the applier also takes a snapshot
+// whenever the commands applied since the last one pass snapBytes.
 type applier struct {
 	mu    sync.Mutex
 	queue []applyItem
 	wake  chan struct{}
 
-	ch        chan ApplyMsg
 	sm        StateMachine
 	store     Storage // where snapshots are read from and written to
 	snapBytes int     // a StateMachine is snapshotted after this many command bytes
@@ -74,10 +72,10 @@ func (a *applier) signal() {
 	}
 }
 
-// run hands out what is queued until the server stops. A StateMachine
+// run hands out what is queued until the server stops. The StateMachine
 // starts from the storage's snapshot, if any.
 func (a *applier) run() {
-	if a.sm != nil && a.last.Index > 0 {
+	if a.last.Index > 0 {
 		if err := a.restoreSM(); err != nil {
 			a.fail(err)
 			return
@@ -96,10 +94,8 @@ func (a *applier) run() {
 		for _, it := range batch {
 			var err error
 			switch {
-			case it.snap != nil && a.sm != nil:
-				err = a.restoreSM()
 			case it.snap != nil:
-				err = a.sendSnapshot()
+				err = a.restoreSM()
 			case it.entry.Index <= a.last.Index:
 				// in a snapshot handed out already
 			default:
@@ -115,7 +111,7 @@ func (a *applier) run() {
 				return
 			}
 		}
-		if a.sm != nil && a.sinceSnap >= a.snapBytes {
+		if a.sinceSnap >= a.snapBytes {
 			if err := a.snapshot(); err != nil {
 				a.fail(err)
 				return
@@ -141,44 +137,17 @@ func (a *applier) apply(e core.Entry) error {
 		a.settle(e, nil) // no command for the service; a waiter's entry was replaced
 		return nil
 	}
-	if a.sm != nil {
-		v := a.sm.Apply(Command{Index: e.Index, Term: e.Term, Data: e.Command})
-		a.metrics.applied.Add(1)
-		a.settle(e, v)
-		a.sinceSnap += len(e.Command)
-		return nil
-	}
-	cmd, err := decodeCommand(e.Command)
-	if err != nil {
-		return fmt.Errorf("raft: decode command at index %d: %w", e.Index, err)
-	}
-	select {
-	case a.ch <- ApplyMsg{CommandValid: true, Command: cmd, CommandIndex: e.Index, CommandTerm: e.Term}:
-		a.metrics.applied.Add(1)
-	case <-a.done:
-	}
+	v := a.sm.Apply(Command{Index: e.Index, Term: e.Term, Data: e.Command})
+	a.metrics.applied.Add(1)
+	a.settle(e, v)
+	a.sinceSnap += len(e.Command)
 	return nil
 }
 
-// sendSnapshot hands the storage's current snapshot (the one installed,
-// or a newer one installed since) to the lab's service.
-func (a *applier) sendSnapshot() error {
-	meta, rc, err := a.openSnapshot()
-	if err != nil || meta.Index <= a.last.Index {
-		return err
-	}
-	data, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		return fmt.Errorf("raft: read the installed snapshot through %d: %w", meta.Index, err)
-	}
-	a.last = meta
-	a.applied.Store(int64(meta.Index))
-	select {
-	case a.ch <- ApplyMsg{SnapshotValid: true, Snapshot: data, SnapshotIndex: meta.Index, SnapshotTerm: meta.Term}:
-	case <-a.done:
-	}
-	return nil
+// metaRestorer is a StateMachine that restores with the meta of its
+// snapshot (package lab's, which hands it on to the lab's service).
+type metaRestorer interface {
+	RestoreAt(meta SnapshotMeta, r io.Reader) error
 }
 
 // restoreSM restores the StateMachine from the storage's current snapshot.
@@ -188,7 +157,12 @@ func (a *applier) restoreSM() error {
 		return err
 	}
 	defer rc.Close()
-	if err := a.sm.Restore(rc); err != nil {
+	if mr, ok := a.sm.(metaRestorer); ok {
+		err = mr.RestoreAt(meta, rc)
+	} else {
+		err = a.sm.Restore(rc)
+	}
+	if err != nil {
 		return fmt.Errorf("raft: restore the state machine from the snapshot through %d: %w", meta.Index, err)
 	}
 	a.last, a.sinceSnap = meta, 0

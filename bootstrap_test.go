@@ -13,16 +13,19 @@ import (
 	"time"
 
 	"github.com/raftkit/raft/core"
+	"github.com/raftkit/raft/storage"
 	"github.com/raftkit/raft/transport"
 )
 
 // tcpCluster runs servers of one cluster over TCP on 127.0.0.1, each on
 // storage the test chooses, for tests of New.
 type tcpCluster struct {
-	t     *testing.T
-	peers map[int]string
-	rafts map[int]*Raft
-	logs  map[int]*syncBuf
+	t      *testing.T
+	peers  map[int]string
+	rafts  map[int]*Raft
+	logs   map[int]*syncBuf
+	sms    map[int]*listSM
+	faults *transport.Faults // if set, injects faults into every server's traffic
 }
 
 // syncBuf collects a server's log lines.
@@ -51,7 +54,7 @@ func newTCPCluster(t *testing.T, ids ...int) *tcpCluster {
 	for _, ln := range lns {
 		ln.Close() // each start listens again on its address
 	}
-	c := &tcpCluster{t: t, peers: peers, rafts: map[int]*Raft{}, logs: map[int]*syncBuf{}}
+	c := &tcpCluster{t: t, peers: peers, rafts: map[int]*Raft{}, logs: map[int]*syncBuf{}, sms: map[int]*listSM{}}
 	t.Cleanup(func() {
 		for _, rf := range c.rafts {
 			rf.Close()
@@ -66,12 +69,13 @@ func (c *tcpCluster) start(id int, store Storage) *Raft {
 	c.t.Helper()
 	c.logs[id] = &syncBuf{}
 	logger := slog.New(slog.NewTextHandler(c.logs[id], nil))
-	tr, err := transport.New(transport.Config{ID: id, Peers: c.peers, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DialBackoffMax: 100 * time.Millisecond})
+	tr, err := transport.New(transport.Config{ID: id, Peers: c.peers, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DialBackoffMax: 100 * time.Millisecond, Faults: c.faults})
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	c.sms[id] = &listSM{}
 	rf, err := New(Config{
-		ID: id, Peers: c.peers, Transport: TCP(tr), Storage: store, StateMachine: &listSM{}, Bootstrap: true,
+		ID: id, Peers: c.peers, Transport: TCP(tr), Storage: store, StateMachine: c.sms[id], Bootstrap: true,
 		ElectionTimeout: 200 * time.Millisecond, HeartbeatInterval: 40 * time.Millisecond, Logger: logger,
 	})
 	if err != nil {
@@ -134,8 +138,8 @@ func bootstrapping(rf *Raft) bool {
 // are up; until the last one answers, the others wait and say so.
 func TestBootstrapWaitsForEveryPeer(t *testing.T) {
 	c := newTCPCluster(t, 1, 2, 3)
-	c.start(1, newMemStorage())
-	c.start(2, newMemStorage())
+	c.start(1, newDiskStorage(t))
+	c.start(2, newDiskStorage(t))
 	for _, id := range []int{1, 2} {
 		waitFor(t, "servers 1 and 2 to hear from each other", func() bool {
 			st, ok := c.rafts[id].Status()
@@ -147,7 +151,7 @@ func TestBootstrapWaitsForEveryPeer(t *testing.T) {
 			t.Fatalf("server %d founded a cluster without hearing from server 3", id)
 		}
 	}
-	c.start(3, newMemStorage())
+	c.start(3, newDiskStorage(t))
 	c.leaderCommits("x")
 	for id, rf := range c.rafts {
 		if bootstrapping(rf) || rf.Err() != nil {
@@ -161,13 +165,13 @@ func TestBootstrapWaitsForEveryPeer(t *testing.T) {
 // had never promised anything.
 func TestBootstrapRefusesServerThatLostItsState(t *testing.T) {
 	c := newTCPCluster(t, 1, 2, 3)
-	stores := map[int]*persisterStorage{1: newMemStorage(), 2: newMemStorage(), 3: newMemStorage()}
-	for id, s := range stores {
-		c.start(id, s)
+	dirs := map[int]string{1: t.TempDir(), 2: t.TempDir(), 3: t.TempDir()}
+	for id, dir := range dirs {
+		c.start(id, openStorage(t, dir))
 	}
 	c.leaderCommits("x")
 	c.stop(3)
-	rf := c.start(3, newMemStorage()) // wiped
+	rf := c.start(3, newDiskStorage(t)) // wiped
 	waitFor(t, "the wiped server to stop", func() bool { return rf.Err() != nil })
 	if err := rf.Err(); !errors.Is(err, ErrClusterExists) || !strings.Contains(err.Error(), "Replacing a lost disk") {
 		t.Fatalf("Err() = %v, want ErrClusterExists with advice", err)
@@ -180,11 +184,22 @@ func TestBootstrapRefusesServerThatLostItsState(t *testing.T) {
 	}
 	c.stop(3)
 	// The others carry on, and the server restarts from its kept state.
-	c.start(3, stores[3])
+	c.start(3, openStorage(t, dirs[3]))
 	c.leaderCommits("y")
 }
 
-func newMemStorage() *persisterStorage { return &persisterStorage{ps: MakePersister()} }
+// newDiskStorage opens a storage in a fresh directory.
+func newDiskStorage(t *testing.T) Storage { return openStorage(t, t.TempDir()) }
+
+// openStorage opens the storage in dir; the server closes it.
+func openStorage(t *testing.T, dir string) Storage {
+	t.Helper()
+	s, err := storage.Open(dir, storage.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
 
 // probePeer is a peer that answers probes with a fixed reply and loses
 // every other call.
@@ -202,8 +217,7 @@ func (p probePeer) Call(svcMeth string, args, reply any) bool {
 // given peers.
 func startWithPeers(t *testing.T, peers map[int]Peer) *Raft {
 	t.Helper()
-	applyCh := make(chan ApplyMsg, 100)
-	rf, err := start(setup{me: 1, peers: peers, store: newMemStorage(), applyCh: applyCh, timing: defaultTiming,
+	rf, err := start(setup{me: 1, peers: peers, store: newDiskStorage(t), sm: &listSM{}, snapBytes: DefaultSnapshotBytes, timing: defaultTiming,
 		logger: slog.New(slog.NewTextHandler(io.Discard, nil)), preVote: true, noOp: true, boot: true})
 	if err != nil {
 		t.Fatal(err)
@@ -219,7 +233,7 @@ func TestBootstrapFounderVouchesUntilPeerSpeaks(t *testing.T) {
 	waitFor(t, "server 1 to found the cluster", func() bool { return !bootstrapping(rf) })
 	founder := func(id int) bool {
 		var r core.ProbeReply
-		if err := rf.ServeProbe(id, &core.ProbeArgs{}, &r); err != nil {
+		if err := serveWait(rf, id, &core.ProbeArgs{}, &r); err != nil {
 			t.Fatal(err)
 		}
 		return r.Founder
@@ -228,7 +242,7 @@ func TestBootstrapFounderVouchesUntilPeerSpeaks(t *testing.T) {
 		t.Fatal("server 1 does not vouch for its co-founders")
 	}
 	var reply AppendEntriesReply
-	rf.ServeAppendEntries(2, &AppendEntriesArgs{Term: 1, LeaderID: 2}, &reply)
+	serveWait(rf, 2, &AppendEntriesArgs{Term: 1, LeaderID: 2}, &reply)
 	if founder(2) {
 		t.Error("server 1 still vouches for server 2 after it sent an AppendEntries")
 	}
@@ -268,11 +282,11 @@ func TestBootstrapProbeOutcomes(t *testing.T) {
 			return ok && len(st.WaitingFor) == 1 && st.WaitingFor[0] == 3
 		})
 		var vote RequestVoteReply
-		if err := rf.ServeRequestVote(2, &RequestVoteArgs{Term: 5, CandidateID: 2}, &vote); err == nil || vote.VoteGranted {
+		if err := serveWait(rf, 2, &RequestVoteArgs{Term: 5, CandidateID: 2}, &vote); err == nil || vote.VoteGranted {
 			t.Errorf("a bootstrapping server answered a vote request: %+v, %v", vote, err)
 		}
 		var ae AppendEntriesReply
-		if err := rf.ServeAppendEntries(2, &AppendEntriesArgs{Term: 5, LeaderID: 2}, &ae); err == nil || ae.Success {
+		if err := serveWait(rf, 2, &AppendEntriesArgs{Term: 5, LeaderID: 2}, &ae); err == nil || ae.Success {
 			t.Errorf("a bootstrapping server acknowledged entries: %+v, %v", ae, err)
 		}
 		if st, _ := rf.Status(); st.Term != 0 || !st.Bootstrapping {
@@ -293,12 +307,12 @@ func TestHandlersRefuseForgedSender(t *testing.T) {
 	rf := startWithPeers(t, map[int]Peer{2: probePeer{core.ProbeReply{Empty: true}}, 3: probePeer{core.ProbeReply{Empty: true}}})
 	waitFor(t, "server 1 to found the cluster", func() bool { return !bootstrapping(rf) })
 	var ae AppendEntriesReply
-	rf.ServeAppendEntries(3, &AppendEntriesArgs{Term: 7, LeaderID: 2, Entries: []Entry{{Index: 1, Term: 7, Command: []byte{1}}}}, &ae)
+	serveWait(rf, 3, &AppendEntriesArgs{Term: 7, LeaderID: 2, Entries: []Entry{{Index: 1, Term: 7, Command: []byte{1}}}}, &ae)
 	if ae.Success {
 		t.Errorf("AppendEntries from 3 in 2's name succeeded: %+v", ae)
 	}
 	var rv RequestVoteReply
-	rf.ServeRequestVote(3, &RequestVoteArgs{Term: 7, CandidateID: 2, LastLogIndex: 9, LastLogTerm: 7}, &rv)
+	serveWait(rf, 3, &RequestVoteArgs{Term: 7, CandidateID: 2, LastLogIndex: 9, LastLogTerm: 7}, &rv)
 	if rv.VoteGranted {
 		t.Errorf("vote granted to 2 on a request from 3: %+v", rv)
 	}
@@ -310,7 +324,7 @@ func TestHandlersRefuseForgedSender(t *testing.T) {
 // A command over the configured bound is refused with ErrTooLarge before
 // it reaches the log, and the server goes on.
 func TestProposeRefusesTooLarge(t *testing.T) {
-	rf, err := start(setup{me: 1, peers: map[int]Peer{}, store: newMemStorage(), sm: &listSM{}, snapBytes: DefaultSnapshotBytes, timing: defaultTiming,
+	rf, err := start(setup{me: 1, peers: map[int]Peer{}, store: newDiskStorage(t), sm: &listSM{}, snapBytes: DefaultSnapshotBytes, timing: defaultTiming,
 		logger: slog.New(slog.NewTextHandler(io.Discard, nil)), preVote: true, noOp: true, maxCmd: 1000})
 	if err != nil {
 		t.Fatal(err)

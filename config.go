@@ -86,15 +86,18 @@ type Transport interface {
 	Close() error
 }
 
-// Handler answers the RPCs of other servers; *Raft is one. from is the
+// Handler serves the requests of other servers; *Raft is one. from is the
 // caller's server ID as the transport authenticated it: a message whose
-// CandidateID or LeaderID names another server is refused. An error means
-// no answer.
+// CandidateID or LeaderID names another server is refused. req is a
+// *RequestVoteArgs, *AppendEntriesArgs, *InstallSnapshotArgs or
+// *core.ProbeArgs. Serve returns without waiting for the reply; respond is
+// called once the reply may be sent (the state it depends on is saved),
+// from any goroutine, with the reply or with an error (no answer). A
+// transport that calls Serve for the requests of one peer in the order
+// they were sent lets the leader keep several AppendEntries in flight to
+// the peer (see Sender).
 type Handler interface {
-	ServeRequestVote(from int, args *RequestVoteArgs, reply *RequestVoteReply) error
-	ServeAppendEntries(from int, args *AppendEntriesArgs, reply *AppendEntriesReply) error
-	ServeProbe(from int, args *core.ProbeArgs, reply *core.ProbeReply) error
-	ServeInstallSnapshot(from int, args *InstallSnapshotArgs, reply *InstallSnapshotReply) error
+	Serve(from int, req any, respond func(reply any, err error))
 }
 
 // Errors of Propose and of the RPC handlers.
@@ -208,26 +211,6 @@ func (rf *Raft) Propose(cmd []byte) (index, term int, err error) {
 	return rf.propose(slices.Clone(cmd))
 }
 
-// ServeRequestVote answers a RequestVote RPC from server from.
-func (rf *Raft) ServeRequestVote(from int, args *RequestVoteArgs, reply *RequestVoteReply) error {
-	r, err := rf.request(from, args)
-	if err != nil {
-		return err
-	}
-	*reply = *r.(*RequestVoteReply)
-	return nil
-}
-
-// ServeAppendEntries answers an AppendEntries RPC from server from.
-func (rf *Raft) ServeAppendEntries(from int, args *AppendEntriesArgs, reply *AppendEntriesReply) error {
-	r, err := rf.request(from, args)
-	if err != nil {
-		return err
-	}
-	*reply = *r.(*AppendEntriesReply)
-	return nil
-}
-
 // Status describes a server's view of the cluster: its term, role and
 // leader, its commit index and last log index, and (on a leader) how far
 // each follower's log is known to match.
@@ -241,15 +224,4 @@ type Status struct {
 	// lists the peers that have not answered yet.
 	Bootstrapping bool
 	WaitingFor    []int
-}
-
-// ServeProbe answers a Probe from server from: what state this server
-// holds (see Config.Bootstrap).
-func (rf *Raft) ServeProbe(from int, args *core.ProbeArgs, reply *core.ProbeReply) error {
-	r, err := rf.request(from, args)
-	if err != nil {
-		return err
-	}
-	*reply = *r.(*core.ProbeReply)
-	return nil
 }

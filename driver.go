@@ -47,11 +47,12 @@ type Raft struct {
 	kill     sync.Once
 	state    atomic.Int64 // term<<1 | isLeader, published by the loop
 	timing   timing
-	addrs    map[int]string    // servers' addresses as Config.Peers gives them (New only)
-	maxCmd   int               // the largest encoded command accepted, or 0 for no limit
-	boot     *bootstrap        // while a server with no state asks its peers; owned by the loop
-	founders map[int]bool      // peers that held nothing when this server founded the cluster, and have sent nothing since but probes; owned by the loop
-	incoming core.SnapshotSink // the snapshot received from a leader and stepped last, until its Ready; owned by the loop
+	onState  func(term int, isLeader bool) // see setup
+	addrs    map[int]string                // servers' addresses as Config.Peers gives them (New only)
+	maxCmd   int                           // the largest encoded command accepted, or 0 for no limit
+	boot     *bootstrap                    // while a server with no state asks its peers; owned by the loop
+	founders map[int]bool                  // peers that held nothing when this server founded the cluster, and have sent nothing since but probes; owned by the loop
+	incoming core.SnapshotSink             // the snapshot received from a leader and stepped last, until its Ready; owned by the loop
 
 	recv       snapshotReceiver     // chunks of a snapshot arriving
 	snapBusy   map[int]*atomic.Bool // per peer: a snapshot transfer to it is under way
@@ -90,9 +91,8 @@ type setup struct {
 	peers       map[int]Peer // the other servers
 	transport   Transport    // nil for Make
 	store       Storage
-	applyCh     chan ApplyMsg // the lab's service, or
-	sm          StateMachine  // the production one
-	snapBytes   int           // a StateMachine is snapshotted after this many command bytes
+	sm          StateMachine // the service
+	snapBytes   int          // the StateMachine is snapshotted after this many command bytes
 	timing      timing
 	logger      *slog.Logger
 	preVote     bool // PreVote and leader stickiness (thesis 9.6)
@@ -101,6 +101,8 @@ type setup struct {
 	noOp        bool // a new leader appends a no-op entry
 	maxInflight int  // AppendEntries in flight per follower, or 0 for the core's default
 	maxCmd      int  // the largest encoded command accepted, or 0 for no limit
+
+	onState func(term int, isLeader bool) // if not nil, told of every change of term or role (lab)
 }
 
 // start restores a server from its storage and starts its event loop and
@@ -123,15 +125,16 @@ func start(su setup) (*Raft, error) {
 		chunk = min(chunk, c.MaxChunkBytes())
 	}
 	rf := &Raft{
-		me:     su.me,
-		peers:  su.peers,
-		out:    out,
-		store:  su.store,
-		events: make(chan event, maxBatch),
-		done:   make(chan struct{}),
-		timing: su.timing,
-		maxCmd: su.maxCmd,
-		logger: su.logger,
+		me:      su.me,
+		peers:   su.peers,
+		out:     out,
+		store:   su.store,
+		events:  make(chan event, maxBatch),
+		done:    make(chan struct{}),
+		timing:  su.timing,
+		maxCmd:  su.maxCmd,
+		logger:  su.logger,
+		onState: su.onState,
 
 		snapBusy:   busy,
 		chunkBytes: chunk,
@@ -170,7 +173,7 @@ func start(su setup) (*Raft, error) {
 	}
 	rf.publish()
 	rf.apply = &applier{
-		wake: make(chan struct{}, 1), ch: su.applyCh, sm: su.sm, store: su.store, snapBytes: su.snapBytes,
+		wake: make(chan struct{}, 1), sm: su.sm, store: su.store, snapBytes: su.snapBytes,
 		compact: func(index int) bool { return rf.post(event{compact: index}) },
 		metrics: rf.metrics,
 		last:    snap,
@@ -196,12 +199,6 @@ func (rf *Raft) GetState() (term int, isLeader bool) {
 	return int(s >> 1), s&1 == 1 && !rf.killed()
 }
 
-// Kill stops the server. It returns at once; the server's goroutines end
-// promptly, and it sends and saves nothing more.
-func (rf *Raft) Kill() {
-	rf.stop(nil)
-}
-
 // stop makes the server stop, recording why if err is not nil.
 func (rf *Raft) stop(err error) {
 	rf.kill.Do(func() {
@@ -215,7 +212,7 @@ func (rf *Raft) stop(err error) {
 // progress end on their own, as labrpc has no way to cancel them.) It returns the error that made the
 // server stop itself, if one did, or the first error of closing.
 func (rf *Raft) Close() error {
-	rf.Kill()
+	rf.stop(nil)
 	rf.wg.Wait()
 	rf.recv.abort()
 	if rf.incoming != nil { // the loop has ended
@@ -274,37 +271,6 @@ func (rf *Raft) post(ev event) bool {
 		return true
 	case <-rf.done:
 		return false
-	}
-}
-
-// request runs an incoming RPC through the loop and returns the reply body
-// once the state it depends on is saved.
-func (rf *Raft) request(from int, args any) (any, error) {
-	return rf.requestSnapshot(from, args, nil)
-}
-
-// requestSnapshot is request, for an InstallSnapshot whose data arrived in
-// sink (which the loop then owns: it commits or aborts it).
-func (rf *Raft) requestSnapshot(from int, args any, sink core.SnapshotSink) (any, error) {
-	ch := make(chan core.Message, 1)
-	respond := func(m core.Message) { ch <- m }
-	if !rf.post(event{msg: core.Message{From: from, To: rf.me, Body: args}, respond: respond, sink: sink}) {
-		if sink != nil {
-			sink.Abort()
-		}
-		return nil, ErrStopped
-	}
-	select {
-	case m := <-ch:
-		if m.Body == nil && rf.killed() {
-			return nil, ErrStopped
-		}
-		if m.Body == nil {
-			return nil, fmt.Errorf("raft: server %d refuses a message from %d", rf.me, from)
-		}
-		return m.Body, nil
-	case <-rf.done:
-		return nil, ErrStopped
 	}
 }
 
@@ -471,10 +437,6 @@ func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) 
 	return replies, false
 }
 
-// observeState, if set (by tests, before any server starts), is called
-// by a server's loop on every change of its term or role.
-var observeState func(rf *Raft, term int, isLeader bool)
-
 // publish makes the term and role visible to GetState. A leader that
 // stepped down tells the Apply calls waiting for entries not yet
 // committed that their outcome is unknown.
@@ -498,8 +460,8 @@ func (rf *Raft) publish() {
 		rf.apply.abandon(rf.node.Status().Commit+1, ErrLeadershipLost)
 		clear(rf.metrics.proposedAt)
 	}
-	if observeState != nil {
-		observeState(rf, int(s>>1), s&1 == 1)
+	if rf.onState != nil {
+		rf.onState(int(s>>1), s&1 == 1)
 	}
 }
 

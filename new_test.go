@@ -27,7 +27,7 @@ func (lt *labTransport) Peer(id int) (Peer, error) {
 
 func (lt *labTransport) Serve(h Handler) {
 	srv := labrpc.MakeServer()
-	srv.AddService(labrpc.MakeService(h))
+	srv.AddService(labrpc.MakeService(h.(*Raft))) // its lab handlers
 	lt.net.AddServer(lt.me, srv)
 }
 
@@ -41,9 +41,16 @@ type tinyStorage struct{ Storage }
 
 func (tinyStorage) MaxCommandBytes() int { return 1 << 10 }
 
+// brokenStorage cannot load its state.
+type brokenStorage struct{ Storage }
+
+func (brokenStorage) Load() (HardState, SnapshotMeta, []Entry, error) {
+	return HardState{}, SnapshotMeta{}, nil, errors.New("checksum mismatch")
+}
+
 // failingStorage saves until fail is closed, then fails every Save.
 type failingStorage struct {
-	persisterStorage
+	Storage
 	fail chan struct{}
 }
 
@@ -52,7 +59,7 @@ func (s *failingStorage) Save(hs HardState, ents []Entry) error {
 	case <-s.fail:
 		return errors.New("disk on fire")
 	default:
-		return s.persisterStorage.Save(hs, ents)
+		return s.Storage.Save(hs, ents)
 	}
 }
 
@@ -61,7 +68,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		return Config{
 			ID: 1, Peers: map[int]string{1: "a", 2: "b", 3: "c"},
 			Transport:    &labTransport{ends: map[int]*labrpc.ClientEnd{2: nil, 3: nil}},
-			Storage:      &persisterStorage{ps: MakePersister()},
+			Storage:      newDiskStorage(t),
 			StateMachine: &listSM{},
 			Bootstrap:    true,
 		}
@@ -82,9 +89,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"command bound over the storage's", func(c *Config) { c.MaxCommandBytes = 1 << 40; c.Storage = tinyStorage{c.Storage} }, "over what the storage carries"},
 		{"negative command bound", func(c *Config) { c.MaxCommandBytes = -1 }, "MaxCommandBytes -1"},
 		{"corrupt state", func(c *Config) {
-			ps := MakePersister()
-			ps.SaveRaftState([]byte("garbage"))
-			c.Storage = &persisterStorage{ps: ps}
+			c.Storage = brokenStorage{c.Storage}
 		}, "load state"},
 	} {
 		cfg := good()
@@ -104,7 +109,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 func TestSaveFailureStopsServer(t *testing.T) {
 	net := labrpc.MakeNetwork()
 	defer net.Cleanup()
-	store := &failingStorage{persisterStorage{ps: MakePersister()}, make(chan struct{})}
+	store := &failingStorage{newDiskStorage(t), make(chan struct{})}
 	store.Save(HardState{Term: 1, Vote: core.None}, nil) // a server that ran before
 	rf, err := New(Config{
 		ID: 0, Peers: map[int]string{0: "a", 1: "b"},
@@ -118,7 +123,7 @@ func TestSaveFailureStopsServer(t *testing.T) {
 	close(store.fail)
 	// A vote request of a newer term must be saved before it is answered.
 	var reply RequestVoteReply
-	err = rf.ServeRequestVote(1, &RequestVoteArgs{Term: 5, CandidateID: 1}, &reply)
+	err = serveWait(rf, 1, &RequestVoteArgs{Term: 5, CandidateID: 1}, &reply)
 	if !errors.Is(err, ErrStopped) || reply.VoteGranted {
 		t.Fatalf("after a failed save: err %v, reply %+v; want ErrStopped and no vote", err, reply)
 	}

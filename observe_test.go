@@ -12,7 +12,7 @@ import (
 func TestWatchLeaderStatusMetrics(t *testing.T) {
 	c := newTCPCluster(t, 1, 2, 3)
 	for _, id := range []int{1, 2, 3} {
-		c.start(id, newMemStorage())
+		c.start(id, newDiskStorage(t))
 	}
 	watch, stop := c.rafts[1].WatchLeader()
 	defer stop()

@@ -14,7 +14,7 @@ func TestApplyOutcomes(t *testing.T) {
 	c := newTCPCluster(t, 1, 2, 3)
 	sms := map[int]*listSM{}
 	for _, id := range []int{1, 2, 3} {
-		c.start(id, newMemStorage())
+		c.start(id, newDiskStorage(t))
 		sms[id] = c.rafts[id].apply.sm.(*listSM)
 	}
 	c.leaderCommits("warm-up")

@@ -6,7 +6,19 @@ import "github.com/raftkit/raft/core"
 // by svcMeth ("Raft.RequestVote" or "Raft.AppendEntries") on that server
 // and reports whether reply holds its answer. *labrpc.ClientEnd is a Peer.
 type Peer interface {
-	Call(svcMeth string, args interface{}, reply interface{}) bool
+	Call(svcMeth string, args any, reply any) bool
+}
+
+// A Sender is a Peer that also sends without waiting: the requests given
+// to Send for one peer reach its Handler's Serve in the order of the
+// calls, and done gets the reply (ok true) or learns that there will be
+// none (ok false), once, from any goroutine; done may block for a while
+// (it hands the reply to the server's loop). Send must not block. A leader
+// keeps several AppendEntries in flight to a Sender (pipelining);
+// *transport.Peer is one.
+type Sender interface {
+	Peer
+	Send(req any, done func(reply any, ok bool))
 }
 
 // maxCallsPerPeer bounds the calls in progress to one peer. Raft tolerates
@@ -38,6 +50,14 @@ func (rf *Raft) send(m core.Message) {
 		for _, e := range b.Entries {
 			rf.metrics.bytesSent.Add(int64(len(e.Command)))
 		}
+	}
+	if s, ok := rf.peers[m.To].(Sender); ok {
+		s.Send(m.Body, func(reply any, ok bool) {
+			if ok {
+				rf.post(event{msg: core.Message{From: m.To, To: rf.me, Body: reply}})
+			}
+		})
+		return
 	}
 	o := rf.out[m.To]
 	select {
@@ -71,7 +91,7 @@ func (rf *Raft) caller(o *outbox, m core.Message) {
 
 // call sends m to its recipient and feeds the answer back to the loop.
 func (rf *Raft) call(m core.Message) {
-	var reply interface{}
+	var reply any
 	var ok bool
 	switch a := m.Body.(type) {
 	case *core.RequestVoteArgs:

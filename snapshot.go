@@ -26,19 +26,11 @@ type snapshotReq struct {
 	done  chan error
 }
 
-// Snapshot tells Raft that the service has a snapshot holding everything
-// through log index index: Raft saves it with its state and discards its
-// log through index (section 7). The service may call it from the
-// goroutine that reads the apply channel.
-func (rf *Raft) Snapshot(index int, snapshot []byte) {
-	if err := rf.SaveSnapshot(index, snapshot); err != nil && !errors.Is(err, ErrStopped) {
-		rf.logger.Error("raft: snapshot not saved", "index", index, "err", err)
-	}
-}
-
-// SaveSnapshot is Snapshot, returning whether the snapshot was saved:
-// nil also when a snapshot through index or later was saved already.
-func (rf *Raft) SaveSnapshot(index int, snapshot []byte) error {
+// takeSnapshot has the loop save the service's snapshot through index
+// (see saveSnapshot) and waits: nil also when a snapshot through index or
+// later was saved already. For the lab's service, which takes its
+// snapshots itself.
+func (rf *Raft) takeSnapshot(index int, snapshot []byte) error {
 	req := &snapshotReq{index: index, data: snapshot, done: make(chan error, 1)}
 	if !rf.post(event{snap: req}) {
 		return ErrStopped
@@ -135,35 +127,33 @@ func (r *snapshotReceiver) abortLocked() {
 	}
 }
 
-// ServeInstallSnapshot answers an InstallSnapshot RPC from server from:
-// one chunk of a snapshot. Once the last chunk has arrived, the protocol
-// decides whether to install it.
-func (rf *Raft) ServeInstallSnapshot(from int, args *InstallSnapshotArgs, reply *InstallSnapshotReply) error {
+// serveChunk serves an InstallSnapshot request from server from: one
+// chunk of a snapshot, written to the receiver's sink as it arrives (the
+// chunks of one transfer come in order, on one connection). Once the last
+// chunk has arrived, the protocol decides whether to install it.
+func (rf *Raft) serveChunk(from int, args *InstallSnapshotArgs, respond func(any, error)) {
 	if rf.killed() {
-		return ErrStopped
+		respond(nil, ErrStopped)
+		return
 	}
 	if term, _ := rf.GetState(); args.Term < term {
-		*reply = InstallSnapshotReply{Term: term} // 1. Reply immediately if term < currentTerm.
-		return nil
+		respond(&InstallSnapshotReply{Term: term}, nil) // 1. Reply immediately if term < currentTerm.
+		return
 	}
 	sink, err := rf.recv.chunk(rf.store, from, args)
 	if err != nil {
 		rf.logger.Warn(err.Error())
-		return err
+		respond(nil, err)
+		return
 	}
 	if sink == nil {
 		term, _ := rf.GetState()
-		*reply = InstallSnapshotReply{Term: term}
-		return nil
+		respond(&InstallSnapshotReply{Term: term}, nil)
+		return
 	}
 	whole := *args
 	whole.Offset, whole.Data = 0, nil
-	r, err := rf.requestSnapshot(from, &whole, sink)
-	if err != nil {
-		return err
-	}
-	*reply = *r.(*InstallSnapshotReply)
-	return nil
+	rf.serveLoop(from, &whole, sink, respond)
 }
 
 // sendSnapshot starts a transfer of the storage's snapshot to the

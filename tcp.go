@@ -2,7 +2,9 @@ package raft
 
 import "github.com/raftkit/raft/transport"
 
-// TCP makes a TCP transport a Transport for New.
+// TCP makes a TCP transport a Transport for New. Its peers are Senders:
+// the requests to one peer travel in order on one connection, and a
+// leader keeps several AppendEntries in flight to each follower.
 func TCP(t *transport.TCP) Transport { return tcpTransport{t} }
 
 type tcpTransport struct{ *transport.TCP }

@@ -26,7 +26,7 @@ func traceFunc() func(string) {
 	return traceLine
 }
 
-func (rf *Raft) tracef(format string, args ...interface{}) {
+func (rf *Raft) tracef(format string, args ...any) {
 	if traceOn {
 		traceLine(fmt.Sprintf(format, args...))
 	}

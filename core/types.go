@@ -126,7 +126,7 @@ type AppendEntriesReply struct {
 // *AppendEntriesReply. Receivers never modify a Body.
 type Message struct {
 	From, To int
-	Body     interface{}
+	Body     any
 }
 
 // Ready holds the effects of the events a Node has handled since the last

@@ -1,7 +1,7 @@
 package kv_test
 
 //
-// The kv tester: a cluster of kv servers, each a raft.Make peer plus a
+// The kv tester: a cluster of kv servers, each a lab.Make peer plus a
 // kv.Server plus a kv.RPCService, on a simulated labrpc network, and clients
 // (kv.Clerk over kv.LabConn ends) that can be cut off from servers like the
 // servers from each other. Modeled on the MIT 6.5840 kvraft tester.
@@ -27,8 +27,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftkit/raft"
 	"github.com/raftkit/raft/kv"
+	"github.com/raftkit/raft/lab"
 	"github.com/raftkit/raft/labrpc"
 )
 
@@ -44,13 +44,13 @@ type config struct {
 	maxRaftState int // the servers' kv.ServerOptions.MaxRaftState: 0, no snapshots
 
 	mu       sync.Mutex
-	rafts    []*raft.Raft // nil while crashed
+	rafts    []*lab.Raft // nil while crashed
 	servers  []*kv.Server
-	stops    []chan struct{}   // closed to stop an instance's forwarder
-	saved    []*raft.Persister // each server's persisted state (the current instance's)
-	endnames [][]string        // endnames[i][j]: server i's current Raft end to server j
-	gen      int               // makes end names unique across restarts
-	link     [][]bool          // link[i][j]: servers i and j can talk
+	stops    []chan struct{}  // closed to stop an instance's forwarder
+	saved    []*lab.Persister // each server's persisted state (the current instance's)
+	endnames [][]string       // endnames[i][j]: server i's current Raft end to server j
+	gen      int              // makes end names unique across restarts
+	link     [][]bool         // link[i][j]: servers i and j can talk
 	clients  []*client
 
 	// what the forwarders saw
@@ -77,10 +77,10 @@ func makeConfigSnap(t testing.TB, n int, unreliable bool, maxRaftState int) *con
 		net:          labrpc.MakeNetwork(),
 		n:            n,
 		maxRaftState: maxRaftState,
-		rafts:        make([]*raft.Raft, n),
+		rafts:        make([]*lab.Raft, n),
 		servers:      make([]*kv.Server, n),
 		stops:        make([]chan struct{}, n),
-		saved:        make([]*raft.Persister, n),
+		saved:        make([]*lab.Persister, n),
 		endnames:     make([][]string, n),
 		link:         make([][]bool, n),
 		log:          map[int]kv.Op{},
@@ -119,15 +119,15 @@ func (cfg *config) start(i int) {
 	}
 	cfg.endnames[i] = names
 	if cfg.saved[i] == nil {
-		cfg.saved[i] = raft.MakePersister()
+		cfg.saved[i] = lab.MakePersister()
 	}
 	ps := cfg.saved[i]
 	cfg.mu.Unlock()
 
-	raw := make(chan raft.ApplyMsg)
-	toKV := make(chan raft.ApplyMsg)
+	raw := make(chan lab.ApplyMsg)
+	toKV := make(chan lab.ApplyMsg)
 	stop := make(chan struct{})
-	rf := raft.Make(ends, i, ps, raw)
+	rf := lab.Make(ends, i, ps, raw)
 	srv := kv.NewLabServer(rf, toKV, ps, kv.ServerOptions{MaxRaftState: cfg.maxRaftState})
 	// The server started from the persister's snapshot, if any: Raft
 	// applies from the index after it.
@@ -191,9 +191,9 @@ func (cfg *config) alive(i int) bool {
 // forward passes what one Raft instance applies on to its kv server,
 // checking it on the way; the instance's kv server started with the log
 // through index last applied.
-func (cfg *config) forward(i int, raw <-chan raft.ApplyMsg, toKV chan<- raft.ApplyMsg, stop <-chan struct{}, last int) {
+func (cfg *config) forward(i int, raw <-chan lab.ApplyMsg, toKV chan<- lab.ApplyMsg, stop <-chan struct{}, last int) {
 	for {
-		var m raft.ApplyMsg
+		var m lab.ApplyMsg
 		select {
 		case m = <-raw:
 		case <-stop:
@@ -251,7 +251,7 @@ func (cfg *config) forward(i int, raw <-chan raft.ApplyMsg, toKV chan<- raft.App
 }
 
 // errorf records a safety violation; cfg.mu is held.
-func (cfg *config) errorf(format string, args ...interface{}) {
+func (cfg *config) errorf(format string, args ...any) {
 	if len(cfg.errs) < 10 {
 		cfg.errs = append(cfg.errs, fmt.Sprintf(format, args...))
 	}

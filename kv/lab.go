@@ -5,10 +5,11 @@ import (
 	"fmt"
 
 	"github.com/raftkit/raft"
+	"github.com/raftkit/raft/lab"
 )
 
 // LabRaft is what a server over the lab's API needs of its Raft peer; a
-// *raft.Raft made by raft.Make is one.
+// *raft.Raft made by lab.Make is one.
 type LabRaft interface {
 	Start(command any) (index, term int, isLeader bool)
 	GetState() (term int, isLeader bool)
@@ -29,13 +30,13 @@ func (p labProposer) Propose(cmd []byte) (int, int, error) {
 
 func (p labProposer) GetState() (int, bool) { return p.rf.GetState() }
 
-// NewLabServer returns a server over rf, a Raft peer made by raft.Make
+// NewLabServer returns a server over rf, a Raft peer made by lab.Make
 // with applyCh and persister ps: it starts from ps's snapshot, if any,
 // then applies what arrives on applyCh, commands and snapshots alike,
 // through the same Apply and Restore as a server over raft.New. With
 // opts.MaxRaftState, it snapshots (rf.Snapshot) whenever ps's Raft state
 // reaches that size. It stops when applyCh is closed or Stop is called.
-func NewLabServer(rf LabRaft, applyCh <-chan raft.ApplyMsg, ps *raft.Persister, opts ServerOptions) *Server {
+func NewLabServer(rf LabRaft, applyCh <-chan lab.ApplyMsg, ps *lab.Persister, opts ServerOptions) *Server {
 	s := NewServer(opts)
 	s.Attach(labProposer{rf})
 	if snap := ps.ReadSnapshot(); len(snap) > 0 {
@@ -56,10 +57,10 @@ func (s *Server) fail(err error) {
 
 // labLoop hands what arrives on applyCh to Apply and Restore, and
 // snapshots as opts.MaxRaftState says.
-func (s *Server) labLoop(rf LabRaft, applyCh <-chan raft.ApplyMsg, ps *raft.Persister) {
+func (s *Server) labLoop(rf LabRaft, applyCh <-chan lab.ApplyMsg, ps *lab.Persister) {
 	defer s.Stop()
 	for {
-		var msg raft.ApplyMsg
+		var msg lab.ApplyMsg
 		select {
 		case m, ok := <-applyCh:
 			if !ok {

@@ -1,6 +1,3 @@
-// Package labgob wraps encoding/gob and warns about two common mistakes:
-// struct fields that gob silently ignores because they are unexported, and
-// decoding into a variable that already holds non-default values.
 package labgob
 
 import (
@@ -35,7 +32,7 @@ func NewEncoder(w io.Writer) *LabEncoder {
 }
 
 // Encode writes the gob encoding of e.
-func (le *LabEncoder) Encode(e interface{}) error {
+func (le *LabEncoder) Encode(e any) error {
 	checkValue(e)
 	return le.enc.Encode(e)
 }
@@ -52,27 +49,27 @@ func NewDecoder(r io.Reader) *LabDecoder {
 }
 
 // Decode reads the next value from the stream into e, which must be a pointer.
-func (ld *LabDecoder) Decode(e interface{}) error {
+func (ld *LabDecoder) Decode(e any) error {
 	checkValue(e)
 	checkDefault(e)
 	return ld.dec.Decode(e)
 }
 
 // Register records a type for values sent as interfaces, like gob.Register.
-func Register(value interface{}) {
+func Register(value any) {
 	checkValue(value)
 	gob.Register(value)
 }
 
 // RegisterName is like Register but uses name for the type, like gob.RegisterName.
-func RegisterName(name string, value interface{}) {
+func RegisterName(name string, value any) {
 	checkValue(value)
 	gob.RegisterName(name, value)
 }
 
 // checkValue warns the first time the type of v, or a type it contains, is a
 // struct with an unexported field.
-func checkValue(v interface{}) {
+func checkValue(v any) {
 	if v == nil {
 		return
 	}
@@ -123,7 +120,7 @@ func customGob(t reflect.Type) bool {
 }
 
 // checkDefault warns if the value e points to holds anything but default values.
-func checkDefault(e interface{}) {
+func checkDefault(e any) {
 	if e == nil {
 		return
 	}

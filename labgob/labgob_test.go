@@ -10,7 +10,7 @@ import (
 
 type item struct {
 	Term    int
-	Command interface{}
+	Command any
 }
 
 type state struct {
@@ -40,7 +40,7 @@ type stamped struct {
 	When time.Time // has unexported fields but encodes itself
 }
 
-func roundTrip(t *testing.T, in, out interface{}) {
+func roundTrip(t *testing.T, in, out any) {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := NewEncoder(&buf).Encode(in); err != nil {

@@ -1,21 +1,3 @@
-// Package labrpc is a simulated network for testing RPC-based code such as
-// Raft. Servers share no memory with their clients: a call's arguments are
-// deep-copied through gob when Call is made, and the reply when the handler
-// returns, so later changes on either side are not seen by the other. The
-// network can lose requests and replies, delay and reorder them, and
-// disconnect clients or servers.
-//
-// Usage:
-//
-//	net := MakeNetwork()
-//	end := net.MakeEnd(endname)     // a client end, one per client/server pair
-//	net.AddServer(servername, srv)  // srv := MakeServer(); srv.AddService(MakeService(rcvr))
-//	net.Connect(endname, servername)
-//	net.Enable(endname, true)
-//	ok := end.Call("Raft.AppendEntries", &args, &reply)
-//
-// Call returns true if the handler ran and reply holds its answer, false if
-// the request or reply was lost (the handler may or may not have run).
 package labrpc
 
 import (
@@ -36,7 +18,7 @@ import (
 )
 
 type reqMsg struct {
-	endname interface{}
+	endname any
 	svcMeth string
 	args    payload
 }
@@ -57,7 +39,7 @@ type payload struct {
 }
 
 // makePayload copies v. It fails only if v cannot be encoded.
-func makePayload(v interface{}) (payload, error) {
+func makePayload(v any) (payload, error) {
 	if t, ok := baseType(reflect.TypeOf(v)); ok {
 		val := reflect.New(t)
 		n, err := copyValue(v, val.Interface())
@@ -104,7 +86,7 @@ func (p payload) newValue(pt reflect.Type) (reflect.Value, error) {
 // decode stores the payload's value into dst, a pointer (or nil to discard
 // it), exactly as gob would decode the original value into dst: merging
 // into a non-zero *dst, with labgob's warning.
-func (p payload) decode(dst interface{}) error {
+func (p payload) decode(dst any) error {
 	if !p.val.IsValid() {
 		return labgob.NewDecoder(bytes.NewReader(p.raw)).Decode(dst)
 	}
@@ -149,7 +131,7 @@ type decodeError struct{ error }
 // copyValue encodes src and decodes it into dst (a pointer, or nil to
 // discard the value), and returns the size of the encoding. An error from
 // decoding is a decodeError.
-func copyValue(src, dst interface{}) (int, error) {
+func copyValue(src, dst any) (int, error) {
 	var c *copier
 	copiers.mu.Lock()
 	if n := len(copiers.free); n > 0 {
@@ -189,7 +171,7 @@ func copyValue(src, dst interface{}) (int, error) {
 
 // ClientEnd is one client's end of a connection to a server.
 type ClientEnd struct {
-	endname interface{}
+	endname any
 	net     *Network
 }
 
@@ -203,7 +185,7 @@ type ClientEnd struct {
 // Call copies args before it sends them, so the server never sees later
 // changes to them; reply receives a copy of the handler's reply made when
 // the handler returned.
-func (e *ClientEnd) Call(svcMeth string, args interface{}, reply interface{}) bool {
+func (e *ClientEnd) Call(svcMeth string, args any, reply any) bool {
 	p, err := makePayload(args)
 	if err != nil {
 		panic(fmt.Sprintf("labrpc: Call(%q): encode args: %v", svcMeth, err))
@@ -225,11 +207,11 @@ type Network struct {
 	reliable       bool
 	longDelays     bool // pause a long time on send to a disabled end
 	longReordering bool // sometimes delay replies a long time
-	ends           map[interface{}]*ClientEnd
-	enabled        map[interface{}]bool        // by end name
-	servers        map[interface{}]*Server     // by server name
-	connections    map[interface{}]interface{} // end name -> server name
-	changed        chan struct{}               // closed (and replaced) when any of the three above change
+	ends           map[any]*ClientEnd
+	enabled        map[any]bool    // by end name
+	servers        map[any]*Server // by server name
+	connections    map[any]any     // end name -> server name
+	changed        chan struct{}   // closed (and replaced) when any of the three above change
 	done           chan struct{}
 	cleanup        sync.Once
 	jobs           chan job     // to idle workers
@@ -243,10 +225,10 @@ type Network struct {
 func MakeNetwork() *Network {
 	return &Network{
 		reliable:    true,
-		ends:        map[interface{}]*ClientEnd{},
-		enabled:     map[interface{}]bool{},
-		servers:     map[interface{}]*Server{},
-		connections: map[interface{}]interface{}{},
+		ends:        map[any]*ClientEnd{},
+		enabled:     map[any]bool{},
+		servers:     map[any]*Server{},
+		connections: map[any]any{},
 		changed:     make(chan struct{}),
 		done:        make(chan struct{}),
 		jobs:        make(chan job),
@@ -284,7 +266,7 @@ func (rn *Network) LongDelays(yes bool) {
 
 // MakeEnd returns a new, disabled and unconnected client end.
 // It panics if an end named endname already exists.
-func (rn *Network) MakeEnd(endname interface{}) *ClientEnd {
+func (rn *Network) MakeEnd(endname any) *ClientEnd {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	if _, ok := rn.ends[endname]; ok {
@@ -306,7 +288,7 @@ func (rn *Network) change() {
 
 // AddServer adds rs under servername, replacing any server of that name;
 // calls in progress to the replaced server fail.
-func (rn *Network) AddServer(servername interface{}, rs *Server) {
+func (rn *Network) AddServer(servername any, rs *Server) {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	rn.servers[servername] = rs
@@ -315,7 +297,7 @@ func (rn *Network) AddServer(servername interface{}, rs *Server) {
 
 // DeleteServer removes the server named servername; calls in progress to it
 // fail.
-func (rn *Network) DeleteServer(servername interface{}) {
+func (rn *Network) DeleteServer(servername any) {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	delete(rn.servers, servername)
@@ -324,7 +306,7 @@ func (rn *Network) DeleteServer(servername interface{}) {
 
 // Connect connects the end named endname to the server named servername.
 // An end is connected to at most one server; the server need not exist yet.
-func (rn *Network) Connect(endname interface{}, servername interface{}) {
+func (rn *Network) Connect(endname any, servername any) {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	rn.connections[endname] = servername
@@ -333,7 +315,7 @@ func (rn *Network) Connect(endname interface{}, servername interface{}) {
 
 // Enable enables or disables the end named endname. Calls on a disabled end
 // fail, as do calls in progress when it is disabled.
-func (rn *Network) Enable(endname interface{}, enabled bool) {
+func (rn *Network) Enable(endname any, enabled bool) {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	rn.enabled[endname] = enabled
@@ -342,7 +324,7 @@ func (rn *Network) Enable(endname interface{}, enabled bool) {
 
 // GetCount returns the number of RPCs received by the server named
 // servername, or 0 if there is no such server.
-func (rn *Network) GetCount(servername interface{}) int {
+func (rn *Network) GetCount(servername any) int {
 	rn.mu.Lock()
 	rs := rn.servers[servername]
 	rn.mu.Unlock()
@@ -368,7 +350,7 @@ func (rn *Network) GetTotalBytes() int64 {
 // endInfo is a snapshot of the network's settings for one end.
 type endInfo struct {
 	enabled        bool
-	servername     interface{}
+	servername     any
 	server         *Server
 	reliable       bool
 	longDelays     bool
@@ -376,7 +358,7 @@ type endInfo struct {
 	changed        <-chan struct{} // closed when the settings change
 }
 
-func (rn *Network) readEndInfo(endname interface{}) endInfo {
+func (rn *Network) readEndInfo(endname any) endInfo {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	in := endInfo{
@@ -396,7 +378,7 @@ func (rn *Network) readEndInfo(endname interface{}) endInfo {
 // reachable reports whether a call on endname can still reach server
 // (named servername), and returns the channel that is closed when that may
 // change.
-func (rn *Network) reachable(endname interface{}, servername interface{}, server *Server) (bool, <-chan struct{}) {
+func (rn *Network) reachable(endname any, servername any, server *Server) (bool, <-chan struct{}) {
 	rn.mu.Lock()
 	defer rn.mu.Unlock()
 	return rn.enabled[endname] && rn.connections[endname] == servername &&
@@ -584,7 +566,7 @@ type Service struct {
 //	func (r *T) M(args *A, reply *R)
 //
 // as "T.M". Other methods are ignored.
-func MakeService(receiver interface{}) *Service {
+func MakeService(receiver any) *Service {
 	svc := &Service{
 		rcvr:    reflect.ValueOf(receiver),
 		methods: map[string]reflect.Method{},

@@ -71,7 +71,7 @@ func (o *Other) Echo(args *JunkArgs, reply *JunkArgs) {
 
 // Carrier holds an interface value, to check registered types pass through.
 type Carrier struct {
-	V interface{}
+	V any
 }
 
 type Payload struct {
@@ -641,7 +641,7 @@ func TestTypeMismatch(t *testing.T) {
 
 func TestEncodePanics(t *testing.T) {
 	_, e, _ := setup(t, &JunkServer{})
-	for _, args := range []interface{}{nil, (*JunkArgs)(nil), make(chan int), struct{ x int }{1}} {
+	for _, args := range []any{nil, (*JunkArgs)(nil), make(chan int), struct{ x int }{1}} {
 		func() {
 			defer func() {
 				if recover() == nil {
@@ -714,7 +714,7 @@ func BenchmarkCall(b *testing.B) {
 // Entry and EntriesArgs look like Raft's AppendEntries arguments.
 type Entry struct {
 	Term    int
-	Command interface{}
+	Command any
 }
 
 type EntriesArgs struct {

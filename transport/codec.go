@@ -2,243 +2,145 @@ package transport
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
-	"encoding/gob"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/rpc"
-	"os"
-	"time"
-
-	"github.com/raftkit/raft/core"
 )
 
-// Framing. net/rpc's own gob codec cannot enforce a size limit: it decodes
-// straight from the connection, so a message is only known to be too large
-// once it has been read whole into memory, and a message refused halfway
-// leaves the stream out of step. Hence a codec of our own, under net/rpc's
-// Server and our client. After the handshake (handshake.go) each direction
-// of a connection is a sequence of frames:
-//
-//	header length  uint32, big endian
-//	body length    uint32, big endian
-//	header         gob: an rpc.Request (caller to server) or rpc.Response
-//	body           gob: the call's arguments or its reply; empty in a
-//	               response that carries an error
-//
-// The header and body are two messages of one gob stream per direction, as
-// in net/rpc's own codec, so a type is described once per connection, not
-// once per message. The lengths let a reader refuse a body over the limit
-// without reading it into memory (it skips it), and let a writer refuse one
-// it has encoded by not sending it. Both are safe only if a skipped or
-// unsent body holds no type description the other end would miss; so the
-// first frame each side sends (the primer) carries a zero value of every
-// type it will ever send, and afterwards each header and body is a single
-// gob value message. The writers only ever encode those types.
-
 const (
-	frameHeaderLen = 8
-	// maxHeaderBytes bounds a frame's header; a larger one breaks the
-	// connection. Headers are tiny: a method name, a sequence number and
-	// an error string, which the server cuts to maxErrorLen.
-	maxHeaderBytes = 64 << 10
-	maxErrorLen    = 1 << 10
-	// keepBuffer is the largest frame buffer a connection keeps between
-	// frames; larger ones are dropped after use. It holds a snapshot chunk
-	// of 1 MiB (as MaxChunkBytes advises) with room to spare, so that a
-	// transfer does not allocate and clear a new buffer for every chunk:
-	// that halves the time a chunk takes over loopback.
+	// keepBuffer is the largest buffer a connection keeps between uses (a
+	// reader's scratch buffer, a writer's queue); larger ones are dropped
+	// after use. It holds a snapshot chunk of 1 MiB (as MaxChunkBytes
+	// advises) with room to spare.
 	keepBuffer = 2 << 20
 	readBuffer = 64 << 10
 )
 
-// errProtocol marks a malformed stream; the connection is closed.
-var errProtocol = errors.New("protocol error")
-
-// frameWriter encodes frames for one direction of a connection. It is not
-// safe for concurrent use.
-type frameWriter struct {
-	buf bytes.Buffer
-	enc *gob.Encoder
-}
-
-func newFrameWriter() *frameWriter {
-	w := new(frameWriter)
-	w.enc = gob.NewEncoder(&w.buf)
-	return w
-}
-
-var zeroFrameHeader [frameHeaderLen]byte
-
-// encode lays out one frame in the writer's buffer: hdr, then bodies (none
-// for an empty body), and returns the body's length. After an error the
-// stream is unusable.
-func (w *frameWriter) encode(hdr any, bodies ...any) (bodyLen int, err error) {
-	w.buf.Reset()
-	w.buf.Write(zeroFrameHeader[:])
-	if err := w.enc.Encode(hdr); err != nil {
-		return 0, fmt.Errorf("encode header: %w", err)
-	}
-	hlen := w.buf.Len() - frameHeaderLen
-	for _, b := range bodies {
-		if err := w.enc.Encode(b); err != nil {
-			return 0, fmt.Errorf("encode %T: %w", b, err)
-		}
-	}
-	blen := w.buf.Len() - frameHeaderLen - hlen
-	if hlen > maxHeaderBytes || int64(blen) > maxFrameBody {
-		return 0, fmt.Errorf("%w: frame of %d+%d bytes", errProtocol, hlen, blen)
-	}
-	b := w.buf.Bytes()
-	binary.BigEndian.PutUint32(b[0:4], uint32(hlen))
-	binary.BigEndian.PutUint32(b[4:8], uint32(blen))
-	return blen, nil
-}
-
-// frame returns the frame that encode laid out.
-func (w *frameWriter) frame() []byte { return w.buf.Bytes() }
-
-// reset forgets the frame in the buffer, dropping a large buffer.
-func (w *frameWriter) reset() {
-	if w.buf.Cap() > keepBuffer {
-		w.buf = bytes.Buffer{}
-	}
-	w.buf.Reset()
-}
-
-// frameReader decodes frames from one direction of a connection. It is not
-// safe for concurrent use.
+// frameReader reads the frames of one direction of a connection. It is
+// not safe for concurrent use.
 type frameReader struct {
-	r   *bufio.Reader
-	max int // largest body accepted; larger ones are skipped
-	dec *gob.Decoder
-	in  bytes.Reader // what dec reads: a header or a body, never more
-	hdr []byte
-	// The current frame's body, and its length if it was skipped.
-	body    []byte
-	skipped int
+	r       *bufio.Reader
+	max     int // largest payload accepted; larger ones are skipped
+	hdr     [frameHeaderLen]byte
+	scratch []byte // the payload of frames whose messages keep nothing
 }
 
 func newFrameReader(r *bufio.Reader, max int) *frameReader {
-	fr := &frameReader{r: r, max: max}
-	fr.dec = gob.NewDecoder(&fr.in) // a bytes.Reader is an io.ByteReader: gob adds no buffer of its own
-	return fr
+	return &frameReader{r: r, max: max}
 }
 
-// next reads a frame and decodes its header into hdr. A body over the limit
-// is skipped, not read into memory: next then returns its length as
-// oversize, and the frame's body cannot be decoded. Any error breaks the
+// frame is a frame read. Its payload is valid until the next read,
+// unless the frame owns it (see keepsPayload).
+type frame struct {
+	typ     byte
+	id      uint64
+	payload []byte
+	// over is the payload's length if it was over the limit and skipped
+	// unread (payload is nil then).
+	over int
+}
+
+// keepsPayload reports whether the message of a frame of type typ may
+// keep parts of its payload: an AppendEntries request's commands, an
+// InstallSnapshot request's data. Such a frame is read into a buffer of
+// its own, which the message owns from then on; every other frame into
+// the reader's scratch buffer.
+func keepsPayload(typ byte) bool {
+	return typ == typeAppendEntries || typ == typeInstallSnapshot
+}
+
+// next reads a frame. A payload over the limit is skipped, not read into
+// memory: the frame then has over set and no payload. Any error breaks the
 // stream.
-func (r *frameReader) next(hdr any) (oversize int, err error) {
-	var lens [frameHeaderLen]byte
-	if _, err := io.ReadFull(r.r, lens[:]); err != nil {
-		return 0, err
+func (r *frameReader) next() (frame, error) {
+	if _, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
+		return frame{}, err
 	}
-	hlen := int(binary.BigEndian.Uint32(lens[0:4]))
-	blen := int64(binary.BigEndian.Uint32(lens[4:8]))
-	if hlen == 0 || hlen > maxHeaderBytes {
-		return 0, fmt.Errorf("%w: frame header of %d bytes", errProtocol, hlen)
-	}
-	r.hdr = grow(r.hdr, hlen)
-	if _, err := io.ReadFull(r.r, r.hdr); err != nil {
-		return 0, unexpectedEOF(err)
-	}
-	if err := checkMessages(r.hdr); err != nil {
-		return 0, fmt.Errorf("frame header: %w", err)
-	}
-	r.in.Reset(r.hdr)
-	if err := r.dec.Decode(hdr); err != nil {
-		return 0, fmt.Errorf("%w: decode header: %v", errProtocol, err)
-	}
-	if r.in.Len() != 0 {
-		return 0, fmt.Errorf("%w: %d stray bytes after the header", errProtocol, r.in.Len())
-	}
-	r.skipped = 0
-	if blen > int64(r.max) {
-		if _, err := io.CopyN(io.Discard, r.r, blen); err != nil {
-			return 0, unexpectedEOF(err)
+	n := int64(binary.BigEndian.Uint32(r.hdr[0:4]))
+	f := frame{typ: r.hdr[4], id: binary.BigEndian.Uint64(r.hdr[5:])}
+	if n > int64(r.max) {
+		if _, err := io.CopyN(io.Discard, r.r, n); err != nil {
+			return frame{}, unexpectedEOF(err)
 		}
-		r.body = r.body[:0]
-		r.skipped = int(blen)
-		return int(blen), nil
+		f.over = int(n)
+		return f, nil
 	}
-	if cap(r.body) > keepBuffer {
-		r.body = nil
+	var buf []byte
+	if keepsPayload(f.typ) {
+		buf = make([]byte, n)
+	} else {
+		if cap(r.scratch) > keepBuffer {
+			r.scratch = nil
+		}
+		r.scratch = grow(r.scratch, int(n))
+		buf = r.scratch
 	}
-	r.body = grow(r.body, int(blen))
-	if _, err := io.ReadFull(r.r, r.body); err != nil {
-		return 0, unexpectedEOF(err)
+	if _, err := io.ReadFull(r.r, buf); err != nil {
+		return frame{}, unexpectedEOF(err)
 	}
-	if err := checkMessages(r.body); err != nil {
-		return 0, fmt.Errorf("frame body: %w", err)
-	}
-	return 0, nil
+	f.payload = buf
+	return f, nil
 }
 
-// checkMessages checks that b is a sequence of whole gob messages, each a
-// length and that many bytes. gob trusts a message's length, and allocates
-// for it (up to 10 MiB) before it finds the input short; checked first, a
-// message costs no more memory than the frame that holds it.
-func checkMessages(b []byte) error {
-	for off := 0; off < len(b); {
-		n, width, ok := gobUint(b[off:])
-		if !ok || n > uint64(len(b)-off-width) {
-			return fmt.Errorf("%w: gob message at offset %d claims %d bytes, %d left", errProtocol, off, n, len(b)-off-width)
-		}
-		off += width + int(n)
-	}
-	return nil
+// inRequest is a request as a server reads it.
+type inRequest struct {
+	typ  byte
+	id   uint64
+	req  any // nil if over
+	over int // the payload's length, if it was over the limit and skipped
 }
 
-// gobUint decodes an unsigned integer as gob encodes it at the start of b:
-// a byte under 0x80 is the value, any other is the negated count of the
-// big-endian bytes that follow. ok is false if b does not hold one.
-func gobUint(b []byte) (x uint64, width int, ok bool) {
-	if len(b) == 0 {
-		return 0, 0, false
+// readRequest reads a request frame and decodes it. Any error breaks the
+// stream.
+func (r *frameReader) readRequest() (inRequest, error) {
+	f, err := r.next()
+	if err != nil {
+		return inRequest{}, err
 	}
-	if b[0] < 0x80 {
-		return uint64(b[0]), 1, true
+	if !isRequest(f.typ) {
+		return inRequest{}, fmt.Errorf("%w: frame of type %#x where a request was expected", errProtocol, f.typ)
 	}
-	n := -int(int8(b[0]))
-	if n > 8 || n >= len(b) {
-		return 0, 0, false
+	in := inRequest{typ: f.typ, id: f.id, over: f.over}
+	if f.over > 0 {
+		return in, nil
 	}
-	for _, c := range b[1 : 1+n] {
-		x = x<<8 | uint64(c)
-	}
-	return x, 1 + n, true
+	in.req, err = decodeRequest(f.typ, f.payload)
+	return in, err
 }
 
-// decodeBody decodes the current frame's body into vs, in order; with no
-// vs, it checks the body and discards it. Any error breaks the stream.
-func (r *frameReader) decodeBody(vs ...any) error {
-	if r.skipped > 0 {
-		return fmt.Errorf("%w: body of %d bytes was skipped", errProtocol, r.skipped)
-	}
-	r.in.Reset(r.body)
-	if len(vs) == 0 {
-		if len(r.body) == 0 {
-			return nil
-		}
-		vs = []any{nil} // Decode(nil) reads a value and discards it
-	}
-	for _, v := range vs {
-		if err := r.dec.Decode(v); err != nil {
-			return fmt.Errorf("%w: decode body: %v", errProtocol, err)
-		}
-	}
-	if r.in.Len() != 0 {
-		return fmt.Errorf("%w: %d stray bytes after the body", errProtocol, r.in.Len())
-	}
-	return nil
+// inReply is a reply as a caller reads it: reply, or an error frame's code
+// and message, or a payload over the limit.
+type inReply struct {
+	typ   byte
+	id    uint64
+	reply any
+	code  byte   // of an error frame
+	msg   string // of an error frame
+	over  int
 }
 
-// maxFrameBody is the largest body a frame can describe.
-const maxFrameBody = 1<<32 - 1
+// readReply reads a reply frame and decodes it. Any error breaks the
+// stream.
+func (r *frameReader) readReply() (inReply, error) {
+	f, err := r.next()
+	if err != nil {
+		return inReply{}, err
+	}
+	if f.typ != typeError && (f.typ&typeReply == 0 || !isRequest(f.typ&^typeReply)) {
+		return inReply{}, fmt.Errorf("%w: frame of type %#x where a reply was expected", errProtocol, f.typ)
+	}
+	in := inReply{typ: f.typ, id: f.id, over: f.over}
+	switch {
+	case f.over > 0:
+	case f.typ == typeError:
+		in.code, in.msg, err = decodeError(f.payload)
+	default:
+		in.reply, err = decodeReply(f.typ, f.payload)
+	}
+	return in, err
+}
 
 func grow(b []byte, n int) []byte {
 	if cap(b) < n {
@@ -252,149 +154,6 @@ func unexpectedEOF(err error) error {
 		return io.ErrUnexpectedEOF
 	}
 	return err
-}
-
-// writePrimer encodes the primer frame: a zero value of every type in
-// types, the first being the header.
-func (w *frameWriter) writePrimer(types []any) ([]byte, error) {
-	if _, err := w.encode(types[0], types[1:]...); err != nil {
-		return nil, fmt.Errorf("encode primer: %w", err)
-	}
-	return w.frame(), nil
-}
-
-// readPrimer reads the other side's primer frame, which the size limit
-// does not apply to.
-func (r *frameReader) readPrimer(types []any) error {
-	limit := r.max
-	r.max = maxHeaderBytes
-	defer func() { r.max = limit }()
-	if _, err := r.next(types[0]); err != nil {
-		return fmt.Errorf("read primer: %w", err)
-	}
-	if err := r.decodeBody(types[1:]...); err != nil {
-		return fmt.Errorf("read primer: %w", err)
-	}
-	return nil
-}
-
-// newPrimer returns zero values of the types one side of a connection
-// sends (the server's replies, or the caller's requests): the header's
-// type first, then the bodies'.
-func newPrimer(server bool) []any {
-	if server {
-		return []any{&rpc.Response{}, &core.RequestVoteReply{}, &core.AppendEntriesReply{}, &core.ProbeReply{}, &core.InstallSnapshotReply{}}
-	}
-	return []any{&rpc.Request{}, &core.RequestVoteArgs{}, &core.AppendEntriesArgs{}, &core.ProbeArgs{}, &core.InstallSnapshotArgs{}}
-}
-
-// serverCodec is the rpc.ServerCodec of one accepted connection. net/rpc's
-// Server reads requests from a single goroutine and serialises writes.
-type serverCodec struct {
-	t     *TCP
-	from  int // the caller's server ID
-	conn  net.Conn
-	rd    *frameReader
-	wr    *frameWriter
-	large int // the current request's body length, if it was skipped
-	req   string
-}
-
-// ReadRequestHeader implements rpc.ServerCodec. It closes the connection
-// if no request comes within IdleTimeout.
-func (c *serverCodec) ReadRequestHeader(r *rpc.Request) error {
-	c.conn.SetReadDeadline(time.Now().Add(c.t.idleTimeout))
-	n, err := c.rd.next(r)
-	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			c.closeConn()
-			c.t.log.Debug("transport: closed a connection from peer idle for IdleTimeout",
-				"peer", c.from, "idle_timeout", c.t.idleTimeout)
-			return err
-		}
-		c.fail("read request", err)
-		return err
-	}
-	c.large, c.req = n, r.ServiceMethod
-	if n > 0 {
-		c.t.log.Warn("transport: refused a request over the size limit",
-			"peer", c.from, "method", r.ServiceMethod, "bytes", n, "limit", c.t.maxMsg)
-	}
-	return nil
-}
-
-// ReadRequestBody implements rpc.ServerCodec. A body over the limit fails
-// that request only: net/rpc answers it with the error and reads on.
-func (c *serverCodec) ReadRequestBody(v any) error {
-	if c.large > 0 {
-		return fmt.Errorf("transport: request %s of %d bytes is over server %d's limit of %d bytes",
-			c.req, c.large, c.t.id, c.t.maxMsg)
-	}
-	var err error
-	if v == nil {
-		err = c.rd.decodeBody()
-	} else {
-		err = c.rd.decodeBody(v)
-	}
-	if err != nil {
-		// net/rpc answers this request with the error and reads on; the
-		// closed connection ends that.
-		c.fail("read request", err)
-	}
-	return err
-}
-
-// WriteResponse implements rpc.ServerCodec. A reply over the limit is
-// replaced by an error, so the call fails and the connection lives on.
-func (c *serverCodec) WriteResponse(r *rpc.Response, body any) error {
-	var n int
-	var err error
-	if r.Error != "" {
-		if len(r.Error) > maxErrorLen {
-			r.Error = r.Error[:maxErrorLen]
-		}
-		n, err = c.wr.encode(r)
-	} else {
-		n, err = c.wr.encode(r, body)
-	}
-	if err == nil && n > c.t.maxMsg {
-		c.t.log.Warn("transport: refused to send a reply over the size limit",
-			"peer", c.from, "method", r.ServiceMethod, "bytes", n, "limit", c.t.maxMsg)
-		r.Error = fmt.Sprintf("transport: reply to %s of %d bytes is over server %d's limit of %d bytes",
-			r.ServiceMethod, n, c.t.id, c.t.maxMsg)
-		_, err = c.wr.encode(r)
-	}
-	if err != nil {
-		c.fail("encode reply", err)
-		return err
-	}
-	// A reply that cannot be written in a call's time is of no use: the
-	// caller stopped waiting, and the peer is not reading.
-	c.conn.SetWriteDeadline(time.Now().Add(c.t.callTimeout))
-	_, err = c.conn.Write(c.wr.frame())
-	c.wr.reset()
-	if err != nil {
-		c.fail("write reply", err)
-	}
-	return err
-}
-
-// Close implements rpc.ServerCodec.
-func (c *serverCodec) Close() error { return c.conn.Close() }
-
-// fail closes the connection after a read or write error, logging the
-// errors that are neither a plain hang-up nor the transport's own Close.
-func (c *serverCodec) fail(what string, err error) {
-	c.closeConn()
-	logEnd(c.t, "transport: closing connection from peer", c.from, what, err)
-}
-
-// closeConn closes the connection, which then no longer counts against the
-// peer's limit; net/rpc's Server may still be writing the replies of the
-// calls in progress, in vain.
-func (c *serverCodec) closeConn() {
-	c.conn.Close()
-	c.t.removeServed(c)
 }
 
 // logEnd logs why a connection ended: a protocol error as a warning, other

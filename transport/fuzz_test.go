@@ -7,8 +7,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net"
-	"net/rpc"
+	"reflect"
 	"runtime/metrics"
 	"testing"
 	"time"
@@ -29,85 +30,65 @@ import (
 const fuzzLimit = 4 << 10
 
 // allocSlack is what decoding may allocate besides a few times the input:
-// the reader's buffers (a header and a primer body may take maxHeaderBytes
-// each), gob's decoders, and the allocation metric's granularity (spans).
-const allocSlack = 8 << 20
+// the reader's buffers (a payload may take fuzzLimit), and the allocation
+// metric's granularity (spans).
+const allocSlack = 1 << 20
 
-// seedRequests returns a caller's stream as the real writer lays it out:
-// the primer, then requests of every method, heartbeats, snapshot chunks
-// (the first, and a last one), and requests over fuzzLimit.
-func seedRequests(t testing.TB) []byte {
-	var out bytes.Buffer
-	w := newFrameWriter()
-	primer, err := w.writePrimer(newPrimer(false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out.Write(primer)
-	w.reset()
-	for i, body := range []any{
-		&core.RequestVoteArgs{Term: 3, CandidateID: 1, LastLogIndex: 7, LastLogTerm: 2},
+// seedRequestArgs are the requests of seedRequests: of every type,
+// heartbeats, snapshot chunks (the first, and a last one), negative
+// numbers, and requests over fuzzLimit.
+func seedRequestArgs() []any {
+	return []any{
+		&core.RequestVoteArgs{Term: 3, CandidateID: 1, LastLogIndex: 7, LastLogTerm: 2, PreVote: true},
 		&core.AppendEntriesArgs{Term: 3, LeaderID: 1, PrevLogIndex: 7, PrevLogTerm: 2, LeaderCommit: 5},
 		&core.AppendEntriesArgs{Term: 3, LeaderID: 1, Entries: entries(3, 20)},
+		&core.AppendEntriesArgs{Term: -3, LeaderID: -1, PrevLogIndex: -2, PrevLogTerm: -4, LeaderCommit: -5,
+			Entries: []core.Entry{{Index: -1, Term: -9, Type: core.EntryNoOp}, {Index: 0, Term: 1, Command: []byte{}}}},
 		&core.ProbeArgs{},
 		&core.AppendEntriesArgs{Term: 4, Entries: entries(2, fuzzLimit)},
 		&core.InstallSnapshotArgs{Term: 3, LeaderID: 1, LastIncludedIndex: 7, LastIncludedTerm: 2, Data: snapshotData(0, 300)},
 		&core.InstallSnapshotArgs{Term: 3, LeaderID: 1, LastIncludedIndex: 7, LastIncludedTerm: 2, Offset: 300, Data: snapshotData(300, 20), Done: true},
 		&core.InstallSnapshotArgs{Term: 4, LeaderID: 1, LastIncludedIndex: 9, LastIncludedTerm: 4, Data: snapshotData(0, fuzzLimit)},
-	} {
-		method := methodRequestVote
-		switch body.(type) {
-		case *core.AppendEntriesArgs:
-			method = methodAppendEntries
-		case *core.ProbeArgs:
-			method = methodProbe
-		case *core.InstallSnapshotArgs:
-			method = methodInstallSnapshot
-		}
-		if _, err := w.encode(&rpc.Request{ServiceMethod: method, Seq: uint64(i)}, body); err != nil {
-			t.Fatal(err)
-		}
-		out.Write(w.frame())
-		w.reset()
 	}
-	return out.Bytes()
 }
 
-// seedReplies returns a server's stream as the real writer lays it out.
-func seedReplies(t testing.TB) []byte {
-	var out bytes.Buffer
-	w := newFrameWriter()
-	primer, err := w.writePrimer(newPrimer(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out.Write(primer)
-	w.reset()
-	frames := []struct {
-		hdr  rpc.Response
-		body any
-	}{
-		{rpc.Response{ServiceMethod: methodRequestVote, Seq: 0}, &core.RequestVoteReply{Term: 3, VoteGranted: true}},
-		{rpc.Response{ServiceMethod: methodAppendEntries, Seq: 1}, &core.AppendEntriesReply{Term: 3, Success: true, Index: 9}},
-		{rpc.Response{ServiceMethod: methodProbe, Seq: 2}, &core.ProbeReply{Term: 3, LastIndex: 9}},
-		{rpc.Response{ServiceMethod: methodInstallSnapshot, Seq: 3}, &core.InstallSnapshotReply{Term: 3, Index: 7}},
-		{rpc.Response{ServiceMethod: methodInstallSnapshot, Seq: 4, Error: "not now"}, nil},
-	}
-	for _, f := range frames {
+// seedRequests returns a caller's stream of seedRequestArgs as the real
+// writer lays it out.
+func seedRequests(t testing.TB) []byte {
+	var out []byte
+	for i, req := range seedRequestArgs() {
 		var err error
-		if f.body == nil {
-			_, err = w.encode(&f.hdr)
-		} else {
-			_, err = w.encode(&f.hdr, f.body)
-		}
-		if err != nil {
+		if out, _, err = appendRequest(out, uint64(i), req); err != nil {
 			t.Fatal(err)
 		}
-		out.Write(w.frame())
-		w.reset()
 	}
-	return out.Bytes()
+	return out
 }
+
+// seedReplies returns a server's stream as the real writer lays it out:
+// replies of every type, and errors.
+func seedReplies(t testing.TB) []byte {
+	var out []byte
+	for i, reply := range []any{
+		&core.RequestVoteReply{Term: 3, VoteGranted: true, PreVote: true},
+		&core.AppendEntriesReply{Term: 3, Success: true, Index: 9, ConflictTerm: -1, ConflictIndex: 4},
+		&core.ProbeReply{Term: 3, LastIndex: 9, Empty: true, Founder: true},
+		&core.InstallSnapshotReply{Term: 3, Index: 7},
+	} {
+		var err error
+		if out, _, err = appendReply(out, uint64(i), reply); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out = appendError(out, 4, codeFailed, "not now")
+	return appendError(out, 5, codeLost, "reply 1→0 lost")
+}
+
+// The frames in seedRequests and seedReplies.
+const (
+	seedRequestCount = 9
+	seedReplyCount   = 6
+)
 
 // heapAllocs returns the bytes allocated on the heap so far.
 func heapAllocs() uint64 {
@@ -125,98 +106,73 @@ func checkAllocs(t *testing.T, before uint64, input []byte) {
 }
 
 // readRequests reads requests as the server does, until the stream ends or
-// breaks, and returns how many frames it read, and why it stopped.
+// breaks, and returns how many frames it read, and why it stopped. Each
+// request decoded must encode again into one that decodes the same.
 func readRequests(t testing.TB, rd *frameReader) (int, error) {
 	for n := 0; ; n++ {
-		var hdr rpc.Request
-		large, err := rd.next(&hdr)
+		in, err := rd.readRequest()
 		if err != nil {
 			return n, err
 		}
 		checkBuffers(t, rd)
-		if large > 0 {
+		if in.req == nil {
 			continue
 		}
-		var body any
-		switch hdr.ServiceMethod {
-		case methodRequestVote:
-			body = new(core.RequestVoteArgs)
-		case methodAppendEntries:
-			body = new(core.AppendEntriesArgs)
-		case methodProbe:
-			body = new(core.ProbeArgs)
-		case methodInstallSnapshot:
-			body = new(core.InstallSnapshotArgs)
-		}
-		if body == nil {
-			err = rd.decodeBody()
-		} else {
-			err = rd.decodeBody(body)
-		}
+		frame, _, err := appendRequest(nil, in.id, in.req)
 		if err != nil {
-			return n, err
+			t.Fatalf("encode a decoded %T: %v", in.req, err)
+		}
+		again, err := decodeRequest(frame[4], frame[frameHeaderLen:])
+		if err != nil || !reflect.DeepEqual(again, in.req) {
+			t.Fatalf("%+v encoded and decoded again: %+v, %v", in.req, again, err)
 		}
 	}
 }
 
-// readReplies reads replies as a caller does, with the reply's type chosen
-// by its sequence number, until the stream ends or breaks, and returns how
-// many frames it read, and why it stopped.
+// readReplies reads replies as a caller does, until the stream ends or
+// breaks, and returns how many frames it read, and why it stopped.
 func readReplies(t testing.TB, rd *frameReader) (int, error) {
 	for n := 0; ; n++ {
-		var hdr rpc.Response
-		large, err := rd.next(&hdr)
+		in, err := rd.readReply()
 		if err != nil {
 			return n, err
 		}
 		checkBuffers(t, rd)
-		if large > 0 {
+		if in.reply == nil {
 			continue
 		}
-		bodies := []any{new(core.RequestVoteReply), new(core.AppendEntriesReply), new(core.ProbeReply), new(core.InstallSnapshotReply)}
-		if hdr.Error != "" || hdr.Seq >= uint64(len(bodies)) {
-			err = rd.decodeBody()
-		} else {
-			err = rd.decodeBody(bodies[hdr.Seq])
-		}
+		frame, _, err := appendReply(nil, in.id, in.reply)
 		if err != nil {
-			return n, err
+			t.Fatalf("encode a decoded %T: %v", in.reply, err)
+		}
+		again, err := decodeReply(frame[4], frame[frameHeaderLen:])
+		if err != nil || !reflect.DeepEqual(again, in.reply) {
+			t.Fatalf("%+v encoded and decoded again: %+v, %v", in.reply, again, err)
 		}
 	}
 }
 
-// checkBuffers fails the test if the reader holds a buffer over the limits.
+// checkBuffers fails the test if the reader holds a buffer over its limit.
 func checkBuffers(t testing.TB, rd *frameReader) {
-	if cap(rd.hdr) > maxHeaderBytes || cap(rd.body) > max(rd.max, maxHeaderBytes) {
-		t.Fatalf("reader buffers of %d and %d bytes", cap(rd.hdr), cap(rd.body))
+	if cap(rd.scratch) > rd.max {
+		t.Fatalf("reader buffer of %d bytes, limit %d", cap(rd.scratch), rd.max)
 	}
 }
-
-// The frames after the primer in seedRequests and seedReplies.
-const (
-	seedRequestCount = 8
-	seedReplyCount   = 5
-)
 
 // TestFuzzSeeds checks that the seed corpus is what the fuzz targets
-// expect: streams that decode whole.
+// expect: streams that decode whole, with the frames over the limit
+// skipped.
 func TestFuzzSeeds(t *testing.T) {
 	rd := newFrameReader(bufio.NewReader(bytes.NewReader(seedRequests(t))), fuzzLimit)
-	if err := rd.readPrimer(newPrimer(false)); err != nil {
-		t.Fatal(err)
-	}
 	if n, err := readRequests(t, rd); n != seedRequestCount || err != io.EOF {
 		t.Errorf("read %d requests, then %v; want %d, then EOF", n, err, seedRequestCount)
 	}
 	rd = newFrameReader(bufio.NewReader(bytes.NewReader(seedReplies(t))), fuzzLimit)
-	if err := rd.readPrimer(newPrimer(true)); err != nil {
-		t.Fatal(err)
-	}
 	if n, err := readReplies(t, rd); n != seedReplyCount || err != io.EOF {
 		t.Errorf("read %d replies, then %v; want %d, then EOF", n, err, seedReplyCount)
 	}
 	tr := &TCP{id: 0, peers: map[int]string{0: "a", 1: "b"}, callTimeout: time.Second, maxMsg: fuzzLimit}
-	from, rd, _, err := tr.serverHandshake(fuzzConn{bytes.NewReader(append(appendHello(nil, 1, 0), seedRequests(t)...))})
+	from, rd, err := tr.serverHandshake(fuzzConn{bytes.NewReader(append(appendHello(nil, 1, 0), seedRequests(t)...))})
 	if err != nil || from != 1 {
 		t.Fatalf("handshake of the seed: caller %d, %v", from, err)
 	}
@@ -225,68 +181,149 @@ func TestFuzzSeeds(t *testing.T) {
 	}
 }
 
-// TestGobLengthChecked checks that the length of a gob message in a frame
-// is checked against the frame before gob, which would allocate for it,
-// reads it: in a header, in a body, in the primer.
-func TestGobLengthChecked(t *testing.T) {
-	// A gob message claiming 16 MiB: three bytes of length follow.
-	liar := []byte{0xfd, 0xff, 0xff, 0xff, 1, 2, 3}
-	frame := func(hdr, body []byte) []byte {
-		b := binary.BigEndian.AppendUint32(nil, uint32(len(hdr)))
-		b = binary.BigEndian.AppendUint32(b, uint32(len(body)))
-		return append(append(b, hdr...), body...)
+// TestMalformedFrames checks that every frame of the seeds, cut short
+// anywhere, or with a byte too many, or with a flag or type byte out of
+// range, is refused with an error.
+func TestMalformedFrames(t *testing.T) {
+	type seed struct {
+		frame  []byte
+		decode func(typ byte, p []byte) error
 	}
-	// A primer, and a header that a primed reader accepts.
-	w := newFrameWriter()
-	primer, err := w.writePrimer(newPrimer(false))
-	if err != nil {
-		t.Fatal(err)
+	var seeds []seed
+	reqDecode := func(typ byte, p []byte) error { _, err := decodeRequest(typ, p); return err }
+	repDecode := func(typ byte, p []byte) error {
+		if typ == typeError {
+			_, _, err := decodeError(p)
+			return err
+		}
+		_, err := decodeReply(typ, p)
+		return err
 	}
-	primer = bytes.Clone(primer)
-	w.reset()
-	if _, err := w.encode(&rpc.Request{ServiceMethod: methodProbe}); err != nil {
-		t.Fatal(err)
+	for _, s := range []struct {
+		stream []byte
+		decode func(typ byte, p []byte) error
+	}{{seedRequests(t), reqDecode}, {seedReplies(t), repDecode}} {
+		for b := s.stream; len(b) > 0; {
+			n := frameHeaderLen + int(binary.BigEndian.Uint32(b))
+			seeds = append(seeds, seed{b[:n], s.decode})
+			b = b[n:]
+		}
 	}
-	hdr := bytes.Clone(w.frame()[frameHeaderLen:])
-	// The header of a primer: with the type's description.
-	w = newFrameWriter()
-	if _, err := w.encode(&rpc.Request{}); err != nil {
-		t.Fatal(err)
+	for i, s := range seeds {
+		typ, p := s.frame[4], s.frame[frameHeaderLen:]
+		if err := s.decode(typ, p); err != nil {
+			t.Fatalf("seed frame %d (%s): %v", i, typeName(typ), err)
+		}
+		for cut := range len(p) {
+			// (A Probe request's payload is empty: there is nothing to cut.)
+			if err := s.decode(typ, p[:cut]); !errors.Is(err, errProtocol) {
+				t.Errorf("seed frame %d (%s) cut to %d of %d bytes: %v, want %v", i, typeName(typ), cut, len(p), err, errProtocol)
+			}
+		}
+		if err := s.decode(typ, append(bytes.Clone(p), 0)); !errors.Is(err, errProtocol) {
+			t.Errorf("seed frame %d (%s) with a stray byte: %v, want %v", i, typeName(typ), err, errProtocol)
+		}
+		if err := s.decode(typ^0x40, p); !errors.Is(err, errProtocol) {
+			t.Errorf("seed frame %d (%s) as type %#x: %v, want %v", i, typeName(typ), typ^0x40, err, errProtocol)
+		}
 	}
-	primerHdr := bytes.Clone(w.frame()[frameHeaderLen:])
+	// Flags out of range.
 	for _, tc := range []struct {
 		name   string
-		stream []byte
-		primed bool
+		typ    byte
+		fields []byte
 	}{
-		{"primer header", frame(liar, nil), false},
-		{"primer body", frame(primerHdr, liar), false},
-		{"header", append(bytes.Clone(primer), frame(liar, nil)...), true},
-		{"body", append(bytes.Clone(primer), frame(hdr, liar)...), true},
+		{"RequestVote", typeRequestVote, []byte{0, 0, 0, 0, 2}},
+		{"InstallSnapshot", typeInstallSnapshot, []byte{0, 0, 0, 0, 0, 2, 0}},
+		{"RequestVote reply", typeRequestVote | typeReply, []byte{0, 4}},
+		{"AppendEntries reply", typeAppendEntries | typeReply, []byte{0, 2, 0, 0, 0}},
+		{"Probe reply", typeProbe | typeReply, []byte{0, 0, 4}},
+	} {
+		var err error
+		if isRequest(tc.typ) {
+			_, err = decodeRequest(tc.typ, tc.fields)
+		} else {
+			_, err = decodeReply(tc.typ, tc.fields)
+		}
+		if !errors.Is(err, errProtocol) {
+			t.Errorf("%s with unknown flags: %v, want %v", tc.name, err, errProtocol)
+		}
+	}
+	// An error frame of an unknown code.
+	if _, _, err := decodeError([]byte{7, 0}); !errors.Is(err, errProtocol) {
+		t.Errorf("error frame of code 7: %v, want %v", err, errProtocol)
+	}
+	// Entries whose implicit indexes overflow.
+	b := appendInt(nil, 1)
+	b = appendInt(b, 0)
+	b = appendInt(b, math.MaxInt)
+	b = appendInt(b, 1)
+	b = appendInt(b, 0)
+	b = append(b, 2, 0, 0, 0) // one entry: term 0, type 0, nil command
+	if _, err := decodeRequest(typeAppendEntries, b); !errors.Is(err, errProtocol) {
+		t.Errorf("an entry after PrevLogIndex MaxInt: %v, want %v", err, errProtocol)
+	}
+}
+
+// TestLengthsChecked checks that a length in a frame is checked against
+// what is left of the frame before anything is allocated for it: the
+// frame's own length, an entry count, a command's or a chunk's length.
+func TestLengthsChecked(t *testing.T) {
+	head := func(typ byte, payloadLen uint32) []byte {
+		b := binary.BigEndian.AppendUint32(nil, payloadLen)
+		b = append(b, typ)
+		return binary.BigEndian.AppendUint64(b, 1)
+	}
+	huge := binary.AppendUvarint(nil, 1<<62)
+	ae := func(rest ...[]byte) []byte {
+		b := []byte{2, 0, 2, 2, 2} // Term 1, LeaderID 0, PrevLogIndex 1, PrevLogTerm 1, LeaderCommit 1
+		for _, r := range rest {
+			b = append(b, r...)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name    string
+		stream  []byte
+		wantErr error
+	}{
+		// A frame of 4 GiB is skipped unread: the stream ends first.
+		{"frame length", head(typeAppendEntries, math.MaxUint32), io.ErrUnexpectedEOF},
+		// A frame of the limit, with a few bytes of it there.
+		{"frame short", append(head(typeAppendEntries, fuzzLimit), 1, 2, 3), io.ErrUnexpectedEOF},
+		{"entry count", func() []byte {
+			p := ae(huge)
+			return append(head(typeAppendEntries, uint32(len(p))), p...)
+		}(), errProtocol},
+		{"command length", func() []byte {
+			p := ae([]byte{2, 2, 0}, huge)
+			return append(head(typeAppendEntries, uint32(len(p))), p...)
+		}(), errProtocol},
+		{"chunk length", func() []byte {
+			p := append([]byte{2, 0, 2, 2, 0, 0}, huge...)
+			return append(head(typeInstallSnapshot, uint32(len(p))), p...)
+		}(), errProtocol},
 	} {
 		before := heapAllocs()
 		rd := newFrameReader(bufio.NewReader(bytes.NewReader(tc.stream)), fuzzLimit)
-		err := rd.readPrimer(newPrimer(false))
-		if tc.primed {
-			if err != nil {
-				t.Fatalf("%s: primer: %v", tc.name, err)
-			}
-			if _, err = rd.next(new(rpc.Request)); err == nil {
-				err = rd.decodeBody(new(core.ProbeArgs))
-			}
+		_, err := rd.readRequest()
+		if !errors.Is(err, tc.wantErr) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.wantErr)
 		}
-		if !errors.Is(err, errProtocol) {
-			t.Errorf("%s: %v, want %v", tc.name, err, errProtocol)
-		}
-		if n := heapAllocs() - before; n > 2<<20 {
+		if n := heapAllocs() - before; n > 256<<10 {
 			t.Errorf("%s: reading %d bytes allocated %d bytes", tc.name, len(tc.stream), n)
 		}
+	}
+	// The error message of an error frame.
+	p := append([]byte{codeFailed}, huge...)
+	if _, _, err := decodeError(p); !errors.Is(err, errProtocol) {
+		t.Errorf("error message length: %v, want %v", err, errProtocol)
 	}
 }
 
 // FuzzFrameReader feeds a stream to a frame reader: the first byte picks
 // the direction (even: requests, read as a server does; odd: replies, read
-// as a caller does), the rest is the stream, primer first.
+// as a caller does), the rest is the stream.
 func FuzzFrameReader(f *testing.F) {
 	f.Add(append([]byte{0}, seedRequests(f)...))
 	f.Add(append([]byte{1}, seedReplies(f)...))
@@ -297,13 +334,10 @@ func FuzzFrameReader(f *testing.F) {
 		server := data[0]%2 == 0
 		before := heapAllocs()
 		rd := newFrameReader(bufio.NewReaderSize(bytes.NewReader(data[1:]), 512), fuzzLimit)
-		if err := rd.readPrimer(newPrimer(!server)); err == nil {
-			checkBuffers(t, rd)
-			if server {
-				readRequests(t, rd)
-			} else {
-				readReplies(t, rd)
-			}
+		if server {
+			readRequests(t, rd)
+		} else {
+			readReplies(t, rd)
 		}
 		checkAllocs(t, before, data)
 	})
@@ -342,7 +376,7 @@ func FuzzServerHandshake(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		before := heapAllocs()
-		from, rd, _, err := tr.serverHandshake(fuzzConn{bytes.NewReader(data)})
+		from, rd, err := tr.serverHandshake(fuzzConn{bytes.NewReader(data)})
 		if err == nil {
 			if _, ok := tr.peers[from]; !ok || from == tr.id {
 				t.Fatalf("handshake accepted caller %d", from)

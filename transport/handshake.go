@@ -9,22 +9,23 @@ import (
 	"time"
 )
 
-// Handshake. The dialer opens with a hello, and its primer frame:
+// Handshake. The dialer opens with a hello:
 //
 //	magic    "RAFTKIT"
 //	version  1 byte
 //	from     int64, big endian: the dialer's server ID
 //	to       int64, big endian: the ID of the server it means to reach
 //
-// The server answers with magic, version and a status byte, then (if the
-// status is statusOK) its own primer frame; otherwise it closes the
-// connection. Only then do the frames of calls flow.
+// The server answers with magic, version and a status byte; unless the
+// status is statusOK it then closes the connection. Only then do frames
+// flow (wire.go), the dialer's possibly right behind its hello.
 
 const (
 	magic = "RAFTKIT"
 	// version 2 added the Probe RPC's types to the primers, version 3
-	// the InstallSnapshot RPC's.
-	version   byte = 3
+	// the InstallSnapshot RPC's; version 4 replaced net/rpc and gob with
+	// the binary frames of wire.go.
+	version   byte = 4
 	helloLen       = len(magic) + 1 + 8 + 8
 	answerLen      = len(magic) + 1 + 1
 )
@@ -52,37 +53,27 @@ func statusText(s byte) string {
 }
 
 // clientHandshake runs the dialer's side of the handshake on conn, as
-// server from reaching server to, reading frames of up to maxMsg bytes
-// afterwards; it must be over by deadline.
-func clientHandshake(conn net.Conn, from, to, maxMsg int, deadline time.Time) (*frameReader, *frameWriter, error) {
+// server from reaching server to, and returns the reader of the frames
+// that follow, of up to maxMsg bytes of payload; it must be over by
+// deadline.
+func clientHandshake(conn net.Conn, from, to, maxMsg int, deadline time.Time) (*frameReader, error) {
 	conn.SetDeadline(deadline)
-	wr := newFrameWriter()
-	primer, err := wr.writePrimer(newPrimer(false))
-	if err != nil {
-		return nil, nil, err
-	}
-	_, err = conn.Write(append(appendHello(nil, from, to), primer...))
-	wr.reset()
-	if err != nil {
-		return nil, nil, fmt.Errorf("send hello: %w", err)
+	if _, err := conn.Write(appendHello(nil, from, to)); err != nil {
+		return nil, fmt.Errorf("send hello: %w", err)
 	}
 	br := bufio.NewReaderSize(conn, readBuffer)
 	var ans [answerLen]byte
 	if _, err := io.ReadFull(br, ans[:]); err != nil {
-		return nil, nil, fmt.Errorf("read the server's answer to hello: %w", err)
+		return nil, fmt.Errorf("read the server's answer to hello: %w", err)
 	}
 	if string(ans[:len(magic)]) != magic {
-		return nil, nil, fmt.Errorf("%w: the server's answer to hello starts with %q, not %q", errProtocol, ans[:len(magic)], magic)
+		return nil, fmt.Errorf("%w: the server's answer to hello starts with %q, not %q", errProtocol, ans[:len(magic)], magic)
 	}
 	if st := ans[answerLen-1]; st != statusOK {
-		return nil, nil, fmt.Errorf("server refused the connection: %s", statusText(st))
-	}
-	rd := newFrameReader(br, maxMsg)
-	if err := rd.readPrimer(newPrimer(true)); err != nil {
-		return nil, nil, err
+		return nil, fmt.Errorf("server refused the connection: %s", statusText(st))
 	}
 	conn.SetDeadline(time.Time{})
-	return rd, wr, nil
+	return newFrameReader(br, maxMsg), nil
 }
 
 // appendHello appends the hello of server from, reaching server to, to b.
@@ -94,16 +85,17 @@ func appendHello(b []byte, from, to int) []byte {
 }
 
 // serverHandshake runs the server's side of the handshake on an accepted
-// conn and returns the caller's ID. It refuses callers outside Config.Peers.
-func (t *TCP) serverHandshake(conn net.Conn) (from int, rd *frameReader, wr *frameWriter, err error) {
+// conn and returns the caller's ID and the reader of its requests. It
+// refuses callers outside Config.Peers.
+func (t *TCP) serverHandshake(conn net.Conn) (from int, rd *frameReader, err error) {
 	conn.SetDeadline(time.Now().Add(t.callTimeout))
 	br := bufio.NewReaderSize(conn, readBuffer)
 	var hello [helloLen]byte
 	if _, err := io.ReadFull(br, hello[:]); err != nil {
-		return 0, nil, nil, fmt.Errorf("read hello: %w", err)
+		return 0, nil, fmt.Errorf("read hello: %w", err)
 	}
 	if string(hello[:len(magic)]) != magic {
-		return 0, nil, nil, fmt.Errorf("%w: hello starts with %q, not %q", errProtocol, hello[:len(magic)], magic)
+		return 0, nil, fmt.Errorf("%w: hello starts with %q, not %q", errProtocol, hello[:len(magic)], magic)
 	}
 	from64 := int64(binary.BigEndian.Uint64(hello[len(magic)+1:]))
 	to64 := int64(binary.BigEndian.Uint64(hello[len(magic)+9:]))
@@ -125,27 +117,13 @@ func (t *TCP) serverHandshake(conn net.Conn) (from int, rd *frameReader, wr *fra
 	copy(ans[:], magic)
 	ans[len(magic)] = version
 	ans[answerLen-1] = status
-	msg := ans[:]
-	wr = newFrameWriter()
-	if status == statusOK {
-		primer, perr := wr.writePrimer(newPrimer(true))
-		if perr != nil {
-			return 0, nil, nil, perr
-		}
-		msg = append(msg, primer...)
-	}
-	_, werr := conn.Write(msg)
-	wr.reset()
+	_, werr := conn.Write(ans[:])
 	if err != nil {
-		return 0, nil, nil, err
+		return 0, nil, err
 	}
 	if werr != nil {
-		return 0, nil, nil, fmt.Errorf("answer hello: %w", werr)
-	}
-	rd = newFrameReader(br, t.maxMsg)
-	if err := rd.readPrimer(newPrimer(false)); err != nil {
-		return 0, nil, nil, err
+		return 0, nil, fmt.Errorf("answer hello: %w", werr)
 	}
 	conn.SetDeadline(time.Time{})
-	return from, rd, wr, nil
+	return from, newFrameReader(br, t.maxMsg), nil
 }

@@ -9,7 +9,7 @@ import (
 // read buffer of 64 KiB, so neither a client that never finishes the
 // handshake nor one that claims a peer's ID may open them without bound. A
 // served connection on which no request comes for Config.IdleTimeout goes
-// too (serverCodec.ReadRequestHeader).
+// too (serverConn.serve).
 const (
 	// maxHandshakes bounds the accepted connections whose handshake is not
 	// over; each has CallTimeout to finish it (serverHandshake). Beyond
@@ -26,10 +26,10 @@ const (
 
 // serveLimits is the state of the limits; TCP.mu guards it.
 type serveLimits struct {
-	handshakes int                    // connections in the handshake
-	served     map[int][]*serverCodec // by peer ID, oldest first
-	refusedLog rateLog                // of connections refused a handshake
-	evictedLog rateLog                // of connections closed for a newer one
+	handshakes int                   // connections in the handshake
+	served     map[int][]*serverConn // by peer ID, oldest first
+	refusedLog rateLog               // of connections refused a handshake
+	evictedLog rateLog               // of connections closed for a newer one
 }
 
 // rateLog counts the events of a limit and says when one is due a log line.
@@ -85,11 +85,11 @@ func (t *TCP) endHandshake() {
 // the real peer out for that long. The cost is that a client claiming a
 // peer's ID can close that peer's connection; but as long as the handshake
 // is unauthenticated such a client can speak for the peer anyway.
-func (t *TCP) addServed(sc *serverCodec) {
+func (t *TCP) addServed(sc *serverConn) {
 	t.mu.Lock()
 	l := &t.limits
 	conns := append(l.served[sc.from], sc)
-	var oldest *serverCodec
+	var oldest *serverConn
 	if len(conns) > maxConnsPerPeer {
 		oldest = conns[0]
 		conns = slices.Delete(conns, 0, 1)
@@ -112,7 +112,7 @@ func (t *TCP) addServed(sc *serverCodec) {
 }
 
 // removeServed forgets a served connection; it may have gone already.
-func (t *TCP) removeServed(sc *serverCodec) {
+func (t *TCP) removeServed(sc *serverConn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	conns := t.limits.served[sc.from]

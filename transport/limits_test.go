@@ -2,8 +2,8 @@ package transport
 
 import (
 	"errors"
+	"fmt"
 	"net"
-	"net/rpc"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -33,7 +33,6 @@ func handshakes(tr *TCP) int {
 type rawPeer struct {
 	conn net.Conn
 	rd   *frameReader
-	wr   *frameWriter
 }
 
 // dialAs connects to addr as server from reaching server to. The
@@ -45,11 +44,11 @@ func dialAs(t *testing.T, addr string, from, to int) *rawPeer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	rd, wr, err := clientHandshake(conn, from, to, DefaultMaxMessageBytes, time.Now().Add(waitBound))
+	rd, err := clientHandshake(conn, from, to, DefaultMaxMessageBytes, time.Now().Add(waitBound))
 	if err != nil {
 		t.Fatalf("handshake as server %d: %v", from, err)
 	}
-	return &rawPeer{conn: conn, rd: rd, wr: wr}
+	return &rawPeer{conn: conn, rd: rd}
 }
 
 // dialServed is dialAs, and waits for tr, the server at addr, to count the
@@ -70,24 +69,21 @@ func dialServed(t *testing.T, tr *TCP, from int) *rawPeer {
 // vote calls RequestVote over the connection and checks the fake
 // handler's answer.
 func (r *rawPeer) vote(term int) error {
-	if _, err := r.wr.encode(&rpc.Request{ServiceMethod: methodRequestVote, Seq: uint64(term)}, &core.RequestVoteArgs{Term: term}); err != nil {
+	frame, _, err := appendRequest(nil, uint64(term), &core.RequestVoteArgs{Term: term})
+	if err != nil {
 		return err
 	}
 	r.conn.SetDeadline(time.Now().Add(waitBound))
 	defer r.conn.SetDeadline(time.Time{})
-	if _, err := r.conn.Write(r.wr.frame()); err != nil {
+	if _, err := r.conn.Write(frame); err != nil {
 		return err
 	}
-	var hdr rpc.Response
-	if _, err := r.rd.next(&hdr); err != nil {
+	in, err := r.rd.readReply()
+	if err != nil {
 		return err
 	}
-	var reply core.RequestVoteReply
-	if err := r.rd.decodeBody(&reply); err != nil {
-		return err
-	}
-	if hdr.Seq != uint64(term) || hdr.Error != "" || reply.Term != term+1 {
-		return errors.New("wrong reply")
+	if reply, ok := in.reply.(*core.RequestVoteReply); !ok || in.id != uint64(term) || reply.Term != term+1 {
+		return fmt.Errorf("wrong reply %+v", in)
 	}
 	return nil
 }

@@ -5,15 +5,16 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/rpc"
+	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftkit/raft/core"
 )
 
-// Serve starts serving RPCs with h, in goroutines of the TCP's own, and
-// returns at once. It panics if h is nil or if Serve was called before.
-// After Close it does nothing.
+// Serve starts serving requests with h, in goroutines of the TCP's own,
+// and returns at once. It panics if h is nil or if Serve was called
+// before. After Close it does nothing.
 func (t *TCP) Serve(h Handler) {
 	if h == nil {
 		panic("transport: Serve with a nil Handler")
@@ -64,12 +65,22 @@ func (t *TCP) acceptLoop() {
 	}
 }
 
+// serverConn is a connection a server serves: its goroutine
+// (serveConn) reads the requests and hands each, in order, to the
+// Handler; another writes the replies as the Handler gives them.
+type serverConn struct {
+	t    *TCP
+	from int // the caller's server ID, from the handshake
+	conn net.Conn
+	q    *outQueue
+}
+
 // serveConn runs the handshake on an accepted connection, then serves its
 // requests until it closes.
 func (t *TCP) serveConn(conn net.Conn) {
 	defer t.untrack(conn)
 	defer conn.Close()
-	from, rd, wr, err := t.serverHandshake(conn)
+	from, rd, err := t.serverHandshake(conn)
 	t.endHandshake()
 	if err != nil {
 		if !t.isClosed() {
@@ -84,66 +95,152 @@ func (t *TCP) serveConn(conn net.Conn) {
 	t.mu.Lock()
 	h := t.handler
 	t.mu.Unlock()
-	// A server of its own for each connection, so that the service knows
-	// its caller. ServeCodec returns once the connection is closed and the
-	// handlers it started have answered.
-	srv := rpc.NewServer()
-	if err := srv.RegisterName("Raft", &service{t: t, h: h, from: from}); err != nil {
-		t.log.Error("transport: register service", "err", err)
+	sc := &serverConn{t: t, from: from, conn: conn, q: newOutQueue(0)}
+	t.addServed(sc)
+	defer sc.close()
+	if !t.spawn(sc.write) {
 		return
 	}
-	sc := &serverCodec{t: t, from: from, conn: conn, rd: rd, wr: wr}
-	t.addServed(sc)
-	defer t.removeServed(sc)
-	srv.ServeCodec(sc)
+	sc.serve(rd, h)
 }
 
-// service is the net/rpc service "Raft" of one connection: it forwards the
-// calls of server from to the Handler, and applies the injected faults on
-// the server's side.
-type service struct {
-	t    *TCP
-	h    Handler
-	from int
-}
-
-// RequestVote serves Raft.RequestVote.
-func (s *service) RequestVote(args *core.RequestVoteArgs, reply *core.RequestVoteReply) error {
-	return s.serve(func() error { return s.h.ServeRequestVote(s.from, args, reply) })
-}
-
-// AppendEntries serves Raft.AppendEntries.
-func (s *service) AppendEntries(args *core.AppendEntriesArgs, reply *core.AppendEntriesReply) error {
-	return s.serve(func() error { return s.h.ServeAppendEntries(s.from, args, reply) })
-}
-
-// Probe serves Raft.Probe.
-func (s *service) Probe(args *core.ProbeArgs, reply *core.ProbeReply) error {
-	return s.serve(func() error { return s.h.ServeProbe(s.from, args, reply) })
-}
-
-// InstallSnapshot serves Raft.InstallSnapshot.
-func (s *service) InstallSnapshot(args *core.InstallSnapshotArgs, reply *core.InstallSnapshotReply) error {
-	return s.serve(func() error { return s.h.ServeInstallSnapshot(s.from, args, reply) })
-}
-
-func (s *service) serve(handle func() error) error {
-	t := s.t
-	// A cut is honoured by both ends: refuse a request over a link this
-	// side's Faults says is cut, even if the caller's did not know.
-	if t.faults.isCut(s.from, t.id) {
-		return fmt.Errorf("%slink %d→%d is cut: request refused", faultPrefix, s.from, t.id)
+// write runs the writer of replies until the connection closes.
+func (sc *serverConn) write() {
+	if err := sc.q.run(sc.conn, sc.t.callTimeout, nil); err != nil {
+		sc.fail("write reply", err)
 	}
-	if err := handle(); err != nil {
-		t.log.Debug("transport: handler failed", "peer", s.from, "err", err)
-		return err
+}
+
+// serve reads requests and hands them to h, until the connection breaks.
+// It reads no further while more than the send queue bound of replies
+// waits to be written: a caller that does not read its replies is not
+// served.
+func (sc *serverConn) serve(rd *frameReader, h Handler) {
+	t := sc.t
+	for {
+		if !sc.q.waitRoom(t.queueBytes, t.ctx.Done()) {
+			return
+		}
+		sc.conn.SetReadDeadline(time.Now().Add(t.idleTimeout))
+		in, err := rd.readRequest()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				sc.close()
+				t.log.Debug("transport: closed a connection from peer idle for IdleTimeout",
+					"peer", sc.from, "idle_timeout", t.idleTimeout)
+				return
+			}
+			sc.fail("read request", err)
+			return
+		}
+		switch {
+		case in.over > 0:
+			t.log.Warn("transport: refused a request over the size limit",
+				"peer", sc.from, "request", typeName(in.typ), "bytes", in.over, "limit", t.maxMsg)
+			sc.pushError(in.id, codeFailed, fmt.Sprintf("transport: request %s of %d bytes is over server %d's limit of %d bytes",
+				typeName(in.typ), in.over, t.id, t.maxMsg))
+		case t.faults.isCut(sc.from, t.id):
+			// A cut is honoured by both ends: refuse a request over a
+			// link this side's Faults says is cut, even if the caller's
+			// did not know.
+			sc.pushError(in.id, codeLost, fmt.Sprintf("link %d→%d is cut: request refused", sc.from, t.id))
+		default:
+			h.Serve(sc.from, in.req, sc.responder(in.id, in.typ))
+		}
+	}
+}
+
+// responder returns the respond function of request id, of frame type
+// typ, which queues the reply once.
+func (sc *serverConn) responder(id uint64, typ byte) func(reply any, err error) {
+	var answered atomic.Bool
+	return func(reply any, err error) {
+		if answered.Swap(true) {
+			sc.t.log.Error("transport: the Handler answered a request twice; the second answer is dropped",
+				"peer", sc.from, "request", typeName(typ))
+			return
+		}
+		sc.respond(id, typ, reply, err)
+	}
+}
+
+// respond queues the answer to request id, of frame type typ, applying
+// the injected faults to it.
+func (sc *serverConn) respond(id uint64, typ byte, reply any, err error) {
+	t := sc.t
+	if err == nil && !isReplyTo(typ, reply) {
+		err = fmt.Errorf("transport: the Handler answered a %s request with a %T", typeName(typ), reply)
+		t.log.Error(err.Error(), "peer", sc.from)
+	}
+	if err != nil {
+		t.log.Debug("transport: handler failed", "peer", sc.from, "err", err)
+		sc.pushError(id, codeFailed, err.Error())
+		return
 	}
 	// The reply's fate on the way out: a lost reply comes back as an
 	// error, which the caller counts as lost.
-	if lost, delay := t.faults.fate(t.id, s.from); lost {
-		return fmt.Errorf("%sreply %d→%d lost", faultPrefix, t.id, s.from)
-	} else if err := t.sleep(delay, nil); err != nil {
-		return err
+	lost, delay := t.faults.fate(t.id, sc.from)
+	switch {
+	case lost:
+		sc.pushError(id, codeLost, fmt.Sprintf("reply %d→%d lost", t.id, sc.from))
+	case delay > 0:
+		t.spawn(func() {
+			if t.sleep(delay, nil) == nil {
+				sc.pushReply(id, typ, reply)
+			}
+		})
+	default:
+		sc.pushReply(id, typ, reply)
 	}
-	return nil
+}
+
+// isReplyTo reports whether reply is a non-nil reply to a request of
+// frame type typ.
+func isReplyTo(typ byte, reply any) bool {
+	switch r := reply.(type) {
+	case *core.RequestVoteReply:
+		return r != nil && typ == typeRequestVote
+	case *core.AppendEntriesReply:
+		return r != nil && typ == typeAppendEntries
+	case *core.InstallSnapshotReply:
+		return r != nil && typ == typeInstallSnapshot
+	case *core.ProbeReply:
+		return r != nil && typ == typeProbe
+	}
+	return false
+}
+
+// pushReply queues a reply; one over the size limit is replaced by an
+// error, so the call fails and the connection lives on.
+func (sc *serverConn) pushReply(id uint64, typ byte, reply any) {
+	t := sc.t
+	n, err := sc.q.push(id, t.maxMsg, func(b []byte) ([]byte, int, error) { return appendReply(b, id, reply) })
+	if errors.Is(err, errTooLarge) {
+		t.log.Warn("transport: refused to send a reply over the size limit",
+			"peer", sc.from, "request", typeName(typ), "bytes", n, "limit", t.maxMsg)
+		sc.pushError(id, codeFailed, fmt.Sprintf("transport: reply to %s of %d bytes is over server %d's limit of %d bytes",
+			typeName(typ), n, t.id, t.maxMsg))
+	}
+}
+
+// pushError queues an error frame answering request id.
+func (sc *serverConn) pushError(id uint64, code byte, msg string) {
+	sc.q.push(id, maxFramePayload, func(b []byte) ([]byte, int, error) {
+		return appendError(b, id, code, msg), 0, nil
+	})
+}
+
+// close closes the connection, which then no longer counts against the
+// peer's limit; replies given afterwards are dropped.
+func (sc *serverConn) close() {
+	sc.q.close()
+	sc.conn.Close()
+	sc.t.removeServed(sc)
+}
+
+// fail closes the connection after a read or write error, logging the
+// errors that are neither a plain hang-up nor the transport's own Close.
+func (sc *serverConn) fail(what string, err error) {
+	sc.close()
+	logEnd(sc.t, "transport: closing connection from peer", sc.from, what, err)
 }

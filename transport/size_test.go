@@ -13,10 +13,11 @@ import (
 )
 
 // fullEntry returns an AppendEntries request with every number at its
-// largest and one entry carrying a command of n bytes.
+// largest (PrevLogIndex one less, for the entry's index) and one entry
+// carrying a command of n bytes.
 func fullEntry(n int) *core.AppendEntriesArgs {
 	return &core.AppendEntriesArgs{
-		Term: math.MaxInt64, LeaderID: math.MaxInt64, PrevLogIndex: math.MaxInt64, PrevLogTerm: math.MaxInt64, LeaderCommit: math.MaxInt64,
+		Term: math.MaxInt64, LeaderID: math.MaxInt64, PrevLogIndex: math.MaxInt64 - 1, PrevLogTerm: math.MaxInt64, LeaderCommit: math.MaxInt64,
 		Entries: []core.Entry{{Index: math.MaxInt64, Term: math.MaxInt64, Type: math.MaxUint8, Command: bytes.Repeat([]byte{0xa5}, n)}},
 	}
 }

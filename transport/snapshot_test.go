@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/rpc"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,51 +92,80 @@ func TestSnapshotTransfer(t *testing.T) {
 	}
 }
 
-// TestChunkBuffersKept checks that each end of a connection keeps its frame
-// buffer across InstallSnapshot requests of 1 MiB, the chunk size
-// MaxChunkBytes advises: a transfer does not allocate and clear a new one
-// for every chunk.
+// discardConn is a net.Conn that swallows what is written to it.
+type discardConn struct{ fuzzConn }
+
+// TestChunkBuffersKept checks the buffers of a transfer of InstallSnapshot
+// requests of 1 MiB, the chunk size MaxChunkBytes advises: the writer
+// lays out the chunks in its two buffers (one filled while the other is
+// written), not in a new one it allocates and clears each time; the reader reads every chunk into a buffer of its own (its
+// Data aliases it, and the Handler may keep it), and the replies into one
+// it keeps.
 func TestChunkBuffersKept(t *testing.T) {
-	var wire bytes.Buffer
-	w := newFrameWriter()
-	if _, err := w.writePrimer(newPrimer(false)); err != nil {
-		t.Fatal(err)
-	}
-	wire.Write(w.frame())
-	w.reset()
-	const frames = 3
+	const frames = 4
 	args := fullChunk(1 << 20)
-	var written []*byte
+	q := newOutQueue(0)
+	written := make(chan uint64)
+	done := make(chan error)
+	go func() { done <- q.run(discardConn{}, time.Minute, func(tag uint64) { written <- tag }) }()
+	var wire, laid []*byte
+	var stream []byte
 	for i := range frames {
-		if _, err := w.encode(&rpc.Request{ServiceMethod: methodInstallSnapshot, Seq: uint64(i)}, args); err != nil {
+		var at *byte
+		if _, err := q.push(uint64(i), DefaultMaxMessageBytes, func(b []byte) ([]byte, int, error) {
+			b, n, err := appendRequest(b, uint64(i), args)
+			if err == nil {
+				at = &b[0]
+				stream = append(stream, b...)
+			}
+			return b, n, err
+		}); err != nil {
 			t.Fatal(err)
 		}
-		wire.Write(w.frame())
-		written = append(written, &w.frame()[0])
-		w.reset()
+		if tag := <-written; tag != uint64(i) {
+			t.Fatalf("write %d reported tag %d", i, tag)
+		}
+		laid = append(laid, at)
 	}
-	rd := newFrameReader(bufio.NewReader(&wire), DefaultMaxMessageBytes)
-	if err := rd.readPrimer(newPrimer(false)); err != nil {
+	q.close()
+	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	var read []*byte
-	for i := range frames {
-		var hdr rpc.Request
-		if _, err := rd.next(&hdr); err != nil {
-			t.Fatalf("frame %d: %v", i, err)
-		}
-		read = append(read, &rd.body[0])
-		var got core.InstallSnapshotArgs
-		if err := rd.decodeBody(&got); err != nil || hdr.Seq != uint64(i) || chunkSum(&got) != chunkSum(args) {
-			t.Fatalf("frame %d: header %+v, %v, or the chunk arrived changed", i, hdr, err)
-		}
-	}
-	for i := 1; i < frames; i++ {
-		if written[i] != written[0] {
+	for i := 2; i < frames; i++ {
+		if laid[i] != laid[i-2] {
 			t.Errorf("the writer laid out frame %d in a new buffer", i)
 		}
-		if read[i] != read[0] {
-			t.Errorf("the reader read frame %d into a new buffer", i)
+	}
+	for i := range frames {
+		stream, _, _ = appendReply(stream, uint64(i), &core.InstallSnapshotReply{Term: 1, Index: i})
+	}
+	rd := newFrameReader(bufio.NewReader(bytes.NewReader(stream)), DefaultMaxMessageBytes)
+	for i := range frames {
+		in, err := rd.readRequest()
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		got := in.req.(*core.InstallSnapshotArgs)
+		if chunkSum(got) != chunkSum(args) {
+			t.Fatalf("chunk %d arrived changed", i)
+		}
+		wire = append(wire, &got.Data[0])
+	}
+	for i := 1; i < frames; i++ {
+		if wire[i] == wire[0] {
+			t.Errorf("the reader read chunk %d into the buffer of chunk 0", i)
+		}
+	}
+	var replies []*byte
+	for i := range frames {
+		if in, err := rd.readReply(); err != nil || in.reply.(*core.InstallSnapshotReply).Index != i {
+			t.Fatalf("reply %d: %+v, %v", i, in, err)
+		}
+		replies = append(replies, &rd.scratch[0])
+	}
+	for i := 1; i < frames; i++ {
+		if replies[i] != replies[0] {
+			t.Errorf("the reader read reply %d into a new buffer", i)
 		}
 	}
 }

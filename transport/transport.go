@@ -1,66 +1,3 @@
-// Package transport carries Raft's RPCs between servers over TCP.
-//
-// Each server has one TCP: it listens on its own address and serves the
-// RequestVote, AppendEntries, Probe and InstallSnapshot RPCs with a
-// Handler (Serve), and gives a Peer for every other server, whose Call
-// satisfies the raft package's Peer interface. Calls to one peer share one connection, dialed
-// on the first call and dialed again, with a growing backoff, when it
-// breaks.
-// Every call has a deadline, and a slow, dead or partitioned peer delays
-// calls to no other peer. MaxCommandBytes tells the raft package how large
-// a command the transport can carry, MaxChunkBytes how large a chunk of a
-// snapshot: a snapshot moves as a sequence of InstallSnapshot calls on the
-// peer's one connection, each carrying one chunk.
-//
-// # Starting servers on ephemeral ports
-//
-// Config.Peers must hold every server's address before New. To run servers
-// on ports the system picks (tests, local clusters), listen first and hand
-// the listeners over: ListenLocal listens on 127.0.0.1:0 once per server ID
-// and returns the listeners with the Peers map, and each server gets its
-// listener as Config.Listener. No port is closed and reopened, so no other
-// process can take it in between.
-//
-//	lns, peers, err := transport.ListenLocal(0, 1, 2)
-//	for id := range peers {
-//		tr, err := transport.New(transport.Config{ID: id, Peers: peers, Listener: lns[id]})
-//		...
-//	}
-//
-// # Wire protocol
-//
-// A connection starts with a handshake in which the dialer names its own
-// server ID and the one it means to reach; the server refuses IDs outside
-// its Config.Peers (handshake.go). The from argument of every Handler
-// method is the ID the handshake established for the connection, never
-// one a message claims. The handshake is not authenticated yet: anyone who
-// reaches the port can claim a peer's ID (a later change adds mutual TLS).
-// Then net/rpc's request and response headers and gob-encoded bodies flow
-// in length-prefixed frames, which let each end refuse a message over
-// Config.MaxMessageBytes without reading it into memory or losing the
-// connection (codec.go). The serving side is
-// net/rpc's Server; the calling side is a small client of its own that can
-// give up on a call (client.go says why net/rpc's Client cannot).
-//
-// # Limits on connections
-//
-// A served connection on which no request arrives for Config.IdleTimeout
-// (default 30 s, far above Raft's 100 ms heartbeat) is closed; a caller
-// dials anew instead of reusing a connection it has sent nothing on for
-// half that time. A server serves at most 2 connections per peer ID (a
-// real peer uses one) and closes the oldest beyond that, with a warning;
-// and it holds at most 32 accepted connections in the handshake, each for
-// at most Config.CallTimeout, closing newer ones at once (limits.go).
-//
-// On the calling side, a connection on which 3 calls in a row time out with
-// nothing read meanwhile is dropped and the peer dialed anew: after a
-// silent partition heals, the calls need not wait for TCP to give up on
-// the old connection.
-//
-// # Fault injection
-//
-// Config.Faults cuts, drops and delays messages between chosen servers; see
-// Faults.
 package transport
 
 import (
@@ -71,8 +8,6 @@ import (
 	"net"
 	"sync"
 	"time"
-
-	"github.com/raftkit/raft/core"
 )
 
 // Defaults of Config's zero fields.
@@ -82,20 +17,29 @@ const (
 	DefaultDialBackoffMin  = 50 * time.Millisecond
 	DefaultDialBackoffMax  = 2 * time.Second
 	DefaultIdleTimeout     = 30 * time.Second
+	DefaultSendQueueBytes  = 64 << 20
 
 	// MaxMessageBytesLimit is the largest MaxMessageBytes accepted.
 	MaxMessageBytesLimit = 1 << 30
 )
 
-// Handler answers Raft RPCs; *raft.Raft will implement it. from is the
-// caller's server ID as the transport established it (in the handshake),
-// never as the message claims. An error means no answer: the caller's Call
-// returns false. The transport calls it from many goroutines at once.
+// Handler serves the requests of other servers; the raft package
+// implements it.
 type Handler interface {
-	ServeRequestVote(from int, args *core.RequestVoteArgs, reply *core.RequestVoteReply) error
-	ServeAppendEntries(from int, args *core.AppendEntriesArgs, reply *core.AppendEntriesReply) error
-	ServeProbe(from int, args *core.ProbeArgs, reply *core.ProbeReply) error
-	ServeInstallSnapshot(from int, args *core.InstallSnapshotArgs, reply *core.InstallSnapshotReply) error
+	// Serve handles a request from server from (as the handshake
+	// established it, never as the message claims): a
+	// *core.RequestVoteArgs, *core.AppendEntriesArgs,
+	// *core.InstallSnapshotArgs or *core.ProbeArgs, which Serve may keep
+	// (the transport does not reuse it, nor the bytes its entries'
+	// Commands or its Data hold). It must not block for long: it passes
+	// the request on and returns. respond is called exactly once, from
+	// any goroutine, with the reply (*core.RequestVoteReply,
+	// *core.AppendEntriesReply, *core.InstallSnapshotReply or
+	// *core.ProbeReply, which the Handler must not change afterwards) or
+	// an error (then the caller sees a failed call). Serve is called for
+	// the requests of one connection in the order they arrived, from one
+	// goroutine.
+	Serve(from int, req any, respond func(reply any, err error))
 }
 
 // Config configures a TCP. ID and Peers are required; the zero value of
@@ -114,16 +58,18 @@ type Config struct {
 	Listener net.Listener
 
 	// CallTimeout is the deadline of every call, dialing included
-	// (default 1 s). It also bounds a handshake, and the writing of a
-	// reply. A request or reply that cannot cross the network within it
-	// breaks the connection, so it must leave time to send
-	// MaxMessageBytes, or at least the largest message the servers send
-	// (a snapshot chunk, say; see MaxChunkBytes).
+	// (default 1 s): a Call fails when no reply came within it, and a
+	// Send when none came within it of the request being written. It also
+	// bounds a handshake, and each write to a connection of up to 1 MiB
+	// of queued frames: a peer that takes none of them within it (it does
+	// not read) loses its connection. A reply must come within it, so it
+	// must leave time to send the largest message the servers send (a
+	// snapshot chunk, say; see MaxChunkBytes) and to handle it.
 	CallTimeout time.Duration
-	// MaxMessageBytes bounds the encoded size of a call's arguments and of
-	// a reply (default 16 MiB, at most MaxMessageBytesLimit). Requests and
-	// replies over it are refused, with a log line: the call fails and the
-	// connection serves on.
+	// MaxMessageBytes bounds the payload of a frame: a request's or a
+	// reply's encoded fields (default 16 MiB, at most
+	// MaxMessageBytesLimit). Requests and replies over it are refused,
+	// with a log line: the request fails and the connection serves on.
 	MaxMessageBytes int
 	// After a failed dial, a peer is not dialed again for DialBackoffMin
 	// (default 50 ms), doubling with each further failure up to
@@ -138,6 +84,14 @@ type Config struct {
 	// it sent nothing on for half of it, but dials anew, so as not to race
 	// the server's close: give every server the same IdleTimeout.
 	IdleTimeout time.Duration
+
+	// SendQueueBytes bounds the bytes of requests queued for one peer and
+	// not yet written to its connection (default the larger of 64 MiB
+	// and twice MaxMessageBytes; at least MaxMessageBytes plus 13). A
+	// Send or Call beyond it fails at once. A server likewise stops
+	// reading a connection's requests while more than this many bytes of
+	// its replies wait to be written.
+	SendQueueBytes int
 
 	// Logger receives the transport's log lines (default slog.Default()).
 	Logger *slog.Logger
@@ -156,6 +110,7 @@ type TCP struct {
 	backoffMin  time.Duration
 	backoffMax  time.Duration
 	idleTimeout time.Duration
+	queueBytes  int
 	log         *slog.Logger
 	faults      *Faults
 	clients     map[int]*Peer
@@ -189,16 +144,20 @@ func New(cfg Config) (*TCP, error) {
 		backoffMin:  cmp(cfg.DialBackoffMin, DefaultDialBackoffMin),
 		backoffMax:  cmp(cfg.DialBackoffMax, DefaultDialBackoffMax),
 		idleTimeout: cmp(cfg.IdleTimeout, DefaultIdleTimeout),
+		queueBytes:  cfg.SendQueueBytes,
 		log:         cfg.Logger,
 		faults:      cfg.Faults,
 		clients:     make(map[int]*Peer, len(cfg.Peers)),
 		conns:       make(map[net.Conn]struct{}),
-		limits:      serveLimits{served: make(map[int][]*serverCodec)},
+		limits:      serveLimits{served: make(map[int][]*serverConn)},
 	}
 	if t.log == nil {
 		t.log = slog.Default()
 	}
 	t.log = t.log.With("server", cfg.ID)
+	if t.queueBytes == 0 {
+		t.queueBytes = max(DefaultSendQueueBytes, 2*t.maxMsg)
+	}
 	if t.backoffMax < t.backoffMin {
 		t.backoffMax = t.backoffMin
 	}
@@ -245,6 +204,9 @@ func (cfg *Config) check() error {
 	case cfg.IdleTimeout < 0:
 		return fmt.Errorf("negative IdleTimeout %v", cfg.IdleTimeout)
 	}
+	if q, m := cfg.SendQueueBytes, cmp(cfg.MaxMessageBytes, DefaultMaxMessageBytes); q != 0 && q < m+frameHeaderLen {
+		return fmt.Errorf("SendQueueBytes %d under MaxMessageBytes %d plus a frame header (%d): a message of the largest size could never be sent; raise SendQueueBytes or leave it 0", q, m, frameHeaderLen)
+	}
 	return nil
 }
 
@@ -265,10 +227,9 @@ func (t *TCP) ID() int { return t.id }
 
 // commandOverhead is what MaxCommandBytes leaves, out of MaxMessageBytes,
 // for the rest of an AppendEntries request that carries one entry: its
-// other fields, the entry's index, term and type, and gob's lengths and
-// field tags. These take under 150 bytes with every number at its largest
-// (TestMaxCommandBytes measures them); the rest is room for fields added
-// later.
+// other fields, the entry's term and type, and the lengths. These take
+// under 80 bytes with every number at its largest (TestMaxCommandBytes
+// measures them); the rest is room for fields added later.
 const commandOverhead = 1 << 10
 
 // MaxCommandBytes returns the largest command that one log entry can carry
@@ -278,10 +239,10 @@ const commandOverhead = 1 << 10
 func (t *TCP) MaxCommandBytes() int { return max(t.maxMsg-commandOverhead, 0) }
 
 // chunkOverhead is what MaxChunkBytes leaves, out of MaxMessageBytes, for
-// the rest of an InstallSnapshot request: its other fields, and gob's
-// lengths and field tags. These take under 100 bytes with every number at
-// its largest (TestMaxChunkBytes measures them); the rest is room for
-// fields added later.
+// the rest of an InstallSnapshot request: its other fields and the data's
+// length. These take under 70 bytes with every number at its largest
+// (TestMaxChunkBytes measures them); the rest is room for fields added
+// later.
 const chunkOverhead = 1 << 10
 
 // MaxChunkBytes returns the largest Data that one InstallSnapshot call can
@@ -293,7 +254,7 @@ const chunkOverhead = 1 << 10
 // MaxChunkBytes needs a link of over 134 Mbit/s, besides the handler's
 // time, so chunks of 1 MiB are the safer choice: one takes a few
 // milliseconds over loopback (BenchmarkInstallSnapshot), and the
-// connection keeps its buffers from one such chunk to the next.
+// sending end keeps its buffers from one such chunk to the next.
 func (t *TCP) MaxChunkBytes() int { return max(t.maxMsg-chunkOverhead, 0) }
 
 // Peer returns the Peer that reaches server id, the same one on every call.
@@ -310,9 +271,10 @@ func (t *TCP) Peer(id int) (*Peer, error) {
 }
 
 // Close stops the server: it closes the listener and every connection,
-// fails the calls in progress, and waits for every goroutine the TCP
-// started, among them those running a Handler method: Close returns when
-// the Handler calls in progress have returned. Afterwards calls fail at
+// fails the calls and Sends in progress, and waits for every goroutine the
+// TCP started, among them those calling Handler.Serve: Close returns when
+// the Serve calls in progress have returned. Replies a Handler gives
+// afterwards are dropped. Afterwards calls fail at
 // once and the listening port is free. Close is idempotent; later calls
 // return the first one's result.
 func (t *TCP) Close() error {
@@ -378,6 +340,38 @@ func (t *TCP) untrack(c net.Conn) {
 	t.mu.Lock()
 	delete(t.conns, c)
 	t.mu.Unlock()
+}
+
+// enter counts a goroutine the TCP did not start (a timer's) as one of
+// its own for Close to wait for, unless the TCP is closed; exit must
+// follow.
+func (t *TCP) enter() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.wg.Add(1)
+	return true
+}
+
+func (t *TCP) exit() { t.wg.Done() }
+
+// after runs f in a goroutine of the TCP's after d, or at Close if that
+// comes first; in a goroutine of its own if the TCP is closed.
+func (t *TCP) after(d time.Duration, f func()) {
+	if !t.spawn(func() {
+		t.sleep(d, nil)
+		f()
+	}) {
+		go f()
+	}
+}
+
+// loseLater tells w that its request was lost, after the wait a lost
+// message costs.
+func (t *TCP) loseLater(w waiter) {
+	t.after(t.faults.lostDelay(), func() { w.deliver(nil, errLost) })
 }
 
 // sleep waits d, unless the call's deadline (expired) or Close comes first.

@@ -10,7 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"net/rpc"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -23,13 +23,16 @@ import (
 )
 
 // fakeHandler answers in a way the tests can check: RequestVote echoes the
-// term plus one, AppendEntries returns a checksum of the entries.
+// term plus one, AppendEntries returns a checksum of the entries, Probe
+// the caller's ID, InstallSnapshot a checksum of the chunk (fakeReply).
+// It answers at once, from the connection's reader, unless block is set:
+// then it answers from a goroutine of its own once block closes.
 type fakeHandler struct {
 	calls atomic.Int64
 
 	mu       sync.Mutex
-	block    chan struct{} // if set, handlers wait for it to close
-	err      error         // if set, handlers fail with it
+	block    chan struct{} // if set, answers wait for it to close
+	err      error         // if set, requests fail with it
 	bigReply bool          // if set, replies carry the largest ints
 }
 
@@ -45,71 +48,53 @@ func (h *fakeHandler) state() (chan struct{}, error, bool) {
 	return h.block, h.err, h.bigReply
 }
 
-func (h *fakeHandler) ServeRequestVote(from int, a *core.RequestVoteArgs, r *core.RequestVoteReply) error {
-	h.calls.Add(1)
-	block, err, _ := h.state()
-	if block != nil {
-		<-block
-	}
-	if err != nil {
-		return err
-	}
-	r.Term, r.VoteGranted = a.Term+1, a.CandidateID == a.LastLogIndex
-	return nil
-}
-
-// ServeProbe answers with the caller's ID, as the transport gave it, in
-// Term.
-func (h *fakeHandler) ServeProbe(from int, a *core.ProbeArgs, r *core.ProbeReply) error {
-	h.calls.Add(1)
-	_, err, big := h.state()
-	if err != nil {
-		return err
-	}
-	if big {
-		*r = core.ProbeReply{Term: math.MaxInt64, LastIndex: math.MaxInt64, Empty: true, Founder: true}
-		return nil
-	}
-	*r = core.ProbeReply{Term: from, LastIndex: 1000 + from, Empty: from%2 == 0, Founder: true}
-	return nil
-}
-
-func (h *fakeHandler) ServeAppendEntries(from int, a *core.AppendEntriesArgs, r *core.AppendEntriesReply) error {
+func (h *fakeHandler) Serve(from int, req any, respond func(reply any, err error)) {
 	h.calls.Add(1)
 	block, err, big := h.state()
-	if block != nil {
+	answer := func() {
+		if err != nil {
+			respond(nil, err)
+			return
+		}
+		respond(fakeReply(from, req, big), nil)
+	}
+	if block == nil {
+		answer()
+		return
+	}
+	go func() {
 		<-block
-	}
-	if err != nil {
-		return err
-	}
-	if big {
-		*r = core.AppendEntriesReply{Term: math.MaxInt64, Success: true, Index: math.MaxInt64, ConflictTerm: math.MaxInt64, ConflictIndex: math.MaxInt64}
-		return nil
-	}
-	r.Term, r.Success = a.Term, true
-	r.Index = a.PrevLogIndex + len(a.Entries)
-	r.ConflictTerm = int(checksum(a.Entries))
-	return nil
+		answer()
+	}()
 }
 
-// ServeInstallSnapshot answers with the term, and a checksum of the
-// request's fields and data (chunkSum) in Index.
-func (h *fakeHandler) ServeInstallSnapshot(from int, a *core.InstallSnapshotArgs, r *core.InstallSnapshotReply) error {
-	h.calls.Add(1)
-	block, err, big := h.state()
-	if block != nil {
-		<-block
+// fakeReply is fakeHandler's answer to req from server from, with every
+// number at its largest if big.
+func fakeReply(from int, req any, big bool) any {
+	switch a := req.(type) {
+	case *core.RequestVoteArgs:
+		if big {
+			return &core.RequestVoteReply{Term: math.MaxInt64, VoteGranted: true, PreVote: true}
+		}
+		return &core.RequestVoteReply{Term: a.Term + 1, VoteGranted: a.CandidateID == a.LastLogIndex}
+	case *core.AppendEntriesArgs:
+		if big {
+			return &core.AppendEntriesReply{Term: math.MaxInt64, Success: true, Index: math.MaxInt64, ConflictTerm: math.MaxInt64, ConflictIndex: math.MaxInt64}
+		}
+		return &core.AppendEntriesReply{Term: a.Term, Success: true, Index: a.PrevLogIndex + len(a.Entries), ConflictTerm: int(checksum(a.Entries))}
+	case *core.ProbeArgs:
+		// The caller's ID, as the transport gave it.
+		if big {
+			return &core.ProbeReply{Term: math.MaxInt64, LastIndex: math.MaxInt64, Empty: true, Founder: true}
+		}
+		return &core.ProbeReply{Term: from, LastIndex: 1000 + from, Empty: from%2 == 0, Founder: true}
+	case *core.InstallSnapshotArgs:
+		if big {
+			return &core.InstallSnapshotReply{Term: math.MaxInt64, Index: math.MaxInt64}
+		}
+		return &core.InstallSnapshotReply{Term: a.Term, Index: chunkSum(a)}
 	}
-	if err != nil {
-		return err
-	}
-	if big {
-		*r = core.InstallSnapshotReply{Term: math.MaxInt64, Index: math.MaxInt64}
-		return nil
-	}
-	*r = core.InstallSnapshotReply{Term: a.Term, Index: chunkSum(a)}
-	return nil
+	panic(fmt.Sprintf("fakeReply: a %T request", req))
 }
 
 // chunkSum is a checksum of every field of an InstallSnapshot request.
@@ -129,14 +114,19 @@ func checksum(ents []core.Entry) uint32 {
 	return h.Sum32()
 }
 
-func entries(n, size int) []core.Entry {
+// entries returns n entries from index 1 on, with commands of size bytes.
+func entries(n, size int) []core.Entry { return entriesFrom(1, n, size) }
+
+// entriesFrom returns n entries from index first on, with commands of
+// size bytes.
+func entriesFrom(first, n, size int) []core.Entry {
 	ents := make([]core.Entry, n)
 	for i := range ents {
 		cmd := make([]byte, size)
 		for j := range cmd {
 			cmd[j] = byte(i*7 + j)
 		}
-		ents[i] = core.Entry{Index: i + 1, Term: 3, Command: cmd}
+		ents[i] = core.Entry{Index: first + i, Term: 3, Command: cmd}
 	}
 	return ents
 }
@@ -282,7 +272,7 @@ func (c *cluster) vote(from, to int) error {
 // the reply if the call succeeds.
 func (c *cluster) appendEntries(from, to, n, size int) error {
 	c.t.Helper()
-	ents := entries(n, size)
+	ents := entriesFrom(101, n, size)
 	args := &core.AppendEntriesArgs{Term: 9, LeaderID: from, PrevLogIndex: 100, PrevLogTerm: 8, Entries: ents, LeaderCommit: 50}
 	var reply core.AppendEntriesReply
 	err := c.peer(from, to).call("Raft.AppendEntries", args, &reply)
@@ -623,12 +613,12 @@ func TestDeadPeers(t *testing.T) {
 	}
 
 	// With a timeout, the call to the silent peer fails at its deadline:
-	// its own, or the dial's, which starts a little later and may fire
-	// first (and then the peer is in backoff).
+	// its own, or the dial's, which starts a little later and may end the
+	// call first.
 	p42, _ := tr4.Peer(2)
 	start := time.Now()
 	err = p42.call("Raft.RequestVote", args, new(core.RequestVoteReply))
-	if took := time.Since(start); !(errors.Is(err, errTimeout) || errors.Is(err, errBackoff)) || took < timeout || took > waitBound {
+	if took := time.Since(start); !(errors.Is(err, errTimeout) || errors.Is(err, errUnreachable) || errors.Is(err, errBackoff)) || took < timeout || took > waitBound {
 		t.Errorf("call to a silent peer: %v after %v, want a timeout after %v", err, took, timeout)
 	}
 	// Close ends the call that has no timeout.
@@ -880,16 +870,14 @@ func TestOversizeRequest(t *testing.T) {
 	}
 }
 
-// bodySize is the encoded size of v as a body on a primed stream.
+// bodySize is the size of v's payload in a frame: a request's, or a
+// reply's.
 func bodySize(t *testing.T, v any) int {
-	w := newFrameWriter()
-	if _, err := w.writePrimer(newPrimer(true)); err != nil {
-		t.Fatal(err)
+	t.Helper()
+	_, n, err := appendRequest(nil, 0, v)
+	if err != nil {
+		_, n, err = appendReply(nil, 0, v)
 	}
-	if _, err := w.writePrimer(newPrimer(false)); err != nil {
-		t.Fatal(err)
-	}
-	n, err := w.encode(&rpc.Request{}, v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -900,7 +888,8 @@ func TestOversizeReply(t *testing.T) {
 	// A limit that lets heartbeats through but not replies full of large
 	// numbers.
 	req := bodySize(t, &core.AppendEntriesArgs{})
-	big := bodySize(t, &core.AppendEntriesReply{Term: math.MaxInt64, Success: true, Index: math.MaxInt64, ConflictTerm: math.MaxInt64, ConflictIndex: math.MaxInt64})
+	big := min(bodySize(t, &core.AppendEntriesReply{Term: math.MaxInt64, Success: true, Index: math.MaxInt64, ConflictTerm: math.MaxInt64, ConflictIndex: math.MaxInt64}),
+		bodySize(t, &core.ProbeReply{Term: math.MaxInt64, LastIndex: math.MaxInt64, Empty: true, Founder: true}))
 	limit := (req + big) / 2
 	if req >= limit || limit >= big {
 		t.Fatalf("request of %d bytes, big reply of %d: no limit between", req, big)
@@ -916,8 +905,8 @@ func TestOversizeReply(t *testing.T) {
 	probe := func(from, to int) error {
 		return c.peer(from, to).call("Raft.Probe", &core.ProbeArgs{}, new(core.ProbeReply))
 	}
-	if small, big := bodySize(t, &core.ProbeReply{Term: 1, LastIndex: 1001, Founder: true}), bodySize(t, &core.ProbeReply{Term: math.MaxInt64, LastIndex: math.MaxInt64, Empty: true, Founder: true}); small > limit || big <= limit {
-		t.Fatalf("probe replies of %d and %d bytes, limit %d: want one under, one over", small, big, limit)
+	if small := bodySize(t, &core.ProbeReply{Term: 1, LastIndex: 1001, Founder: true}); small > limit {
+		t.Fatalf("probe reply of %d bytes, limit %d: want it under", small, limit)
 	}
 	for id := range 2 {
 		c.h[id].set(func(h *fakeHandler) { h.bigReply = true })
@@ -936,8 +925,7 @@ func TestOversizeReply(t *testing.T) {
 	if !c.logs[0].has("refused to send a reply over the size limit") {
 		t.Errorf("no log line on server 0:\n%s", c.logs[0])
 	}
-	// The same for the first reply of a type on the connection: the
-	// refusal must not cost the stream the type's description.
+	// The same for another type of reply.
 	if err := probe(1, 0); err == nil || !strings.Contains(err.Error(), "over server 0's limit") {
 		t.Errorf("probe with an oversize reply from server 0: %v, want a refusal", err)
 	}
@@ -1243,95 +1231,83 @@ func TestNewErrors(t *testing.T) {
 	}
 }
 
-// TestDiscardedFramesKeepStreams checks what the size limits rely on: on a
-// primed stream, a frame encoded and never sent, or sent and skipped
-// unread, leaves the stream in step.
-func TestDiscardedFramesKeepStreams(t *testing.T) {
-	var wire bytes.Buffer
-	w := newFrameWriter()
-	send := func() {
-		wire.Write(w.frame())
-		w.reset()
-	}
-	if _, err := w.writePrimer(newPrimer(false)); err != nil {
-		t.Fatal(err)
-	}
-	send()
-	big := &core.AppendEntriesArgs{Term: 1, Entries: entries(64, 100)}
-	// Encoded, not sent.
-	if _, err := w.encode(&rpc.Request{ServiceMethod: "Raft.AppendEntries", Seq: 1}, big); err != nil {
-		t.Fatal(err)
-	}
-	w.reset()
-	// Sent, to be skipped.
-	n, err := w.encode(&rpc.Request{ServiceMethod: "Raft.AppendEntries", Seq: 2}, big)
+// TestSkippedFramesKeepStreams checks what the size limits rely on: a
+// frame over the reader's limit is skipped unread, and the frames after it
+// read as they were written.
+func TestSkippedFramesKeepStreams(t *testing.T) {
+	var wire []byte
+	big := &core.AppendEntriesArgs{Term: 1, PrevLogIndex: 0, Entries: entries(64, 100)}
+	wire, n, err := appendRequest(wire, 2, big)
 	if err != nil {
 		t.Fatal(err)
 	}
-	send()
 	small := &core.AppendEntriesArgs{Term: 2, Entries: entries(2, 5)}
-	if _, err := w.encode(&rpc.Request{ServiceMethod: "Raft.AppendEntries", Seq: 3}, small); err != nil {
+	if wire, _, err = appendRequest(wire, 3, small); err != nil {
 		t.Fatal(err)
 	}
-	send()
-	w.encode(&rpc.Request{ServiceMethod: "Raft.RequestVote", Seq: 4}, &core.RequestVoteArgs{Term: 7})
-	send()
-
-	r := newFrameReader(bufio.NewReader(&wire), n-1)
-	if err := r.readPrimer(newPrimer(false)); err != nil {
+	if wire, _, err = appendRequest(wire, 4, &core.RequestVoteArgs{Term: 7}); err != nil {
 		t.Fatal(err)
 	}
-	var hdr rpc.Request
-	if large, err := r.next(&hdr); err != nil || large != n || hdr.Seq != 2 {
-		t.Fatalf("frame 2: skipped %d, header %+v, %v; want %d skipped", large, hdr, err, n)
+	r := newFrameReader(bufio.NewReader(bytes.NewReader(wire)), n-1)
+	in, err := r.readRequest()
+	if err != nil || in.over != n || in.id != 2 || in.req != nil {
+		t.Fatalf("frame 2: %+v, %v; want %d bytes skipped", in, err, n)
 	}
-	if err := r.decodeBody(new(core.AppendEntriesArgs)); err == nil {
-		t.Error("decoded a skipped body")
+	in, err = r.readRequest()
+	if got, ok := in.req.(*core.AppendEntriesArgs); err != nil || in.id != 3 || !ok || !reflect.DeepEqual(got, small) {
+		t.Fatalf("frame 3: %+v, %v; want %+v", in, err, small)
 	}
-	hdr = rpc.Request{}
-	if large, err := r.next(&hdr); err != nil || large != 0 || hdr.Seq != 3 {
-		t.Fatalf("frame 3: skipped %d, header %+v, %v", large, hdr, err)
+	in, err = r.readRequest()
+	if got, ok := in.req.(*core.RequestVoteArgs); err != nil || in.id != 4 || !ok || got.Term != 7 {
+		t.Fatalf("frame 4: %+v, %v", in, err)
 	}
-	var got core.AppendEntriesArgs
-	if err := r.decodeBody(&got); err != nil || got.Term != 2 || checksum(got.Entries) != checksum(small.Entries) {
-		t.Fatalf("frame 3: %+v, %v", got, err)
-	}
-	hdr = rpc.Request{}
-	if _, err := r.next(&hdr); err != nil || hdr.Seq != 4 {
-		t.Fatalf("frame 4: header %+v, %v", hdr, err)
-	}
-	var vote core.RequestVoteArgs
-	if err := r.decodeBody(&vote); err != nil || vote.Term != 7 {
-		t.Fatalf("frame 4: %+v, %v", vote, err)
-	}
-	if _, err := r.next(&hdr); err != io.EOF {
+	if _, err := r.readRequest(); err != io.EOF {
 		t.Errorf("after the last frame: %v, want EOF", err)
 	}
 }
 
-// nopHandler answers every call with success, at no cost.
+// nopHandler answers every request with success, at once, at no cost.
 type nopHandler struct{}
 
-func (nopHandler) ServeProbe(from int, a *core.ProbeArgs, r *core.ProbeReply) error {
-	r.Empty = true
-	return nil
+func (nopHandler) Serve(from int, req any, respond func(reply any, err error)) {
+	switch a := req.(type) {
+	case *core.RequestVoteArgs:
+		respond(&core.RequestVoteReply{Term: a.Term, VoteGranted: true}, nil)
+	case *core.AppendEntriesArgs:
+		respond(&core.AppendEntriesReply{Term: a.Term, Success: true, Index: a.PrevLogIndex + len(a.Entries)}, nil)
+	case *core.InstallSnapshotArgs:
+		respond(&core.InstallSnapshotReply{Term: a.Term}, nil)
+	case *core.ProbeArgs:
+		respond(&core.ProbeReply{Empty: true}, nil)
+	}
 }
 
-func (nopHandler) ServeRequestVote(from int, a *core.RequestVoteArgs, r *core.RequestVoteReply) error {
-	r.Term, r.VoteGranted = a.Term, true
-	return nil
+// benchPair returns two transports on ephemeral ports, server 1 serving
+// nopHandler, and server 0's Peer for server 1, after a first call.
+func benchPair(b *testing.B) *Peer {
+	lns, peers, err := ListenLocal(0, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var trs []*TCP
+	for id := range 2 {
+		tr, err := New(Config{ID: id, Peers: peers, Listener: lns[id]})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { tr.Close() })
+		tr.Serve(nopHandler{})
+		trs = append(trs, tr)
+	}
+	p, _ := trs[0].Peer(1)
+	if !p.Call("Raft.AppendEntries", &core.AppendEntriesArgs{}, new(core.AppendEntriesReply)) {
+		b.Fatal("first call failed")
+	}
+	return p
 }
 
-func (nopHandler) ServeAppendEntries(from int, a *core.AppendEntriesArgs, r *core.AppendEntriesReply) error {
-	r.Term, r.Success, r.Index = a.Term, true, a.PrevLogIndex+len(a.Entries)
-	return nil
-}
-
-func (nopHandler) ServeInstallSnapshot(from int, a *core.InstallSnapshotArgs, r *core.InstallSnapshotReply) error {
-	r.Term = a.Term
-	return nil
-}
-
+// BenchmarkAppendEntries measures synchronous calls (Call) carrying n
+// entries of 100 bytes: one at a time, and from parallel callers.
 func BenchmarkAppendEntries(b *testing.B) {
 	for _, n := range []int{1, 64} {
 		for _, parallel := range []bool{false, true} {
@@ -1340,28 +1316,14 @@ func BenchmarkAppendEntries(b *testing.B) {
 				name += "/parallel"
 			}
 			b.Run(name, func(b *testing.B) {
-				lns, peers, err := ListenLocal(0, 1)
-				if err != nil {
-					b.Fatal(err)
-				}
-				var trs []*TCP
-				for id := range 2 {
-					tr, err := New(Config{ID: id, Peers: peers, Listener: lns[id]})
-					if err != nil {
-						b.Fatal(err)
-					}
-					defer tr.Close()
-					tr.Serve(nopHandler{})
-					trs = append(trs, tr)
-				}
-				p, _ := trs[0].Peer(1)
-				args := &core.AppendEntriesArgs{Term: 1, LeaderID: 0, PrevLogIndex: 10, Entries: entries(n, 100)}
+				p := benchPair(b)
+				args := &core.AppendEntriesArgs{Term: 1, LeaderID: 0, PrevLogIndex: 10, Entries: entriesFrom(11, n, 100)}
 				call := func() {
 					if !p.Call("Raft.AppendEntries", args, new(core.AppendEntriesReply)) {
 						b.Error("call failed")
 					}
 				}
-				call()
+				b.ReportAllocs()
 				b.SetBytes(int64(n * 100))
 				b.ResetTimer()
 				if parallel {
@@ -1377,5 +1339,40 @@ func BenchmarkAppendEntries(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkSendPipelined measures requests carrying n entries of 100
+// bytes sent with Send, up to 64 in flight, as a leader streams to a
+// follower.
+func BenchmarkSendPipelined(b *testing.B) {
+	const window = 64
+	for _, n := range []int{1, 64} {
+		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
+			p := benchPair(b)
+			args := &core.AppendEntriesArgs{Term: 1, LeaderID: 0, PrevLogIndex: 10, Entries: entriesFrom(11, n, 100)}
+			slots := make(chan struct{}, window)
+			var failed atomic.Int64
+			done := func(reply any, ok bool) {
+				if !ok {
+					failed.Add(1)
+				}
+				<-slots
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(n * 100))
+			b.ResetTimer()
+			for range b.N {
+				slots <- struct{}{}
+				p.Send(args, done)
+			}
+			for range window {
+				slots <- struct{}{}
+			}
+			b.StopTimer()
+			if k := failed.Load(); k > 0 {
+				b.Errorf("%d of %d Sends failed", k, b.N)
+			}
+		})
 	}
 }

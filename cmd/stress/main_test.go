@@ -11,12 +11,13 @@ import (
 )
 
 func TestParseFlags(t *testing.T) {
+	t.Chdir("../..") // the default -dir, ./lab, is relative to the repository's root
 	c, err := parseFlags([]string{"-run", "4A|4B", "-n", "100", "-p", "4", "-race",
 		"-env", "RAFT_DEBUG=1", "-env", "X=a=b", "-timeout", "2m", "-args", "-test.short", "-test.cpu=2"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.run != "4A|4B" || c.n != 100 || c.p != 4 || !c.race || !c.verbose || c.dir != "." || c.logs != "stress-logs" {
+	if c.run != "4A|4B" || c.n != 100 || c.p != 4 || !c.race || !c.verbose || c.dir != "./lab" || c.logs != "stress-logs" {
 		t.Errorf("parseFlags: got %+v", c)
 	}
 	if want := []string{"RAFT_DEBUG=1", "X=a=b"}; !slices.Equal(c.env, want) {

@@ -1,8 +1,3 @@
-// Package kvcheck checks histories of operations on the key/value store
-// (package kv) for linearizability with porcupine: it holds the store's
-// sequential specification, a recorder for histories of concurrent clients,
-// and a test helper that runs the check and writes porcupine's
-// visualization when it fails. It is for tests only.
 package kvcheck
 
 import (
@@ -67,8 +62,8 @@ var Model = porcupine.Model{
 		}
 		return partition(history, func(e porcupine.Event) string { return keyOf[e.Id] })
 	},
-	Init: func() interface{} { return state{} },
-	Step: func(st, input, output interface{}) (bool, interface{}) {
+	Init: func() any { return state{} },
+	Step: func(st, input, output any) (bool, any) {
 		s, in, out := st.(state), input.(Input), output.(Output)
 		var next state
 		switch in.Kind {
@@ -89,8 +84,8 @@ var Model = porcupine.Model{
 		// Every operation reports the state it found.
 		return out.Value == s.Value && out.Found == s.Found, next
 	},
-	Equal: func(a, b interface{}) bool { return a.(state) == b.(state) },
-	Hash: func(st interface{}) uint64 {
+	Equal: func(a, b any) bool { return a.(state) == b.(state) },
+	Hash: func(st any) uint64 {
 		s := st.(state)
 		h := fnv.New64a()
 		h.Write([]byte(s.Value))
@@ -99,7 +94,7 @@ var Model = porcupine.Model{
 		}
 		return h.Sum64()
 	},
-	DescribeOperation: func(input, output interface{}) string {
+	DescribeOperation: func(input, output any) string {
 		in, out := input.(Input), output.(Output)
 		var res string
 		switch {
@@ -117,7 +112,7 @@ var Model = porcupine.Model{
 			return fmt.Sprintf("%s(%s, %q) -> %s", in.Kind, in.Key, in.Value, res)
 		}
 	},
-	DescribeState: func(st interface{}) string {
+	DescribeState: func(st any) string {
 		s := st.(state)
 		if !s.Found {
 			return "absent"

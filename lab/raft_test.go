@@ -1,4 +1,4 @@
-package raft
+package lab
 
 //
 // Raft tests, parts 4A (leader election) and 4B (log replication and

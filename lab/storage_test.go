@@ -1,4 +1,4 @@
-package raft
+package lab
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/raftkit/raft"
 	"github.com/raftkit/raft/core"
 )
 
@@ -20,6 +21,9 @@ func entries(from int, terms ...int) []Entry {
 	}
 	return es
 }
+
+// Storage is the interface persisterStorage implements.
+type Storage = raft.Storage
 
 // loaded is what a Storage's Load returns.
 type loaded struct {

@@ -1,4 +1,4 @@
-package raft
+package lab
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ const (
 )
 
 // encodeCommand returns the log's encoding of cmd.
-func encodeCommand(cmd interface{}) ([]byte, error) {
+func encodeCommand(cmd any) ([]byte, error) {
 	switch c := cmd.(type) {
 	case int:
 		return binary.AppendVarint([]byte{cmdInt}, int64(c)), nil
@@ -34,7 +34,7 @@ func encodeCommand(cmd interface{}) ([]byte, error) {
 }
 
 // decodeCommand returns the command that encodeCommand encoded into b.
-func decodeCommand(b []byte) (interface{}, error) {
+func decodeCommand(b []byte) (any, error) {
 	if len(b) == 0 {
 		return nil, errors.New("empty command")
 	}
@@ -48,7 +48,7 @@ func decodeCommand(b []byte) (interface{}, error) {
 	case cmdString:
 		return string(b[1:]), nil
 	case cmdGob:
-		var cmd interface{}
+		var cmd any
 		err := labgob.NewDecoder(bytes.NewReader(b[1:])).Decode(&cmd)
 		return cmd, err
 	}

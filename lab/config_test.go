@@ -1,4 +1,4 @@
-package raft
+package lab
 
 //
 // The Raft tester: a cluster of Raft peers on a simulated (labrpc) network,
@@ -29,7 +29,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand"
 	"os"
 	"reflect"
@@ -41,6 +40,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkit/raft"
 	"github.com/raftkit/raft/labrpc"
 	"github.com/raftkit/raft/storage"
 )
@@ -63,7 +63,7 @@ func randstring(n int) string {
 }
 
 // sameCommand reports whether two applied commands are equal.
-func sameCommand(a, b interface{}) bool {
+func sameCommand(a, b any) bool {
 	return reflect.DeepEqual(a, b)
 }
 
@@ -74,18 +74,18 @@ type config struct {
 	net         *labrpc.Network
 	n           int
 	rafts       []*Raft
-	applyChs    []chan ApplyMsg       // current instance's apply channel, per server
-	applyErr    []string              // from apply channel readers
-	connected   []bool                // whether each server is on the net
-	saved       []*Persister          // each server's persisted state
-	endnames    [][]string            // the port file names each sends to
-	endgen      int                   // makes end names unique across restarts
-	logs        []map[int]interface{} // copy of the entries each server's current instance applied
-	lastApplied []int                 // last index applied by each server's current instance
-	start       time.Time             // time at which makeConfig() was called
+	applyChs    []chan ApplyMsg // current instance's apply channel, per server
+	applyErr    []string        // from apply channel readers
+	connected   []bool          // whether each server is on the net
+	saved       []*Persister    // each server's persisted state
+	endnames    [][]string      // the port file names each sends to
+	endgen      int             // makes end names unique across restarts
+	logs        []map[int]any   // copy of the entries each server's current instance applied
+	lastApplied []int           // last index applied by each server's current instance
+	start       time.Time       // time at which makeConfig() was called
 
 	// "a committed entry never changes": everything ever applied, by index.
-	committed   map[int]interface{}
+	committed   map[int]any
 	committedBy map[int]int // which server first applied it
 
 	// "at most one leader per term": term -> the server seen leading it.
@@ -136,9 +136,9 @@ func makeConfig(t *testing.T, n int, unreliable bool) *config {
 	cfg.connected = make([]bool, cfg.n)
 	cfg.saved = make([]*Persister, cfg.n)
 	cfg.endnames = make([][]string, cfg.n)
-	cfg.logs = make([]map[int]interface{}, cfg.n)
+	cfg.logs = make([]map[int]any, cfg.n)
 	cfg.lastApplied = make([]int, cfg.n)
-	cfg.committed = map[int]interface{}{}
+	cfg.committed = map[int]any{}
 	cfg.committedBy = map[int]int{}
 	cfg.termLeader = map[int]int{}
 	cfg.reported = map[string]bool{}
@@ -223,7 +223,7 @@ func (cfg *config) getState(i int) (term int, isLeader bool, ok bool) {
 // startOn calls Start(cmd) on server i's current instance (if any) and
 // records the leadership claim it returns. ok is false if server i is
 // crashed or not the leader.
-func (cfg *config) startOn(i int, cmd interface{}) (index int, term int, ok bool) {
+func (cfg *config) startOn(i int, cmd any) (index int, term int, ok bool) {
 	cfg.mu.Lock()
 	rf := cfg.rafts[i]
 	cfg.mu.Unlock()
@@ -373,7 +373,7 @@ func (cfg *config) start1(i int, applier func(int, chan ApplyMsg)) {
 	cfg.lastApplied[i] = 0
 	// the new instance re-applies from index 1; what earlier instances
 	// applied stays in cfg.committed, which it must agree with.
-	cfg.logs[i] = map[int]interface{}{}
+	cfg.logs[i] = map[int]any{}
 
 	// a fresh persister, so old instance doesn't overwrite
 	// new instance's persisted state.
@@ -393,7 +393,7 @@ func (cfg *config) start1(i int, applier func(int, chan ApplyMsg)) {
 
 	// The service restarts from its snapshot, if it saved one, as the lab's
 	// services read it from their Persister.
-	var store Storage
+	var store raft.Storage
 	snap := persister.ReadSnapshot()
 	if cfg.dirs != nil {
 		// The same server over the disk log: its directory is what survives.
@@ -413,14 +413,8 @@ func (cfg *config) start1(i int, applier func(int, chan ApplyMsg)) {
 
 	var rf *Raft
 	if cfg.dirs != nil {
-		peers := make(map[int]Peer)
-		for j, e := range ends {
-			if j != i {
-				peers[j] = e
-			}
-		}
 		var err error
-		rf, err = start(setup{me: i, peers: peers, store: store, applyCh: applyCh, timing: defaultTiming, logger: slog.Default(), preVote: true, maxInflight: 1})
+		rf, err = start(ends, i, store, applyCh)
 		if err != nil {
 			cfg.t.Fatalf("start server %d on disk: %v", i, err)
 		}
@@ -759,14 +753,14 @@ func (cfg *config) checkNoLeader() {
 // nCommittedE reports how many servers think a log entry is committed,
 // and the command; err is non-nil if they disagree or an error was recorded.
 // Safe to call from any goroutine.
-func (cfg *config) nCommittedE(index int) (int, interface{}, error) {
+func (cfg *config) nCommittedE(index int) (int, any, error) {
 	if e := cfg.pendingErr(); e != "" {
 		return 0, nil, fmt.Errorf("%s", e)
 	}
 	cfg.mu.Lock()
 	defer cfg.mu.Unlock()
 	count := 0
-	var cmd interface{} = nil
+	var cmd any = nil
 	for i := 0; i < len(cfg.rafts); i++ {
 		cmd1, ok := cfg.logs[i][index]
 		if ok {
@@ -781,7 +775,7 @@ func (cfg *config) nCommittedE(index int) (int, interface{}, error) {
 }
 
 // how many servers think a log entry is committed?
-func (cfg *config) nCommitted(index int) (int, interface{}) {
+func (cfg *config) nCommitted(index int) (int, any) {
 	cfg.t.Helper()
 	n, cmd, err := cfg.nCommittedE(index)
 	if err != nil {
@@ -792,7 +786,7 @@ func (cfg *config) nCommitted(index int) (int, interface{}) {
 
 // wait for at least n servers to commit.
 // but don't wait forever.
-func (cfg *config) wait(index int, n int, startTerm int) interface{} {
+func (cfg *config) wait(index int, n int, startTerm int) any {
 	cfg.t.Helper()
 	to := 10 * time.Millisecond
 	for iters := 0; iters < 30; iters++ {
@@ -833,7 +827,7 @@ func (cfg *config) wait(index int, n int, startTerm int) interface{} {
 // times, in case a leader fails just after Start().
 // if retry==false, calls Start() only once, in order
 // to simplify the early Lab 4B tests.
-func (cfg *config) one(cmd interface{}, expectedServers int, retry bool) int {
+func (cfg *config) one(cmd any, expectedServers int, retry bool) int {
 	cfg.t.Helper()
 	index, err := cfg.oneE(cmd, expectedServers, retry)
 	if err != nil {
@@ -844,7 +838,7 @@ func (cfg *config) one(cmd interface{}, expectedServers int, retry bool) int {
 
 // oneE is one() for use from goroutines other than the test's: it returns
 // an error instead of failing the test.
-func (cfg *config) oneE(cmd interface{}, expectedServers int, retry bool) (int, error) {
+func (cfg *config) oneE(cmd any, expectedServers int, retry bool) (int, error) {
 	t0 := time.Now()
 	starts := 0
 	for time.Since(t0).Seconds() < 10 && !cfg.checkFinished() {
@@ -935,7 +929,7 @@ func (cfg *config) end() {
 }
 
 // readSnapshot returns the service snapshot in store, or nil.
-func readSnapshot(t *testing.T, store Storage) []byte {
+func readSnapshot(t *testing.T, store raft.Storage) []byte {
 	_, rc, err := store.OpenSnapshot()
 	if err != nil {
 		t.Fatalf("read the saved snapshot: %v", err)

@@ -1,11 +1,12 @@
-package raft
+package lab
 
 import (
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 
-	"github.com/raftkit/raft/core"
+	"github.com/raftkit/raft"
 	"github.com/raftkit/raft/labgob"
 )
 
@@ -17,7 +18,7 @@ type testCommand struct {
 func init() { labgob.Register(testCommand{}) }
 
 func TestCommandRoundTrip(t *testing.T) {
-	for _, cmd := range []interface{}{
+	for _, cmd := range []any{
 		0, 1, -1, math.MaxInt, math.MinInt, "", "x", "ünïcode",
 		testCommand{Key: "k", Value: []int{1, 2}}, int64(7), []byte("b"),
 	} {
@@ -51,23 +52,22 @@ func TestCommandMalformed(t *testing.T) {
 	}
 }
 
-// A committed command the server cannot decode stops the server with an
+// A committed command the service cannot decode stops the server with an
 // error rather than skipping it or crashing the process.
-func TestApplierStopsOnUndecodableCommand(t *testing.T) {
+func TestUndecodableCommandStopsServer(t *testing.T) {
 	ch := make(chan ApplyMsg, 10)
-	done := make(chan struct{})
 	var failed error
-	a := &applier{wake: make(chan struct{}, 1), ch: ch, done: done, metrics: newMetrics(), fail: func(err error) { failed = err; close(done) }}
+	sm := &chanSM{ch: ch, done: make(chan struct{}), fail: func(err error) { failed = err }}
 	good, _ := encodeCommand(5)
-	a.push([]core.Entry{{Index: 1, Command: good}, {Index: 2, Command: []byte{99}}, {Index: 3, Command: good}})
-	a.run()
-	if failed == nil {
-		t.Fatal("no failure reported")
+	sm.Apply(raft.Command{Index: 1, Term: 1, Data: good})
+	sm.Apply(raft.Command{Index: 2, Term: 1, Data: []byte{99}})
+	if failed == nil || !strings.Contains(failed.Error(), "index 2") {
+		t.Fatalf("failure reported: %v, want one naming index 2", failed)
 	}
 	if len(ch) != 1 {
-		t.Fatalf("%d commands applied, want 1 (those before the bad one)", len(ch))
+		t.Fatalf("%d commands sent, want 1 (the one before the bad one)", len(ch))
 	}
-	if m := <-ch; m.CommandIndex != 1 || m.Command != 5 {
-		t.Errorf("applied %+v, want command 5 at index 1", m)
+	if m := <-ch; m.CommandIndex != 1 || m.Command != 5 || m.CommandTerm != 1 {
+		t.Errorf("sent %+v, want command 5 at index 1 of term 1", m)
 	}
 }

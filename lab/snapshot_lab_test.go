@@ -1,4 +1,4 @@
-package raft
+package lab
 
 // The snapshot tests of the lab (part "4C" here; 3D in the current MIT
 // 6.5840 Raft lab): a service snapshots every few entries through
@@ -58,7 +58,7 @@ func (cfg *config) applierSnap(i int, applyCh chan ApplyMsg) {
 			w := new(bytes.Buffer)
 			e := labgob.NewEncoder(w)
 			e.Encode(m.CommandIndex)
-			var xlog []interface{}
+			var xlog []any
 			for j := 0; j <= m.CommandIndex; j++ {
 				xlog = append(xlog, cfg.logs[i][j])
 			}
@@ -85,14 +85,14 @@ func (cfg *config) ingestSnap(i int, snapshot []byte, index int) string {
 	}
 	d := labgob.NewDecoder(bytes.NewBuffer(snapshot))
 	var lastIncludedIndex int
-	var xlog []interface{}
+	var xlog []any
 	if d.Decode(&lastIncludedIndex) != nil || d.Decode(&xlog) != nil {
 		return fmt.Sprintf("server %v: snapshot does not decode", i)
 	}
 	if index != -1 && index != lastIncludedIndex {
 		return fmt.Sprintf("server %v: snapshot through %v handed out as through %v", i, lastIncludedIndex, index)
 	}
-	cfg.logs[i] = map[int]interface{}{}
+	cfg.logs[i] = map[int]any{}
 	for j := 0; j < len(xlog); j++ {
 		cfg.logs[i][j] = xlog[j]
 		if j > 0 {
