@@ -1,6 +1,6 @@
 module github.com/raftkit/raft/bench
 
-go 1.26
+go 1.26.0
 
 replace github.com/raftkit/raft => ../
 
@@ -22,5 +22,5 @@ require (
 	github.com/mattn/go-colorable v0.1.12 // indirect
 	github.com/mattn/go-isatty v0.0.14 // indirect
 	go.etcd.io/bbolt v1.3.5 // indirect
-	golang.org/x/sys v0.13.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
 )
