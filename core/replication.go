@@ -5,9 +5,10 @@ import "slices"
 // Propose appends a command to the leader's log (Figure 2 "Leaders": append
 // the entry to the local log). It returns the index the command will have if
 // it is ever committed, the current term, and false if this server is not
-// the leader.
+// the leader, or is handing the leadership over (thesis 3.10: a leader
+// stops accepting client requests during a transfer).
 func (n *Node) Propose(cmd []byte) (index, term int, ok bool) {
-	if n.role != Leader {
+	if n.role != Leader || n.transferee != None {
 		return 0, n.term, false
 	}
 	index = n.log.lastIndex() + 1
@@ -17,6 +18,7 @@ func (n *Node) Propose(cmd []byte) (index, term int, ok bool) {
 }
 
 func (n *Node) tickLeader() {
+	n.tickTransfer()
 	n.sinceChk++
 	if n.sinceChk >= n.cfg.ElectionTicks {
 		// Beyond Figure 2: a leader that heard from no majority during a
@@ -204,6 +206,7 @@ func (n *Node) handleAppendReply(from int, r *AppendEntriesReply) {
 		if p.ack(r.Index) {
 			n.maybeCommit()
 		}
+		n.maybeTimeoutNow(from)
 		return
 	}
 	if r.ConflictIndex == 0 || r.Index < p.match || (p.probing && r.Index != p.next-1) {

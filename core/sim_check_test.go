@@ -29,6 +29,7 @@ type simHistory struct {
 	delivered int
 	snapshots int // taken by services
 	installs  int // installed from leaders
+	transfers int // leadership transfers started
 
 	leaders   map[int]int      // term -> the server that led it
 	committed map[int]Entry    // index -> the entry applied there

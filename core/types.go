@@ -81,6 +81,10 @@ type RequestVoteArgs struct {
 	LastLogIndex int // index of candidate's last log entry (5.4)
 	LastLogTerm  int // term of candidate's last log entry (5.4)
 	PreVote      bool
+	// Transfer marks the election of a leadership transfer's target
+	// (thesis 3.10): voters grant it despite leader stickiness (thesis
+	// 4.2.3).
+	Transfer bool
 }
 
 // RequestVoteReply is the RequestVote RPC's reply (Figure 2). A granted
@@ -122,8 +126,9 @@ type AppendEntriesReply struct {
 }
 
 // Message is an RPC request or reply travelling between two servers. Body
-// is one of *RequestVoteArgs, *RequestVoteReply, *AppendEntriesArgs or
-// *AppendEntriesReply. Receivers never modify a Body.
+// is one of *RequestVoteArgs, *RequestVoteReply, *AppendEntriesArgs,
+// *AppendEntriesReply, *InstallSnapshotArgs, *InstallSnapshotReply,
+// *TimeoutNowArgs or *TimeoutNowReply. Receivers never modify a Body.
 type Message struct {
 	From, To int
 	Body     any

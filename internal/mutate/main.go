@@ -57,6 +57,8 @@ var mutations = []mutation{
 			{"		n.term, n.vote, n.lead = term, None, None", "		n.term, n.lead = term, None"},
 			{"		n.term, n.vote = term, None", "		n.term = term"},
 		}},
+	{"transfer-vote-skips-log-check", "a voter trusts a leadership transfer's RequestVote and grants it whatever the candidate's log (thesis 3.10)",
+		"election.go", [][2]string{{"	case !n.log.upToDate(a.LastLogIndex, a.LastLogTerm):", "	case !a.Transfer && !n.log.upToDate(a.LastLogIndex, a.LastLogTerm):"}}},
 }
 
 func main() {
