@@ -40,6 +40,8 @@ Usage:
                                     and applied index, snapshot and log, and the
                                     leader's match indexes
   raftkv bench [flags]              load a running cluster and report throughput and latency
+  raftkv transfer [ID]              have the leader hand its leadership to replica ID (default:
+                                    the most up-to-date one) and print the new leader
   raftkv -h                         this help
 
 Local cluster (raftkv with no command):
@@ -75,9 +77,11 @@ serve flags:
                         Retry-After, the body unread (default 128)
   -body-timeout D       how long a request body may take to arrive: 408 beyond (default 10s)
   -log-level LEVEL      debug, info, warn or error (default info)
-  SIGTERM or SIGINT shuts the replica down cleanly (exit status 0).
+  SIGTERM or SIGINT shuts the replica down cleanly (exit status 0); a leader first
+  hands its leadership to the most up-to-date replica (waiting at most 4 election
+  timeouts), so that clients need not wait for an election timeout.
 
-Client flags (put, get, append, del, status; before or after the arguments):
+Client flags (put, get, append, del, status, transfer; before or after the arguments):
   -addr URLS      replicas to ask, comma-separated, tried in turn (default
                   http://127.0.0.1:8001, falling back on :8002 and :8003)
   -timeout D      give up after D (default 10s)
@@ -107,6 +111,10 @@ HTTP API (any replica; a follower forwards to the leader):
   PUT    /kv/KEY         {"value":"..."}   200 {"key","value","previous","found"}
   POST   /kv/KEY/append  {"value":"..."}   200 {"key","value","previous","found"}
   DELETE /kv/KEY                           200 {"key","found"}
+  POST   /admin/transfer {"to":ID}         leader only: hand the leadership to replica ID
+                                           (or, without "to", the most up-to-date one);
+                                           200 {"from","leader","term"} once ID leads; 409
+                                           not_leader; 503 transfer_abandoned or timeout
   GET    /status                           term, role, leader, commit, applied, lastLog,
                                            snapshotIndex, snapshotTerm, logEntries,
                                            logBytes, match...
@@ -149,6 +157,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runClient(cmd, args[1:], stdout, stderr)
 	case "bench":
 		return runBenchCmd(args[1:], stdout, stderr)
+	case "transfer":
+		return runTransfer(args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "raftkv: unknown command %q\n\n%s", cmd, usage)
 		return exitUsage

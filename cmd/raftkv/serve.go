@@ -186,6 +186,7 @@ loop:
 		select {
 		case <-ctx.Done():
 			log.Info("raftkv serve: signalled; shutting down")
+			r.handOver()
 			break loop
 		case err := <-served:
 			log.Error("raftkv serve: HTTP server failed", "err", err)
@@ -270,14 +271,14 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 	r.kv.Attach(r.rf)
 	api := kv.NewHTTPHandler(r.kv, r.rf, cfg.id, cfg.httpPeers, kv.HTTPOptions{
 		MaxValueBytes: cfg.maxValue, MaxInFlight: cfg.maxFlight, BodyTimeout: cfg.bodyWait, Logger: log})
-	h := api
+	h := r.withAdmin(api)
 	if cfg.faultsAPI {
 		h = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			if req.URL.Path == "/debug/faults" {
 				r.serveFaults(w, req)
 				return
 			}
-			api.ServeHTTP(w, req)
+			r.withAdmin(api).ServeHTTP(w, req)
 		})
 	}
 	base, cancel := context.WithCancel(context.Background())
