@@ -8,7 +8,7 @@ func (n *Node) campaign(transfer bool) {
 	n.term++
 	n.vote = n.id
 	n.role, n.lead = Candidate, None
-	n.progress, n.transferee = nil, None
+	n.progress, n.transferee, n.reads = nil, None, nil
 	n.votes = map[int]bool{n.id: true}
 	n.resetElectionTimer()
 	if n.trace != nil {
@@ -28,7 +28,7 @@ func (n *Node) campaign(transfer bool) {
 // when it reconnects.
 func (n *Node) preCampaign() {
 	n.role, n.lead = PreCandidate, None
-	n.progress, n.transferee = nil, None
+	n.progress, n.transferee, n.reads = nil, None, nil
 	n.votes = map[int]bool{n.id: true}
 	n.resetElectionTimer()
 	if n.trace != nil {

@@ -86,14 +86,20 @@ type Node struct {
 	// progress (thesis 3.10), or None; transferElapsed counts its ticks.
 	transferee      int
 	transferElapsed int
-	progress        map[int]*progress // leader: nextIndex and matchIndex per follower
-	elapsed         int               // ticks since the last reset of the election or heartbeat timer
-	timeout         int               // randomized election timeout, in ticks
-	sinceChk        int               // leader: ticks since it last checked it still has a quorum
-	msgs            []Message         // outgoing, since the last Ready
-	deferred        []Message         // outgoing once the state they depend on is saved
-	saved           HardState         // hard state as of the last Ready
-	trace           func(line string)
+	// round numbers a leader's heartbeat rounds for ReadIndex; reads are
+	// the reads waiting for theirs, readStates those ready for the next
+	// Ready.
+	round      uint64
+	reads      []pendingRead
+	readStates []ReadState
+	progress   map[int]*progress // leader: nextIndex and matchIndex per follower
+	elapsed    int               // ticks since the last reset of the election or heartbeat timer
+	timeout    int               // randomized election timeout, in ticks
+	sinceChk   int               // leader: ticks since it last checked it still has a quorum
+	msgs       []Message         // outgoing, since the last Ready
+	deferred   []Message         // outgoing once the state they depend on is saved
+	saved      HardState         // hard state as of the last Ready
+	trace      func(line string)
 }
 
 // New returns a Node starting as a follower from the saved state in cfg.
@@ -263,8 +269,10 @@ func (n *Node) Ready() Ready {
 		Entries:      n.log.takeUnstable(),
 		Messages:     n.msgs,
 		AfterSave:    n.deferred,
+		ReadStates:   n.readStates,
 		stateChanged: hs != n.saved,
 	}
+	n.readStates = nil
 	n.installed = nil
 	if !n.cfg.AsyncSave && len(rd.Entries) > 0 {
 		n.Saved(rd.Entries[len(rd.Entries)-1].Index, rd.Entries[len(rd.Entries)-1].Term)
@@ -371,7 +379,7 @@ func (n *Node) becomeFollower(term, lead int) {
 		n.tracef("follow %d", lead)
 	}
 	n.role, n.lead = Follower, lead
-	n.progress, n.votes = nil, nil
+	n.progress, n.votes, n.reads = nil, nil, nil
 	n.transferee = None
 	n.resetElectionTimer()
 }

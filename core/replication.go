@@ -102,13 +102,14 @@ func (n *Node) sendAppend(id int, p *progress, ents []Entry) {
 		PrevLogTerm:  n.log.term(prev),
 		Entries:      ents,
 		LeaderCommit: n.commit,
+		Round:        n.round,
 	})
 }
 
 // handleAppendEntries is the AppendEntries receiver implementation of
 // Figure 2.
 func (n *Node) handleAppendEntries(from int, a *AppendEntriesArgs) *AppendEntriesReply {
-	r := &AppendEntriesReply{Index: a.PrevLogIndex}
+	r := &AppendEntriesReply{Index: a.PrevLogIndex, Round: a.Round}
 	if a.Term < n.term {
 		// 1. Reply false if term < currentTerm.
 		r.Term = n.term
@@ -200,6 +201,12 @@ func (n *Node) handleAppendReply(from int, r *AppendEntriesReply) {
 	}
 	p := n.progress[from]
 	p.active = true
+	if r.Round > p.round {
+		// thesis 6.4: the follower took this server as its leader after
+		// the heartbeat round began, success or not.
+		p.round = r.Round
+		n.releaseReads()
+	}
 	if r.Success {
 		// If successful: update nextIndex and matchIndex for follower.
 		// Replies may come out of order, so neither moves back here.
@@ -258,6 +265,7 @@ func (n *Node) maybeCommit() {
 		if n.trace != nil {
 			n.tracef("commit %d", N)
 		}
+		n.releaseReads()
 	}
 }
 
@@ -276,7 +284,7 @@ func (n *Node) sendSnapshot(to int, p *progress, snap SnapshotMeta) {
 	}
 	if p.heartbeat {
 		p.heartbeat, p.commit = false, n.commit
-		n.send(to, &AppendEntriesArgs{Term: n.term, LeaderID: n.id, PrevLogIndex: snap.Index, PrevLogTerm: snap.Term, LeaderCommit: n.commit})
+		n.send(to, &AppendEntriesArgs{Term: n.term, LeaderID: n.id, PrevLogIndex: snap.Index, PrevLogTerm: snap.Term, LeaderCommit: n.commit, Round: n.round})
 	}
 }
 

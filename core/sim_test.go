@@ -356,6 +356,8 @@ func (s *sim) act(chaos bool) error {
 		return s.snapshot(s.rng.IntN(len(s.servers)))
 	case chaos && r < 0.91:
 		return s.transfer()
+	case chaos && r < 0.93:
+		return s.read()
 	case !chaos || r < 0.975:
 	case r < 0.98:
 		// Crash a server, a leader more often than not (as in the Figure 8
@@ -531,6 +533,9 @@ func isRequest(body any) bool {
 func (s *sim) ready(i int, reply *Message) error {
 	sv := s.servers[i]
 	rd := sv.node.Ready()
+	if err := s.hist.readsReady(s, i, rd.ReadStates); err != nil {
+		return err
+	}
 	b := simBatch{write: rd.MustSave(), hs: rd.HardState, snap: rd.Snapshot, ents: rd.Entries, msgs: rd.AfterSave, committed: rd.Committed}
 	if s.p.asyncSave {
 		// Raft thesis 10.2.1: these leave while the state is being saved.
@@ -699,6 +704,17 @@ func (s *sim) transfer() error {
 	return nil
 }
 
+// read starts a ReadIndex on a leader, if one is up (thesis 6.4).
+func (s *sim) read() error {
+	for i, sv := range s.servers {
+		if sv.up && sv.node.Role() == Leader {
+			s.hist.startRead(s, i)
+			return s.ready(i, nil)
+		}
+	}
+	return nil
+}
+
 // snapshot has server i's service snapshot its state at a random index it
 // applied, save it, and compact its log (section 7).
 func (s *sim) snapshot(i int) error {
@@ -722,8 +738,8 @@ func (s *sim) snapshot(i int) error {
 
 // summary says what a run did.
 func (s *sim) summary() string {
-	return fmt.Sprintf("%v; %d terms with a leader, %d entries committed, %d messages delivered, %d snapshots taken, %d installed, %d transfers started",
-		s.p, len(s.hist.leaders), len(s.hist.committed), s.hist.delivered, s.hist.snapshots, s.hist.installs, s.hist.transfers)
+	return fmt.Sprintf("%v; %d terms with a leader, %d entries committed, %d messages delivered, %d snapshots taken, %d installed, %d transfers started, %d reads served",
+		s.p, len(s.hist.leaders), len(s.hist.committed), s.hist.delivered, s.hist.snapshots, s.hist.installs, s.hist.transfers, s.hist.readsDone)
 }
 
 // describe says where the servers were, for a failure report.
@@ -745,8 +761,8 @@ func (s *sim) describe() string {
 
 // simTotals adds up what the runs of TestSimulation did.
 type simTotals struct {
-	runs, leaders, committed, delivered, snapshots, installs, transfers int
-	sizes                                                               [8]int
+	runs, leaders, committed, delivered, snapshots, installs, transfers, reads int
+	sizes                                                                      [8]int
 }
 
 func (t *simTotals) add(s *sim) {
@@ -757,11 +773,12 @@ func (t *simTotals) add(s *sim) {
 	t.snapshots += s.hist.snapshots
 	t.installs += s.hist.installs
 	t.transfers += s.hist.transfers
+	t.reads += s.hist.readsDone
 	t.sizes[s.p.n]++
 }
 
 func (t simTotals) String() string {
 	r := max(t.runs, 1)
-	return fmt.Sprintf("per seed on average %d terms with a leader, %d entries committed, %d messages delivered, %d snapshots taken, %.1f installed from a leader, %d leadership transfers started; cluster sizes 1..7: %v",
-		t.leaders/r, t.committed/r, t.delivered/r, t.snapshots/r, float64(t.installs)/float64(r), t.transfers/r, t.sizes[1:])
+	return fmt.Sprintf("per seed on average %d terms with a leader, %d entries committed, %d messages delivered, %d snapshots taken, %.1f installed from a leader, %d leadership transfers started, %d reads served; cluster sizes 1..7: %v",
+		t.leaders/r, t.committed/r, t.delivered/r, t.snapshots/r, float64(t.installs)/float64(r), t.transfers/r, t.reads/r, t.sizes[1:])
 }

@@ -104,6 +104,9 @@ type AppendEntriesArgs struct {
 	PrevLogTerm  int // term of the PrevLogIndex entry
 	Entries      []Entry
 	LeaderCommit int // leader's commitIndex
+	// Round is the leader's heartbeat round (ReadIndex, thesis 6.4), which
+	// the reply repeats.
+	Round uint64
 }
 
 // AppendEntriesReply is the AppendEntries RPC's reply (Figure 2), with the
@@ -123,6 +126,10 @@ type AppendEntriesReply struct {
 	// term or as malformed.
 	ConflictTerm  int
 	ConflictIndex int
+
+	// Round repeats the request's Round: the follower took the sender as
+	// the leader of Term after that heartbeat round began.
+	Round uint64
 }
 
 // Message is an RPC request or reply travelling between two servers. Body
@@ -157,6 +164,10 @@ type Ready struct {
 	// AfterSave may leave only once the state is saved: RequestVote.
 	AfterSave []Message
 	Committed []Entry // newly committed entries, in log order
+	// ReadStates are the reads started by ReadIndex that are ready, in
+	// the order they were started: each may be served once the service has
+	// applied through its Index.
+	ReadStates []ReadState
 
 	stateChanged bool
 }
@@ -169,7 +180,7 @@ func (rd *Ready) MustSave() bool {
 
 // Empty reports whether the Ready has nothing to do.
 func (rd *Ready) Empty() bool {
-	return !rd.MustSave() && len(rd.Messages) == 0 && len(rd.AfterSave) == 0 && len(rd.Committed) == 0
+	return !rd.MustSave() && len(rd.Messages) == 0 && len(rd.AfterSave) == 0 && len(rd.Committed) == 0 && len(rd.ReadStates) == 0
 }
 
 // ProbeArgs asks a server what state it holds. A server that starts with
