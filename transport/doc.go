@@ -74,6 +74,7 @@
 //	           int, int64   varint (zig-zag, as encoding/binary's)
 //	           bools        one byte of flags for all of a message's
 //	           []byte       uvarint length+1 (0 for nil), then the bytes
+//	           uint64       uvarint
 //	         AppendEntries' Entries: uvarint count+1 (0 for nil), then per
 //	         entry its Term (varint), Type (u8) and Command ([]byte); an
 //	         entry's Index is implicit: PrevLogIndex+1+i, and Send and

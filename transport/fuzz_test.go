@@ -42,7 +42,7 @@ func seedRequestArgs() []any {
 		&core.RequestVoteArgs{Term: 3, CandidateID: 1, LastLogIndex: 7, LastLogTerm: 2, PreVote: true},
 		&core.RequestVoteArgs{Term: 4, CandidateID: 2, LastLogIndex: 7, LastLogTerm: 3, Transfer: true},
 		&core.TimeoutNowArgs{Term: 3, LeaderID: 1},
-		&core.AppendEntriesArgs{Term: 3, LeaderID: 1, PrevLogIndex: 7, PrevLogTerm: 2, LeaderCommit: 5},
+		&core.AppendEntriesArgs{Term: 3, LeaderID: 1, PrevLogIndex: 7, PrevLogTerm: 2, LeaderCommit: 5, Round: 300},
 		&core.AppendEntriesArgs{Term: 3, LeaderID: 1, Entries: entries(3, 20)},
 		&core.AppendEntriesArgs{Term: -3, LeaderID: -1, PrevLogIndex: -2, PrevLogTerm: -4, LeaderCommit: -5,
 			Entries: []core.Entry{{Index: -1, Term: -9, Type: core.EntryNoOp}, {Index: 0, Term: 1, Command: []byte{}}}},
@@ -73,7 +73,7 @@ func seedReplies(t testing.TB) []byte {
 	var out []byte
 	for i, reply := range []any{
 		&core.RequestVoteReply{Term: 3, VoteGranted: true, PreVote: true},
-		&core.AppendEntriesReply{Term: 3, Success: true, Index: 9, ConflictTerm: -1, ConflictIndex: 4},
+		&core.AppendEntriesReply{Term: 3, Success: true, Index: 9, ConflictTerm: -1, ConflictIndex: 4, Round: 300},
 		&core.ProbeReply{Term: 3, LastIndex: 9, Empty: true, Founder: true},
 		&core.InstallSnapshotReply{Term: 3, Index: 7},
 		&core.TimeoutNowReply{Term: 4},

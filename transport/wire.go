@@ -189,6 +189,7 @@ func appendRequest(b []byte, id uint64, req any) ([]byte, int, error) {
 			b = append(b, byte(e.Type))
 			b = appendBytes(b, e.Command)
 		}
+		b = binary.AppendUvarint(b, r.Round)
 	case *core.InstallSnapshotArgs:
 		b = appendHeader(b, typeInstallSnapshot, id)
 		b = appendInt(b, r.Term)
@@ -230,6 +231,7 @@ func appendReply(b []byte, id uint64, reply any) ([]byte, int, error) {
 		b = appendInt(b, r.Index)
 		b = appendInt(b, r.ConflictTerm)
 		b = appendInt(b, r.ConflictIndex)
+		b = binary.AppendUvarint(b, r.Round)
 	case *core.InstallSnapshotReply:
 		b = appendHeader(b, typeInstallSnapshot|typeReply, id)
 		b = appendInt(b, r.Term)
@@ -418,6 +420,7 @@ func decodeRequest(typ byte, p []byte) (any, error) {
 				e.Command = d.bytes("entry Command")
 			}
 		}
+		r.Round = d.uvarint("Round")
 		return r, d.end()
 	case typeInstallSnapshot:
 		r := &core.InstallSnapshotArgs{
@@ -455,6 +458,7 @@ func decodeReply(typ byte, p []byte) (any, error) {
 		r.Index = d.int("Index")
 		r.ConflictTerm = d.int("ConflictTerm")
 		r.ConflictIndex = d.int("ConflictIndex")
+		r.Round = d.uvarint("Round")
 		return r, d.end()
 	case typeInstallSnapshot | typeReply:
 		r := &core.InstallSnapshotReply{Term: d.int("Term"), Index: d.int("Index")}

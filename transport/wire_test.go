@@ -60,6 +60,8 @@ func roundTrips(maxCmd int) []roundTrip {
 			&core.RequestVoteReply{Term: -1, PreVote: true}},
 		{"heartbeat, nil entries", &core.AppendEntriesArgs{Term: 3, LeaderID: 1, PrevLogIndex: 10, PrevLogTerm: 2, LeaderCommit: 8},
 			&core.AppendEntriesReply{Term: 3, Success: true, Index: 10}},
+		{"heartbeat round", &core.AppendEntriesArgs{Term: 3, LeaderID: 1, PrevLogIndex: 10, PrevLogTerm: 2, LeaderCommit: 8, Round: 1 << 40},
+			&core.AppendEntriesReply{Term: 3, Success: true, Index: 10, Round: math.MaxUint64}},
 		{"heartbeat, empty entries", &core.AppendEntriesArgs{Term: 3, LeaderID: 1, PrevLogIndex: 10, PrevLogTerm: 2, Entries: []core.Entry{}, LeaderCommit: 8},
 			&core.AppendEntriesReply{Term: 3, Success: false, Index: 10, ConflictTerm: 2, ConflictIndex: 7}},
 		{"negative", &core.AppendEntriesArgs{Term: math.MinInt64, LeaderID: -3, PrevLogIndex: -3, PrevLogTerm: -9, LeaderCommit: math.MinInt64,
