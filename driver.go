@@ -54,6 +54,8 @@ type Raft struct {
 	founders  map[int]bool                  // peers that held nothing when this server founded the cluster, and have sent nothing since but probes; owned by the loop
 	incoming  core.SnapshotSink             // the snapshot received from a leader and stepped last, until its Ready; owned by the loop
 	transfers []*transferReq                // leadership transfers under way, answered by checkTransfers; owned by the loop
+	reads     map[uint64]*readReq           // ReadBarrier calls waiting for the core, by ReadIndex ID; owned by the loop
+	nextRead  uint64                        // the last ReadIndex ID; owned by the loop
 
 	recv       snapshotReceiver     // chunks of a snapshot arriving
 	snapBusy   map[int]*atomic.Bool // per peer: a snapshot transfer to it is under way
@@ -77,6 +79,7 @@ type event struct {
 	status chan Status // a request for the status
 
 	transfer *transferReq // a leadership transfer to start
+	read     *readReq     // a ReadBarrier to start
 
 	snap    *snapshotReq      // a snapshot the service took
 	saved   core.SnapshotMeta // the saver made the log durable up to here
@@ -352,6 +355,7 @@ func (rf *Raft) run() {
 		rd := rf.node.Ready()
 		rf.publish()
 		rf.checkTransfers()
+		rf.readsReady(rd.ReadStates)
 		rf.countCommits(rd.Committed)
 		// Raft thesis 10.2.1: these leave while the state is saved.
 		for _, m := range rd.Messages {
@@ -403,6 +407,9 @@ func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) 
 		return replies, false
 	case ev.transfer != nil:
 		rf.startTransfer(ev.transfer)
+		return replies, false
+	case ev.read != nil:
+		rf.startRead(ev.read)
 		return replies, false
 	case ev.status != nil:
 		st := Status{Status: rf.node.Status(), Applied: int(rf.apply.applied.Load())}
@@ -465,6 +472,7 @@ func (rf *Raft) publish() {
 	}
 	if old&1 == 1 && (s&1 == 0 || old>>1 != s>>1) {
 		rf.apply.abandon(rf.node.Status().Commit+1, ErrLeadershipLost)
+		rf.dropReads()
 		clear(rf.metrics.proposedAt)
 	}
 	if rf.onState != nil {
