@@ -76,7 +76,8 @@ type MaxSizer interface {
 	MaxCommandBytes() int
 }
 
-// Transport carries RPCs between servers; transport.TCP is one.
+// Transport carries RPCs between servers; TCP(tr) makes a *transport.TCP
+// one. Its servers must be those of Config.Peers, at the same addresses.
 type Transport interface {
 	// Peer returns the way to reach the server with this ID.
 	Peer(id int) (Peer, error)

@@ -122,7 +122,7 @@ func runBenchCmd(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	fail := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "raftkv bench: "+format+"\nRun 'raftkv -h' for usage.\n", a...)
+		fmt.Fprintf(stderr, "raftkv bench: "+format+"\n"+usageHint("bench")+"\n", a...)
 		return exitUsage
 	}
 	set := map[string]bool{}
@@ -136,7 +136,7 @@ func runBenchCmd(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch {
 	case len(pos) > 0:
-		return fail("unexpected arguments %q", pos)
+		return fail("%s", noArgs(pos))
 	case *ops < 0:
 		return fail("-ops %d: want a positive number of operations (or 0: no limit)", *ops)
 	case cfg.duration < 0:

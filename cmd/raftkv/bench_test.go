@@ -358,7 +358,7 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"-timeout", "0"}, exitUsage, "-timeout 0s"},
 		{[]string{"-warmup", "-1s"}, exitUsage, "-warmup -1s"},
 		{[]string{"-addr", " , "}, exitUsage, "-addr is empty"},
-		{[]string{"extra"}, exitUsage, `unexpected arguments ["extra"]`},
+		{[]string{"extra"}, exitUsage, `raftkv bench: takes no arguments, got 1 argument: ["extra"]`},
 		{[]string{"-bogus"}, exitUsage, "flag provided but not defined"},
 		{[]string{"-addr", dead, "-duration", "1s"}, exitFailed, "no replica reachable (is the cluster running?)"},
 	}

@@ -30,13 +30,8 @@ func runClient(cmd string, args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	want := map[string][]string{
-		"put": {"KEY", "VALUE"}, "append": {"KEY", "VALUE"},
-		"get": {"KEY"}, "del": {"KEY"}, "delete": {"KEY"}, "status": nil,
-	}[cmd]
-	if len(pos) != len(want) {
-		fmt.Fprintf(stderr, "raftkv %s: want %d arguments (%s), got %d: usage: raftkv %s [-addr URLS] [-timeout D] %s\n",
-			cmd, len(want), strings.Join(want, " "), len(pos), cmd, strings.Join(want, " "))
+	if msg := checkClientArgs(cmd, pos); msg != "" {
+		fmt.Fprintf(stderr, "raftkv %s: %s\nUsage: %s\n", cmd, msg, clientSynopsis(cmd))
 		return exitUsage
 	}
 	if len(pos) > 0 && pos[0] == "" {
@@ -93,6 +88,23 @@ func runClient(cmd string, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
+}
+
+// checkClientArgs says what is wrong with the arguments pos of client
+// command cmd, or returns "".
+func checkClientArgs(cmd string, pos []string) string {
+	want := clientArgs[cmd]
+	switch {
+	case len(pos) == len(want):
+		return ""
+	case len(want) == 0:
+		return noArgs(pos)
+	case len(pos) < len(want):
+		missing := want[len(pos):]
+		return fmt.Sprintf("missing %s (want %s: %s)", strings.Join(missing, " and "), plural(len(want), "argument"), strings.Join(want, " "))
+	default:
+		return fmt.Sprintf("want %s (%s), got %d: %q", plural(len(want), "argument"), strings.Join(want, " "), len(pos), pos)
+	}
 }
 
 // parseAddrs parses -addr: comma-separated replica addresses, or the

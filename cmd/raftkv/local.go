@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -28,6 +27,7 @@ type child struct {
 	httpAddr string
 	raftAddr string
 	dir      string
+	args     []string // the serve command line, without the program
 	cmd      *exec.Cmd
 	exited   chan struct{} // closed once cmd.Wait returned
 	err      error         // cmd.Wait's
@@ -46,7 +46,7 @@ func exitText(err error) string {
 
 // runLocal starts a local cluster and runs it until SIGINT or SIGTERM.
 func runLocal(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("", stderr)
+	fs := newFlagSet("local", stderr)
 	n := fs.Int("n", 3, "")
 	baseHTTP := fs.String("base-http", "127.0.0.1:8001", "")
 	baseRaft := fs.String("base-raft", "127.0.0.1:9001", "")
@@ -55,17 +55,18 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 	election := fs.Duration("election-timeout", 0, "")
 	heartbeat := fs.Duration("heartbeat", 0, "")
 	snapBytes := fs.Int("snapshot-bytes", 0, "")
+	pprof := fs.Bool("pprof", false, "")
 	pos, code, ok := parseFlags(fs, args, stdout, stderr)
 	if !ok {
 		return code
 	}
 	fail := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "raftkv: "+format+"\nRun 'raftkv -h' for usage.\n", a...)
+		fmt.Fprintf(stderr, "raftkv local: "+format+"\n"+usageHint("local")+"\n", a...)
 		return exitUsage
 	}
 	switch {
 	case len(pos) > 0:
-		return fail("unexpected arguments %q (a command goes first: raftkv put KEY VALUE)", pos)
+		return fail("%s (a command goes first: raftkv put KEY VALUE)", noArgs(pos))
 	case *n < 1 || *n > 99:
 		return fail("-n %d: want 1 to 99 replicas", *n)
 	case *snapBytes < 0:
@@ -84,21 +85,16 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 		return fail("-data: %v", err)
 	}
 
-	// Every port must be free: find out before starting anything.
-	for i := 1; i <= *n; i++ {
-		for _, a := range []struct{ what, addr string }{{"HTTP", httpAddrs[i]}, {"Raft", raftAddrs[i]}} {
-			ln, err := net.Listen("tcp", a.addr)
-			if err != nil {
-				if errors.Is(err, syscall.EADDRINUSE) {
-					fmt.Fprintf(stderr, "raftkv: port %s (%s of replica %d) is already in use: is a cluster already running? Choose other ports with -base-http and -base-raft.\n", port(a.addr), a.what, i)
-				} else {
-					fmt.Fprintf(stderr, "raftkv: cannot listen on %s (%s of replica %d): %v\n", a.addr, a.what, i, err)
-				}
-				return exitError
-			}
-			ln.Close()
-		}
+	// Every port must be free: find out before starting anything, by
+	// listening on them all. Each replica inherits its two listeners
+	// (where it can: see canHandOver), so that no port is closed and
+	// opened again in between; and port 0 gives each a free port.
+	lns, err := listenAll(httpAddrs, raftAddrs)
+	if err != nil {
+		fmt.Fprintf(stderr, "raftkv local: %v\n", err)
+		return exitError
 	}
+	defer lns.close()
 	exe, err := os.Executable()
 	if err != nil {
 		fmt.Fprintf(stderr, "raftkv: cannot find my own executable to start the replicas: %v\n", err)
@@ -114,10 +110,12 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 
 	fmt.Fprintf(stdout, "raftkv: starting %d replicas; data in %s\n", *n, dataDir)
 	var out sync.Mutex // one line at a time on stderr
+	sp := startSpawner()
+	defer sp.stop()
 	children := make([]*child, 0, *n)
 	for i := 1; i <= *n; i++ {
 		c := &child{id: i, httpAddr: httpAddrs[i], raftAddr: raftAddrs[i], dir: filepath.Join(dataDir, strconv.Itoa(i)), exited: make(chan struct{})}
-		args := []string{"serve",
+		c.args = []string{"serve",
 			"-id", strconv.Itoa(i),
 			"-peers", idMap(raftAddrs),
 			"-http", c.httpAddr,
@@ -126,17 +124,21 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 			"-log-level", *logLevel,
 		}
 		if *election > 0 {
-			args = append(args, "-election-timeout", election.String())
+			c.args = append(c.args, "-election-timeout", election.String())
 		}
 		if *heartbeat > 0 {
-			args = append(args, "-heartbeat", heartbeat.String())
+			c.args = append(c.args, "-heartbeat", heartbeat.String())
 		}
 		if *snapBytes > 0 {
-			args = append(args, "-snapshot-bytes", strconv.Itoa(*snapBytes))
+			c.args = append(c.args, "-snapshot-bytes", strconv.Itoa(*snapBytes))
 		}
-		c.cmd = exec.Command(exe, args...)
+		if *pprof {
+			c.args = append(c.args, "-pprof")
+		}
+		c.cmd = exec.Command(exe, c.args...)
 		c.cmd.SysProcAttr = childProcAttr()
-		if err := c.start(&out, stderr); err != nil {
+		err := c.start(sp, lns.take(i), &out, stderr)
+		if err != nil {
 			fmt.Fprintf(stderr, "raftkv: cannot start replica %d: %v\n", i, err)
 			stopAll(children, stdout, stderr)
 			return exitError
@@ -176,6 +178,10 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 				if !c.reportedExit {
 					c.reportedExit = true
 					fmt.Fprintf(stdout, "raftkv: replica %d exited: %s\n", c.id, exitText(c.err))
+					if elected {
+						fmt.Fprintf(stdout, "raftkv: to restart replica %d on its data (it then runs on its own: this launcher neither watches nor stops it):\n  %s\n",
+							c.id, shellJoin(append(selfCommand(exe), c.args...)))
+					}
 					if !elected {
 						fmt.Fprintf(stderr, "raftkv: replica %d failed to start (its messages are above); stopping the others\n", c.id)
 						stopAll(children, stdout, stderr)
@@ -207,12 +213,19 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+// selfCommand is how to run this program again: its executable, or "go
+// run ./cmd/raftkv" if it was built by go run (whose executable goes when
+// it exits).
+func selfCommand(exe string) []string {
+	if strings.Contains(exe, "go-build") {
+		return []string{"go", "run", "./cmd/raftkv"}
+	}
+	return []string{exe}
+}
+
 // printHints shows how to talk to the new cluster.
 func printHints(stdout io.Writer, exe string, httpAddrs map[int]string) {
-	name := "raftkv"
-	if strings.Contains(exe, "go-build") { // go run
-		name = "go run ./cmd/raftkv"
-	}
+	name := shellJoin(selfCommand(exe))
 	addr := ""
 	if httpAddrs[1] != "127.0.0.1:8001" {
 		addr = " -addr " + "http://" + httpAddrs[1]
@@ -227,15 +240,26 @@ func printHints(stdout io.Writer, exe string, httpAddrs map[int]string) {
 	fmt.Fprintf(stdout, "  curl -X PUT http://%s/kv/hello -d '{\"value\": \"world\"}'\n", httpAddrs[1])
 }
 
-// start starts the process with its output, line by line and prefixed
-// with the replica, on stderr.
-func (c *child) start(out *sync.Mutex, stderr io.Writer) error {
+// start starts the process, from sp's thread, handing it its listeners
+// l (closing the launcher's copies), with its output, line by line and
+// prefixed with the replica, on stderr.
+func (c *child) start(sp *spawner, l replicaListeners, out *sync.Mutex, stderr io.Writer) error {
+	defer l.close()
+	if canHandOver {
+		files, err := handOver(c.cmd, l.http, l.raft)
+		if err != nil {
+			return err
+		}
+		defer closeFiles(files)
+	} else {
+		l.close() // the replica listens itself
+	}
 	ro, wo, err := os.Pipe()
 	if err != nil {
 		return err
 	}
 	c.cmd.Stdout, c.cmd.Stderr = wo, wo
-	if err := c.cmd.Start(); err != nil {
+	if err := sp.start(c.cmd); err != nil {
 		ro.Close()
 		wo.Close()
 		return err
@@ -328,12 +352,16 @@ func addrRange(base string, n int) (map[int]string, error) {
 		host, p = "127.0.0.1", base
 	}
 	first, err := strconv.Atoi(p)
-	if err != nil || first < 1 || first+n-1 > 65535 {
+	if err != nil || first < 0 || first+n-1 > 65535 {
 		return nil, fmt.Errorf("%q: want host:port or a port, with room for %d ports", base, n)
 	}
 	m := make(map[int]string, n)
 	for i := 1; i <= n; i++ {
-		m[i] = net.JoinHostPort(host, strconv.Itoa(first+i-1))
+		port := 0 // each picks a free one
+		if first > 0 {
+			port = first + i - 1
+		}
+		m[i] = net.JoinHostPort(host, strconv.Itoa(port))
 	}
 	return m, nil
 }
@@ -352,4 +380,21 @@ func idMap(m map[int]string) string {
 		parts = append(parts, fmt.Sprintf("%d=%s", id, m[id]))
 	}
 	return strings.Join(parts, ",")
+}
+
+// shellJoin joins args into a command line for a POSIX shell, quoting
+// those that need it.
+func shellJoin(args []string) string {
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = shellQuote(a)
+	}
+	return strings.Join(quoted, " ")
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=,@+%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -117,28 +117,6 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
-// freeRange returns the first of n consecutive ports that are free.
-func freeRange(t *testing.T, n int) int {
-	t.Helper()
-	for try := 0; try < 100; try++ {
-		base := 10000 + rand.IntN(20000) // below the ephemeral ports
-		ok := true
-		for p := base; p < base+n && ok; p++ {
-			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				ok = false
-				continue
-			}
-			ln.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no range of free ports found")
-	return 0
-}
-
 // runCmd runs raftkv with args and returns its exit status and output.
 func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
@@ -556,26 +534,20 @@ func TestLinearizableUnderFaults(t *testing.T) {
 
 func TestLauncherAndClientCommands(t *testing.T) {
 	bin := raftkvBinary(t)
-	httpBase, raftBase := freeRange(t, 3), 0
-	for raftBase == 0 || raftBase < httpBase+3 && raftBase+3 > httpBase {
-		raftBase = freeRange(t, 3)
-	}
 	data := filepath.Join(t.TempDir(), "data")
-	args := []string{"-n", "3", "-base-http", fmt.Sprintf("127.0.0.1:%d", httpBase), "-base-raft", strconv.Itoa(raftBase), "-data", data}
+	args := []string{"-n", "3", "-base-http", "127.0.0.1:0", "-base-raft", "0", "-data", data}
 	l := startLauncher(t, bin, args)
 	out := l.waitFor(t, regexp.MustCompile(`replica (\d) is the leader \(term \d+\)`), 30*time.Second)
+	rs := launched(t, out, 3)
 	pids := map[int]int{}
-	for i := 1; i <= 3; i++ {
-		re := regexp.MustCompile(fmt.Sprintf(`replica %d: HTTP http://127\.0\.0\.1:%d  Raft 127\.0\.0\.1:%d  data %s  \(pid (\d+)\)`,
-			i, httpBase+i-1, raftBase+i-1, regexp.QuoteMeta(filepath.Join(data, strconv.Itoa(i)))))
-		m := re.FindStringSubmatch(out)
-		if m == nil {
-			t.Fatalf("the launcher's output does not say where replica %d listens:\n%s", i, out)
+	for i, r := range rs {
+		if !strings.HasPrefix(r.httpAddr, "127.0.0.1:") || !strings.HasPrefix(r.raftAddr, "127.0.0.1:") || r.dir != filepath.Join(data, strconv.Itoa(i)) {
+			t.Fatalf("the launcher's output says replica %d listens on HTTP %s and Raft %s with data %s:\n%s", i, r.httpAddr, r.raftAddr, r.dir, out)
 		}
-		pids[i], _ = strconv.Atoi(m[1])
+		pids[i] = r.pid
 	}
 
-	addr := func(i int) string { return fmt.Sprintf("http://127.0.0.1:%d", httpBase+i-1) }
+	addr := func(i int) string { return "http://" + rs[i].httpAddr }
 	dead := fmt.Sprintf("http://127.0.0.1:%d", freePorts(t, 1)[0])
 	cases := []struct {
 		args       []string
@@ -592,7 +564,7 @@ func TestLauncherAndClientCommands(t *testing.T) {
 		{[]string{"del", "-addr", addr(1), "greeting"}, 0, "deleted \"greeting\"\n", ""},
 		{[]string{"del", "-addr", addr(1), "greeting"}, 0, "\"greeting\" was not there; nothing deleted\n", ""},
 		{[]string{"get", "-addr", addr(3), "greeting"}, 1, "", "not found"},
-		{[]string{"put", "-addr", addr(1), "onlykey"}, 2, "", "want 2 arguments"},
+		{[]string{"put", "-addr", addr(1), "onlykey"}, 2, "", "raftkv put: missing VALUE (want 2 arguments: KEY VALUE)"},
 		{[]string{"get", "-addr", addr(1), ""}, 2, "", "empty"},
 		{[]string{"put", "-addr", addr(1), "bin", "a\xffb"}, 3, "", "the value, at byte 1"},
 		{[]string{"get", "-addr", addr(1), "bin"}, 1, "", "not found"},
@@ -621,8 +593,8 @@ func TestLauncherAndClientCommands(t *testing.T) {
 	}
 
 	// A second cluster on the same ports is refused.
-	code, _, stderr = runCmd(t, args...)
-	if code == 0 || !strings.Contains(stderr, "already in use") || !strings.Contains(stderr, strconv.Itoa(httpBase)) {
+	code, _, stderr = runCmd(t, "-n", "1", "-base-http", rs[1].httpAddr, "-base-raft", "127.0.0.1:0", "-data", t.TempDir())
+	if code == 0 || !strings.Contains(stderr, "already in use") || !strings.Contains(stderr, port(rs[1].httpAddr)) {
 		t.Errorf("second launcher on the same ports: exit %d, stderr %q; want a clear 'in use' failure", code, stderr)
 	}
 
@@ -641,7 +613,7 @@ func TestLauncherAndClientCommands(t *testing.T) {
 
 	// Started again on the same data, the cluster has kept its state.
 	l = startLauncher(t, bin, args)
-	l.waitFor(t, regexp.MustCompile(`is the leader`), 30*time.Second)
+	rs = launched(t, l.waitFor(t, regexp.MustCompile(`is the leader`), 30*time.Second), 3)
 	if code, stdout, stderr := runCmd(t, "get", "-addr", addr(1), "neg"); code != 0 || stdout != "-5\n" {
 		t.Errorf("get after a restart: exit %d, %q %q", code, stdout, stderr)
 	}

@@ -36,12 +36,33 @@ type serveConfig struct {
 	bodyWait   time.Duration // how long a request body may take
 	logLevel   slog.Level
 	faultsAPI  bool
+	pprof      bool // serve net/http/pprof under /debug/pprof/
 	dialMaxGap time.Duration
 	snapBytes  int   // raft.Config.SnapshotBytes
 	segBytes   int64 // storage.Options.SegmentBytes; 0: the default
+	// httpLn and raftLn, if set, are listeners on httpAddr and this
+	// replica's entry in peers, opened before (by tests, or by the local
+	// launcher, whose replicas inherit them): no port is closed and opened
+	// again, so none can be taken in between. startReplica owns them.
+	httpLn, raftLn net.Listener
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
+	cfg, code, ok := parseServe(args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	var err error
+	if cfg.httpLn, cfg.raftLn, err = inheritedListeners(); err != nil {
+		fmt.Fprintf(stderr, "raftkv serve: replica %d: %v\n", cfg.id, err)
+		return exitError
+	}
+	return serve(cfg, stdout, stderr)
+}
+
+// parseServe reads serve's flags. It prints what is wrong, or the usage
+// for -h; ok is false if it did, and code is the exit status then.
+func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code int, ok bool) {
 	fs := newFlagSet("serve", stderr)
 	id := fs.Int("id", 0, "")
 	peers := fs.String("peers", "", "")
@@ -55,6 +76,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	bodyWait := fs.Duration("body-timeout", kv.DefaultBodyTimeout, "")
 	logLevel := fs.String("log-level", "info", "")
 	snapBytes := fs.Int("snapshot-bytes", raft.DefaultSnapshotBytes, "")
+	pprof := fs.Bool("pprof", false, "")
 	// Test only, and so not in the usage: POST /debug/faults cuts and
 	// heals this replica's Raft links (see serveFaults).
 	faultsAPI := fs.Bool("faults-api", false, "")
@@ -63,33 +85,33 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	segBytes := fs.Int64("wal-segment-bytes", 0, "")
 	pos, code, ok := parseFlags(fs, args, stdout, stderr)
 	if !ok {
-		return code
+		return cfg, code, false
 	}
 	fail := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "raftkv serve: "+format+"\nRun 'raftkv -h' for usage.\n", a...)
+		fmt.Fprintf(stderr, "raftkv serve: "+format+"\n"+usageHint("serve")+"\n", a...)
 		return exitUsage
 	}
 	if len(pos) > 0 {
-		return fail("unexpected arguments %q", pos)
+		return cfg, fail("%s", noArgs(pos)), false
 	}
-	cfg := serveConfig{id: *id, election: *election, heartbeat: *heartbeat, maxValue: *maxValue, maxFlight: *maxFlight, bodyWait: *bodyWait,
-		faultsAPI: *faultsAPI, dialMaxGap: time.Second, snapBytes: *snapBytes, segBytes: *segBytes}
+	cfg = serveConfig{id: *id, election: *election, heartbeat: *heartbeat, maxValue: *maxValue, maxFlight: *maxFlight, bodyWait: *bodyWait,
+		faultsAPI: *faultsAPI, pprof: *pprof, dialMaxGap: time.Second, snapBytes: *snapBytes, segBytes: *segBytes}
 	var err error
 	if cfg.peers, err = parseIDList(*peers); err != nil {
-		return fail("-peers: %v", err)
+		return cfg, fail("-peers: %v", err), false
 	}
 	if cfg.httpPeers, err = parseIDList(*httpPeers); err != nil {
-		return fail("-http-peers: %v", err)
+		return cfg, fail("-http-peers: %v", err), false
 	}
 	if len(cfg.peers) == 0 {
-		return fail("-peers is required: every replica's Raft address, as 1=127.0.0.1:9001,2=127.0.0.1:9002,...")
+		return cfg, fail("-peers is required: every replica's Raft address, as 1=127.0.0.1:9001,2=127.0.0.1:9002,..."), false
 	}
 	if _, ok := cfg.peers[cfg.id]; !ok {
-		return fail("replica %d is not in -peers (which lists %s); give this replica's ID with -id", cfg.id, idList(cfg.peers))
+		return cfg, fail("replica %d is not in -peers (which lists %s); give this replica's ID with -id", cfg.id, idList(cfg.peers)), false
 	}
 	for hid := range cfg.httpPeers {
 		if _, ok := cfg.peers[hid]; !ok {
-			return fail("-http-peers lists replica %d, which is not in -peers (%s)", hid, idList(cfg.peers))
+			return cfg, fail("-http-peers lists replica %d, which is not in -peers (%s)", hid, idList(cfg.peers)), false
 		}
 	}
 	cfg.httpAddr = *httpAddr
@@ -97,7 +119,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		cfg.httpAddr = cfg.httpPeers[cfg.id]
 	}
 	if cfg.httpAddr == "" {
-		return fail("no HTTP address: give -http, or this replica's entry in -http-peers")
+		return cfg, fail("no HTTP address: give -http, or this replica's entry in -http-peers"), false
 	}
 	if _, ok := cfg.httpPeers[cfg.id]; !ok {
 		cfg.httpPeers[cfg.id] = cfg.httpAddr
@@ -107,27 +129,27 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		cfg.dataDir = filepath.Join("raftkv-data", fmt.Sprint(cfg.id))
 	}
 	if cfg.maxValue <= 0 {
-		return fail("-max-value-bytes %d: want a positive size", cfg.maxValue)
+		return cfg, fail("-max-value-bytes %d: want a positive size", cfg.maxValue), false
 	}
 	if limit := maxValueLimit(); cfg.maxValue > limit {
-		return fail("-max-value-bytes %d is over what one log entry carries with the longest key (%d bytes); give at most %d", cfg.maxValue, raft.DefaultMaxCommandBytes, limit)
+		return cfg, fail("-max-value-bytes %d is over what one log entry carries with the longest key (%d bytes); give at most %d", cfg.maxValue, raft.DefaultMaxCommandBytes, limit), false
 	}
 	if cfg.maxFlight <= 0 {
-		return fail("-max-inflight %d: want a positive number of requests", cfg.maxFlight)
+		return cfg, fail("-max-inflight %d: want a positive number of requests", cfg.maxFlight), false
 	}
 	if cfg.bodyWait <= 0 {
-		return fail("-body-timeout %v: want a positive duration", cfg.bodyWait)
+		return cfg, fail("-body-timeout %v: want a positive duration", cfg.bodyWait), false
 	}
 	if cfg.snapBytes <= 0 {
-		return fail("-snapshot-bytes %d: want a positive size (the default is %d)", cfg.snapBytes, raft.DefaultSnapshotBytes)
+		return cfg, fail("-snapshot-bytes %d: want a positive size (the default is %d)", cfg.snapBytes, raft.DefaultSnapshotBytes), false
 	}
 	if cfg.segBytes < 0 {
-		return fail("-wal-segment-bytes %d: want a positive size, or 0 for the default", cfg.segBytes)
+		return cfg, fail("-wal-segment-bytes %d: want a positive size, or 0 for the default", cfg.segBytes), false
 	}
 	if err := cfg.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fail("-log-level %q: want debug, info, warn or error", *logLevel)
+		return cfg, fail("-log-level %q: want debug, info, warn or error", *logLevel), false
 	}
-	return serve(cfg, stdout, stderr)
+	return cfg, exitOK, true
 }
 
 // maxValueLimit is the largest value that fits in one log entry
@@ -220,12 +242,16 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 	var err error
 	// The HTTP port first: of the failures, "address in use" is the
 	// likeliest, and it costs nothing to find out.
-	if r.ln, err = net.Listen("tcp", cfg.httpAddr); err != nil {
-		return nil, listenError("HTTP", cfg.httpAddr, err)
+	if r.ln = cfg.httpLn; r.ln == nil {
+		if r.ln, err = net.Listen("tcp", cfg.httpAddr); err != nil {
+			closeListener(cfg.raftLn)
+			return nil, listenError("HTTP", cfg.httpAddr, err)
+		}
 	}
 	store, err := storage.Open(cfg.dataDir, storage.Options{Logger: log, SegmentBytes: cfg.segBytes})
 	if err != nil {
 		r.ln.Close()
+		closeListener(cfg.raftLn)
 		switch {
 		case errors.Is(err, storage.ErrLocked):
 			return nil, fmt.Errorf("data directory %s is in use by another process (is this replica already running?): %w", cfg.dataDir, err)
@@ -240,10 +266,12 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 		Logger:         log,
 		Faults:         r.faults,
 		DialBackoffMax: cfg.dialMaxGap,
+		Listener:       cfg.raftLn,
 	})
 	if err != nil {
 		store.Close()
 		r.ln.Close()
+		closeListener(cfg.raftLn)
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return nil, listenError("Raft", cfg.peers[cfg.id], err)
 		}
@@ -271,16 +299,7 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 	r.kv.Attach(r.rf)
 	api := kv.NewHTTPHandler(r.kv, r.rf, cfg.id, cfg.httpPeers, kv.HTTPOptions{
 		MaxValueBytes: cfg.maxValue, MaxInFlight: cfg.maxFlight, BodyTimeout: cfg.bodyWait, Logger: log})
-	h := r.withAdmin(api)
-	if cfg.faultsAPI {
-		h = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			if req.URL.Path == "/debug/faults" {
-				r.serveFaults(w, req)
-				return
-			}
-			r.withAdmin(api).ServeHTTP(w, req)
-		})
-	}
+	h := r.withAdmin(r.routes(api))
 	base, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.srv = &http.Server{
@@ -294,6 +313,13 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return r, nil
+}
+
+// closeListener closes ln if there is one.
+func closeListener(ln net.Listener) {
+	if ln != nil {
+		ln.Close()
+	}
 }
 
 func listenError(what, addr string, err error) error {

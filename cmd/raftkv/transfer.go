@@ -149,7 +149,7 @@ func runTransfer(args []string, stdout, stderr io.Writer) int {
 	}
 	to := -1
 	if len(pos) > 1 {
-		fmt.Fprintf(stderr, "raftkv transfer: want at most 1 argument (ID), got %d: usage: raftkv transfer [-addr URLS] [-timeout D] [ID]\n", len(pos))
+		fmt.Fprintf(stderr, "raftkv transfer: takes at most 1 argument (ID), got %s: %q\n%s\n", plural(len(pos), "argument"), pos, usageHint("transfer"))
 		return exitUsage
 	}
 	if len(pos) == 1 {

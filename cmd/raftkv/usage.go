@@ -1,0 +1,187 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// The usage: "raftkv -h" prints it all; "raftkv CMD -h" prints CMD's
+// synopsis and section.
+
+const usageIntro = `raftkv: a replicated key/value store on Raft, with an HTTP+JSON API.
+
+Usage:
+  raftkv [local] [flags]            start a local cluster: 3 replicas as processes on 127.0.0.1
+  raftkv serve -id N -peers LIST -http-peers LIST [flags]
+                                    run one replica
+  raftkv put KEY VALUE              set KEY to VALUE
+  raftkv get KEY                    print KEY's value (exit status 1 if KEY is missing)
+  raftkv append KEY VALUE           append VALUE to KEY's value and print the new value
+  raftkv del KEY                    delete KEY
+  raftkv status                     show the leader, each replica's term, role, commit
+                                    and applied index, snapshot and log, and the
+                                    leader's match indexes
+  raftkv bench [flags]              load a running cluster and report throughput and latency
+  raftkv transfer [ID]              have the leader hand its leadership to replica ID (default:
+                                    the most up-to-date one) and print the new leader
+  raftkv -h                         this help; raftkv CMD -h: CMD's alone
+`
+
+const usageLocal = `Local cluster (raftkv local, or raftkv with no command):
+  -n N              number of replicas (default 3)
+  -base-http ADDR   HTTP address of replica 1; replica i uses port+i-1 (default 127.0.0.1:8001);
+                    port 0 gives each replica a free port
+  -base-raft ADDR   Raft address of replica 1; replica i uses port+i-1 (default 127.0.0.1:9001);
+                    port 0 gives each replica a free port
+  -data DIR         replica i keeps its log in DIR/i (default ./raftkv-data)
+  -log-level LEVEL  the replicas' log level: debug, info, warn or error (default warn)
+  -election-timeout D, -heartbeat D   the replicas' Raft timing (see serve)
+  -snapshot-bytes N the replicas' snapshot interval (see serve)
+  -pprof            the replicas serve net/http/pprof (see serve)
+  With the defaults, replicas 1, 2, 3 serve HTTP on 127.0.0.1:8001, 8002, 8003 and
+  Raft on 127.0.0.1:9001, 9002, 9003. The launcher prints where each listens and
+  which one leads; Ctrl-C stops them all, and so does the launcher's death (on
+  Linux). A replica that dies is not restarted: the launcher prints the command
+  that restarts it on its data. Restarting with the same -data resumes where they
+  stopped.
+`
+
+const usageServe = `serve flags:
+  -id N                 this replica's ID (required)
+  -peers LIST           every replica's Raft address, this one's included (required):
+                        1=127.0.0.1:9001,2=127.0.0.1:9002,3=127.0.0.1:9003
+  -http ADDR            where the HTTP API listens (default: this replica's entry in -http-peers)
+  -http-peers LIST      every replica's HTTP address, for forwarding requests to the
+                        leader: 1=127.0.0.1:8001,2=127.0.0.1:8002,3=127.0.0.1:8003
+  -data DIR             the replica's data directory (default ./raftkv-data/N)
+  -election-timeout D   base election timeout (default 300ms)
+  -heartbeat D          leader heartbeat interval (default 100ms)
+  -snapshot-bytes N     snapshot the store after every N bytes of commands applied,
+                        then discard the log it covers: the data directory holds one
+                        snapshot and the log since (in WAL segments of 64 MiB), a
+                        restart replays about N bytes at most, and a replica that fell
+                        further behind gets the leader's snapshot (default 16777216)
+  -max-value-bytes N    largest value accepted (default 1048576)
+  -max-inflight N       HTTP requests served at once; beyond, 503 "overloaded" with
+                        Retry-After, the body unread (default 128)
+  -body-timeout D       how long a request body may take to arrive: 408 beyond (default 10s)
+  -log-level LEVEL      debug, info, warn or error (default info)
+  -pprof                serve Go's profiles (net/http/pprof) under /debug/pprof/ on the
+                        HTTP address (default off: 404)
+  GET /metrics on the HTTP address serves the replica's metrics in the Prometheus
+  text format (docs/operations.md lists them).
+  SIGTERM or SIGINT shuts the replica down cleanly (exit status 0); a leader first
+  hands its leadership to the most up-to-date replica (waiting at most 4 election
+  timeouts), so that clients need not wait for an election timeout.
+`
+
+const usageClient = `Client flags (put, get, append, del, status; before or after the arguments):
+  -addr URLS      replicas to ask, comma-separated, tried in turn (default
+                  http://127.0.0.1:8001, falling back on :8002 and :8003)
+  -timeout D      give up after D (default 10s)
+  A value that starts with "-" goes after "--": raftkv put k -- -1
+`
+
+const usageBench = `bench flags (raftkv bench; each client has its own client ID and sequence numbers,
+one request at a time, and retries exactly once; it goes to the replica that last
+answered it, which is the leader, and waits as told by Retry-After):
+  -addr URLS        the replicas, as for the client commands
+  -clients LIST     concurrent clients: a number, or a list run in turn: 1,16,64,256 (default 16)
+  -duration D       the measured part of each run (default 10s; with -ops alone, no limit)
+  -ops N            stop each run after N operations (default 0: no limit)
+  -put-ratio F      share of PUTs, 0 to 1; the rest are GETs (default 0.5)
+  -keys K           keys k0 .. k(K-1), chosen uniformly (default 10000)
+  -value-bytes N    size of each PUT's value (default 100)
+  -warmup D         load before each run's measured part, not counted (default 0s)
+  -timeout D        give up an operation after D, and the bench when no operation
+                    got done for D (default 10s)
+  -json             print the results as JSON
+  Every second a progress line (ops so far, ops/s in the last second, failed tries)
+  goes to stderr; at the end, per client count: ops/s, latency p50/p90/p99/max,
+  failed operations and failed tries by kind (no_leader, overloaded, ...).
+  Operations in flight at the end get 3s more, then are given up (FAILED).
+`
+
+const usageAPI = `HTTP API (any replica; a follower forwards to the leader):
+  GET    /kv/KEY                           200 {"key","value"}; 404 if missing
+  PUT    /kv/KEY         {"value":"..."}   200 {"key","value","previous","found"}
+  POST   /kv/KEY/append  {"value":"..."}   200 {"key","value","previous","found"}
+  DELETE /kv/KEY                           200 {"key","found"}
+  GET    /status                           term, role, leader, commit, applied, lastLog,
+                                           snapshotIndex, snapshotTerm, logEntries,
+                                           logBytes, match...
+  GET    /metrics                          the replica's metrics, Prometheus text format
+  POST   /admin/transfer {"to":ID}         leader only: hand the leadership to replica ID
+                                           (or, without "to", the most up-to-date one);
+                                           200 {"from","leader","term"} once ID leads; 409
+                                           not_leader; 503 transfer_abandoned or timeout
+  Keys and values are UTF-8 text; anything else is refused with 400, never
+  altered (encode binary data first, as base64 say).
+  Optional exactly-once identity: headers X-Client-ID and X-Seq (or JSON
+  "clientId", "seq"). One client ID per client, one request at a time; seq
+  is 1 for its first request and one more for each new one; a retry repeats
+  the same request with the same seq (until one request is answered, retry
+  seq 1 or take a new ID). A seq used for another request: 409 seq_reused.
+  A client idle for an hour, or beyond the 10000 most recently active, is
+  forgotten: its next request (seq above 1) gets 409 client_expired, not
+  applied (start over: new client ID, seq 1), and a late retry of its seq 1
+  takes effect again.
+  Errors are {"error": "...", "code": "..."}: 400 bad request, 404, 405, 408
+  body too slow, 409 stale/seq_reused/client_expired, 413 value or body too
+  large (from Content-Length, unread), 503 no leader, overloaded (Retry-After)
+  or outcome unknown.
+`
+
+const usageExit = `Exit status: 0 success; 1 get of a missing key, status with no leader, or a
+replica or cluster that failed to start; 2 usage error; 3 request failed (bench:
+no replica reachable, or a run with no operation done).
+`
+
+// usage is the whole help, "raftkv -h".
+var usage = strings.Join([]string{usageIntro, usageLocal, usageServe, usageClient, usageBench, usageAPI, usageExit}, "\n")
+
+// clientArgs are the arguments each client command takes.
+var clientArgs = map[string][]string{
+	"put": {"KEY", "VALUE"}, "append": {"KEY", "VALUE"},
+	"get": {"KEY"}, "del": {"KEY"}, "delete": {"KEY"}, "status": nil,
+}
+
+// clientSynopsis is how client command cmd is called.
+func clientSynopsis(cmd string) string {
+	return strings.TrimSpace(fmt.Sprintf("raftkv %s [-addr URLS] [-timeout D] %s", cmd, strings.Join(clientArgs[cmd], " ")))
+}
+
+// commandHelp is "raftkv CMD -h": CMD's synopsis and its section of the
+// usage. cmd is a flag set's name.
+func commandHelp(cmd string) string {
+	switch cmd {
+	case "local":
+		return "Usage: raftkv [local] [flags]\n\n" + usageLocal
+	case "serve":
+		return "Usage: raftkv serve -id N -peers LIST -http-peers LIST [flags]\n\n" + usageServe
+	case "bench":
+		return "Usage: raftkv bench [flags]\n\n" + usageBench
+	case "transfer":
+		return "Usage: raftkv transfer [-addr URLS] [-timeout D] [ID]\n\n" + usageClient
+	}
+	if _, ok := clientArgs[cmd]; ok {
+		return "Usage: " + clientSynopsis(cmd) + "\n\n" + usageClient
+	}
+	return usage
+}
+
+// usageHint points at cmd's help, after an error.
+func usageHint(cmd string) string { return fmt.Sprintf("Run 'raftkv %s -h' for usage.", cmd) }
+
+// plural is "1 argument", "2 arguments".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// noArgs says that a command taking none got the arguments pos.
+func noArgs(pos []string) string {
+	return fmt.Sprintf("takes no arguments, got %s: %q", plural(len(pos), "argument"), pos)
+}
