@@ -74,7 +74,9 @@ func (c *Clerk) Delete(ctx context.Context, key string) error {
 	return err
 }
 
-// Do runs op (its ClientID and Seq are set here) until a server answers it
+// Do runs op (its ClientID and Seq are set here: a Get goes without, as a
+// read needs no deduplication, which lets a server read with ReadIndex
+// instead of the log) until a server answers it
 // or ctx ends. The error is then ErrNotDone or ErrUnknown, wrapping ctx's,
 // or, for a request the servers refuse for what it is (ErrStale,
 // ErrConflict, ErrTooLarge, a bad request over HTTP), ErrNotDone or
@@ -87,6 +89,13 @@ func (c *Clerk) Delete(ctx context.Context, key string) error {
 // the client before the request can have taken effect, it takes a new ID
 // and sends the request again as its first.
 func (c *Clerk) Do(ctx context.Context, op Op) (Result, error) {
+	if op.Kind == Get {
+		// A read changes nothing: it needs no identity, and without one
+		// a server can serve it with ReadIndex, without the log.
+		op.ClientID, op.Seq = 0, 0
+		c.unknown = nil
+		return c.run(ctx, op, false)
+	}
 	if !c.known && c.seq > 0 {
 		// The last request was not answered: it may never be applied.
 		c.id, c.seq = randomClientID(), 0

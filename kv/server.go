@@ -48,6 +48,18 @@ type ServerOptions struct {
 	// Logger gets the commands the server cannot apply (default
 	// slog.Default()).
 	Logger *slog.Logger
+	// ReadsThroughLog sends every GET through the log, as every other
+	// operation goes. Without it, a GET that carries no client identity
+	// (Seq 0, as the Clerk sends them) is served with ReadIndex when the
+	// Raft server can (a *raft.Raft can: see reader), with no log entry
+	// and no disk write.
+	ReadsThroughLog bool
+}
+
+// A reader makes linearizable reads possible without a log entry;
+// *raft.Raft is one (ReadBarrier, ReadIndex in the Raft thesis, 6.4).
+type reader interface {
+	ReadBarrier(ctx context.Context) (index int, err error)
 }
 
 // Server is one replica of the store: the raft.StateMachine of its Raft
@@ -163,6 +175,9 @@ func (s *Server) Do(ctx context.Context, op Op) (Result, error) {
 			return Result{Value: v, Found: ok}, nil
 		}
 	}
+	if r, ok := rf.(reader); ok && op.Kind == Get && op.Seq == 0 && !s.opts.ReadsThroughLog {
+		return s.read(ctx, r, op.Key)
+	}
 	if op.Seq == 0 {
 		op.ClientID = randomClientID() // its own waiter key
 	}
@@ -226,6 +241,31 @@ func (s *Server) Do(ctx context.Context, op Op) (Result, error) {
 			return Result{}, ErrLeadershipLost
 		}
 	}
+}
+
+// read serves a GET with ReadIndex: once r, the leader, has confirmed
+// that it still leads and the store has applied the log through the
+// commit index it had then, the store holds every write committed before
+// the read began, so the read is linearizable.
+func (s *Server) read(ctx context.Context, r reader, key string) (Result, error) {
+	_, err := r.ReadBarrier(ctx)
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
+		return Result{}, ErrWrongLeader
+	case errors.Is(err, raft.ErrStopped):
+		return Result{}, ErrStopped
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return Result{}, ErrLeadershipLost
+	case err != nil:
+		return Result{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return Result{}, ErrStopped
+	}
+	v, ok := s.data[key]
+	return Result{Value: v, Found: ok}, nil
 }
 
 // unregister removes w from the requests waiting for id.

@@ -56,6 +56,7 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 	heartbeat := fs.Duration("heartbeat", 0, "")
 	snapBytes := fs.Int("snapshot-bytes", 0, "")
 	pprof := fs.Bool("pprof", false, "")
+	logReads := fs.Bool("reads-through-log", false, "")
 	pos, code, ok := parseFlags(fs, args, stdout, stderr)
 	if !ok {
 		return code
@@ -134,6 +135,9 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 		}
 		if *pprof {
 			c.args = append(c.args, "-pprof")
+		}
+		if *logReads {
+			c.args = append(c.args, "-reads-through-log")
 		}
 		c.cmd = exec.Command(exe, c.args...)
 		c.cmd.SysProcAttr = childProcAttr()

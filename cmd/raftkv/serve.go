@@ -37,6 +37,7 @@ type serveConfig struct {
 	logLevel   slog.Level
 	faultsAPI  bool
 	pprof      bool // serve net/http/pprof under /debug/pprof/
+	logReads   bool // GETs through the log, not ReadIndex
 	dialMaxGap time.Duration
 	snapBytes  int   // raft.Config.SnapshotBytes
 	segBytes   int64 // storage.Options.SegmentBytes; 0: the default
@@ -77,6 +78,7 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code 
 	logLevel := fs.String("log-level", "info", "")
 	snapBytes := fs.Int("snapshot-bytes", raft.DefaultSnapshotBytes, "")
 	pprof := fs.Bool("pprof", false, "")
+	logReads := fs.Bool("reads-through-log", false, "")
 	// Test only, and so not in the usage: POST /debug/faults cuts and
 	// heals this replica's Raft links (see serveFaults).
 	faultsAPI := fs.Bool("faults-api", false, "")
@@ -95,7 +97,7 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code 
 		return cfg, fail("%s", noArgs(pos)), false
 	}
 	cfg = serveConfig{id: *id, election: *election, heartbeat: *heartbeat, maxValue: *maxValue, maxFlight: *maxFlight, bodyWait: *bodyWait,
-		faultsAPI: *faultsAPI, pprof: *pprof, dialMaxGap: time.Second, snapBytes: *snapBytes, segBytes: *segBytes}
+		faultsAPI: *faultsAPI, pprof: *pprof, logReads: *logReads, dialMaxGap: time.Second, snapBytes: *snapBytes, segBytes: *segBytes}
 	var err error
 	if cfg.peers, err = parseIDList(*peers); err != nil {
 		return cfg, fail("-peers: %v", err), false
@@ -277,7 +279,7 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 		}
 		return nil, err
 	}
-	r.kv = kv.NewServer(kv.ServerOptions{Logger: log})
+	r.kv = kv.NewServer(kv.ServerOptions{Logger: log, ReadsThroughLog: cfg.logReads})
 	r.rf, err = raft.New(raft.Config{
 		ID:                cfg.id,
 		Peers:             cfg.peers,

@@ -37,6 +37,7 @@ const usageLocal = `Local cluster (raftkv local, or raftkv with no command):
   -log-level LEVEL  the replicas' log level: debug, info, warn or error (default warn)
   -election-timeout D, -heartbeat D   the replicas' Raft timing (see serve)
   -snapshot-bytes N the replicas' snapshot interval (see serve)
+  -reads-through-log the replicas serve GETs through the log (see serve)
   -pprof            the replicas serve net/http/pprof (see serve)
   With the defaults, replicas 1, 2, 3 serve HTTP on 127.0.0.1:8001, 8002, 8003 and
   Raft on 127.0.0.1:9001, 9002, 9003. The launcher prints where each listens and
@@ -66,6 +67,9 @@ const usageServe = `serve flags:
                         Retry-After, the body unread (default 128)
   -body-timeout D       how long a request body may take to arrive: 408 beyond (default 10s)
   -log-level LEVEL      debug, info, warn or error (default info)
+  -reads-through-log    serve GETs through the Raft log like writes; without it, a GET
+                        with no client identity (as the client commands send them) is
+                        served by the leader with ReadIndex: no log entry, no disk write
   -pprof                serve Go's profiles (net/http/pprof) under /debug/pprof/ on the
                         HTTP address (default off: 404)
   GET /metrics on the HTTP address serves the replica's metrics in the Prometheus
