@@ -21,10 +21,22 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"time"
-
-	"github.com/raftkit/raft/transport"
 )
+
+// ServerURI returns the URI SAN naming server id: raft://server/<id>, as
+// transport.ServerURI does. (The transport's tests use this package, so it
+// does not import the transport; its tests check the two agree.)
+func ServerURI(id int) *url.URL {
+	return &url.URL{Scheme: "raft", Host: "server", Path: "/" + strconv.Itoa(id)}
+}
+
+// ClientURI returns the URI SAN naming client name: raft://client/<name>,
+// as transport.ClientURI does.
+func ClientURI(name string) *url.URL {
+	return &url.URL{Scheme: "raft", Host: "client", Path: "/" + name}
+}
 
 // backdate is how far before now a certificate's validity starts when the
 // caller does not say, to allow for clocks a little apart.
@@ -186,11 +198,11 @@ func (ca *CA) Issue(opts Leaf) (certPEM, keyPEM []byte, err error) {
 	}
 	if opts.ServerID != 0 {
 		tmpl.Subject = pkix.Name{CommonName: fmt.Sprintf("raft server %d", opts.ServerID)}
-		tmpl.URIs = []*url.URL{transport.ServerURI(opts.ServerID)}
+		tmpl.URIs = []*url.URL{ServerURI(opts.ServerID)}
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	} else {
 		tmpl.Subject = pkix.Name{CommonName: "raft client " + opts.ClientName}
-		tmpl.URIs = []*url.URL{transport.ClientURI(opts.ClientName)}
+		tmpl.URIs = []*url.URL{ClientURI(opts.ClientName)}
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}
 	for _, h := range opts.Hosts {

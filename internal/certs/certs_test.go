@@ -80,6 +80,17 @@ func TestIssueServer(t *testing.T) {
 	}
 }
 
+func TestURIsAgreeWithTransport(t *testing.T) {
+	for _, id := range []int{1, 42} {
+		if a, b := ServerURI(id).String(), transport.ServerURI(id).String(); a != b {
+			t.Errorf("ServerURI(%d) = %s, transport's %s", id, a, b)
+		}
+	}
+	if a, b := ClientURI("ops").String(), transport.ClientURI("ops").String(); a != b {
+		t.Errorf("ClientURI = %s, transport's %s", a, b)
+	}
+}
+
 func TestIssueClient(t *testing.T) {
 	ca := mustCA(t)
 	certPEM, keyPEM, err := ca.Issue(Leaf{ClientName: "ops", ValidFor: time.Hour})
