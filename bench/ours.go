@@ -73,7 +73,7 @@ func startOursServer(dir string, id int, peers map[int]string, ln net.Listener, 
 		ln.Close()
 		return nil, err
 	}
-	tr, err := transport.New(transport.Config{ID: id, Peers: peers, Listener: ln, CallTimeout: callTimeout, Faults: faults, Logger: logger})
+	tr, err := transport.New(transport.Config{Insecure: true, ID: id, Peers: peers, Listener: ln, CallTimeout: callTimeout, Faults: faults, Logger: logger})
 	if err != nil {
 		ln.Close()
 		wal.Close()
