@@ -31,6 +31,7 @@ type applier struct {
 	metrics   *metrics
 
 	waiters map[int]waiter // by index: Apply calls waiting for their entries; under mu
+	readers []readWaiter   // ReadBarrier calls waiting for the service to apply through their index; under mu
 
 	last      core.SnapshotMeta // the last entry handed out; owned by run
 	applied   atomic.Int64      // last.Index, for Status
@@ -111,6 +112,7 @@ func (a *applier) run() {
 				return
 			}
 		}
+		a.releaseReaders()
 		if a.sinceSnap >= a.snapBytes {
 			if err := a.snapshot(); err != nil {
 				a.fail(err)

@@ -108,12 +108,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // commit a command, returning its index.
 func (c *tcpCluster) leaderCommits(cmd string) int {
 	c.t.Helper()
-	index := -1
+	index, term := -1, 0
+	var by *Raft
 	waitFor(c.t, "a leader to commit "+cmd, func() bool {
-		for _, rf := range c.rafts {
-			if i, _, err := rf.Propose([]byte(cmd)); err == nil {
-				index = i
-				break
+		// Propose again only if the server proposed to lost its term's
+		// leadership: each poll proposing anew may never let the commit
+		// index catch up.
+		if tm, isLeader := stateOf(by); !isLeader || tm != term {
+			index = -1
+			for _, rf := range c.rafts {
+				if i, tm, err := rf.Propose([]byte(cmd)); err == nil {
+					index, term, by = i, tm, rf
+					break
+				}
 			}
 		}
 		if index < 0 {
@@ -127,6 +134,14 @@ func (c *tcpCluster) leaderCommits(cmd string) int {
 		return false
 	})
 	return index
+}
+
+// stateOf is rf.GetState, or term 0 and false for a nil rf.
+func stateOf(rf *Raft) (int, bool) {
+	if rf == nil {
+		return 0, false
+	}
+	return rf.GetState()
 }
 
 func bootstrapping(rf *Raft) bool {

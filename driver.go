@@ -41,18 +41,21 @@ type Raft struct {
 	watch     watchers
 	logger    *slog.Logger
 
-	node     *core.Node // owned by the event loop
-	events   chan event
-	done     chan struct{} // closed by Kill
-	kill     sync.Once
-	state    atomic.Int64 // term<<1 | isLeader, published by the loop
-	timing   timing
-	onState  func(term int, isLeader bool) // see setup
-	addrs    map[int]string                // servers' addresses as Config.Peers gives them (New only)
-	maxCmd   int                           // the largest encoded command accepted, or 0 for no limit
-	boot     *bootstrap                    // while a server with no state asks its peers; owned by the loop
-	founders map[int]bool                  // peers that held nothing when this server founded the cluster, and have sent nothing since but probes; owned by the loop
-	incoming core.SnapshotSink             // the snapshot received from a leader and stepped last, until its Ready; owned by the loop
+	node      *core.Node // owned by the event loop
+	events    chan event
+	done      chan struct{} // closed by Kill
+	kill      sync.Once
+	state     atomic.Int64 // term<<1 | isLeader, published by the loop
+	timing    timing
+	onState   func(term int, isLeader bool) // see setup
+	addrs     map[int]string                // servers' addresses as Config.Peers gives them (New only)
+	maxCmd    int                           // the largest encoded command accepted, or 0 for no limit
+	boot      *bootstrap                    // while a server with no state asks its peers; owned by the loop
+	founders  map[int]bool                  // peers that held nothing when this server founded the cluster, and have sent nothing since but probes; owned by the loop
+	incoming  core.SnapshotSink             // the snapshot received from a leader and stepped last, until its Ready; owned by the loop
+	transfers []*transferReq                // leadership transfers under way, answered by checkTransfers; owned by the loop
+	reads     map[uint64]*readReq           // ReadBarrier calls waiting for the core, by ReadIndex ID; owned by the loop
+	nextRead  uint64                        // the last ReadIndex ID; owned by the loop
 
 	recv       snapshotReceiver     // chunks of a snapshot arriving
 	snapBusy   map[int]*atomic.Bool // per peer: a snapshot transfer to it is under way
@@ -74,6 +77,9 @@ type event struct {
 	outcome chan outcome // if not nil, takes what became of the proposal (Apply)
 
 	status chan Status // a request for the status
+
+	transfer *transferReq // a leadership transfer to start
+	read     *readReq     // a ReadBarrier to start
 
 	snap    *snapshotReq      // a snapshot the service took
 	saved   core.SnapshotMeta // the saver made the log durable up to here
@@ -348,6 +354,8 @@ func (rf *Raft) run() {
 		}
 		rd := rf.node.Ready()
 		rf.publish()
+		rf.checkTransfers()
+		rf.readsReady(rd.ReadStates)
 		rf.countCommits(rd.Committed)
 		// Raft thesis 10.2.1: these leave while the state is saved.
 		for _, m := range rd.Messages {
@@ -384,7 +392,7 @@ func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) 
 		if ok && ev.outcome != nil {
 			rf.apply.wait(index, term, ev.outcome)
 		}
-		ev.result <- proposal{index, term, rf.node.Leader()}
+		ev.result <- proposal{index, term, rf.leaderHint()}
 		return replies, false
 	case ev.snap != nil:
 		ev.snap.done <- rf.saveSnapshot(ev.snap.index, ev.snap.data)
@@ -396,6 +404,12 @@ func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) 
 		if err := rf.node.Compact(ev.compact); err != nil {
 			rf.logger.Error("raft: compact the log", "err", err)
 		}
+		return replies, false
+	case ev.transfer != nil:
+		rf.startTransfer(ev.transfer)
+		return replies, false
+	case ev.read != nil:
+		rf.startRead(ev.read)
 		return replies, false
 	case ev.status != nil:
 		st := Status{Status: rf.node.Status(), Applied: int(rf.apply.applied.Load())}
@@ -458,6 +472,7 @@ func (rf *Raft) publish() {
 	}
 	if old&1 == 1 && (s&1 == 0 || old>>1 != s>>1) {
 		rf.apply.abandon(rf.node.Status().Commit+1, ErrLeadershipLost)
+		rf.dropReads()
 		clear(rf.metrics.proposedAt)
 	}
 	if rf.onState != nil {

@@ -103,6 +103,9 @@ func (rf *Raft) call(m core.Message) {
 	case *core.ProbeArgs:
 		r := new(core.ProbeReply)
 		ok, reply = rf.peers[m.To].Call("Raft.Probe", a, r), r
+	case *core.TimeoutNowArgs:
+		r := new(core.TimeoutNowReply)
+		ok, reply = rf.peers[m.To].Call("Raft.TimeoutNow", a, r), r
 	}
 	if ok {
 		rf.post(event{msg: core.Message{From: m.To, To: rf.me, Body: reply}})

@@ -2,22 +2,23 @@ package core
 
 // campaign starts an election (5.2, Figure 2 "Candidates"): increment
 // currentTerm, vote for self, reset the election timer, send RequestVote to
-// all other servers.
-func (n *Node) campaign() {
+// all other servers. transfer marks the election of a leadership
+// transfer's target (thesis 3.10).
+func (n *Node) campaign(transfer bool) {
 	n.term++
 	n.vote = n.id
 	n.role, n.lead = Candidate, None
-	n.progress = nil
+	n.progress, n.transferee, n.reads = nil, None, nil
 	n.votes = map[int]bool{n.id: true}
 	n.resetElectionTimer()
 	if n.trace != nil {
-		n.tracef("campaign at last log %d/%d", n.log.lastIndex(), n.log.lastTerm())
+		n.tracef("campaign at last log %d/%d (transfer %v)", n.log.lastIndex(), n.log.lastTerm(), transfer)
 	}
 	if len(n.votes) >= n.quorum() {
 		n.becomeLeader()
 		return
 	}
-	n.requestVotes(n.term, false)
+	n.requestVotes(n.term, false, transfer)
 }
 
 // preCampaign asks the other servers whether they would vote for this one
@@ -27,20 +28,20 @@ func (n *Node) campaign() {
 // when it reconnects.
 func (n *Node) preCampaign() {
 	n.role, n.lead = PreCandidate, None
-	n.progress = nil
+	n.progress, n.transferee, n.reads = nil, None, nil
 	n.votes = map[int]bool{n.id: true}
 	n.resetElectionTimer()
 	if n.trace != nil {
 		n.tracef("pre-campaign for term %d at last log %d/%d", n.term+1, n.log.lastIndex(), n.log.lastTerm())
 	}
 	if len(n.votes) >= n.quorum() {
-		n.campaign()
+		n.campaign(false)
 		return
 	}
-	n.requestVotes(n.term+1, true)
+	n.requestVotes(n.term+1, true, false)
 }
 
-func (n *Node) requestVotes(term int, pre bool) {
+func (n *Node) requestVotes(term int, pre, transfer bool) {
 	for _, p := range n.peers {
 		n.send(p, &RequestVoteArgs{
 			Term:         term,
@@ -48,6 +49,7 @@ func (n *Node) requestVotes(term int, pre bool) {
 			LastLogIndex: n.log.lastIndex(),
 			LastLogTerm:  n.log.lastTerm(),
 			PreVote:      pre,
+			Transfer:     transfer,
 		})
 	}
 }
@@ -69,7 +71,8 @@ func (n *Node) handleRequestVote(from int, a *RequestVoteArgs) *RequestVoteReply
 		n.tracef("refuse malformed RequestVote from %d", from)
 		return &RequestVoteReply{Term: n.term, PreVote: a.PreVote}
 	}
-	if a.Term > n.term && n.inLease() {
+	if a.Term > n.term && n.inLease() && (!a.Transfer || a.PreVote) {
+		// thesis 4.2.3: only a transfer's election disregards the lease.
 		if n.trace != nil {
 			n.tracef("ignore vote request of %d for term %d: leader %d is current", a.CandidateID, a.Term, n.lead)
 		}
@@ -128,7 +131,7 @@ func (n *Node) handleVoteReply(from int, r *RequestVoteReply) {
 		}
 		n.votes[from] = true
 		if len(n.votes) >= n.quorum() {
-			n.campaign()
+			n.campaign(false)
 		}
 		return
 	}
@@ -148,7 +151,7 @@ func (n *Node) handleVoteReply(from int, r *RequestVoteReply) {
 // commits every entry before it (section 8).
 func (n *Node) becomeLeader() {
 	n.role, n.lead = Leader, n.id
-	n.votes = nil
+	n.votes, n.transferee = nil, None
 	n.elapsed, n.sinceChk = 0, 0
 	n.progress = make(map[int]*progress, len(n.peers))
 	for _, p := range n.peers {

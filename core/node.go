@@ -81,15 +81,25 @@ type Node struct {
 	role Role
 	lead int // leader of the current term, or None
 
-	votes    map[int]bool      // candidate: votes received in this term
-	progress map[int]*progress // leader: nextIndex and matchIndex per follower
-	elapsed  int               // ticks since the last reset of the election or heartbeat timer
-	timeout  int               // randomized election timeout, in ticks
-	sinceChk int               // leader: ticks since it last checked it still has a quorum
-	msgs     []Message         // outgoing, since the last Ready
-	deferred []Message         // outgoing once the state they depend on is saved
-	saved    HardState         // hard state as of the last Ready
-	trace    func(line string)
+	votes map[int]bool // candidate: votes received in this term
+	// transferee is, on a leader, the target of a leadership transfer in
+	// progress (thesis 3.10), or None; transferElapsed counts its ticks.
+	transferee      int
+	transferElapsed int
+	// round numbers a leader's heartbeat rounds for ReadIndex; reads are
+	// the reads waiting for theirs, readStates those ready for the next
+	// Ready.
+	round      uint64
+	reads      []pendingRead
+	readStates []ReadState
+	progress   map[int]*progress // leader: nextIndex and matchIndex per follower
+	elapsed    int               // ticks since the last reset of the election or heartbeat timer
+	timeout    int               // randomized election timeout, in ticks
+	sinceChk   int               // leader: ticks since it last checked it still has a quorum
+	msgs       []Message         // outgoing, since the last Ready
+	deferred   []Message         // outgoing once the state they depend on is saved
+	saved      HardState         // hard state as of the last Ready
+	trace      func(line string)
 }
 
 // New returns a Node starting as a follower from the saved state in cfg.
@@ -132,12 +142,13 @@ func New(cfg Config) (*Node, error) {
 		vote: cfg.State.Vote,
 		log:  newLog(snap, cfg.Log),
 		// The service starts from the snapshot.
-		commit:  snap.Index,
-		applied: snap.Index,
-		durable: snap.Index + len(cfg.Log),
-		lead:    None,
-		saved:   cfg.State,
-		trace:   cfg.Trace,
+		commit:     snap.Index,
+		applied:    snap.Index,
+		durable:    snap.Index + len(cfg.Log),
+		lead:       None,
+		saved:      cfg.State,
+		transferee: None,
+		trace:      cfg.Trace,
 	}
 	for _, p := range cfg.Peers {
 		if p != cfg.ID && !slices.Contains(n.peers, p) {
@@ -183,7 +194,7 @@ func (n *Node) Tick() {
 		if n.cfg.PreVote {
 			n.preCampaign()
 		} else {
-			n.campaign()
+			n.campaign(false)
 		}
 	}
 }
@@ -201,7 +212,11 @@ func (n *Node) TicksToEvent() int {
 			return 1
 		}
 	}
-	return max(1, min(n.cfg.HeartbeatTicks-n.elapsed, n.cfg.ElectionTicks-n.sinceChk))
+	next := min(n.cfg.HeartbeatTicks-n.elapsed, n.cfg.ElectionTicks-n.sinceChk)
+	if n.transferee != None {
+		next = min(next, n.cfg.ElectionTicks-n.transferElapsed)
+	}
+	return max(1, next)
 }
 
 // Step handles a message from a peer. If the message is a request, Step
@@ -228,6 +243,11 @@ func (n *Node) Step(m Message) (reply Message, ok bool) {
 		return Message{From: n.id, To: m.From, Body: r}, true
 	case *InstallSnapshotReply:
 		n.handleSnapshotReply(m.From, b)
+	case *TimeoutNowArgs:
+		r := n.handleTimeoutNow(m.From, b)
+		return Message{From: n.id, To: m.From, Body: r}, true
+	case *TimeoutNowReply:
+		n.handleTimeoutNowReply(b)
 	default:
 		n.tracef("drop message of type %T from %d", m.Body, m.From)
 	}
@@ -249,8 +269,10 @@ func (n *Node) Ready() Ready {
 		Entries:      n.log.takeUnstable(),
 		Messages:     n.msgs,
 		AfterSave:    n.deferred,
+		ReadStates:   n.readStates,
 		stateChanged: hs != n.saved,
 	}
+	n.readStates = nil
 	n.installed = nil
 	if !n.cfg.AsyncSave && len(rd.Entries) > 0 {
 		n.Saved(rd.Entries[len(rd.Entries)-1].Index, rd.Entries[len(rd.Entries)-1].Term)
@@ -293,6 +315,9 @@ type Status struct {
 	Match            map[int]int  // leader only: highest index known replicated on each follower (and itself)
 	// Progress is, on a leader, what it is sending each follower.
 	Progress map[int]Progress
+	// Transferee is, on a leader, the target of a leadership transfer in
+	// progress, or None.
+	Transferee int
 }
 
 // Progress is what a leader is sending one follower.
@@ -304,7 +329,7 @@ type Progress struct {
 
 // Status returns the server's view of the cluster.
 func (n *Node) Status() Status {
-	s := Status{ID: n.id, Term: n.term, Leader: n.lead, Role: n.role, Commit: n.commit, LastLog: n.log.lastIndex(), Snapshot: n.log.snapshot(), LogBytes: n.log.bytes}
+	s := Status{ID: n.id, Term: n.term, Leader: n.lead, Role: n.role, Commit: n.commit, LastLog: n.log.lastIndex(), Snapshot: n.log.snapshot(), LogBytes: n.log.bytes, Transferee: n.transferee}
 	if n.role == Leader {
 		s.Match = map[int]int{n.id: n.log.lastIndex()}
 		s.Progress = make(map[int]Progress, len(n.progress))
@@ -354,7 +379,8 @@ func (n *Node) becomeFollower(term, lead int) {
 		n.tracef("follow %d", lead)
 	}
 	n.role, n.lead = Follower, lead
-	n.progress, n.votes = nil, nil
+	n.progress, n.votes, n.reads = nil, nil, nil
+	n.transferee = None
 	n.resetElectionTimer()
 }
 

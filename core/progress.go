@@ -26,6 +26,9 @@ type progress struct {
 	// active records a reply since the last quorum check; acked an
 	// acknowledgement since the last heartbeat.
 	active, acked bool
+	// round is the highest heartbeat round (ReadIndex) the follower
+	// acknowledged in this term.
+	round uint64
 }
 
 // batch is an AppendEntries (or a snapshot) in flight.

@@ -5,9 +5,10 @@ import "slices"
 // Propose appends a command to the leader's log (Figure 2 "Leaders": append
 // the entry to the local log). It returns the index the command will have if
 // it is ever committed, the current term, and false if this server is not
-// the leader.
+// the leader, or is handing the leadership over (thesis 3.10: a leader
+// stops accepting client requests during a transfer).
 func (n *Node) Propose(cmd []byte) (index, term int, ok bool) {
-	if n.role != Leader {
+	if n.role != Leader || n.transferee != None {
 		return 0, n.term, false
 	}
 	index = n.log.lastIndex() + 1
@@ -17,6 +18,7 @@ func (n *Node) Propose(cmd []byte) (index, term int, ok bool) {
 }
 
 func (n *Node) tickLeader() {
+	n.tickTransfer()
 	n.sinceChk++
 	if n.sinceChk >= n.cfg.ElectionTicks {
 		// Beyond Figure 2: a leader that heard from no majority during a
@@ -100,13 +102,14 @@ func (n *Node) sendAppend(id int, p *progress, ents []Entry) {
 		PrevLogTerm:  n.log.term(prev),
 		Entries:      ents,
 		LeaderCommit: n.commit,
+		Round:        n.round,
 	})
 }
 
 // handleAppendEntries is the AppendEntries receiver implementation of
 // Figure 2.
 func (n *Node) handleAppendEntries(from int, a *AppendEntriesArgs) *AppendEntriesReply {
-	r := &AppendEntriesReply{Index: a.PrevLogIndex}
+	r := &AppendEntriesReply{Index: a.PrevLogIndex, Round: a.Round}
 	if a.Term < n.term {
 		// 1. Reply false if term < currentTerm.
 		r.Term = n.term
@@ -198,12 +201,19 @@ func (n *Node) handleAppendReply(from int, r *AppendEntriesReply) {
 	}
 	p := n.progress[from]
 	p.active = true
+	if r.Round > p.round {
+		// thesis 6.4: the follower took this server as its leader after
+		// the heartbeat round began, success or not.
+		p.round = r.Round
+		n.releaseReads()
+	}
 	if r.Success {
 		// If successful: update nextIndex and matchIndex for follower.
 		// Replies may come out of order, so neither moves back here.
 		if p.ack(r.Index) {
 			n.maybeCommit()
 		}
+		n.maybeTimeoutNow(from)
 		return
 	}
 	if r.ConflictIndex == 0 || r.Index < p.match || (p.probing && r.Index != p.next-1) {
@@ -255,6 +265,7 @@ func (n *Node) maybeCommit() {
 		if n.trace != nil {
 			n.tracef("commit %d", N)
 		}
+		n.releaseReads()
 	}
 }
 
@@ -273,7 +284,7 @@ func (n *Node) sendSnapshot(to int, p *progress, snap SnapshotMeta) {
 	}
 	if p.heartbeat {
 		p.heartbeat, p.commit = false, n.commit
-		n.send(to, &AppendEntriesArgs{Term: n.term, LeaderID: n.id, PrevLogIndex: snap.Index, PrevLogTerm: snap.Term, LeaderCommit: n.commit})
+		n.send(to, &AppendEntriesArgs{Term: n.term, LeaderID: n.id, PrevLogIndex: snap.Index, PrevLogTerm: snap.Term, LeaderCommit: n.commit, Round: n.round})
 	}
 }
 

@@ -29,6 +29,7 @@ type simHistory struct {
 	delivered int
 	snapshots int // taken by services
 	installs  int // installed from leaders
+	transfers int // leadership transfers started
 
 	leaders   map[int]int      // term -> the server that led it
 	committed map[int]Entry    // index -> the entry applied there
@@ -39,6 +40,12 @@ type simHistory struct {
 	diskTerm  map[int]int      // server -> the term on its disk
 
 	logSeen map[int]simLogMark // server -> how much of its log was checked
+
+	maxCommit int            // the highest index known committed: applied, or sent as leaderCommit
+	reads     map[uint64]int // ReadIndex id -> maxCommit when it started
+	readBy    map[uint64]int // ReadIndex id -> the server it was started on
+	nextRead  uint64
+	readsDone int
 }
 
 // simLogMark remembers the part of a disk's log already checked: its first
@@ -59,6 +66,37 @@ func (h *simHistory) init() {
 	h.asked = map[[3]int]bool{}
 	h.diskTerm = map[int]int{}
 	h.logSeen = map[int]simLogMark{}
+	h.reads = map[uint64]int{}
+	h.readBy = map[uint64]int{}
+}
+
+// startRead starts a ReadIndex on leader i, noting which entries are known
+// committed: those a server applied, or a leader told of, so far.
+func (h *simHistory) startRead(s *sim, i int) {
+	h.nextRead++
+	h.reads[h.nextRead], h.readBy[h.nextRead] = h.maxCommit, i
+	s.servers[i].node.ReadIndex(h.nextRead)
+}
+
+// readsReady checks the reads server i says are ready (thesis 6.4): a read
+// is served at an index that covers every entry known committed when it
+// started, and is committed on the server.
+func (h *simHistory) readsReady(s *sim, i int, rs []ReadState) error {
+	for _, r := range rs {
+		start, ok := h.reads[r.ID]
+		if !ok || h.readBy[r.ID] != i {
+			return fmt.Errorf("server %d: read %d is ready, but it was not started there (or came out twice)", i, r.ID)
+		}
+		delete(h.reads, r.ID)
+		if r.Index < start {
+			return fmt.Errorf("server %d: read %d is served at index %d, but entries up to %d were committed before it started", i, r.ID, r.Index, start)
+		}
+		if n := s.servers[i].node; r.Index > n.commit {
+			return fmt.Errorf("server %d: read %d is served at index %d, past its commit index %d", i, r.ID, r.Index, n.commit)
+		}
+		h.readsDone++
+	}
+	return nil
 }
 
 // beforeStep notes a message about to be delivered.
@@ -155,6 +193,7 @@ func (h *simHistory) commit(s *sim, e Entry, cterm int) error {
 		return fmt.Errorf("entry %d/%d is committed but on %d disks of %d", e.Index, e.Term, on, s.p.n)
 	}
 	h.committed[e.Index], h.cterm[e.Index] = e, cterm
+	h.maxCommit = max(h.maxCommit, e.Index)
 	for term, l := range h.leaders {
 		if term > cterm && s.servers[l].up && s.servers[l].node.term == term && s.servers[l].node.role == Leader {
 			if n := s.servers[l].node; e.Index > n.log.snapshot().Index && n.log.term(e.Index) != e.Term {

@@ -135,3 +135,63 @@ func TestScenario_OneWayLinkKeepsLeader(t *testing.T) {
 		}
 	}
 }
+
+// Thesis 3.10: a leader hands its leadership to a follower that was cut
+// off and is behind: it brings the follower's log up to date first, then
+// the follower wins the next term at once, with PreVote and leader
+// stickiness on, before any election timeout could fire; no command is
+// lost.
+func TestScenario_TransferToLaggingFollower(t *testing.T) {
+	sc := newScenario(t, true)
+	f := sc.follower()
+	sc.s.group[f] = 1
+	sc.run(5 * sc.s.p.electionTicks) // f falls behind
+	clear(sc.s.group)
+	lead := sc.s.servers[sc.leader].node
+	if sc.s.servers[f].node.log.lastIndex() >= lead.log.lastIndex() {
+		t.Fatal("the target is not behind: the scenario tests nothing")
+	}
+	if err := lead.TransferLeadership(f); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.s.ready(sc.leader, nil); err != nil {
+		t.Fatal(err)
+	}
+	ticks := 0
+	for ; ticks < sc.s.p.electionTicks && sc.s.servers[f].node.Role() != Leader; ticks++ {
+		sc.run(1)
+	}
+	if nf := sc.s.servers[f].node; nf.Role() != Leader || nf.Term() != sc.term+1 {
+		t.Fatalf("after %d ticks: server %d is %v at term %d, want leader at term %d", ticks, f, nf.Role(), nf.Term(), sc.term+1)
+	}
+	if len(sc.s.hist.leaders) != 2 {
+		t.Errorf("%d terms had leaders, want 2", len(sc.s.hist.leaders))
+	}
+	sc.run(5 * sc.s.p.electionTicks)
+	if nf := sc.s.servers[f].node; nf.Role() != Leader || sc.maxTerm() != sc.term+1 {
+		t.Errorf("the new leader did not stay: %v, terms up to %d", nf.Role(), sc.maxTerm())
+	}
+}
+
+// Thesis 3.10: a transfer to a server that cannot be reached is abandoned
+// after an election timeout; the leader keeps its term and takes
+// commands again.
+func TestScenario_TransferToUnreachableAbandoned(t *testing.T) {
+	sc := newScenario(t, true)
+	f := sc.follower()
+	sc.s.group[f] = 1
+	lead := sc.s.servers[sc.leader].node
+	if err := lead.TransferLeadership(f); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := lead.Propose([]byte("x")); ok {
+		t.Fatal("a proposal was accepted during the transfer")
+	}
+	sc.runLoad(sc.s.p.electionTicks+1, false)
+	if lead.Transferee() != None || !sc.stable() {
+		t.Fatalf("an election timeout later: transferee %d, leader %v, terms up to %d", lead.Transferee(), lead.Role(), sc.maxTerm())
+	}
+	if _, _, ok := lead.Propose([]byte("x")); !ok {
+		t.Fatal("a proposal was refused after the transfer was abandoned")
+	}
+}

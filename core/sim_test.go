@@ -354,6 +354,10 @@ func (s *sim) act(chaos bool) error {
 		return s.flushSome()
 	case r < 0.90:
 		return s.snapshot(s.rng.IntN(len(s.servers)))
+	case chaos && r < 0.91:
+		return s.transfer()
+	case chaos && r < 0.93:
+		return s.read()
 	case !chaos || r < 0.975:
 	case r < 0.98:
 		// Crash a server, a leader more often than not (as in the Figure 8
@@ -517,7 +521,7 @@ func (s *sim) deliver(chaos bool) error {
 
 func isRequest(body any) bool {
 	switch body.(type) {
-	case *RequestVoteArgs, *AppendEntriesArgs, *InstallSnapshotArgs:
+	case *RequestVoteArgs, *AppendEntriesArgs, *InstallSnapshotArgs, *TimeoutNowArgs:
 		return true
 	}
 	return false
@@ -529,6 +533,9 @@ func isRequest(body any) bool {
 func (s *sim) ready(i int, reply *Message) error {
 	sv := s.servers[i]
 	rd := sv.node.Ready()
+	if err := s.hist.readsReady(s, i, rd.ReadStates); err != nil {
+		return err
+	}
 	b := simBatch{write: rd.MustSave(), hs: rd.HardState, snap: rd.Snapshot, ents: rd.Entries, msgs: rd.AfterSave, committed: rd.Committed}
 	if s.p.asyncSave {
 		// Raft thesis 10.2.1: these leave while the state is being saved.
@@ -645,8 +652,11 @@ func (s *sim) send(m Message) error {
 		msg.m.Body, msg.snap = &b, d.snapState
 	}
 	chance := 40
-	if _, ok := m.Body.(*AppendEntriesReply); ok {
+	switch m.Body.(type) {
+	case *AppendEntriesReply:
 		chance = 4 // late acknowledgements are the ones that test a leader
+	case *TimeoutNowArgs:
+		chance = 4 // and a late TimeoutNow, a transfer's target
 	}
 	if !s.healed && s.rng.IntN(chance) == 0 {
 		msg.hold = 1 + s.rng.IntN(10*s.p.electionTicks)
@@ -677,6 +687,34 @@ func (s *sim) rewind(from, to int, a *AppendEntriesArgs) error {
 	return s.send(Message{From: from, To: to, Body: r})
 }
 
+// transfer has a leader, if one is up, hand its leadership to another
+// server, or to the most up-to-date one (thesis 3.10).
+func (s *sim) transfer() error {
+	for i, sv := range s.servers {
+		if !sv.up || sv.node.Role() != Leader {
+			continue
+		}
+		to := s.rng.IntN(s.p.n+1) - 1 // None now and then
+		if err := sv.node.TransferLeadership(to); err != nil && to != i && (to != None || s.p.n > 1) {
+			return fmt.Errorf("leader %d: TransferLeadership(%d): %w", i, to, err)
+		}
+		s.hist.transfers++
+		return s.ready(i, nil)
+	}
+	return nil
+}
+
+// read starts a ReadIndex on a leader, if one is up (thesis 6.4).
+func (s *sim) read() error {
+	for i, sv := range s.servers {
+		if sv.up && sv.node.Role() == Leader {
+			s.hist.startRead(s, i)
+			return s.ready(i, nil)
+		}
+	}
+	return nil
+}
+
 // snapshot has server i's service snapshot its state at a random index it
 // applied, save it, and compact its log (section 7).
 func (s *sim) snapshot(i int) error {
@@ -700,8 +738,8 @@ func (s *sim) snapshot(i int) error {
 
 // summary says what a run did.
 func (s *sim) summary() string {
-	return fmt.Sprintf("%v; %d terms with a leader, %d entries committed, %d messages delivered, %d snapshots taken, %d installed",
-		s.p, len(s.hist.leaders), len(s.hist.committed), s.hist.delivered, s.hist.snapshots, s.hist.installs)
+	return fmt.Sprintf("%v; %d terms with a leader, %d entries committed, %d messages delivered, %d snapshots taken, %d installed, %d transfers started, %d reads served",
+		s.p, len(s.hist.leaders), len(s.hist.committed), s.hist.delivered, s.hist.snapshots, s.hist.installs, s.hist.transfers, s.hist.readsDone)
 }
 
 // describe says where the servers were, for a failure report.
@@ -723,8 +761,8 @@ func (s *sim) describe() string {
 
 // simTotals adds up what the runs of TestSimulation did.
 type simTotals struct {
-	runs, leaders, committed, delivered, snapshots, installs int
-	sizes                                                    [8]int
+	runs, leaders, committed, delivered, snapshots, installs, transfers, reads int
+	sizes                                                                      [8]int
 }
 
 func (t *simTotals) add(s *sim) {
@@ -734,11 +772,13 @@ func (t *simTotals) add(s *sim) {
 	t.delivered += s.hist.delivered
 	t.snapshots += s.hist.snapshots
 	t.installs += s.hist.installs
+	t.transfers += s.hist.transfers
+	t.reads += s.hist.readsDone
 	t.sizes[s.p.n]++
 }
 
 func (t simTotals) String() string {
 	r := max(t.runs, 1)
-	return fmt.Sprintf("per seed on average %d terms with a leader, %d entries committed, %d messages delivered, %d snapshots taken, %.1f installed from a leader; cluster sizes 1..7: %v",
-		t.leaders/r, t.committed/r, t.delivered/r, t.snapshots/r, float64(t.installs)/float64(r), t.sizes[1:])
+	return fmt.Sprintf("per seed on average %d terms with a leader, %d entries committed, %d messages delivered, %d snapshots taken, %.1f installed from a leader, %d leadership transfers started, %d reads served; cluster sizes 1..7: %v",
+		t.leaders/r, t.committed/r, t.delivered/r, t.snapshots/r, float64(t.installs)/float64(r), t.transfers/r, t.reads/r, t.sizes[1:])
 }

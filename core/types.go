@@ -81,6 +81,10 @@ type RequestVoteArgs struct {
 	LastLogIndex int // index of candidate's last log entry (5.4)
 	LastLogTerm  int // term of candidate's last log entry (5.4)
 	PreVote      bool
+	// Transfer marks the election of a leadership transfer's target
+	// (thesis 3.10): voters grant it despite leader stickiness (thesis
+	// 4.2.3).
+	Transfer bool
 }
 
 // RequestVoteReply is the RequestVote RPC's reply (Figure 2). A granted
@@ -100,6 +104,9 @@ type AppendEntriesArgs struct {
 	PrevLogTerm  int // term of the PrevLogIndex entry
 	Entries      []Entry
 	LeaderCommit int // leader's commitIndex
+	// Round is the leader's heartbeat round (ReadIndex, thesis 6.4), which
+	// the reply repeats.
+	Round uint64
 }
 
 // AppendEntriesReply is the AppendEntries RPC's reply (Figure 2), with the
@@ -119,11 +126,16 @@ type AppendEntriesReply struct {
 	// term or as malformed.
 	ConflictTerm  int
 	ConflictIndex int
+
+	// Round repeats the request's Round: the follower took the sender as
+	// the leader of Term after that heartbeat round began.
+	Round uint64
 }
 
 // Message is an RPC request or reply travelling between two servers. Body
-// is one of *RequestVoteArgs, *RequestVoteReply, *AppendEntriesArgs or
-// *AppendEntriesReply. Receivers never modify a Body.
+// is one of *RequestVoteArgs, *RequestVoteReply, *AppendEntriesArgs,
+// *AppendEntriesReply, *InstallSnapshotArgs, *InstallSnapshotReply,
+// *TimeoutNowArgs or *TimeoutNowReply. Receivers never modify a Body.
 type Message struct {
 	From, To int
 	Body     any
@@ -152,6 +164,10 @@ type Ready struct {
 	// AfterSave may leave only once the state is saved: RequestVote.
 	AfterSave []Message
 	Committed []Entry // newly committed entries, in log order
+	// ReadStates are the reads started by ReadIndex that are ready, in
+	// the order they were started: each may be served once the service has
+	// applied through its Index.
+	ReadStates []ReadState
 
 	stateChanged bool
 }
@@ -164,7 +180,7 @@ func (rd *Ready) MustSave() bool {
 
 // Empty reports whether the Ready has nothing to do.
 func (rd *Ready) Empty() bool {
-	return !rd.MustSave() && len(rd.Messages) == 0 && len(rd.AfterSave) == 0 && len(rd.Committed) == 0
+	return !rd.MustSave() && len(rd.Messages) == 0 && len(rd.AfterSave) == 0 && len(rd.Committed) == 0 && len(rd.ReadStates) == 0
 }
 
 // ProbeArgs asks a server what state it holds. A server that starts with

@@ -1,7 +1,7 @@
 // Package transport carries Raft's RPCs between servers over TCP.
 //
 // Each server has one TCP: it listens on its own address and serves the
-// RequestVote, AppendEntries, Probe and InstallSnapshot requests of the
+// RequestVote, AppendEntries, Probe, InstallSnapshot and TimeoutNow requests of the
 // other servers with a Handler (Serve), and gives a Peer for every other
 // server. A Peer sends requests two ways: Call waits for the reply (it
 // satisfies the raft package's Peer interface), Send pipelines (see below).
@@ -80,7 +80,8 @@
 // Then each direction is a sequence of frames (wire.go):
 //
 //	length   u32, big endian: the payload's length
-//	type     u8: 1 RequestVote, 2 AppendEntries, 3 InstallSnapshot, 4 Probe;
+//	type     u8: 1 RequestVote, 2 AppendEntries, 3 InstallSnapshot, 4 Probe,
+//	         5 TimeoutNow;
 //	         a reply's type is its request's | 0x80; 0xff an error
 //	id       u64, big endian: the request's ID, which its reply repeats
 //	payload  the message's fields, in the order of the core package's
@@ -88,6 +89,7 @@
 //	           int, int64   varint (zig-zag, as encoding/binary's)
 //	           bools        one byte of flags for all of a message's
 //	           []byte       uvarint length+1 (0 for nil), then the bytes
+//	           uint64       uvarint
 //	         AppendEntries' Entries: uvarint count+1 (0 for nil), then per
 //	         entry its Term (varint), Type (u8) and Command ([]byte); an
 //	         entry's Index is implicit: PrevLogIndex+1+i, and Send and

@@ -40,7 +40,9 @@ const allocSlack = 1 << 20
 func seedRequestArgs() []any {
 	return []any{
 		&core.RequestVoteArgs{Term: 3, CandidateID: 1, LastLogIndex: 7, LastLogTerm: 2, PreVote: true},
-		&core.AppendEntriesArgs{Term: 3, LeaderID: 1, PrevLogIndex: 7, PrevLogTerm: 2, LeaderCommit: 5},
+		&core.RequestVoteArgs{Term: 4, CandidateID: 2, LastLogIndex: 7, LastLogTerm: 3, Transfer: true},
+		&core.TimeoutNowArgs{Term: 3, LeaderID: 1},
+		&core.AppendEntriesArgs{Term: 3, LeaderID: 1, PrevLogIndex: 7, PrevLogTerm: 2, LeaderCommit: 5, Round: 300},
 		&core.AppendEntriesArgs{Term: 3, LeaderID: 1, Entries: entries(3, 20)},
 		&core.AppendEntriesArgs{Term: -3, LeaderID: -1, PrevLogIndex: -2, PrevLogTerm: -4, LeaderCommit: -5,
 			Entries: []core.Entry{{Index: -1, Term: -9, Type: core.EntryNoOp}, {Index: 0, Term: 1, Command: []byte{}}}},
@@ -71,23 +73,24 @@ func seedReplies(t testing.TB) []byte {
 	var out []byte
 	for i, reply := range []any{
 		&core.RequestVoteReply{Term: 3, VoteGranted: true, PreVote: true},
-		&core.AppendEntriesReply{Term: 3, Success: true, Index: 9, ConflictTerm: -1, ConflictIndex: 4},
+		&core.AppendEntriesReply{Term: 3, Success: true, Index: 9, ConflictTerm: -1, ConflictIndex: 4, Round: 300},
 		&core.ProbeReply{Term: 3, LastIndex: 9, Empty: true, Founder: true},
 		&core.InstallSnapshotReply{Term: 3, Index: 7},
+		&core.TimeoutNowReply{Term: 4},
 	} {
 		var err error
 		if out, _, err = appendReply(out, uint64(i), reply); err != nil {
 			t.Fatal(err)
 		}
 	}
-	out = appendError(out, 4, codeFailed, "not now")
-	return appendError(out, 5, codeLost, "reply 1→0 lost")
+	out = appendError(out, 5, codeFailed, "not now")
+	return appendError(out, 6, codeLost, "reply 1→0 lost")
 }
 
 // The frames in seedRequests and seedReplies.
 const (
-	seedRequestCount = 9
-	seedReplyCount   = 6
+	seedRequestCount = 11
+	seedReplyCount   = 7
 )
 
 // heapAllocs returns the bytes allocated on the heap so far.
@@ -233,7 +236,7 @@ func TestMalformedFrames(t *testing.T) {
 		typ    byte
 		fields []byte
 	}{
-		{"RequestVote", typeRequestVote, []byte{0, 0, 0, 0, 2}},
+		{"RequestVote", typeRequestVote, []byte{0, 0, 0, 0, 4}},
 		{"InstallSnapshot", typeInstallSnapshot, []byte{0, 0, 0, 0, 0, 2, 0}},
 		{"RequestVote reply", typeRequestVote | typeReply, []byte{0, 4}},
 		{"AppendEntries reply", typeAppendEntries | typeReply, []byte{0, 2, 0, 0, 0}},

@@ -27,8 +27,10 @@ const (
 	magic = "RAFTKIT"
 	// version 2 added the Probe RPC's types to the primers, version 3
 	// the InstallSnapshot RPC's; version 4 replaced net/rpc and gob with
-	// the binary frames of wire.go.
-	version   byte = 4
+	// the binary frames of wire.go; version 5 added the TimeoutNow RPC
+	// and RequestVote's Transfer flag (leadership transfer), and
+	// AppendEntries' heartbeat Round (ReadIndex).
+	version   byte = 5
 	helloLen       = len(magic) + 1 + 8 + 8
 	answerLen      = len(magic) + 1 + 1
 )

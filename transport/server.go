@@ -206,6 +206,8 @@ func isReplyTo(typ byte, reply any) bool {
 		return r != nil && typ == typeInstallSnapshot
 	case *core.ProbeReply:
 		return r != nil && typ == typeProbe
+	case *core.TimeoutNowReply:
+		return r != nil && typ == typeTimeoutNow
 	}
 	return false
 }

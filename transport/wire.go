@@ -17,6 +17,7 @@ const (
 	typeAppendEntries   byte = 2
 	typeInstallSnapshot byte = 3
 	typeProbe           byte = 4
+	typeTimeoutNow      byte = 5
 	typeReply           byte = 0x80
 	typeError           byte = 0xff
 )
@@ -48,6 +49,7 @@ var errProtocol = errors.New("protocol error")
 // Flag bits of the messages' booleans.
 const (
 	flagPreVote     = 1 << 0 // RequestVoteArgs.PreVote
+	flagTransfer    = 1 << 1 // RequestVoteArgs.Transfer
 	flagVoteGranted = 1 << 0 // RequestVoteReply.VoteGranted
 	flagReplyPre    = 1 << 1 // RequestVoteReply.PreVote
 	flagSuccess     = 1 << 0 // AppendEntriesReply.Success
@@ -71,6 +73,8 @@ func typeName(typ byte) string {
 		name = "InstallSnapshot"
 	case req == typeProbe:
 		name = "Probe"
+	case req == typeTimeoutNow:
+		name = "TimeoutNow"
 	default:
 		return fmt.Sprintf("unknown type %#x", typ)
 	}
@@ -81,7 +85,7 @@ func typeName(typ byte) string {
 }
 
 // isRequest reports whether typ is a request's frame type.
-func isRequest(typ byte) bool { return typ >= typeRequestVote && typ <= typeProbe }
+func isRequest(typ byte) bool { return typ >= typeRequestVote && typ <= typeTimeoutNow }
 
 // requestType returns the frame type of a request, or 0 if req is not a
 // non-nil pointer to one of the core package's RPC arguments.
@@ -102,6 +106,10 @@ func requestType(req any) byte {
 	case *core.ProbeArgs:
 		if r != nil {
 			return typeProbe
+		}
+	case *core.TimeoutNowArgs:
+		if r != nil {
+			return typeTimeoutNow
 		}
 	}
 	return 0
@@ -158,7 +166,7 @@ func appendRequest(b []byte, id uint64, req any) ([]byte, int, error) {
 		b = appendInt(b, r.CandidateID)
 		b = appendInt(b, r.LastLogIndex)
 		b = appendInt(b, r.LastLogTerm)
-		b = append(b, flag(r.PreVote, flagPreVote))
+		b = append(b, flag(r.PreVote, flagPreVote)|flag(r.Transfer, flagTransfer))
 	case *core.AppendEntriesArgs:
 		for i, e := range r.Entries {
 			if want := r.PrevLogIndex + 1 + i; e.Index != want {
@@ -181,6 +189,7 @@ func appendRequest(b []byte, id uint64, req any) ([]byte, int, error) {
 			b = append(b, byte(e.Type))
 			b = appendBytes(b, e.Command)
 		}
+		b = binary.AppendUvarint(b, r.Round)
 	case *core.InstallSnapshotArgs:
 		b = appendHeader(b, typeInstallSnapshot, id)
 		b = appendInt(b, r.Term)
@@ -192,6 +201,10 @@ func appendRequest(b []byte, id uint64, req any) ([]byte, int, error) {
 		b = appendBytes(b, r.Data)
 	case *core.ProbeArgs:
 		b = appendHeader(b, typeProbe, id)
+	case *core.TimeoutNowArgs:
+		b = appendHeader(b, typeTimeoutNow, id)
+		b = appendInt(b, r.Term)
+		b = appendInt(b, r.LeaderID)
 	default:
 		return b, 0, fmt.Errorf("cannot encode a %T as a request", req)
 	}
@@ -218,6 +231,7 @@ func appendReply(b []byte, id uint64, reply any) ([]byte, int, error) {
 		b = appendInt(b, r.Index)
 		b = appendInt(b, r.ConflictTerm)
 		b = appendInt(b, r.ConflictIndex)
+		b = binary.AppendUvarint(b, r.Round)
 	case *core.InstallSnapshotReply:
 		b = appendHeader(b, typeInstallSnapshot|typeReply, id)
 		b = appendInt(b, r.Term)
@@ -227,6 +241,9 @@ func appendReply(b []byte, id uint64, reply any) ([]byte, int, error) {
 		b = appendInt(b, r.Term)
 		b = appendInt(b, r.LastIndex)
 		b = append(b, flag(r.Empty, flagEmpty)|flag(r.Founder, flagFounder))
+	case *core.TimeoutNowReply:
+		b = appendHeader(b, typeTimeoutNow|typeReply, id)
+		b = appendInt(b, r.Term)
 	default:
 		return b, 0, fmt.Errorf("cannot encode a %T as a reply", reply)
 	}
@@ -377,7 +394,8 @@ func decodeRequest(typ byte, p []byte) (any, error) {
 			LastLogIndex: d.int("LastLogIndex"),
 			LastLogTerm:  d.int("LastLogTerm"),
 		}
-		r.PreVote = d.flags("flags", flagPreVote) != 0
+		f := d.flags("flags", flagPreVote|flagTransfer)
+		r.PreVote, r.Transfer = f&flagPreVote != 0, f&flagTransfer != 0
 		return r, d.end()
 	case typeAppendEntries:
 		r := &core.AppendEntriesArgs{
@@ -402,6 +420,7 @@ func decodeRequest(typ byte, p []byte) (any, error) {
 				e.Command = d.bytes("entry Command")
 			}
 		}
+		r.Round = d.uvarint("Round")
 		return r, d.end()
 	case typeInstallSnapshot:
 		r := &core.InstallSnapshotArgs{
@@ -416,6 +435,9 @@ func decodeRequest(typ byte, p []byte) (any, error) {
 		return r, d.end()
 	case typeProbe:
 		return &core.ProbeArgs{}, d.end()
+	case typeTimeoutNow:
+		r := &core.TimeoutNowArgs{Term: d.int("Term"), LeaderID: d.int("LeaderID")}
+		return r, d.end()
 	}
 	return nil, fmt.Errorf("%w: frame of type %#x where a request was expected", errProtocol, typ)
 }
@@ -436,6 +458,7 @@ func decodeReply(typ byte, p []byte) (any, error) {
 		r.Index = d.int("Index")
 		r.ConflictTerm = d.int("ConflictTerm")
 		r.ConflictIndex = d.int("ConflictIndex")
+		r.Round = d.uvarint("Round")
 		return r, d.end()
 	case typeInstallSnapshot | typeReply:
 		r := &core.InstallSnapshotReply{Term: d.int("Term"), Index: d.int("Index")}
@@ -444,6 +467,9 @@ func decodeReply(typ byte, p []byte) (any, error) {
 		r := &core.ProbeReply{Term: d.int("Term"), LastIndex: d.int("LastIndex")}
 		f := d.flags("flags", flagEmpty|flagFounder)
 		r.Empty, r.Founder = f&flagEmpty != 0, f&flagFounder != 0
+		return r, d.end()
+	case typeTimeoutNow | typeReply:
+		r := &core.TimeoutNowReply{Term: d.int("Term")}
 		return r, d.end()
 	}
 	return nil, fmt.Errorf("%w: frame of type %#x where a reply was expected", errProtocol, typ)

@@ -60,6 +60,8 @@ func roundTrips(maxCmd int) []roundTrip {
 			&core.RequestVoteReply{Term: -1, PreVote: true}},
 		{"heartbeat, nil entries", &core.AppendEntriesArgs{Term: 3, LeaderID: 1, PrevLogIndex: 10, PrevLogTerm: 2, LeaderCommit: 8},
 			&core.AppendEntriesReply{Term: 3, Success: true, Index: 10}},
+		{"heartbeat round", &core.AppendEntriesArgs{Term: 3, LeaderID: 1, PrevLogIndex: 10, PrevLogTerm: 2, LeaderCommit: 8, Round: 1 << 40},
+			&core.AppendEntriesReply{Term: 3, Success: true, Index: 10, Round: math.MaxUint64}},
 		{"heartbeat, empty entries", &core.AppendEntriesArgs{Term: 3, LeaderID: 1, PrevLogIndex: 10, PrevLogTerm: 2, Entries: []core.Entry{}, LeaderCommit: 8},
 			&core.AppendEntriesReply{Term: 3, Success: false, Index: 10, ConflictTerm: 2, ConflictIndex: 7}},
 		{"negative", &core.AppendEntriesArgs{Term: math.MinInt64, LeaderID: -3, PrevLogIndex: -3, PrevLogTerm: -9, LeaderCommit: math.MinInt64,
@@ -68,6 +70,12 @@ func roundTrips(maxCmd int) []roundTrip {
 		{"nil and empty commands", &core.AppendEntriesArgs{Term: 1, PrevLogIndex: 0,
 			Entries: []core.Entry{{Index: 1, Term: 1, Command: nil}, {Index: 2, Term: 1, Command: []byte{}}, {Index: 3, Term: 1, Type: core.EntryNoOp}}},
 			&core.AppendEntriesReply{Term: 1, Success: true, Index: 3}},
+		{"transfer vote", &core.RequestVoteArgs{Term: 8, CandidateID: 2, LastLogIndex: 40, LastLogTerm: 7, Transfer: true},
+			&core.RequestVoteReply{Term: 8, VoteGranted: true}},
+		{"timeout now", &core.TimeoutNowArgs{Term: 7, LeaderID: 1},
+			&core.TimeoutNowReply{Term: 8}},
+		{"timeout now, negative", &core.TimeoutNowArgs{Term: math.MinInt64, LeaderID: -1},
+			&core.TimeoutNowReply{Term: math.MaxInt64}},
 		{"probe", &core.ProbeArgs{},
 			&core.ProbeReply{Term: math.MaxInt64, LastIndex: math.MinInt64, Empty: true}},
 		{"probe founder", &core.ProbeArgs{},
@@ -141,6 +149,8 @@ func methodOf(req any) (string, any) {
 		return methodInstallSnapshot, new(core.InstallSnapshotReply)
 	case *core.ProbeArgs:
 		return methodProbe, new(core.ProbeReply)
+	case *core.TimeoutNowArgs:
+		return methodTimeoutNow, new(core.TimeoutNowReply)
 	}
 	panic(fmt.Sprintf("methodOf(%T)", req))
 }

@@ -218,6 +218,7 @@ loop:
 		select {
 		case <-ctx.Done():
 			log.Info("raftkv serve: signalled; shutting down")
+			r.handOver()
 			break loop
 		case <-hup:
 			r.reloadCerts()
@@ -317,7 +318,7 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 	r.kv.Attach(r.rf)
 	api := kv.NewHTTPHandler(r.kv, r.rf, cfg.id, cfg.httpPeers, kv.HTTPOptions{
 		MaxValueBytes: cfg.maxValue, MaxInFlight: cfg.maxFlight, BodyTimeout: cfg.bodyWait, Logger: log})
-	h := r.routes(api)
+	h := r.withAdmin(r.routes(api))
 	base, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.srv = &http.Server{

@@ -22,6 +22,8 @@ Usage:
                                     and applied index, snapshot and log, and the
                                     leader's match indexes
   raftkv bench [flags]              load a running cluster and report throughput and latency
+  raftkv transfer [ID]              have the leader hand its leadership to replica ID (default:
+                                    the most up-to-date one) and print the new leader
   raftkv certs -dir DIR [-ids LIST] [-hosts LIST]
                                     write a CA and the replicas' certificates for mutual TLS
   raftkv -h                         this help; raftkv CMD -h: CMD's alone
@@ -79,7 +81,9 @@ const usageServe = `serve flags:
                         Raft address can pose as a replica. For trusted networks and tests
   GET /metrics on the HTTP address serves the replica's metrics in the Prometheus
   text format (docs/operations.md lists them).
-  SIGTERM or SIGINT shuts the replica down cleanly (exit status 0).
+  SIGTERM or SIGINT shuts the replica down cleanly (exit status 0); a leader first
+  hands its leadership to the most up-to-date replica (waiting at most 4 election
+  timeouts), so that clients need not wait for an election timeout.
 `
 
 const usageCerts = `certs flags (raftkv certs; existing files are kept, missing ones made):
@@ -128,6 +132,10 @@ const usageAPI = `HTTP API (any replica; a follower forwards to the leader):
                                            snapshotIndex, snapshotTerm, logEntries,
                                            logBytes, match...
   GET    /metrics                          the replica's metrics, Prometheus text format
+  POST   /admin/transfer {"to":ID}         leader only: hand the leadership to replica ID
+                                           (or, without "to", the most up-to-date one);
+                                           200 {"from","leader","term"} once ID leads; 409
+                                           not_leader; 503 transfer_abandoned or timeout
   Keys and values are UTF-8 text; anything else is refused with 400, never
   altered (encode binary data first, as base64 say).
   Optional exactly-once identity: headers X-Client-ID and X-Seq (or JSON
@@ -174,6 +182,8 @@ func commandHelp(cmd string) string {
 		return "Usage: raftkv serve -id N -peers LIST -http-peers LIST [flags]\n\n" + usageServe
 	case "bench":
 		return "Usage: raftkv bench [flags]\n\n" + usageBench
+	case "transfer":
+		return "Usage: raftkv transfer [-addr URLS] [-timeout D] [ID]\n\n" + usageClient
 	case "certs":
 		return "Usage: raftkv certs -dir DIR [-ids LIST] [-hosts LIST]\n\n" + usageCerts
 	}

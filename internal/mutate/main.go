@@ -57,6 +57,12 @@ var mutations = []mutation{
 			{"		n.term, n.vote, n.lead = term, None, None", "		n.term, n.lead = term, None"},
 			{"		n.term, n.vote = term, None", "		n.term = term"},
 		}},
+	{"transfer-vote-skips-log-check", "a voter trusts a leadership transfer's RequestVote and grants it whatever the candidate's log (thesis 3.10)",
+		"election.go", [][2]string{{"	case !n.log.upToDate(a.LastLogIndex, a.LastLogTerm):", "	case !a.Transfer && !n.log.upToDate(a.LastLogIndex, a.LastLogTerm):"}}},
+	{"read-without-quorum", "a leader serves a ReadIndex without a majority acknowledging its heartbeat round (thesis 6.4)",
+		"read.go", [][2]string{{"	return acks >= n.quorum()", "	return acks > 0"}}},
+	{"read-before-own-term-commit", "a new leader serves a ReadIndex before it has committed an entry of its term (thesis 6.4)",
+		"read.go", [][2]string{{"if len(n.reads) == 0 || n.log.term(n.commit) != n.term {", "if len(n.reads) == 0 {"}}},
 }
 
 func main() {

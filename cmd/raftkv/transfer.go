@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/raftkit/raft"
+)
+
+// Leadership transfer (Raft thesis 3.10): POST /admin/transfer on the
+// leader, the "raftkv transfer" command, and the hand-over of a leader
+// stopped by SIGTERM.
+
+// transferRequest is the body of POST /admin/transfer: the replica to hand
+// the leadership to; absent or -1 for the one whose log is most
+// up-to-date.
+type transferRequest struct {
+	To *int `json:"to,omitempty"`
+}
+
+// transferReply answers POST /admin/transfer: on success, who led before
+// and who leads now, in which term; on failure, why, and the leader as
+// far as the replica knows.
+type transferReply struct {
+	From       int    `json:"from,omitempty"`
+	Leader     *int   `json:"leader,omitempty"`
+	LeaderHTTP string `json:"leaderHTTP,omitempty"`
+	Term       int    `json:"term,omitempty"`
+	Error      string `json:"error,omitempty"`
+	Code       string `json:"code,omitempty"`
+}
+
+// withAdmin routes /admin/transfer to the replica, the rest to h.
+func (r *replica) withAdmin(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/admin/transfer" {
+			r.serveTransfer(w, req)
+			return
+		}
+		h.ServeHTTP(w, req)
+	})
+}
+
+// transferWait bounds a transfer: the leader abandons it after an election
+// timeout (raft.ErrTransferAbandoned), so twice the longest one is ample.
+func (r *replica) transferWait() time.Duration {
+	e := r.cfg.election
+	if e <= 0 {
+		e = 300 * time.Millisecond // raft.Config's default
+	}
+	return 4 * e
+}
+
+// serveTransfer is POST /admin/transfer: it hands this replica's
+// leadership over and answers once another replica leads.
+func (r *replica) serveTransfer(w http.ResponseWriter, req *http.Request) {
+	reply := func(code int, v transferReply) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(v)
+	}
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		reply(http.StatusMethodNotAllowed, transferReply{Error: "use POST", Code: "bad_method"})
+		return
+	}
+	var tr transferRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 1<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&tr); err != nil && !errors.Is(err, io.EOF) {
+		reply(http.StatusBadRequest, transferReply{Error: `bad body: ` + err.Error() + `; want {"to": ID} or nothing`, Code: "bad_request"})
+		return
+	}
+	to := -1
+	if tr.To != nil {
+		to = *tr.To
+	}
+	if _, ok := r.cfg.peers[to]; to != -1 && !ok {
+		reply(http.StatusBadRequest, transferReply{Error: fmt.Sprintf("replica %d is not in the cluster (replicas %v)", to, sortedIDs(r.cfg.peers)), Code: "bad_request"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), r.transferWait())
+	defer cancel()
+	err := r.rf.TransferLeadership(ctx, to)
+	st, _ := r.rf.Status()
+	rep := transferReply{From: r.cfg.id, Term: st.Term}
+	if st.Leader >= 0 {
+		rep.Leader, rep.LeaderHTTP = &st.Leader, r.cfg.httpPeers[st.Leader]
+	}
+	var nl *raft.NotLeaderError
+	switch {
+	case err == nil:
+		r.log.Info("raftkv serve: handed the leadership over", "to", st.Leader, "term", st.Term)
+		reply(http.StatusOK, rep)
+		return
+	case errors.As(err, &nl):
+		rep.From, rep.Code = 0, "not_leader"
+		if nl.Leader >= 0 {
+			rep.Leader, rep.LeaderHTTP = &nl.Leader, r.cfg.httpPeers[nl.Leader]
+		}
+		rep.Error = fmt.Sprintf("replica %d is not the leader; ask the leader", r.cfg.id)
+		reply(http.StatusConflict, rep)
+		return
+	case errors.Is(err, raft.ErrTransferAbandoned):
+		rep.Code = "transfer_abandoned"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		rep.Code = "timeout"
+	default:
+		rep.Code = "stopped"
+	}
+	rep.Error = err.Error()
+	reply(http.StatusServiceUnavailable, rep)
+}
+
+// handOver, on a leader about to stop, hands the leadership to the most
+// up-to-date replica, so that clients see a new leader at once rather
+// than after an election timeout. It waits at most transferWait.
+func (r *replica) handOver() {
+	if _, isLeader := r.rf.GetState(); !isLeader {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.transferWait())
+	defer cancel()
+	if err := r.rf.TransferLeadership(ctx, -1); err != nil {
+		r.log.Warn("raftkv serve: could not hand the leadership over before stopping; the others elect a leader after an election timeout", "err", err)
+		return
+	}
+	st, _ := r.rf.Status()
+	r.log.Info("raftkv serve: handed the leadership over before stopping", "to", st.Leader, "term", st.Term)
+}
+
+// runTransfer is "raftkv transfer [ID]": it asks the leader to hand its
+// leadership to replica ID, or to the most up-to-date replica.
+func runTransfer(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("transfer", stderr)
+	addr := fs.String("addr", "", "")
+	timeout := fs.Duration("timeout", 10*time.Second, "")
+	pos, code, ok := parseFlags(fs, args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	to := -1
+	if len(pos) > 1 {
+		fmt.Fprintf(stderr, "raftkv transfer: takes at most 1 argument (ID), got %s: %q\n%s\n", plural(len(pos), "argument"), pos, usageHint("transfer"))
+		return exitUsage
+	}
+	if len(pos) == 1 {
+		n, err := strconv.Atoi(pos[0])
+		if err != nil || n < 0 {
+			fmt.Fprintf(stderr, "raftkv transfer: replica ID %q: want a non-negative integer\n", pos[0])
+			return exitUsage
+		}
+		to = n
+	}
+	if *timeout <= 0 {
+		fmt.Fprintf(stderr, "raftkv transfer: -timeout %v: want a positive duration\n", *timeout)
+		return exitUsage
+	}
+	addrs, ok := parseAddrs(*addr)
+	if !ok {
+		fmt.Fprintf(stderr, "raftkv transfer: -addr is empty\n")
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	rep, err := transferLeadership(ctx, addrs, to)
+	if err != nil {
+		fmt.Fprintf(stderr, "raftkv transfer: %v\n", err)
+		return exitFailed
+	}
+	fmt.Fprintf(stdout, "replica %d now leads (term %d); replica %d led before\n", *rep.Leader, rep.Term, rep.From)
+	return exitOK
+}
+
+// transferLeadership finds the leader through the replicas at addrs and
+// asks it to hand its leadership to replica to (-1: any), until one
+// answers or ctx ends.
+func transferLeadership(ctx context.Context, addrs []string, to int) (*transferReply, error) {
+	body, _ := json.Marshal(transferRequest{To: &to})
+	var lastErr error
+	for {
+		leader := ""
+		for _, a := range addrs {
+			st, err := getStatus(ctx, a)
+			if err != nil {
+				lastErr = fmt.Errorf("%s: %w", a, err)
+				continue
+			}
+			if st.Leader >= 0 && st.LeaderHTTP != "" {
+				leader = st.LeaderHTTP
+				break
+			}
+			lastErr = fmt.Errorf("%s knows of no leader", a)
+		}
+		if leader != "" {
+			rep, retry, err := postTransfer(ctx, leader, body)
+			if err == nil {
+				return rep, nil
+			}
+			if !retry {
+				return nil, err
+			}
+			lastErr = err
+		}
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no transfer done in time: %v", lastErr)
+		}
+	}
+}
+
+// postTransfer posts POST /admin/transfer to the replica at addr. retry
+// says whether asking the leader again may help.
+func postTransfer(ctx context.Context, addr string, body []byte) (rep *transferReply, retry bool, err error) {
+	u := strings.TrimSuffix(urlOf(addr), "/") + "/admin/transfer"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, false, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, true, fmt.Errorf("%s: %w", addr, shortErr(err))
+	}
+	defer resp.Body.Close()
+	rep = new(transferReply)
+	if err := json.NewDecoder(resp.Body).Decode(rep); err != nil {
+		return nil, true, fmt.Errorf("%s: HTTP %d, bad answer: %v", addr, resp.StatusCode, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK && rep.Leader != nil:
+		return rep, false, nil
+	case resp.StatusCode == http.StatusBadRequest:
+		return nil, false, fmt.Errorf("%s refused: %s", addr, rep.Error)
+	}
+	return nil, resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusServiceUnavailable,
+		fmt.Errorf("%s: HTTP %d: %s", addr, resp.StatusCode, rep.Error)
+}
