@@ -37,10 +37,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runClient(cmd, args[1:], stdout, stderr)
 	case "bench":
 		return runBenchCmd(args[1:], stdout, stderr)
+	case "certs":
+		return runCerts(args[1:], stdout, stderr)
 	case "transfer":
 		return runTransfer(args[1:], stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "raftkv: unknown command %q: the commands are local, serve, put, get, append, del, status, bench and transfer\nRun 'raftkv -h' for usage.\n", cmd)
+		fmt.Fprintf(stderr, "raftkv: unknown command %q: the commands are local, serve, put, get, append, del, status, bench, transfer and certs\nRun 'raftkv -h' for usage.\n", cmd)
 		return exitUsage
 	}
 }

@@ -175,6 +175,7 @@ func startProcCluster(t *testing.T, n int, extra ...string) *procCluster {
 			"-peers", idMap(raftPeers),
 			"-http-peers", idMap(httpPeers),
 			"-data", filepath.Join(dir, strconv.Itoa(i)),
+			"-insecure", // the launcher's tests run over TLS
 		}, extra...)}
 		c.replicas[i] = r
 		r.start(t)
@@ -735,7 +736,7 @@ func TestServeStartErrors(t *testing.T) {
 		{"no snapshot interval", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-snapshot-bytes", "0"}, "-snapshot-bytes 0: want a positive size"},
 	}
 	for _, tc := range cases {
-		code, _, stderr := runCmd(t, append([]string{"serve"}, tc.args...)...)
+		code, _, stderr := runCmd(t, append([]string{"serve", "-insecure"}, tc.args...)...)
 		if code == 0 || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%s: exit %d, stderr %q; want a failure saying %q", tc.name, code, stderr, tc.want)
 		}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
 	"path/filepath"
 	"sort"
@@ -39,8 +40,9 @@ type serveConfig struct {
 	pprof      bool // serve net/http/pprof under /debug/pprof/
 	logReads   bool // GETs through the log, not ReadIndex
 	dialMaxGap time.Duration
-	snapBytes  int   // raft.Config.SnapshotBytes
-	segBytes   int64 // storage.Options.SegmentBytes; 0: the default
+	snapBytes  int     // raft.Config.SnapshotBytes
+	segBytes   int64   // storage.Options.SegmentBytes; 0: the default
+	raftTLS    raftTLS // the Raft transport's TLS (raft_tls.go)
 	// httpLn and raftLn, if set, are listeners on httpAddr and this
 	// replica's entry in peers, opened before (by tests, or by the local
 	// launcher, whose replicas inherit them): no port is closed and opened
@@ -85,6 +87,7 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code 
 	// Test only: small WAL segments, so that tests see segments deleted
 	// after snapshots.
 	segBytes := fs.Int64("wal-segment-bytes", 0, "")
+	raftTLS := addRaftTLSFlags(fs)
 	pos, code, ok := parseFlags(fs, args, stdout, stderr)
 	if !ok {
 		return cfg, code, false
@@ -97,7 +100,7 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code 
 		return cfg, fail("%s", noArgs(pos)), false
 	}
 	cfg = serveConfig{id: *id, election: *election, heartbeat: *heartbeat, maxValue: *maxValue, maxFlight: *maxFlight, bodyWait: *bodyWait,
-		faultsAPI: *faultsAPI, pprof: *pprof, logReads: *logReads, dialMaxGap: time.Second, snapBytes: *snapBytes, segBytes: *segBytes}
+		faultsAPI: *faultsAPI, pprof: *pprof, logReads: *logReads, dialMaxGap: time.Second, snapBytes: *snapBytes, segBytes: *segBytes, raftTLS: *raftTLS}
 	var err error
 	if cfg.peers, err = parseIDList(*peers); err != nil {
 		return cfg, fail("-peers: %v", err), false
@@ -151,6 +154,9 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code 
 	if err := cfg.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return cfg, fail("-log-level %q: want debug, info, warn or error", *logLevel), false
 	}
+	if err := cfg.raftTLS.check(); err != nil {
+		return cfg, fail("%v", err), false
+	}
 	return cfg, exitOK, true
 }
 
@@ -183,6 +189,7 @@ type replica struct {
 	rf     *raft.Raft
 	kv     *kv.Server
 	faults *transport.Faults
+	certs  *transport.CertReloader // nil without TLS
 	srv    *http.Server
 	ln     net.Listener
 	cancel context.CancelFunc // ends every request's context
@@ -202,6 +209,9 @@ func serve(cfg serveConfig, stdout, stderr io.Writer) int {
 
 	served := make(chan error, 1)
 	go func() { served <- r.srv.Serve(r.ln) }()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	watch := time.NewTicker(100 * time.Millisecond)
 	defer watch.Stop()
 	code := exitOK
@@ -212,6 +222,8 @@ loop:
 			log.Info("raftkv serve: signalled; shutting down")
 			r.handOver()
 			break loop
+		case <-hup:
+			r.reloadCerts()
 		case err := <-served:
 			log.Error("raftkv serve: HTTP server failed", "err", err)
 			code = exitError
@@ -262,14 +274,21 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 		}
 		return nil, fmt.Errorf("data directory %s: %w", cfg.dataDir, err)
 	}
-	tr, err := transport.New(transport.Config{
+	tcfg := transport.Config{
 		ID:             cfg.id,
 		Peers:          cfg.peers,
 		Logger:         log,
 		Faults:         r.faults,
 		DialBackoffMax: cfg.dialMaxGap,
 		Listener:       cfg.raftLn,
-	})
+	}
+	if r.certs, err = cfg.raftTLS.apply(&tcfg, log); err != nil {
+		store.Close()
+		r.ln.Close()
+		closeListener(cfg.raftLn)
+		return nil, err
+	}
+	tr, err := transport.New(tcfg)
 	if err != nil {
 		store.Close()
 		r.ln.Close()

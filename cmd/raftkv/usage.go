@@ -24,6 +24,8 @@ Usage:
   raftkv bench [flags]              load a running cluster and report throughput and latency
   raftkv transfer [ID]              have the leader hand its leadership to replica ID (default:
                                     the most up-to-date one) and print the new leader
+  raftkv certs -dir DIR [-ids LIST] [-hosts LIST]
+                                    write a CA and the replicas' certificates for mutual TLS
   raftkv -h                         this help; raftkv CMD -h: CMD's alone
 `
 
@@ -44,7 +46,8 @@ const usageLocal = `Local cluster (raftkv local, or raftkv with no command):
   which one leads; Ctrl-C stops them all, and so does the launcher's death (on
   Linux). A replica that dies is not restarted: the launcher prints the command
   that restarts it on its data. Restarting with the same -data resumes where they
-  stopped.
+  stopped. The replicas talk over mutual TLS, with certificates the launcher
+  makes in DIR/certs on the first start (as raftkv certs does).
 `
 
 const usageServe = `serve flags:
@@ -72,11 +75,29 @@ const usageServe = `serve flags:
                         served by the leader with ReadIndex: no log entry, no disk write
   -pprof                serve Go's profiles (net/http/pprof) under /debug/pprof/ on the
                         HTTP address (default off: 404)
+  -tls-ca FILE, -tls-cert FILE, -tls-key FILE
+                        mutual TLS between the replicas (required, unless -insecure):
+                        the CAs to trust, and this replica's certificate (naming it by
+                        the URI SAN raft://server/N) and key, in PEM; raftkv certs
+                        makes them. SIGHUP reads the three files again: new
+                        connections use them, open ones go on
+  -insecure             run the Raft transport over plain TCP: anyone who reaches the
+                        Raft address can pose as a replica. For trusted networks and tests
   GET /metrics on the HTTP address serves the replica's metrics in the Prometheus
   text format (docs/operations.md lists them).
   SIGTERM or SIGINT shuts the replica down cleanly (exit status 0); a leader first
   hands its leadership to the most up-to-date replica (waiting at most 4 election
   timeouts), so that clients need not wait for an election timeout.
+`
+
+const usageCerts = `certs flags (raftkv certs; existing files are kept, missing ones made):
+  -dir DIR          where to write ca.crt, ca.key, server-N.crt, server-N.key for each
+                    replica, and client.crt, client.key (required)
+  -ids LIST         the replicas' IDs (default 1,2,3)
+  -hosts LIST       host names and IP addresses the certificates are valid for, besides
+                    localhost, 127.0.0.1 and ::1: db1.example,10.0.0.5
+  Then run each replica with -tls-ca DIR/ca.crt -tls-cert DIR/server-N.crt
+  -tls-key DIR/server-N.key. Keep ca.key away from the replicas.
 `
 
 const usageClient = `Client flags (put, get, append, del, status; before or after the arguments):
@@ -142,7 +163,7 @@ no replica reachable, or a run with no operation done).
 `
 
 // usage is the whole help, "raftkv -h".
-var usage = strings.Join([]string{usageIntro, usageLocal, usageServe, usageClient, usageBench, usageAPI, usageExit}, "\n")
+var usage = strings.Join([]string{usageIntro, usageLocal, usageServe, usageCerts, usageClient, usageBench, usageAPI, usageExit}, "\n")
 
 // clientArgs are the arguments each client command takes.
 var clientArgs = map[string][]string{
@@ -167,6 +188,8 @@ func commandHelp(cmd string) string {
 		return "Usage: raftkv bench [flags]\n\n" + usageBench
 	case "transfer":
 		return "Usage: raftkv transfer [-addr URLS] [-timeout D] [ID]\n\n" + usageClient
+	case "certs":
+		return "Usage: raftkv certs -dir DIR [-ids LIST] [-hosts LIST]\n\n" + usageCerts
 	}
 	if _, ok := clientArgs[cmd]; ok {
 		return "Usage: " + clientSynopsis(cmd) + "\n\n" + usageClient
