@@ -32,6 +32,7 @@ type htCluster struct {
 	faults *transport.Faults
 	nodes  map[int]*htNode
 	urls   map[int]string
+	auth   map[string]string // headers that authenticate a request, if it takes some
 }
 
 type htNode struct {
@@ -51,6 +52,10 @@ type htSetup struct {
 	// storage, if set, wraps each replica's storage; rf is set once the
 	// replica's Raft server exists.
 	storage func(id int, s raft.Storage, rf *atomic.Pointer[raft.Raft]) raft.Storage
+	// authOf, if set, is each replica's HTTPOptions.Auth, and auth are
+	// the headers that get a request through.
+	authOf map[int]*Auth
+	auth   map[string]string
 }
 
 func newHTCluster(t *testing.T, opts HTTPOptions) *htCluster {
@@ -67,7 +72,7 @@ func newHTClusterWith(t *testing.T, setup htSetup) *htCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &htCluster{t: t, faults: transport.NewFaults(1), nodes: map[int]*htNode{}, urls: map[int]string{}}
+	c := &htCluster{t: t, faults: transport.NewFaults(1), nodes: map[int]*htNode{}, urls: map[int]string{}, auth: setup.auth}
 	httpLns := map[int]net.Listener{}
 	httpAddrs := map[int]string{}
 	for _, id := range ids {
@@ -104,6 +109,7 @@ func newHTClusterWith(t *testing.T, setup htSetup) *htCluster {
 		}
 		self.Store(rf)
 		s.Attach(rf)
+		opts.Auth = setup.authOf[id]
 		h := NewHTTPHandler(s, rf, id, httpAddrs, opts)
 		srv := &http.Server{Handler: h}
 		go srv.Serve(httpLns[id])
@@ -130,7 +136,7 @@ func (c *htCluster) leader() int {
 			if !ok || st.Role != core.Leader || !c.faults.Connected(id, fs[0]) && !c.faults.Connected(id, fs[1]) {
 				continue
 			}
-			code, _, _ := htDo(c.t, "PUT", n.url+"/kv/_probe", `{"value":"x"}`, nil)
+			code, _, _ := htDo(c.t, "PUT", n.url+"/kv/_probe", `{"value":"x"}`, c.auth)
 			if code == http.StatusOK {
 				return id
 			}
@@ -205,7 +211,7 @@ func (c *htCluster) mustGet(u, key, want string) {
 	var code int
 	var m map[string]any
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		code, _, m = htDo(c.t, "GET", u+"/kv/"+url.PathEscape(key), "", nil)
+		code, _, m = htDo(c.t, "GET", u+"/kv/"+url.PathEscape(key), "", c.auth)
 		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
 			break
 		}
