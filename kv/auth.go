@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/raftkit/raft/transport"
 )
 
 // HeaderClient names, on a request a replica forwards to the leader, the
@@ -154,33 +156,23 @@ func unauthorized(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, http.StatusUnauthorized, CodeUnauthorized, fmt.Sprintf("%v; the request did not take effect", err))
 }
 
-// certURI returns the path of cert's URI SAN raft://host/<path>, if it
-// has exactly one such.
-func certURI(cert *x509.Certificate, host string) (string, bool) {
-	found := ""
-	n := 0
+// serverOf returns the server ID that cert names (raft://server/<id>).
+func serverOf(cert *x509.Certificate) (int, bool) {
+	id, err := transport.ServerID(cert)
+	return id, err == nil && id > 0
+}
+
+// clientOf returns the client name that cert names by its one URI SAN
+// raft://client/<name>.
+func clientOf(cert *x509.Certificate) (string, bool) {
+	name, n := "", 0
 	for _, u := range cert.URIs {
-		if u.Scheme == "raft" && u.Host == host {
-			found = strings.TrimPrefix(u.Path, "/")
+		if u.Scheme == transport.ClientURI("").Scheme && u.Host == transport.ClientURI("").Host {
+			name = strings.TrimPrefix(u.Path, "/")
 			n++
 		}
 	}
-	return found, n == 1 && found != ""
-}
-
-// serverOf returns the server ID that cert names (raft://server/<id>).
-func serverOf(cert *x509.Certificate) (int, bool) {
-	s, ok := certURI(cert, "server")
-	if !ok {
-		return 0, false
-	}
-	id, err := strconv.Atoi(s)
-	return id, err == nil && id > 0 && strconv.Itoa(id) == s
-}
-
-// clientOf returns the client name that cert names (raft://client/<name>).
-func clientOf(cert *x509.Certificate) (string, bool) {
-	return certURI(cert, "client")
+	return name, n == 1 && name != ""
 }
 
 // forwardIdentity gives req, which forwards r to the leader, r's

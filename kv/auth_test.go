@@ -337,9 +337,11 @@ func TestAuthCertIdentity(t *testing.T) {
 	} {
 		var got Identity
 		var sawClient string
+		fwd := httptest.NewRequest("GET", "/kv/k", nil)
 		h := (&Auth{Tokens: tf, Certs: tc.certs}).Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			got, _ = RequestIdentity(r.Context())
 			sawClient = r.Header.Get(HeaderClient)
+			forwardIdentity(fwd, r)
 		}))
 		req := httptest.NewRequest("GET", "/kv/k", nil)
 		req.TLS = tc.tls
@@ -357,6 +359,14 @@ func TestAuthCertIdentity(t *testing.T) {
 		}
 		if sawClient != "" {
 			t.Errorf("%s: the handler sees %s %q; want it removed", tc.name, HeaderClient, sawClient)
+		}
+		// Forwarded, the request carries the token, or the name.
+		if wantName := tc.want.Name; tc.want.Via == ViaToken {
+			if fwd.Header.Get("Authorization") != tc.hdr["Authorization"] || fwd.Header.Get(HeaderClient) != "" {
+				t.Errorf("%s: forwarded with Authorization %q and %s %q; want the token alone", tc.name, fwd.Header.Get("Authorization"), HeaderClient, fwd.Header.Get(HeaderClient))
+			}
+		} else if fwd.Header.Get(HeaderClient) != wantName || fwd.Header.Get("Authorization") != "" {
+			t.Errorf("%s: forwarded with %s %q; want %q", tc.name, HeaderClient, fwd.Header.Get(HeaderClient), wantName)
 		}
 	}
 }
