@@ -362,13 +362,16 @@ func TestAuthCertIdentity(t *testing.T) {
 		}
 		// Forwarded, the request carries the token, or the name (a request
 		// forwarded already is not forwarded again).
-		if wantName := tc.want.Name; tc.want.Via == ViaForwarded {
-		} else if tc.want.Via == ViaToken {
+		switch tc.want.Via {
+		case ViaForwarded, "":
+		case ViaToken:
 			if fwd.Header.Get("Authorization") != tc.hdr["Authorization"] || fwd.Header.Get(HeaderClient) != "" {
 				t.Errorf("%s: forwarded with Authorization %q and %s %q; want the token alone", tc.name, fwd.Header.Get("Authorization"), HeaderClient, fwd.Header.Get(HeaderClient))
 			}
-		} else if fwd.Header.Get(HeaderClient) != wantName || fwd.Header.Get("Authorization") != "" {
-			t.Errorf("%s: forwarded with %s %q; want %q", tc.name, HeaderClient, fwd.Header.Get(HeaderClient), wantName)
+		default:
+			if fwd.Header.Get(HeaderClient) != tc.want.Name || fwd.Header.Get("Authorization") != "" {
+				t.Errorf("%s: forwarded with %s %q; want %q", tc.name, HeaderClient, fwd.Header.Get(HeaderClient), tc.want.Name)
+			}
 		}
 	}
 }
