@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
 	"path/filepath"
 	"sort"
@@ -40,6 +42,7 @@ type serveConfig struct {
 	dialMaxGap time.Duration
 	snapBytes  int   // raft.Config.SnapshotBytes
 	segBytes   int64 // storage.Options.SegmentBytes; 0: the default
+	httpSec    httpSecurity
 	// httpLn and raftLn, if set, are listeners on httpAddr and this
 	// replica's entry in peers, opened before (by tests, or by the local
 	// launcher, whose replicas inherit them): no port is closed and opened
@@ -83,6 +86,7 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code 
 	// Test only: small WAL segments, so that tests see segments deleted
 	// after snapshots.
 	segBytes := fs.Int64("wal-segment-bytes", 0, "")
+	httpSec := addHTTPSecFlags(fs)
 	pos, code, ok := parseFlags(fs, args, stdout, stderr)
 	if !ok {
 		return cfg, code, false
@@ -149,6 +153,12 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code 
 	if err := cfg.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return cfg, fail("-log-level %q: want debug, info, warn or error", *logLevel), false
 	}
+	if cfg.httpSec, err = httpSec.config("", "", ""); err != nil {
+		return cfg, fail("%v", err), false
+	}
+	if !cfg.httpSec.insecure {
+		cfg.httpPeers = httpsURLs(cfg.httpPeers)
+	}
 	return cfg, exitOK, true
 }
 
@@ -183,6 +193,7 @@ type replica struct {
 	faults *transport.Faults
 	srv    *http.Server
 	ln     net.Listener
+	guard  *httpGuard         // the HTTP API's TLS and authentication
 	cancel context.CancelFunc // ends every request's context
 }
 
@@ -191,6 +202,9 @@ func serve(cfg serveConfig, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel})).With("replica", cfg.id)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	r, err := startReplica(cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "raftkv serve: replica %d: %v\n", cfg.id, err)
@@ -209,6 +223,8 @@ loop:
 		case <-ctx.Done():
 			log.Info("raftkv serve: signalled; shutting down")
 			break loop
+		case <-hup:
+			r.guard.reload(log)
 		case err := <-served:
 			log.Error("raftkv serve: HTTP server failed", "err", err)
 			code = exitError
@@ -246,6 +262,11 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 			closeListener(cfg.raftLn)
 			return nil, listenError("HTTP", cfg.httpAddr, err)
 		}
+	}
+	if r.guard, err = newHTTPGuard(cfg.httpSec, r.ln, log); err != nil {
+		r.ln.Close()
+		closeListener(cfg.raftLn)
+		return nil, err
 	}
 	store, err := storage.Open(cfg.dataDir, storage.Options{Logger: log, SegmentBytes: cfg.segBytes})
 	if err != nil {
@@ -296,8 +317,12 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 		return nil, err
 	}
 	r.kv.Attach(r.rf)
-	api := kv.NewHTTPHandler(r.kv, r.rf, cfg.id, cfg.httpPeers, kv.HTTPOptions{
-		MaxValueBytes: cfg.maxValue, MaxInFlight: cfg.maxFlight, BodyTimeout: cfg.bodyWait, Logger: log})
+	opts := kv.HTTPOptions{MaxValueBytes: cfg.maxValue, MaxInFlight: cfg.maxFlight, BodyTimeout: cfg.bodyWait, Logger: log, Auth: r.guard.auth}
+	if r.guard.tls != nil {
+		opts.Client = r.guard.tls.forwardClient()
+		r.ln = tls.NewListener(r.ln, r.guard.tls.serverConfig())
+	}
+	api := kv.NewHTTPHandler(r.kv, r.rf, cfg.id, cfg.httpPeers, opts)
 	h := r.routes(api)
 	base, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
