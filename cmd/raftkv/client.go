@@ -16,8 +16,9 @@ import (
 )
 
 // defaultAddrs are the replicas the client commands try when -addr is not
-// given: the local cluster's defaults.
-var defaultAddrs = []string{"http://127.0.0.1:8001", "http://127.0.0.1:8002", "http://127.0.0.1:8003"}
+// given: the local cluster's defaults (https if the client has a CA or a
+// token, http otherwise).
+var defaultAddrs = []string{"127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"}
 
 // runClient runs put, get, append, del or status.
 func runClient(cmd string, args []string, stdout, stderr io.Writer) int {
