@@ -53,7 +53,7 @@ func BenchmarkCommit3(b *testing.B) {
 		if err != nil {
 			fail(err, lns[id])
 		}
-		tr, err := transport.New(transport.Config{ID: id, Peers: peers, Listener: lns[id], Logger: quiet})
+		tr, err := transport.New(transport.Config{Insecure: true, ID: id, Peers: peers, Listener: lns[id], Logger: quiet})
 		if err != nil {
 			fail(err, lns[id], wal)
 		}

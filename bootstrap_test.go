@@ -69,7 +69,7 @@ func (c *tcpCluster) start(id int, store Storage) *Raft {
 	c.t.Helper()
 	c.logs[id] = &syncBuf{}
 	logger := slog.New(slog.NewTextHandler(c.logs[id], nil))
-	tr, err := transport.New(transport.Config{ID: id, Peers: c.peers, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DialBackoffMax: 100 * time.Millisecond, Faults: c.faults})
+	tr, err := transport.New(transport.Config{Insecure: true, ID: id, Peers: c.peers, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DialBackoffMax: 100 * time.Millisecond, Faults: c.faults})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -73,7 +73,9 @@ func Example() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		tr, err := transport.New(transport.Config{ID: id, Peers: peers, Listener: lns[id], Logger: quiet})
+		// Plain TCP, for the example: on a network others reach, set TLS
+		// instead (mutual TLS; see transport.TLSConfig).
+		tr, err := transport.New(transport.Config{Insecure: true, ID: id, Peers: peers, Listener: lns[id], Logger: quiet})
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -117,6 +117,7 @@ func TestInstallLargeSnapshotOverTCP(t *testing.T) {
 		dirs[id] = t.TempDir()
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tlsConfigs := testTLS(t, ids) // the snapshot streams over mutual TLS
 	sms := map[int]*bigSM{}
 	rafts := map[int]*Raft{}
 	startServer := func(id int) {
@@ -124,7 +125,7 @@ func TestInstallLargeSnapshotOverTCP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr, err := transport.New(transport.Config{ID: id, Peers: peers, Logger: quiet, DialBackoffMax: 100 * time.Millisecond})
+		tr, err := transport.New(transport.Config{TLS: tlsConfigs[id], ID: id, Peers: peers, Logger: quiet, DialBackoffMax: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,6 +30,7 @@ type options struct {
 	size     int
 	sides    []side
 	logCache int
+	tls      bool
 }
 
 func parseFlags(args []string, errOut io.Writer) (options, error) {
@@ -41,6 +42,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	duration := fs.Duration("duration", 10*time.Second, "measurement time of each round")
 	size := fs.Int("size", 100, fmt.Sprintf("bytes per command (at least %d: a command starts with a tag naming its proposer and sequence number)", tagLen))
 	only := fs.String("only", "", `run one side only: "ours" or "hashicorp"`)
+	useTLS := fs.Bool("tls", false, "ours: run the transport over mutual TLS (default plain TCP)")
 	logCache := fs.Int("logcache", 512, "hashicorp: entries of the LogCache in front of the bolt log store (0: none)")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
@@ -48,7 +50,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return options{}, fmt.Errorf("unexpected argument %q: every setting is a flag (-h lists them)", fs.Arg(0))
 	}
-	o := options{rounds: *rounds, warmup: *warmup, duration: *duration, size: *size, logCache: *logCache}
+	o := options{rounds: *rounds, warmup: *warmup, duration: *duration, size: *size, logCache: *logCache, tls: *useTLS}
 	for f := range strings.SplitSeq(*clients, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
@@ -91,8 +93,9 @@ func main() {
 		os.Exit(2)
 	}
 	theirsLogCache = o.logCache
-	fmt.Printf("go %s %s/%s, %d CPUs, GOMAXPROCS %d; %d-byte commands; %v warm-up + %v per round; %d rounds per side; hashicorp LogCache %d\n",
-		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), o.size, o.warmup, o.duration, o.rounds, o.logCache)
+	oursTLS = o.tls
+	fmt.Printf("go %s %s/%s, %d CPUs, GOMAXPROCS %d; %d-byte commands; %v warm-up + %v per round; %d rounds per side; hashicorp LogCache %d; ours over TLS %v\n",
+		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), o.size, o.warmup, o.duration, o.rounds, o.logCache, o.tls)
 	var rows []row
 	for _, clients := range o.clients {
 		r := row{clients: clients, results: map[string][]roundResult{}}

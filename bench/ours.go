@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -13,8 +14,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/raftkit/raft"
+	"github.com/raftkit/raft/internal/certs"
 	"github.com/raftkit/raft/storage"
 	"github.com/raftkit/raft/transport"
 )
@@ -47,9 +50,16 @@ func startOurs(dir string, faults *transport.Faults) (*oursCluster, error) {
 		return nil, err
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var tlsConfigs map[int]*tls.Config
+	if oursTLS {
+		if tlsConfigs, err = benchTLS(ids); err != nil {
+			closeListeners(lns)
+			return nil, fmt.Errorf("ours: %w", err)
+		}
+	}
 	c := &oursCluster{}
 	for _, id := range ids {
-		s, err := startOursServer(filepath.Join(dir, strconv.Itoa(id)), id, peers, lns[id], faults, quiet)
+		s, err := startOursServer(filepath.Join(dir, strconv.Itoa(id)), id, peers, lns[id], faults, tlsConfigs[id], quiet)
 		if err != nil {
 			for _, later := range ids[len(c.servers)+1:] {
 				lns[later].Close()
@@ -67,13 +77,14 @@ func startOurs(dir string, faults *transport.Faults) (*oursCluster, error) {
 }
 
 // startOursServer starts server id; on error, ln is closed.
-func startOursServer(dir string, id int, peers map[int]string, ln net.Listener, faults *transport.Faults, logger *slog.Logger) (*oursServer, error) {
+// With tlsConfig nil, its transport runs over plain TCP.
+func startOursServer(dir string, id int, peers map[int]string, ln net.Listener, faults *transport.Faults, tlsConfig *tls.Config, logger *slog.Logger) (*oursServer, error) {
 	wal, err := storage.Open(dir, storage.Options{Logger: logger})
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
-	tr, err := transport.New(transport.Config{ID: id, Peers: peers, Listener: ln, CallTimeout: callTimeout, Faults: faults, Logger: logger})
+	tr, err := transport.New(transport.Config{Insecure: tlsConfig == nil, TLS: tlsConfig, ID: id, Peers: peers, Listener: ln, CallTimeout: callTimeout, Faults: faults, Logger: logger})
 	if err != nil {
 		ln.Close()
 		wal.Close()
@@ -180,4 +191,37 @@ func (m *oursSM) Restore(r io.Reader) error {
 		return fmt.Errorf("ours: read snapshot: %w", err)
 	}
 	return m.unmarshal(b)
+}
+
+// oursTLS runs our transport over mutual TLS (the -tls flag).
+var oursTLS bool
+
+// benchTLS returns the mutual TLS configs of servers ids, with
+// certificates of a new CA.
+func benchTLS(ids []int) (map[int]*tls.Config, error) {
+	ca, err := certs.NewCA("bench CA", 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	cfgs := make(map[int]*tls.Config, len(ids))
+	for _, id := range ids {
+		certPEM, keyPEM, err := ca.Issue(certs.Leaf{ServerID: id, ValidFor: 24 * time.Hour})
+		if err != nil {
+			return nil, err
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("server %d's certificate: %w", id, err)
+		}
+		if cfgs[id], err = transport.TLSConfig(ca.CertPEM(), func() (*tls.Certificate, error) { return &cert, nil }); err != nil {
+			return nil, err
+		}
+	}
+	return cfgs, nil
+}
+
+func closeListeners(lns map[int]net.Listener) {
+	for _, ln := range lns {
+		ln.Close()
+	}
 }

@@ -111,7 +111,7 @@ func newHTClusterWith(t *testing.T, setup htSetup) *htCluster {
 		if setup.storage != nil {
 			store = setup.storage(id, store, &self)
 		}
-		tr, err := transport.New(transport.Config{ID: id, Peers: peers, Listener: lns[id], Faults: c.faults, Logger: quiet, DialBackoffMax: 200 * time.Millisecond})
+		tr, err := transport.New(transport.Config{Insecure: true, ID: id, Peers: peers, Listener: lns[id], Faults: c.faults, Logger: quiet, DialBackoffMax: 200 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -334,6 +334,20 @@ func (p *Peer) connect() (net.Conn, *frameReader, error) {
 		return nil, nil, errClosed
 	}
 	deadline, _ := ctx.Deadline()
+	if t.tls != nil {
+		conn.SetDeadline(deadline)
+		tc, err := p.tlsHandshake(ctx, conn)
+		if err != nil {
+			t.untrack(conn)
+			conn.Close()
+			return nil, nil, fmt.Errorf("%w: handshake with server %d at %s: %w", errUnreachable, p.id, p.addr, err)
+		}
+		if !t.swapTracked(conn, tc) {
+			conn.Close()
+			return nil, nil, errClosed
+		}
+		conn = tc
+	}
 	rd, err := clientHandshake(conn, t.id, p.id, t.maxMsg, deadline)
 	if err != nil {
 		t.untrack(conn)

@@ -47,9 +47,9 @@
 // listener as Config.Listener. No port is closed and reopened, so no other
 // process can take it in between.
 //
-//	lns, peers, err := transport.ListenLocal(0, 1, 2)
+//	lns, peers, err := transport.ListenLocal(1, 2, 3)
 //	for id := range peers {
-//		tr, err := transport.New(transport.Config{ID: id, Peers: peers, Listener: lns[id]})
+//		tr, err := transport.New(transport.Config{ID: id, Peers: peers, Listener: lns[id], TLS: tlsConfigs[id]})
 //		...
 //	}
 //
@@ -59,8 +59,23 @@
 // server ID and the one it means to reach; the server refuses IDs outside
 // its Config.Peers (handshake.go). The from argument of Handler.Serve is
 // the ID the handshake established for the connection, never one a
-// message claims. The handshake is not authenticated yet: anyone who
-// reaches the port can claim a peer's ID (a later change adds mutual TLS).
+// message claims.
+//
+// # Security
+//
+// With Config.TLS, the handshake runs inside mutual TLS (tls.go): each end
+// presents a certificate that names its server ID by the URI SAN
+// raft://server/<id> (ServerURI), signed by a CA the other trusts, and a
+// peer's ID is the one its certificate names; a server refuses a
+// certificate of a server outside its Peers, or a hello that claims
+// another ID, and a dialer refuses a server whose certificate names
+// another server than the one it meant to reach. TLSConfig builds the
+// config, CertReloader one whose certificate and CAs are read again from
+// their files on demand. A TLS handshake counts as part of the handshake
+// for the limits below. With Config.Insecure instead, the handshake is not
+// authenticated: anyone who reaches the port can claim a peer's ID, so
+// plain TCP is for trusted networks and tests; New refuses a Config with
+// neither.
 //
 // Then each direction is a sequence of frames (wire.go):
 //

@@ -172,7 +172,7 @@ func TestFuzzSeeds(t *testing.T) {
 		t.Errorf("read %d replies, then %v; want %d, then EOF", n, err, seedReplyCount)
 	}
 	tr := &TCP{id: 0, peers: map[int]string{0: "a", 1: "b"}, callTimeout: time.Second, maxMsg: fuzzLimit}
-	from, rd, err := tr.serverHandshake(fuzzConn{bytes.NewReader(append(appendHello(nil, 1, 0), seedRequests(t)...))})
+	from, _, rd, err := tr.serverHandshake(fuzzConn{bytes.NewReader(append(appendHello(nil, 1, 0), seedRequests(t)...))})
 	if err != nil || from != 1 {
 		t.Fatalf("handshake of the seed: caller %d, %v", from, err)
 	}
@@ -376,7 +376,7 @@ func FuzzServerHandshake(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		before := heapAllocs()
-		from, rd, err := tr.serverHandshake(fuzzConn{bytes.NewReader(data)})
+		from, _, rd, err := tr.serverHandshake(fuzzConn{bytes.NewReader(data)})
 		if err == nil {
 			if _, ok := tr.peers[from]; !ok || from == tr.id {
 				t.Fatalf("handshake accepted caller %d", from)

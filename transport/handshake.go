@@ -2,6 +2,8 @@ package transport
 
 import (
 	"bufio"
+	"context"
+	"crypto/x509"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -9,7 +11,8 @@ import (
 	"time"
 )
 
-// Handshake. The dialer opens with a hello:
+// Handshake. With Config.TLS, a TLS handshake comes first (tls.go), and
+// the rest runs inside TLS. The dialer opens with a hello:
 //
 //	magic    "RAFTKIT"
 //	version  1 byte
@@ -36,6 +39,7 @@ const (
 	statusUnknownID   byte = 1 // the dialer's ID is not in the server's Peers
 	statusWrongServer byte = 2 // the dialer meant to reach another server
 	statusVersion     byte = 3 // unsupported protocol version
+	statusNotYourCert byte = 4 // the dialer's ID is not the one its certificate names
 )
 
 func statusText(s byte) string {
@@ -48,6 +52,8 @@ func statusText(s byte) string {
 		return "it is not the server we meant to reach (check the peer addresses)"
 	case statusVersion:
 		return "unsupported protocol version"
+	case statusNotYourCert:
+		return "our server ID is not the one our certificate names"
 	}
 	return fmt.Sprintf("unknown status %d", s)
 }
@@ -85,17 +91,35 @@ func appendHello(b []byte, from, to int) []byte {
 }
 
 // serverHandshake runs the server's side of the handshake on an accepted
-// conn and returns the caller's ID and the reader of its requests. It
-// refuses callers outside Config.Peers.
-func (t *TCP) serverHandshake(conn net.Conn) (from int, rd *frameReader, err error) {
-	conn.SetDeadline(time.Now().Add(t.callTimeout))
+// conn and returns the caller's ID and the reader of its requests, and the
+// connection to serve them on (a TLS one with Config.TLS), which it
+// returns even with an error, to close. It refuses callers outside
+// Config.Peers, and with TLS, callers whose certificate does not name the
+// ID they claim.
+func (t *TCP) serverHandshake(raw net.Conn) (from int, conn net.Conn, rd *frameReader, err error) {
+	conn = raw
+	deadline := time.Now().Add(t.callTimeout)
+	conn.SetDeadline(deadline)
+	certID, cert := 0, (*x509.Certificate)(nil)
+	if t.tls != nil {
+		ctx, cancel := context.WithDeadline(t.ctx, deadline)
+		tc, id, c, err := tlsHandshake(ctx, raw, t.serverTLSConf, false)
+		cancel()
+		if err != nil {
+			return 0, conn, nil, err
+		}
+		if !t.swapTracked(raw, tc) {
+			return 0, tc, nil, errClosed
+		}
+		conn, certID, cert = tc, id, c
+	}
 	br := bufio.NewReaderSize(conn, readBuffer)
 	var hello [helloLen]byte
 	if _, err := io.ReadFull(br, hello[:]); err != nil {
-		return 0, nil, fmt.Errorf("read hello: %w", err)
+		return 0, conn, nil, fmt.Errorf("read hello: %w", err)
 	}
 	if string(hello[:len(magic)]) != magic {
-		return 0, nil, fmt.Errorf("%w: hello starts with %q, not %q", errProtocol, hello[:len(magic)], magic)
+		return 0, conn, nil, fmt.Errorf("%w: hello starts with %q, not %q", errProtocol, hello[:len(magic)], magic)
 	}
 	from64 := int64(binary.BigEndian.Uint64(hello[len(magic)+1:]))
 	to64 := int64(binary.BigEndian.Uint64(hello[len(magic)+9:]))
@@ -106,6 +130,9 @@ func (t *TCP) serverHandshake(conn net.Conn) (from int, rd *frameReader, err err
 	case hello[len(magic)] != version:
 		status = statusVersion
 		err = fmt.Errorf("hello of protocol version %d, want %d", hello[len(magic)], version)
+	case cert != nil && from64 != int64(certID):
+		status = statusNotYourCert
+		err = fmt.Errorf("caller claims to be server %d, but its certificate says %s", from64, certSays(cert))
 	case !known || int64(from) != from64 || from == t.id:
 		status = statusUnknownID
 		err = fmt.Errorf("caller's server ID %d is not among the peers", from64)
@@ -119,11 +146,11 @@ func (t *TCP) serverHandshake(conn net.Conn) (from int, rd *frameReader, err err
 	ans[answerLen-1] = status
 	_, werr := conn.Write(ans[:])
 	if err != nil {
-		return 0, nil, err
+		return 0, conn, nil, err
 	}
 	if werr != nil {
-		return 0, nil, fmt.Errorf("answer hello: %w", werr)
+		return 0, conn, nil, fmt.Errorf("answer hello: %w", werr)
 	}
 	conn.SetDeadline(time.Time{})
-	return from, newFrameReader(br, t.maxMsg), nil
+	return from, conn, newFrameReader(br, t.maxMsg), nil
 }

@@ -253,7 +253,7 @@ func TestSendNeverBlocks(t *testing.T) {
 	peers[1] = silent.ln.Addr().String()
 	// With an hour's call timeout, no request fails for its deadline nor
 	// for a write's.
-	tr, err := New(Config{ID: 0, Peers: peers, Listener: lns[0], Logger: new(logBuf).logger(),
+	tr, err := New(Config{Insecure: true, ID: 0, Peers: peers, Listener: lns[0], Logger: new(logBuf).logger(),
 		CallTimeout: time.Hour, MaxMessageBytes: maxMsg, SendQueueBytes: bound})
 	if err != nil {
 		t.Fatal(err)

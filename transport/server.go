@@ -77,11 +77,11 @@ type serverConn struct {
 
 // serveConn runs the handshake on an accepted connection, then serves its
 // requests until it closes.
-func (t *TCP) serveConn(conn net.Conn) {
+func (t *TCP) serveConn(raw net.Conn) {
+	from, conn, rd, err := t.serverHandshake(raw)
+	t.endHandshake()
 	defer t.untrack(conn)
 	defer conn.Close()
-	from, rd, err := t.serverHandshake(conn)
-	t.endHandshake()
 	if err != nil {
 		if !t.isClosed() {
 			lvl := t.log.Warn

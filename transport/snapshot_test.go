@@ -268,7 +268,7 @@ func BenchmarkInstallSnapshot(b *testing.B) {
 			}
 			var trs []*TCP
 			for id := range 2 {
-				tr, err := New(Config{ID: id, Peers: peers, Listener: lns[id]})
+				tr, err := New(Config{Insecure: true, ID: id, Peers: peers, Listener: lns[id]})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -114,12 +114,12 @@ func TestStalledConnectionRedialed(t *testing.T) {
 	t.Cleanup(proxy.stop)
 	logs := new(logBuf)
 	viaProxy := map[int]string{0: peers[0], 1: proxy.addr()}
-	tr0, err := New(Config{ID: 0, Peers: viaProxy, Listener: lns[0], CallTimeout: timeout,
+	tr0, err := New(Config{Insecure: true, ID: 0, Peers: viaProxy, Listener: lns[0], CallTimeout: timeout,
 		DialBackoffMin: 10 * time.Millisecond, DialBackoffMax: 100 * time.Millisecond, Logger: logs.logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr1, err := New(Config{ID: 1, Peers: peers, Listener: lns[1], Logger: new(logBuf).logger()})
+	tr1, err := New(Config{Insecure: true, ID: 1, Peers: peers, Listener: lns[1], Logger: new(logBuf).logger()})
 	if err != nil {
 		tr0.Close()
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -93,6 +94,24 @@ type Config struct {
 	// its replies wait to be written.
 	SendQueueBytes int
 
+	// TLS, if set, secures every connection, either way, with mutual TLS:
+	// it serves with the config and dials with it. Each end presents a
+	// certificate naming its server ID by the URI SAN raft://server/<id>
+	// (ServerURI), and the transport verifies the other's, against
+	// ClientCAs when serving and RootCAs when dialing; the peer's ID is the
+	// one its certificate names, whatever its hello says, and must be in
+	// Peers. Host names are not checked (ServerName and
+	// InsecureSkipVerify are ignored), nor the system's roots used. If
+	// GetConfigForClient is set, the config it returns applies, to the
+	// dials too (it is then called with an empty ClientHelloInfo): so
+	// certificates and CAs can change without a restart (CertReloader).
+	// TLSConfig builds a config. One of TLS and Insecure must be set.
+	TLS *tls.Config
+	// Insecure, if set, runs the transport over plain TCP, without TLS:
+	// anyone who reaches the port can then claim a peer's ID. It is for
+	// trusted networks and tests. One of TLS and Insecure must be set.
+	Insecure bool
+
 	// Logger receives the transport's log lines (default slog.Default()).
 	Logger *slog.Logger
 	// Faults, if set, injects faults into this server's traffic.
@@ -114,6 +133,9 @@ type TCP struct {
 	log         *slog.Logger
 	faults      *Faults
 	clients     map[int]*Peer
+
+	tls           *tls.Config // Config.TLS, or nil without TLS
+	serverTLSConf *tls.Config // what the server side serves with (tls.go)
 
 	ctx    context.Context // done once Close starts
 	cancel context.CancelFunc
@@ -151,6 +173,10 @@ func New(cfg Config) (*TCP, error) {
 		conns:       make(map[net.Conn]struct{}),
 		limits:      serveLimits{served: make(map[int][]*serverConn)},
 	}
+	if cfg.TLS != nil {
+		t.tls = cfg.TLS.Clone()
+		t.serverTLSConf = t.serverTLS()
+	}
 	if t.log == nil {
 		t.log = slog.Default()
 	}
@@ -186,6 +212,16 @@ func (cfg *Config) check() error {
 	}
 	if _, ok := cfg.Peers[cfg.ID]; !ok {
 		return fmt.Errorf("ID %d is not in Peers", cfg.ID)
+	}
+	switch {
+	case cfg.TLS == nil && !cfg.Insecure:
+		return errors.New("neither TLS nor Insecure is set: set TLS (see transport.TLSConfig), or Insecure for plain TCP on a trusted network or in tests")
+	case cfg.TLS != nil && cfg.Insecure:
+		return errors.New("both TLS and Insecure are set: set one")
+	case cfg.TLS != nil:
+		if err := checkTLS(cfg.TLS); err != nil {
+			return err
+		}
 	}
 	for id, addr := range cfg.Peers {
 		if addr == "" {
@@ -332,6 +368,19 @@ func (t *TCP) track(c net.Conn) bool {
 	if t.closed {
 		return false
 	}
+	t.conns[c] = struct{}{}
+	return true
+}
+
+// swapTracked tracks c instead of old (its TLS connection), unless the TCP
+// is closed.
+func (t *TCP) swapTracked(old, c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	delete(t.conns, old)
 	t.conns[c] = struct{}{}
 	return true
 }

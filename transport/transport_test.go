@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -200,6 +201,12 @@ func newCluster(t *testing.T, n int, tune func(cfg *Config)) *cluster {
 	for i := range ids {
 		ids[i] = i
 	}
+	return newClusterOf(t, ids, tune)
+}
+
+// newClusterOf is newCluster of servers ids.
+func newClusterOf(t *testing.T, ids []int, tune func(cfg *Config)) *cluster {
+	t.Helper()
 	lns, peers, err := ListenLocal(ids...)
 	if err != nil {
 		t.Fatal(err)
@@ -233,7 +240,7 @@ func (c *cluster) start(id int, ln net.Listener, tune func(cfg *Config)) {
 	c.logs[id] = new(logBuf)
 	// A call timeout that a loaded machine does not hit by mere slowness;
 	// the tests of timeouts set their own.
-	cfg := Config{ID: id, Peers: c.peers, Listener: ln, Logger: c.logs[id].logger(), CallTimeout: waitBound}
+	cfg := Config{Insecure: true, ID: id, Peers: c.peers, Listener: ln, Logger: c.logs[id].logger(), CallTimeout: waitBound}
 	if tune != nil {
 		tune(&cfg)
 	}
@@ -559,18 +566,18 @@ func TestDeadPeers(t *testing.T) {
 	peers[1], peers[2] = refusedAddr, silent.Addr().String()
 	logs := new(logBuf)
 	// Server 0 waits for ever; server 4 times out.
-	tr0, err := New(Config{ID: 0, Peers: peers, Listener: lns[0], CallTimeout: time.Hour, DialBackoffMin: time.Hour, Logger: logs.logger()})
+	tr0, err := New(Config{Insecure: true, ID: 0, Peers: peers, Listener: lns[0], CallTimeout: time.Hour, DialBackoffMin: time.Hour, Logger: logs.logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr0.Close()
-	tr3, err := New(Config{ID: 3, Peers: peers, Listener: lns[3], Logger: new(logBuf).logger()})
+	tr3, err := New(Config{Insecure: true, ID: 3, Peers: peers, Listener: lns[3], Logger: new(logBuf).logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr3.Close()
 	const timeout = 300 * time.Millisecond
-	tr4, err := New(Config{ID: 4, Peers: peers, Listener: lns[4], CallTimeout: timeout, Logger: new(logBuf).logger()})
+	tr4, err := New(Config{Insecure: true, ID: 4, Peers: peers, Listener: lns[4], CallTimeout: timeout, Logger: new(logBuf).logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -773,7 +780,7 @@ func TestHandshakeRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	peers[0] = c.peers[0]
-	intruder, err := New(Config{ID: 7, Peers: peers, Listener: lns[7], Logger: new(logBuf).logger()})
+	intruder, err := New(Config{Insecure: true, ID: 7, Peers: peers, Listener: lns[7], Logger: new(logBuf).logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -789,7 +796,7 @@ func TestHandshakeRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	peers[0] = c.peers[2]
-	lost, err := New(Config{ID: 1, Peers: peers, Listener: lns[1], Logger: new(logBuf).logger()})
+	lost, err := New(Config{Insecure: true, ID: 1, Peers: peers, Listener: lns[1], Logger: new(logBuf).logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1128,7 +1135,7 @@ func TestNoLeaks(t *testing.T) {
 	}
 	var trs []*TCP
 	for id := range 3 {
-		tr, err := New(Config{ID: id, Peers: peers, Listener: lns[id], Logger: new(logBuf).logger()})
+		tr, err := New(Config{Insecure: true, ID: id, Peers: peers, Listener: lns[id], Logger: new(logBuf).logger()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1192,14 +1199,17 @@ func TestNewErrors(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"no peers", Config{ID: 0}, "no Peers"},
-		{"ID not in peers", Config{ID: 3, Peers: map[int]string{0: "127.0.0.1:0", 1: "127.0.0.1:0"}}, "ID 3 is not in Peers"},
-		{"empty address", Config{ID: 0, Peers: map[int]string{0: "127.0.0.1:0", 1: ""}}, "server 1 has an empty address"},
-		{"negative timeout", Config{ID: 0, Peers: map[int]string{0: "127.0.0.1:0"}, CallTimeout: -1}, "CallTimeout"},
-		{"huge limit", Config{ID: 0, Peers: map[int]string{0: "127.0.0.1:0"}, MaxMessageBytes: 1 << 40}, "MaxMessageBytes"},
-		{"backoff", Config{ID: 0, Peers: map[int]string{0: "127.0.0.1:0"}, DialBackoffMin: time.Second, DialBackoffMax: time.Millisecond}, "DialBackoffMin"},
-		{"address in use", Config{ID: 0, Peers: map[int]string{0: busy}}, busy},
-		{"bad address", Config{ID: 0, Peers: map[int]string{0: "no-port"}}, "no-port"},
+		{"no peers", Config{Insecure: true, ID: 0}, "no Peers"},
+		{"ID not in peers", Config{Insecure: true, ID: 3, Peers: map[int]string{0: "127.0.0.1:0", 1: "127.0.0.1:0"}}, "ID 3 is not in Peers"},
+		{"empty address", Config{Insecure: true, ID: 0, Peers: map[int]string{0: "127.0.0.1:0", 1: ""}}, "server 1 has an empty address"},
+		{"negative timeout", Config{Insecure: true, ID: 0, Peers: map[int]string{0: "127.0.0.1:0"}, CallTimeout: -1}, "CallTimeout"},
+		{"huge limit", Config{Insecure: true, ID: 0, Peers: map[int]string{0: "127.0.0.1:0"}, MaxMessageBytes: 1 << 40}, "MaxMessageBytes"},
+		{"backoff", Config{Insecure: true, ID: 0, Peers: map[int]string{0: "127.0.0.1:0"}, DialBackoffMin: time.Second, DialBackoffMax: time.Millisecond}, "DialBackoffMin"},
+		{"address in use", Config{Insecure: true, ID: 0, Peers: map[int]string{0: busy}}, busy},
+		{"bad address", Config{Insecure: true, ID: 0, Peers: map[int]string{0: "no-port"}}, "no-port"},
+		{"neither TLS nor Insecure", Config{ID: 0, Peers: map[int]string{0: "127.0.0.1:0"}}, "set TLS"},
+		{"both TLS and Insecure", Config{Insecure: true, TLS: &tls.Config{}, ID: 0, Peers: map[int]string{0: "127.0.0.1:0"}}, "both TLS and Insecure"},
+		{"TLS without CAs", Config{TLS: &tls.Config{}, ID: 0, Peers: map[int]string{0: "127.0.0.1:0"}}, "no RootCAs"},
 	} {
 		tr, err := New(tc.cfg)
 		if err == nil {
@@ -1215,7 +1225,7 @@ func TestNewErrors(t *testing.T) {
 		}
 	}
 
-	tr, err := New(Config{ID: 0, Peers: map[int]string{0: "127.0.0.1:0", 1: "127.0.0.1:1"}})
+	tr, err := New(Config{Insecure: true, ID: 0, Peers: map[int]string{0: "127.0.0.1:0", 1: "127.0.0.1:1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1291,7 +1301,7 @@ func benchPair(b *testing.B) *Peer {
 	}
 	var trs []*TCP
 	for id := range 2 {
-		tr, err := New(Config{ID: id, Peers: peers, Listener: lns[id]})
+		tr, err := New(Config{Insecure: true, ID: id, Peers: peers, Listener: lns[id]})
 		if err != nil {
 			b.Fatal(err)
 		}

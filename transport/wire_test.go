@@ -112,7 +112,7 @@ func newEchoPair(t *testing.T, h Handler, tune func(cfg *Config)) (*TCP, *TCP) {
 	}
 	var trs [2]*TCP
 	for id := range 2 {
-		cfg := Config{ID: id, Peers: peers, Listener: lns[id], Logger: new(logBuf).logger(), CallTimeout: waitBound}
+		cfg := Config{Insecure: true, ID: id, Peers: peers, Listener: lns[id], Logger: new(logBuf).logger(), CallTimeout: waitBound}
 		if tune != nil {
 			tune(&cfg)
 		}

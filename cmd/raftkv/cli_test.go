@@ -67,7 +67,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"local", "-n", "0"}, "raftkv local: -n 0: want 1 to 99 replicas\nRun 'raftkv local -h' for usage.\n"},
 		{[]string{"serve", "-bogus"}, "raftkv serve: flag provided but not defined: -bogus\nRun 'raftkv serve -h' for usage.\n"},
 		{[]string{"get", "-bogus", "k"}, "raftkv get: flag provided but not defined: -bogus\nRun 'raftkv get -h' for usage.\n"},
-		{[]string{"frob"}, "raftkv: unknown command \"frob\": the commands are local, serve, put, get, append, del, status and bench\nRun 'raftkv -h' for usage.\n"},
+		{[]string{"frob"}, "raftkv: unknown command \"frob\": the commands are local, serve, put, get, append, del, status, bench and certs\nRun 'raftkv -h' for usage.\n"},
 	}
 	for _, tc := range cases {
 		code, stdout, stderr := runIn(tc.args...)

@@ -108,18 +108,19 @@ func newHTTPTLS(sec httpSecurity) (*httpTLS, error) {
 
 // reload reads the files again; on error it keeps what it had.
 func (h *httpTLS) reload() error {
+	var pool *x509.CertPool
+	var err error
+	if h.sec.ca != "" {
+		if pool, err = kv.LoadCertPool(h.sec.ca); err != nil {
+			return fmt.Errorf("HTTP CA: %w", err)
+		}
+	}
 	cert, err := tls.LoadX509KeyPair(h.sec.cert, h.sec.key)
 	if err != nil {
 		return fmt.Errorf("HTTP TLS certificate %s and key %s: %w", h.sec.cert, h.sec.key, err)
 	}
 	_, err = transport.ServerID(cert.Leaf)
 	server := err == nil
-	var pool *x509.CertPool
-	if h.sec.ca != "" {
-		if pool, err = kv.LoadCertPool(h.sec.ca); err != nil {
-			return fmt.Errorf("HTTP CA: %w", err)
-		}
-	}
 	h.mu.Lock()
 	h.cert, h.server, h.pool = &cert, server, pool
 	h.mu.Unlock()

@@ -43,7 +43,7 @@ func startInProc(t *testing.T, n int, extra ...string) *inProcCluster {
 	dir := t.TempDir()
 	for _, id := range ids {
 		args := append([]string{"-id", strconv.Itoa(id), "-peers", idMap(raftPeers), "-http-peers", idMap(httpPeers),
-			"-data", filepath.Join(dir, strconv.Itoa(id)), "-log-level", "error"}, append(testSecFlags(id), extra...)...)
+			"-data", filepath.Join(dir, strconv.Itoa(id)), "-log-level", "error", "-insecure"}, append(testSecFlags(id), extra...)...)
 		cfg, code, ok := parseServe(args, io.Discard, io.Discard)
 		if !ok {
 			t.Fatalf("serve %q: exit %d", args, code)

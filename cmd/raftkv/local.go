@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/raftkit/raft/internal/certs"
 )
 
 // child is one replica process of the local cluster.
@@ -82,6 +84,18 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 		return fail("-data: %v", err)
 	}
 
+	// The replicas talk over mutual TLS; the certificates are made on the
+	// first start, and kept.
+	certDir := filepath.Join(dataDir, "certs")
+	ids := make([]int, *n)
+	for i := range ids {
+		ids[i] = i + 1
+	}
+	if err := certs.WriteLocalCluster(certDir, ids, nil); err != nil {
+		fmt.Fprintf(stderr, "raftkv local: %v\n", err)
+		return exitError
+	}
+
 	// Every port must be free: find out before starting anything, by
 	// listening on them all. Each replica inherits its two listeners
 	// (where it can: see canHandOver), so that no port is closed and
@@ -139,6 +153,7 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 			"-data", c.dir,
 			"-log-level", *logLevel,
 		}
+		c.args = append(c.args, localTLSArgs(certDir, i)...)
 		if *election > 0 {
 			c.args = append(c.args, "-election-timeout", election.String())
 		}

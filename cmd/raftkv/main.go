@@ -37,8 +37,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runClient(cmd, args[1:], stdout, stderr)
 	case "bench":
 		return runBenchCmd(args[1:], stdout, stderr)
+	case "certs":
+		return runCerts(args[1:], stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "raftkv: unknown command %q: the commands are local, serve, put, get, append, del, status and bench\nRun 'raftkv -h' for usage.\n", cmd)
+		fmt.Fprintf(stderr, "raftkv: unknown command %q: the commands are local, serve, put, get, append, del, status, bench and certs\nRun 'raftkv -h' for usage.\n", cmd)
 		return exitUsage
 	}
 }

@@ -185,6 +185,7 @@ func startProcCluster(t *testing.T, n int, extra ...string) *procCluster {
 			"-peers", idMap(raftPeers),
 			"-http-peers", idMap(httpPeers),
 			"-data", filepath.Join(dir, strconv.Itoa(i)),
+			"-insecure", // the launcher's tests run the Raft transport over TLS
 		}, append(testSecFlags(i), extra...)...)}
 		c.replicas[i] = r
 		r.start(t)
@@ -272,7 +273,6 @@ func (r *replicaProc) stop(timeout time.Duration) error {
 	defer r.mu.Unlock()
 	return r.err
 }
-
 
 func getJSON(u string, v any) error {
 	resp, err := httpClient.Get(u)
@@ -752,7 +752,7 @@ func TestServeStartErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		// The tests' credentials, but where a case gives its own.
-		code, _, stderr := runCmd(t, append(append([]string{"serve"}, testSecFlags(1)...), tc.args...)...)
+		code, _, stderr := runCmd(t, append(append([]string{"serve", "-insecure"}, testSecFlags(1)...), tc.args...)...)
 		if code == 0 || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%s: exit %d, stderr %q; want a failure saying %q", tc.name, code, stderr, tc.want)
 		}

@@ -40,9 +40,10 @@ type serveConfig struct {
 	faultsAPI  bool
 	pprof      bool // serve net/http/pprof under /debug/pprof/
 	dialMaxGap time.Duration
-	snapBytes  int   // raft.Config.SnapshotBytes
-	segBytes   int64 // storage.Options.SegmentBytes; 0: the default
-	httpSec    httpSecurity
+	snapBytes  int          // raft.Config.SnapshotBytes
+	segBytes   int64        // storage.Options.SegmentBytes; 0: the default
+	raftTLS    raftTLS      // the Raft transport's TLS (raft_tls.go)
+	httpSec    httpSecurity // the HTTP API's (httpsec.go)
 	// httpLn and raftLn, if set, are listeners on httpAddr and this
 	// replica's entry in peers, opened before (by tests, or by the local
 	// launcher, whose replicas inherit them): no port is closed and opened
@@ -87,6 +88,7 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code 
 	// after snapshots.
 	segBytes := fs.Int64("wal-segment-bytes", 0, "")
 	httpSec := addHTTPSecFlags(fs)
+	raftTLS := addRaftTLSFlags(fs)
 	pos, code, ok := parseFlags(fs, args, stdout, stderr)
 	if !ok {
 		return cfg, code, false
@@ -99,7 +101,7 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code 
 		return cfg, fail("%s", noArgs(pos)), false
 	}
 	cfg = serveConfig{id: *id, election: *election, heartbeat: *heartbeat, maxValue: *maxValue, maxFlight: *maxFlight, bodyWait: *bodyWait,
-		faultsAPI: *faultsAPI, pprof: *pprof, dialMaxGap: time.Second, snapBytes: *snapBytes, segBytes: *segBytes}
+		faultsAPI: *faultsAPI, pprof: *pprof, dialMaxGap: time.Second, snapBytes: *snapBytes, segBytes: *segBytes, raftTLS: *raftTLS}
 	var err error
 	if cfg.peers, err = parseIDList(*peers); err != nil {
 		return cfg, fail("-peers: %v", err), false
@@ -153,7 +155,10 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code 
 	if err := cfg.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return cfg, fail("-log-level %q: want debug, info, warn or error", *logLevel), false
 	}
-	if cfg.httpSec, err = httpSec.config("", "", ""); err != nil {
+	if err := cfg.raftTLS.check(); err != nil {
+		return cfg, fail("%v", err), false
+	}
+	if cfg.httpSec, err = httpSec.config(cfg.raftTLS.ca, cfg.raftTLS.cert, cfg.raftTLS.key); err != nil {
 		return cfg, fail("%v", err), false
 	}
 	if !cfg.httpSec.insecure {
@@ -191,6 +196,7 @@ type replica struct {
 	rf     *raft.Raft
 	kv     *kv.Server
 	faults *transport.Faults
+	certs  *transport.CertReloader // nil without TLS
 	srv    *http.Server
 	ln     net.Listener
 	guard  *httpGuard         // the HTTP API's TLS and authentication
@@ -202,9 +208,6 @@ func serve(cfg serveConfig, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel})).With("replica", cfg.id)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	r, err := startReplica(cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "raftkv serve: replica %d: %v\n", cfg.id, err)
@@ -214,6 +217,9 @@ func serve(cfg serveConfig, stdout, stderr io.Writer) int {
 
 	served := make(chan error, 1)
 	go func() { served <- r.srv.Serve(r.ln) }()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	watch := time.NewTicker(100 * time.Millisecond)
 	defer watch.Stop()
 	code := exitOK
@@ -224,6 +230,7 @@ loop:
 			log.Info("raftkv serve: signalled; shutting down")
 			break loop
 		case <-hup:
+			r.reloadCerts()
 			r.guard.reload(log)
 		case err := <-served:
 			log.Error("raftkv serve: HTTP server failed", "err", err)
@@ -280,14 +287,21 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 		}
 		return nil, fmt.Errorf("data directory %s: %w", cfg.dataDir, err)
 	}
-	tr, err := transport.New(transport.Config{
+	tcfg := transport.Config{
 		ID:             cfg.id,
 		Peers:          cfg.peers,
 		Logger:         log,
 		Faults:         r.faults,
 		DialBackoffMax: cfg.dialMaxGap,
 		Listener:       cfg.raftLn,
-	})
+	}
+	if r.certs, err = cfg.raftTLS.apply(&tcfg, log); err != nil {
+		store.Close()
+		r.ln.Close()
+		closeListener(cfg.raftLn)
+		return nil, err
+	}
+	tr, err := transport.New(tcfg)
 	if err != nil {
 		store.Close()
 		r.ln.Close()

@@ -258,7 +258,7 @@ func TestServeForeignSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A cluster of one, which dials no one: port 0 for both.
-	code, _, stderr := runCmd(t, "serve", "-id", "1", "-peers", "1=127.0.0.1:0", "-http", "127.0.0.1:0", "-data", dir, "-insecure-http")
+	code, _, stderr := runCmd(t, "serve", "-insecure", "-insecure-http", "-id", "1", "-peers", "1=127.0.0.1:0", "-http", "127.0.0.1:0", "-data", dir)
 	want := fmt.Sprintf("replica 1 (data directory %s) stopped: raft: restore the state machine from the snapshot through 5: kv: malformed snapshot: it does not start as a snapshot of the store does", dir)
 	if code != exitError || !strings.Contains(stderr, want) {
 		t.Fatalf("serve on a data directory with a foreign snapshot: exit %d, stderr:\n%s\nwant exit %d and %q", code, stderr, exitError, want)

@@ -22,6 +22,8 @@ Usage:
                                     and applied index, snapshot and log, and the
                                     leader's match indexes
   raftkv bench [flags]              load a running cluster and report throughput and latency
+  raftkv certs -dir DIR [-ids LIST] [-hosts LIST]
+                                    write a CA and the replicas' certificates for mutual TLS
   raftkv -h                         this help; raftkv CMD -h: CMD's alone
 `
 
@@ -46,7 +48,8 @@ const usageLocal = `Local cluster (raftkv local, or raftkv with no command):
   which one leads; Ctrl-C stops them all, and so does the launcher's death (on
   Linux). A replica that dies is not restarted: the launcher prints the command
   that restarts it on its data. Restarting with the same -data resumes where they
-  stopped.
+  stopped. The replicas talk over mutual TLS, with certificates the launcher
+  makes in DIR/certs on the first start (as raftkv certs does).
 `
 
 const usageServe = `serve flags:
@@ -71,6 +74,14 @@ const usageServe = `serve flags:
   -log-level LEVEL      debug, info, warn or error (default info)
   -pprof                serve Go's profiles (net/http/pprof) under /debug/pprof/ on the
                         HTTP address (default off: 404)
+  -tls-ca FILE, -tls-cert FILE, -tls-key FILE
+                        mutual TLS between the replicas (required, unless -insecure):
+                        the CAs to trust, and this replica's certificate (naming it by
+                        the URI SAN raft://server/N) and key, in PEM; raftkv certs
+                        makes them. SIGHUP reads the three files again: new
+                        connections use them, open ones go on
+  -insecure             run the Raft transport over plain TCP: anyone who reaches the
+                        Raft address can pose as a replica. For trusted networks and tests
   -http-tls-cert FILE, -http-tls-key FILE
                         the HTTPS certificate and key of the HTTP API (TLS 1.2 or later)
   -http-tokens FILE     bearer tokens accepted ("Authorization: Bearer TOKEN"): one a
@@ -87,6 +98,16 @@ const usageServe = `serve flags:
   GET /metrics on the HTTP address serves the replica's metrics in the Prometheus
   text format (docs/operations.md lists them).
   SIGTERM or SIGINT shuts the replica down cleanly (exit status 0).
+`
+
+const usageCerts = `certs flags (raftkv certs; existing files are kept, missing ones made):
+  -dir DIR          where to write ca.crt, ca.key, server-N.crt, server-N.key for each
+                    replica, and client.crt, client.key (required)
+  -ids LIST         the replicas' IDs (default 1,2,3)
+  -hosts LIST       host names and IP addresses the certificates are valid for, besides
+                    localhost, 127.0.0.1 and ::1: db1.example,10.0.0.5
+  Then run each replica with -tls-ca DIR/ca.crt -tls-cert DIR/server-N.crt
+  -tls-key DIR/server-N.key. Keep ca.key away from the replicas.
 `
 
 const usageClient = `Client flags (put, get, append, del, status; before or after the arguments):
@@ -155,7 +176,7 @@ no replica reachable, or a run with no operation done).
 `
 
 // usage is the whole help, "raftkv -h".
-var usage = strings.Join([]string{usageIntro, usageLocal, usageServe, usageClient, usageBench, usageAPI, usageExit}, "\n")
+var usage = strings.Join([]string{usageIntro, usageLocal, usageServe, usageCerts, usageClient, usageBench, usageAPI, usageExit}, "\n")
 
 // clientArgs are the arguments each client command takes.
 var clientArgs = map[string][]string{
@@ -178,6 +199,8 @@ func commandHelp(cmd string) string {
 		return "Usage: raftkv serve -id N -peers LIST -http-peers LIST [flags]\n\n" + usageServe
 	case "bench":
 		return "Usage: raftkv bench [flags]\n\n" + usageBench
+	case "certs":
+		return "Usage: raftkv certs -dir DIR [-ids LIST] [-hosts LIST]\n\n" + usageCerts
 	}
 	if _, ok := clientArgs[cmd]; ok {
 		return "Usage: " + clientSynopsis(cmd) + "\n\n" + usageClient

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkit/raft/internal/certs"
 	"github.com/raftkit/raft/storage"
 	"github.com/raftkit/raft/transport"
 )
@@ -97,9 +98,11 @@ type harness struct {
 	// lns[id] is node id's Raft listener, open for the whole test: each
 	// incarnation inherits it, so that its address never changes and no
 	// other process can take the port while the node is down.
-	lns  map[int]net.Listener
-	rng  *rand.Rand
-	http *http.Client
+	lns map[int]net.Listener
+	rng *rand.Rand
+	// certDir holds the nodes' TLS certificates (certs.WriteLocalCluster).
+	certDir string
+	http    *http.Client
 
 	mu         sync.Mutex
 	observed   map[int]string // index -> command applied there by some server at some time
@@ -149,6 +152,11 @@ func newHarness(t *testing.T, n int, seed uint64) *harness {
 		if err := os.MkdirAll(logDir, 0o755); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The nodes talk over mutual TLS, with certificates made here.
+	h.certDir = filepath.Join(root, "certs")
+	if err := certs.WriteLocalCluster(h.certDir, h.all(), nil); err != nil {
+		t.Fatal(err)
 	}
 	h.lns, h.peers, err = transport.ListenLocal(h.all()...)
 	if err != nil {
@@ -241,7 +249,7 @@ func (h *harness) startOnce(id int) error {
 		h.mu.Unlock()
 		return fmt.Errorf("node %d is already running", id)
 	}
-	cfg := Config{ID: id, Peers: h.peers, Dir: p.dir, ControlAddr: "127.0.0.1:0", Cut: h.cuts[id]}
+	cfg := Config{ID: id, Peers: h.peers, Dir: p.dir, ControlAddr: "127.0.0.1:0", Cut: h.cuts[id], CertDir: h.certDir}
 	h.mu.Unlock()
 
 	// The child gets a copy of the listener; the harness keeps its own

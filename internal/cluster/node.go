@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/raftkit/raft"
 	"github.com/raftkit/raft/core"
+	"github.com/raftkit/raft/internal/certs"
 	"github.com/raftkit/raft/storage"
 	"github.com/raftkit/raft/transport"
 )
@@ -42,6 +44,11 @@ type Config struct {
 	// from a listener the process inherited (see Environ).
 	Listener net.Listener
 
+	// CertDir, if set, runs the Raft transport over mutual TLS, with the
+	// certificates certs.WriteLocalCluster writes there (ca.crt,
+	// server-<id>.crt and .key); otherwise over plain TCP.
+	CertDir string
+
 	// Raft timing; zero means raft's defaults.
 	ElectionTimeout, HeartbeatInterval time.Duration
 
@@ -59,6 +66,7 @@ const (
 	envCut      = "RAFT_CLUSTER_CUT" // 2,3
 	envElection = "RAFT_CLUSTER_ELECTION_TIMEOUT"
 	envHeart    = "RAFT_CLUSTER_HEARTBEAT"
+	envCertDir  = "RAFT_CLUSTER_CERT_DIR"
 	// envListenFD is the file descriptor of a listener the process
 	// inherited for its Raft transport (exec.Cmd.ExtraFiles).
 	envListenFD = "RAFT_CLUSTER_LISTEN_FD"
@@ -85,6 +93,7 @@ func (c Config) Environ() []string {
 		envDir + "=" + c.Dir,
 		envControl + "=" + c.ControlAddr,
 		envCut + "=" + joinInts(c.Cut),
+		envCertDir + "=" + c.CertDir,
 	}
 	if c.ElectionTimeout != 0 {
 		env = append(env, envElection+"="+c.ElectionTimeout.String())
@@ -127,6 +136,7 @@ func ConfigFromEnv() (Config, error) {
 	if c.Cut, err = splitInts(os.Getenv(envCut)); err != nil {
 		return c, fmt.Errorf("%s: %w", envCut, err)
 	}
+	c.CertDir = os.Getenv(envCertDir)
 	if s := os.Getenv(envListenFD); s != "" {
 		if c.Listener, err = inheritedListener(s); err != nil {
 			return c, fmt.Errorf("%s: %w", envListenFD, err)
@@ -241,13 +251,25 @@ func Start(cfg Config) (*Node, error) {
 		closeListener()
 		return nil, fmt.Errorf("open storage: %w", err)
 	}
-	tr, err := transport.New(transport.Config{
+	tcfg := transport.Config{
 		ID:       cfg.ID,
 		Peers:    cfg.Peers,
 		Listener: cfg.Listener,
 		Logger:   cfg.Logger,
 		Faults:   n.faults,
-	})
+		Insecure: cfg.CertDir == "",
+	}
+	if cfg.CertDir != "" {
+		r, err := transport.NewCertReloader(filepath.Join(cfg.CertDir, certs.CACertFile),
+			filepath.Join(cfg.CertDir, certs.ServerCertFile(cfg.ID)), filepath.Join(cfg.CertDir, certs.ServerKeyFile(cfg.ID)))
+		if err != nil {
+			closeListener()
+			store.Close()
+			return nil, err
+		}
+		tcfg.TLS = r.TLSConfig()
+	}
+	tr, err := transport.New(tcfg)
 	if err != nil {
 		closeListener()
 		store.Close()
