@@ -183,14 +183,13 @@ func New(cfg Config) (*Raft, error) {
 	}
 	logger = logger.With("raft_server", cfg.ID) // on every line
 	rf, err := start(setup{
-		me: cfg.ID, peers: peers, transport: cfg.Transport, store: cfg.Storage, sm: cfg.StateMachine, snapBytes: snapBytes,
+		me: cfg.ID, peers: peers, addrs: cfg.Peers, transport: cfg.Transport, store: cfg.Storage, sm: cfg.StateMachine, snapBytes: snapBytes,
 		timing: t, logger: logger, preVote: !cfg.DisablePreVote, noOp: true, maxCmd: maxCmd,
 		boot: cfg.Bootstrap, restart: !cfg.Bootstrap,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raft: server %d: %w", cfg.ID, err)
 	}
-	rf.addrs = cfg.Peers     // read-only from here on
 	term, _ := rf.GetState() // the loop owns rf.node now
 	logger.Info("raft: server started", "term", term, "peers", len(cfg.Peers))
 	cfg.Transport.Serve(rf)

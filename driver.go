@@ -94,8 +94,9 @@ type proposal struct{ index, term, leader int }
 // setup is what start needs to run a server.
 type setup struct {
 	me          int
-	peers       map[int]Peer // the other servers
-	transport   Transport    // nil for Make
+	peers       map[int]Peer   // the other servers
+	addrs       map[int]string // the servers' addresses (Config.Peers; nil for Make)
+	transport   Transport      // nil for Make
 	store       Storage
 	sm          StateMachine // the service
 	snapBytes   int          // the StateMachine is snapshotted after this many command bytes
@@ -133,6 +134,7 @@ func start(su setup) (*Raft, error) {
 	rf := &Raft{
 		me:      su.me,
 		peers:   su.peers,
+		addrs:   su.addrs,
 		out:     out,
 		store:   su.store,
 		events:  make(chan event, maxBatch),

@@ -37,6 +37,7 @@ package kv
 //
 // Errors are {"error": text, "code": code, ...}:
 //
+//	401 unauthorized    no valid credentials, with Auth (see Auth); the body is not read
 //	400 bad_request     empty key, malformed JSON, missing or unexpected "value", bad identity,
 //	                    key or value not valid UTF-8
 //	404 not_found       GET of a missing key (with "key")
@@ -61,7 +62,11 @@ package kv
 // A replica that is not the leader forwards a request to the leader's HTTP
 // address, marking it with the X-Raftkv-Forwarded-By header; a forwarded
 // request that reaches a non-leader is answered 503 not_leader, never
-// forwarded again.
+// forwarded again. The forwarded request carries the client's
+// credentials: its Authorization header as it came, or, for a client
+// authenticated by its certificate, the HeaderClient header naming it
+// (which the leader believes only from a peer with a server certificate,
+// the one HTTPOptions.Client presents).
 
 import (
 	"bytes"
@@ -133,6 +138,9 @@ type HTTPOptions struct {
 	// Logger gets forwarding failures and internal errors (default
 	// slog.Default()).
 	Logger *slog.Logger
+	// Auth, if set, authenticates every request first (see Auth); nil
+	// serves everyone.
+	Auth *Auth
 }
 
 // StatusProvider is what the handler needs of the Raft server for
@@ -274,6 +282,12 @@ type route struct {
 
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(HeaderServedBy, strconv.Itoa(h.self))
+	if h.opts.Auth != nil {
+		var ok bool
+		if r, ok = h.opts.Auth.authenticate(w, r); !ok {
+			return
+		}
+	}
 	select {
 	case h.slots <- struct{}{}:
 		defer func() { <-h.slots }()
@@ -523,17 +537,27 @@ func (h *httpHandler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, 
 // handler answers without reading (on, if need be): the connection
 // closes after the answer, and reading from it fails from now on (after
 // the handler, net/http would read what remains of a small body).
-func (h *httpHandler) refuseBody(w http.ResponseWriter, r *http.Request) {
+// log (nil for slog.Default()) gets a failure to set the deadline.
+func refuseBody(w http.ResponseWriter, r *http.Request, log *slog.Logger) {
 	if r.ContentLength == 0 {
 		return
 	}
 	w.Header().Set("Connection", "close")
-	h.setReadDeadline(http.NewResponseController(w), time.Now())
+	setReadDeadline(http.NewResponseController(w), time.Now(), log)
 }
 
+func (h *httpHandler) refuseBody(w http.ResponseWriter, r *http.Request) { refuseBody(w, r, h.log) }
+
 func (h *httpHandler) setReadDeadline(rc *http.ResponseController, t time.Time) {
+	setReadDeadline(rc, t, h.log)
+}
+
+func setReadDeadline(rc *http.ResponseController, t time.Time, log *slog.Logger) {
 	if err := rc.SetReadDeadline(t); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		h.log.Warn("kv http: cannot set the connection's read deadline", "err", err)
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Warn("kv http: cannot set the connection's read deadline", "err", err)
 	}
 }
 
@@ -588,6 +612,7 @@ func (h *httpHandler) forward(w http.ResponseWriter, r *http.Request, op Op) {
 		return
 	}
 	req.Header.Set(HeaderForwarded, strconv.Itoa(h.self))
+	forwardIdentity(req, r)
 	resp, err := h.opts.Client.Do(req)
 	if err != nil {
 		h.log.Debug("kv http: forward failed", "leader", leader, "addr", addr, "err", err)
@@ -601,7 +626,7 @@ func (h *httpHandler) forward(w http.ResponseWriter, r *http.Request, op Op) {
 		return
 	}
 	defer resp.Body.Close()
-	for _, k := range []string{"Content-Type", "Retry-After", "Allow", HeaderServedBy} {
+	for _, k := range []string{"Content-Type", "Retry-After", "Allow", HeaderServedBy, "WWW-Authenticate"} {
 		if v := resp.Header.Get(k); v != "" {
 			w.Header().Set(k, v)
 		}
@@ -713,7 +738,7 @@ var ErrLost = errLost
 // take effect and another replica, or a later try, may serve it;
 // ErrLeadershipLost or ErrLost for those whose outcome is unknown;
 // ErrStale, ErrConflict, ErrClientExpired or ErrTooLarge for those
-// refusals; nothing for other bad requests (4xx). No retry fixes a 4xx
+// refusals; ErrUnauthorized for 401; nothing for other bad requests (4xx). No retry fixes a 4xx
 // answer (see Refused).
 type HTTPError struct {
 	StatusCode     int
@@ -777,14 +802,22 @@ type HTTPConn struct {
 	// Addrs, if set, is the Clerk's list of servers, for leader hints: a
 	// reply naming the leader's HTTP address gives its position here.
 	Addrs []string
+	// Token, if set, is sent as "Authorization: Bearer Token".
+	Token string
 }
 
 // HTTPConns returns a Conn for each address, in order, sharing client
 // (nil for the default) and knowing each other for leader hints.
 func HTTPConns(client *http.Client, addrs ...string) []Conn {
+	return HTTPConnsAuth(client, "", addrs...)
+}
+
+// HTTPConnsAuth is HTTPConns with a bearer token sent on every request (none
+// if token is ""); NewHTTPClient makes a client for a CA of one's own.
+func HTTPConnsAuth(client *http.Client, token string, addrs ...string) []Conn {
 	conns := make([]Conn, len(addrs))
 	for i, a := range addrs {
-		conns[i] = &HTTPConn{Addr: a, Client: client, Addrs: addrs}
+		conns[i] = &HTTPConn{Addr: a, Client: client, Addrs: addrs, Token: token}
 	}
 	return conns
 }
@@ -827,6 +860,9 @@ func (c *HTTPConn) Do(ctx context.Context, op Op) (Result, int, error) {
 	req, err := opRequest(ctx, method, u, op)
 	if err != nil {
 		return Result{}, -1, err
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -897,6 +933,8 @@ func (c *HTTPConn) Do(ctx context.Context, op Op) (Result, int, error) {
 		e.kind = ErrClientExpired
 	case rep.Code == CodeTooLarge:
 		e.kind = ErrTooLarge
+	case resp.StatusCode == http.StatusUnauthorized:
+		e.kind = ErrUnauthorized
 	case resp.StatusCode >= 400 && resp.StatusCode < 500:
 		// A bad request: no retry helps.
 	default:

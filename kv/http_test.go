@@ -6,10 +6,12 @@ package kv
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,6 +34,8 @@ type htCluster struct {
 	faults *transport.Faults
 	nodes  map[int]*htNode
 	urls   map[int]string
+	auth   map[string]string // headers that authenticate a request, if it takes some
+	client *http.Client      // for leader and mustGet
 }
 
 type htNode struct {
@@ -51,6 +55,17 @@ type htSetup struct {
 	// storage, if set, wraps each replica's storage; rf is set once the
 	// replica's Raft server exists.
 	storage func(id int, s raft.Storage, rf *atomic.Pointer[raft.Raft]) raft.Storage
+	// authOf, if set, is each replica's HTTPOptions.Auth, and auth are
+	// the headers that get a request through.
+	authOf map[int]*Auth
+	auth   map[string]string
+	// serverTLS, if set, is each replica's TLS configuration: it serves
+	// HTTPS, and its peers' addresses are https URLs; client is the
+	// client that leader and mustGet use (default http.DefaultClient).
+	serverTLS map[int]*tls.Config
+	client    *http.Client
+	// fwdClient, if set, is each replica's HTTPOptions.Client.
+	fwdClient map[int]*http.Client
 }
 
 func newHTCluster(t *testing.T, opts HTTPOptions) *htCluster {
@@ -67,7 +82,10 @@ func newHTClusterWith(t *testing.T, setup htSetup) *htCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &htCluster{t: t, faults: transport.NewFaults(1), nodes: map[int]*htNode{}, urls: map[int]string{}}
+	c := &htCluster{t: t, faults: transport.NewFaults(1), nodes: map[int]*htNode{}, urls: map[int]string{}, auth: setup.auth, client: setup.client}
+	if c.client == nil {
+		c.client = http.DefaultClient
+	}
 	httpLns := map[int]net.Listener{}
 	httpAddrs := map[int]string{}
 	for _, id := range ids {
@@ -77,6 +95,10 @@ func newHTClusterWith(t *testing.T, setup htSetup) *htCluster {
 		}
 		httpLns[id], httpAddrs[id] = ln, ln.Addr().String()
 		c.urls[id] = "http://" + ln.Addr().String()
+		if setup.serverTLS != nil {
+			c.urls[id] = "https://" + ln.Addr().String()
+			httpAddrs[id] = c.urls[id]
+		}
 	}
 	opts.Logger = quiet
 	for _, id := range ids {
@@ -104,9 +126,15 @@ func newHTClusterWith(t *testing.T, setup htSetup) *htCluster {
 		}
 		self.Store(rf)
 		s.Attach(rf)
+		opts.Auth = setup.authOf[id]
+		opts.Client = setup.fwdClient[id]
 		h := NewHTTPHandler(s, rf, id, httpAddrs, opts)
-		srv := &http.Server{Handler: h}
-		go srv.Serve(httpLns[id])
+		srv := &http.Server{Handler: h, TLSConfig: setup.serverTLS[id], ErrorLog: log.New(io.Discard, "", 0)}
+		if srv.TLSConfig != nil {
+			go srv.ServeTLS(httpLns[id], "", "")
+		} else {
+			go srv.Serve(httpLns[id])
+		}
 		n := &htNode{id: id, rf: rf, kv: s, h: h, srv: srv, url: c.urls[id]}
 		c.nodes[id] = n
 		t.Cleanup(func() {
@@ -130,7 +158,7 @@ func (c *htCluster) leader() int {
 			if !ok || st.Role != core.Leader || !c.faults.Connected(id, fs[0]) && !c.faults.Connected(id, fs[1]) {
 				continue
 			}
-			code, _, _ := htDo(c.t, "PUT", n.url+"/kv/_probe", `{"value":"x"}`, nil)
+			code, _, _ := htDoClient(c.t, c.client, "PUT", n.url+"/kv/_probe", `{"value":"x"}`, c.auth)
 			if code == http.StatusOK {
 				return id
 			}
@@ -156,6 +184,12 @@ func (c *htCluster) followers(l int) []int {
 // body (nil if it is not JSON).
 func htDo(t *testing.T, method, url, body string, hdr map[string]string) (int, http.Header, map[string]any) {
 	t.Helper()
+	return htDoClient(t, http.DefaultClient, method, url, body, hdr)
+}
+
+// htDoClient is htDo with client.
+func htDoClient(t *testing.T, client *http.Client, method, url, body string, hdr map[string]string) (int, http.Header, map[string]any) {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -169,7 +203,7 @@ func htDo(t *testing.T, method, url, body string, hdr map[string]string) (int, h
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	resp, err := client.Do(req.WithContext(ctx))
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
@@ -205,7 +239,7 @@ func (c *htCluster) mustGet(u, key, want string) {
 	var code int
 	var m map[string]any
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		code, _, m = htDo(c.t, "GET", u+"/kv/"+url.PathEscape(key), "", nil)
+		code, _, m = htDoClient(c.t, c.client, "GET", u+"/kv/"+url.PathEscape(key), "", c.auth)
 		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
 			break
 		}

@@ -37,6 +37,7 @@ const maxBenchClients = 5000
 // benchConfig is what "raftkv bench" runs.
 type benchConfig struct {
 	addrs      []string
+	conn       *clientConn   // how to reach addrs (nil: plain HTTP, no token)
 	clients    []int         // one run per entry, in turn
 	duration   time.Duration // measured part of a run; 0: until ops
 	ops        int64         // operations per run; 0: until duration
@@ -107,7 +108,7 @@ type benchReport struct {
 // runBenchCmd runs "raftkv bench".
 func runBenchCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bench", stderr)
-	addr := fs.String("addr", "", "")
+	cf := addClientFlags(fs)
 	clients := fs.String("clients", "16", "")
 	duration := fs.Duration("duration", 10*time.Second, "")
 	ops := fs.Int64("ops", 0, "")
@@ -157,9 +158,10 @@ func runBenchCmd(args []string, stdout, stderr io.Writer) int {
 	if cfg.clients, err = parseClients(*clients); err != nil {
 		return fail("-clients %q: %v", *clients, err)
 	}
-	if cfg.addrs, ok = parseAddrs(*addr); !ok {
-		return fail("-addr is empty")
+	if cfg.conn, err = cf.setup(); err != nil {
+		return fail("%v", err)
 	}
+	cfg.addrs = cfg.conn.addrs
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -203,11 +205,15 @@ func parseClients(s string) ([]int, error) {
 // (the runs so far are returned), when no replica answers, or when a run
 // got no operation done for cfg.timeout.
 func runBench(ctx context.Context, cfg benchConfig) ([]benchRun, error) {
-	ids, err := replicaPositions(ctx, cfg.addrs)
+	cc := cfg.conn
+	if cc == nil {
+		cc = plainClientConn(cfg.addrs)
+	}
+	ids, err := replicaPositions(ctx, cc)
 	if err != nil {
 		return nil, err
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr := cc.tr.Clone()
 	tr.MaxIdleConnsPerHost = slices.Max(cfg.clients) + 8
 	defer tr.CloseIdleConnections()
 	var runs []benchRun
@@ -215,7 +221,7 @@ func runBench(ctx context.Context, cfg benchConfig) ([]benchRun, error) {
 		if ctx.Err() != nil {
 			return runs, fmt.Errorf("interrupted before the run with %d clients", n)
 		}
-		r, err := benchOnce(ctx, &cfg, i, n, ids, tr)
+		r, err := benchOnce(ctx, &cfg, i, n, ids, tr, cc.token)
 		runs = append(runs, r)
 		if err != nil {
 			return runs, err
@@ -231,11 +237,12 @@ func runBench(ctx context.Context, cfg benchConfig) ([]benchRun, error) {
 // replicaPositions asks the replicas at addrs for their status and returns
 // the position in addrs of each replica ID, as far as it can tell (to
 // follow the leader, which answers name by ID).
-func replicaPositions(ctx context.Context, addrs []string) (map[int]int, error) {
+func replicaPositions(ctx context.Context, cc *clientConn) (map[int]int, error) {
+	addrs := cc.addrs
 	pos := map[int]int{}
 	var errs []string
 	for i, a := range addrs {
-		st, err := getStatus(ctx, a)
+		st, err := cc.status(ctx, a)
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", a, err))
 			continue
@@ -391,7 +398,7 @@ func (t servedByTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 
 // benchOnce runs the workers of one run (clients of them), with the
 // warmup first, and gathers their numbers.
-func benchOnce(ctx context.Context, cfg *benchConfig, run, clients int, ids map[int]int, tr http.RoundTripper) (benchRun, error) {
+func benchOnce(ctx context.Context, cfg *benchConfig, run, clients int, ids map[int]int, tr http.RoundTripper, token string) (benchRun, error) {
 	begin := time.Now()
 	sh := &benchShared{cfg: cfg, run: run, measureStart: begin.Add(cfg.warmup)}
 	sh.soft, sh.stopSoft = context.WithCancel(ctx)
@@ -423,7 +430,7 @@ func benchOnce(ctx context.Context, cfg *benchConfig, run, clients int, ids map[
 		client := &http.Client{Transport: servedByTransport{tr, w}}
 		conns := make([]kv.Conn, len(cfg.addrs))
 		for j, a := range cfg.addrs {
-			w.conns = append(w.conns, &kv.HTTPConn{Addr: a, Addrs: cfg.addrs, Client: client})
+			w.conns = append(w.conns, &kv.HTTPConn{Addr: a, Addrs: cfg.addrs, Client: client, Token: token})
 			conns[j] = benchConn{w, j}
 		}
 		w.ck = kv.NewClerk(conns)

@@ -122,7 +122,7 @@ func checkPutsReadable(t *testing.T, urls []string, ops []benchOp) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	ck := kv.NewClerk(kv.HTTPConns(nil, urls...))
+	ck := kv.NewClerk(testConns(urls...))
 	for key, ps := range puts {
 		v, found, err := ck.Get(ctx, key)
 		if err != nil {
@@ -172,7 +172,7 @@ func TestBench(t *testing.T) {
 	const grace = benchGrace
 
 	rec := &benchRecorder{}
-	cfg := benchConfig{addrs: urls, clients: []int{4}, duration: time.Second, putRatio: 0.5, keys: 20, valueBytes: 40,
+	cfg := benchConfig{addrs: urls, conn: testClientConn(urls), clients: []int{4}, duration: time.Second, putRatio: 0.5, keys: 20, valueBytes: 40,
 		warmup: 200 * time.Millisecond, timeout: 20 * time.Second, grace: grace, record: rec.record}
 	start := time.Now()
 	runs, err := runBench(context.Background(), cfg)

@@ -4,11 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -18,13 +16,14 @@ import (
 )
 
 // defaultAddrs are the replicas the client commands try when -addr is not
-// given: the local cluster's defaults.
-var defaultAddrs = []string{"http://127.0.0.1:8001", "http://127.0.0.1:8002", "http://127.0.0.1:8003"}
+// given: the local cluster's defaults (https if the client has a CA or a
+// token, http otherwise).
+var defaultAddrs = []string{"127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"}
 
 // runClient runs put, get, append, del or status.
 func runClient(cmd string, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet(cmd, stderr)
-	addr := fs.String("addr", "", "")
+	cf := addClientFlags(fs)
 	timeout := fs.Duration("timeout", 10*time.Second, "")
 	pos, code, ok := parseFlags(fs, args, stdout, stderr)
 	if !ok {
@@ -42,15 +41,15 @@ func runClient(cmd string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "raftkv %s: -timeout %v: want a positive duration\n", cmd, *timeout)
 		return exitUsage
 	}
-	addrs, ok := parseAddrs(*addr)
-	if !ok {
-		fmt.Fprintf(stderr, "raftkv %s: -addr is empty\n", cmd)
+	cc, err := cf.setup()
+	if err != nil {
+		fmt.Fprintf(stderr, "raftkv %s: %v\n", cmd, err)
 		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	if cmd == "status" {
-		return runStatus(ctx, addrs, stdout, stderr)
+		return runStatus(ctx, cc, stdout, stderr)
 	}
 
 	op := kv.Op{Key: pos[0], ClientID: randomID(), Seq: 1}
@@ -64,7 +63,7 @@ func runClient(cmd string, args []string, stdout, stderr io.Writer) int {
 	default:
 		op.Kind = kv.Delete
 	}
-	res, err := doOp(ctx, addrs, op)
+	res, err := doOp(ctx, cc, op)
 	if err != nil {
 		fmt.Fprintf(stderr, "raftkv %s: %v\n", cmd, err)
 		return exitFailed
@@ -107,20 +106,6 @@ func checkClientArgs(cmd string, pos []string) string {
 	}
 }
 
-// parseAddrs parses -addr: comma-separated replica addresses, or the
-// defaults if s is "". ok is false if s lists no address.
-func parseAddrs(s string) (addrs []string, ok bool) {
-	if s == "" {
-		return defaultAddrs, true
-	}
-	for _, a := range strings.Split(s, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			addrs = append(addrs, a)
-		}
-	}
-	return addrs, len(addrs) > 0
-}
-
 // randomID returns a random positive client ID.
 func randomID() int64 {
 	var b [8]byte
@@ -131,11 +116,9 @@ func randomID() int64 {
 // doOp sends op to the replicas in turn until one answers it or ctx ends.
 // Every try carries op's client ID and seq, so the operation takes effect
 // at most once however often it is retried.
-func doOp(ctx context.Context, addrs []string, op kv.Op) (kv.Result, error) {
-	conns := make([]*kv.HTTPConn, len(addrs))
-	for i, a := range addrs {
-		conns[i] = &kv.HTTPConn{Addr: a, Addrs: addrs}
-	}
+func doOp(ctx context.Context, cc *clientConn, op kv.Op) (kv.Result, error) {
+	addrs := cc.addrs
+	conns := cc.conns(nil)
 	cur := 0
 	maybe := false
 	var lastErr error
@@ -198,34 +181,6 @@ type statusOf struct {
 	err error
 }
 
-func getStatus(ctx context.Context, addr string) (*kv.StatusReply, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	u := addr
-	if !strings.Contains(u, "://") {
-		u = "http://" + u
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(u, "/")+"/status", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, shortErr(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		json.NewDecoder(resp.Body).Decode(&e)
-		return nil, fmt.Errorf("HTTP %d: %s", resp.StatusCode, e.Error)
-	}
-	var st kv.StatusReply
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return nil, fmt.Errorf("bad answer: %v", err)
-	}
-	return &st, nil
-}
-
 // shortErr keeps the end of a network error: "connection refused" rather
 // than "Get "http://...": dial tcp ...: connect: connection refused".
 func shortErr(err error) error {
@@ -237,11 +192,11 @@ func shortErr(err error) error {
 }
 
 // runStatus prints the cluster's state as the replicas see it.
-func runStatus(ctx context.Context, addrs []string, stdout, stderr io.Writer) int {
+func runStatus(ctx context.Context, cc *clientConn, stdout, stderr io.Writer) int {
 	var first *kv.StatusReply
 	var errs []string
-	for _, a := range addrs {
-		st, err := getStatus(ctx, a)
+	for _, a := range cc.addrs {
+		st, err := cc.status(ctx, a)
 		if err == nil {
 			first = st
 			break
@@ -268,7 +223,7 @@ func runStatus(ctx context.Context, addrs []string, stdout, stderr io.Writer) in
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st, err := getStatus(ctx, peers[id])
+			st, err := cc.status(ctx, peers[id])
 			mu.Lock()
 			all[id] = statusOf{st, err}
 			mu.Unlock()

@@ -43,7 +43,7 @@ func startInProc(t *testing.T, n int, extra ...string) *inProcCluster {
 	dir := t.TempDir()
 	for _, id := range ids {
 		args := append([]string{"-id", strconv.Itoa(id), "-peers", idMap(raftPeers), "-http-peers", idMap(httpPeers),
-			"-data", filepath.Join(dir, strconv.Itoa(id)), "-log-level", "error", "-insecure"}, extra...)
+			"-data", filepath.Join(dir, strconv.Itoa(id)), "-log-level", "error", "-insecure"}, append(testSecFlags(id), extra...)...)
 		cfg, code, ok := parseServe(args, io.Discard, io.Discard)
 		if !ok {
 			t.Fatalf("serve %q: exit %d", args, code)
@@ -53,7 +53,7 @@ func startInProc(t *testing.T, n int, extra ...string) *inProcCluster {
 		if err != nil {
 			t.Fatalf("replica %d: %v", id, err)
 		}
-		c.replicas[id], c.urls[id] = r, "http://"+httpPeers[id]
+		c.replicas[id], c.urls[id] = r, "https://"+httpPeers[id]
 		go r.srv.Serve(r.ln)
 		t.Cleanup(func() {
 			if err := r.close(); err != nil {

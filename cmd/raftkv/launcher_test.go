@@ -22,7 +22,7 @@ type launchedReplica struct {
 	pid                     int
 }
 
-var launchedRE = regexp.MustCompile(`replica (\d+): HTTP http://(\S+)  Raft (\S+)  data (.+)  \(pid (\d+)\)`)
+var launchedRE = regexp.MustCompile(`replica (\d+): HTTP https://(\S+)  Raft (\S+)  data (.+)  \(pid (\d+)\)`)
 
 // launched parses the launcher's output for the replicas it started.
 func launched(t *testing.T, out string, n int) map[int]launchedReplica {
@@ -95,10 +95,11 @@ func TestLauncherReplicaDeath(t *testing.T) {
 			t.Fatalf("replica %d: %+v; want the ports picked and its data directory", id, r)
 		}
 	}
-	if code, _ := get(t, "http://"+rs[1].httpAddr+"/debug/pprof/cmdline"); code != http.StatusOK {
-		t.Errorf("local -pprof: replica 1 answers /debug/pprof/cmdline with %d; want 200", code)
+	runCmd := func(t *testing.T, args ...string) (int, string, string) { return runCmdEnv(t, localEnv(data), args...) }
+	if resp, err := localClient(t, data).Get("https://" + rs[1].httpAddr + "/debug/pprof/cmdline"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("local -pprof: replica 1 answers /debug/pprof/cmdline with %v (%v); want 200", resp, err)
 	}
-	if code, _, _ := runCmd(t, "put", "-addr", "http://"+rs[1].httpAddr, "k", "before"); code != 0 {
+	if code, _, _ := runCmd(t, "put", "-addr", "https://"+rs[1].httpAddr, "k", "before"); code != 0 {
 		t.Fatalf("put: exit %d", code)
 	}
 
@@ -128,11 +129,11 @@ func TestLauncherReplicaDeath(t *testing.T) {
 		restarted.Process.Kill()
 		restarted.Wait()
 	})
-	if code, _, _ := runCmd(t, "put", "-addr", "http://"+rs[1].httpAddr, "k", "after"); code != 0 {
+	if code, _, _ := runCmd(t, "put", "-addr", "https://"+rs[1].httpAddr, "k", "after"); code != 0 {
 		t.Fatalf("put: exit %d", code)
 	}
 	if !waitUntil(30*time.Second, func() bool {
-		code, stdout, _ := runCmd(t, "status", "-addr", "http://"+rs[2].httpAddr)
+		code, stdout, _ := runCmd(t, "status", "-addr", "https://"+rs[2].httpAddr)
 		return code == 0 && strings.Count(stdout, "follower") == 2
 	}) {
 		t.Fatalf("replica 2, restarted with %q, did not rejoin:\n%s", hint, restartedOut.String())

@@ -3,11 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -19,7 +17,6 @@ import (
 	"time"
 
 	"github.com/raftkit/raft/internal/certs"
-	"github.com/raftkit/raft/kv"
 )
 
 // child is one replica process of the local cluster.
@@ -58,6 +55,7 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 	snapBytes := fs.Int("snapshot-bytes", 0, "")
 	pprof := fs.Bool("pprof", false, "")
 	logReads := fs.Bool("reads-through-log", false, "")
+	insecureHTTP := fs.Bool("insecure-http", false, "")
 	pos, code, ok := parseFlags(fs, args, stdout, stderr)
 	if !ok {
 		return code
@@ -109,6 +107,25 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	defer lns.close()
+	cc := plainClientConn(nil)
+	var sec *localSecurity
+	if !*insecureHTTP {
+		host, _, _ := net.SplitHostPort(httpAddrs[1])
+		s, err := prepareLocalSecurity(dataDir, *n, host)
+		if err != nil {
+			fmt.Fprintf(stderr, "raftkv local: %v\n", err)
+			return exitError
+		}
+		sec = &s
+		if cc, err = localClientConn(s); err != nil {
+			fmt.Fprintf(stderr, "raftkv local: %v\n", err)
+			return exitError
+		}
+	}
+	scheme := "http"
+	if sec != nil {
+		scheme = "https"
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		fmt.Fprintf(stderr, "raftkv: cannot find my own executable to start the replicas: %v\n", err)
@@ -153,6 +170,11 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 		if *logReads {
 			c.args = append(c.args, "-reads-through-log")
 		}
+		if sec != nil {
+			c.args = append(c.args, sec.serveFlags(i)...)
+		} else {
+			c.args = append(c.args, "-insecure-http")
+		}
 		c.cmd = exec.Command(exe, c.args...)
 		c.cmd.SysProcAttr = childProcAttr()
 		err := c.start(sp, lns.take(i), &out, stderr)
@@ -162,7 +184,7 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 			return exitError
 		}
 		children = append(children, c)
-		fmt.Fprintf(stdout, "  replica %d: HTTP http://%s  Raft %s  data %s  (pid %d)\n", i, c.httpAddr, c.raftAddr, c.dir, c.cmd.Process.Pid)
+		fmt.Fprintf(stdout, "  replica %d: HTTP %s://%s  Raft %s  data %s  (pid %d)\n", i, scheme, c.httpAddr, c.raftAddr, c.dir, c.cmd.Process.Pid)
 	}
 	fmt.Fprintf(stdout, "raftkv: waiting for a leader...\n")
 
@@ -170,7 +192,6 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 	elected := false
 	poll := time.NewTicker(200 * time.Millisecond)
 	defer poll.Stop()
-	client := &http.Client{Timeout: time.Second}
 	for {
 		select {
 		case sig := <-sigs:
@@ -214,17 +235,17 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "raftkv: every replica has exited\n")
 			return exitError
 		}
-		if id, t, ok := findLeader(client, children); ok && (id != leader || t != term) {
+		if id, t, ok := findLeader(cc, children); ok && (id != leader || t != term) {
 			if !elected || id != leader {
 				c := children[id-1]
 				verb := "is the leader"
 				if elected {
 					verb = "is the leader now"
 				}
-				fmt.Fprintf(stdout, "raftkv: replica %d %s (term %d): HTTP http://%s\n", id, verb, t, c.httpAddr)
+				fmt.Fprintf(stdout, "raftkv: replica %d %s (term %d): HTTP %s://%s\n", id, verb, t, scheme, c.httpAddr)
 			}
 			if !elected {
-				printHints(stdout, exe, httpAddrs)
+				printHints(stdout, exe, httpAddrs, dataDir, sec)
 			}
 			elected, leader, term = true, id, t
 		}
@@ -239,23 +260,6 @@ func selfCommand(exe string) []string {
 		return []string{"go", "run", "./cmd/raftkv"}
 	}
 	return []string{exe}
-}
-
-// printHints shows how to talk to the new cluster.
-func printHints(stdout io.Writer, exe string, httpAddrs map[int]string) {
-	name := shellJoin(selfCommand(exe))
-	addr := ""
-	if httpAddrs[1] != "127.0.0.1:8001" {
-		addr = " -addr " + "http://" + httpAddrs[1]
-		for i := 2; i <= len(httpAddrs); i++ {
-			addr += ",http://" + httpAddrs[i]
-		}
-	}
-	fmt.Fprintf(stdout, "raftkv: ready; Ctrl-C stops the cluster. Try, from another terminal:\n")
-	fmt.Fprintf(stdout, "  %s put%s hello world\n", name, addr)
-	fmt.Fprintf(stdout, "  %s get%s hello\n", name, addr)
-	fmt.Fprintf(stdout, "  %s status%s\n", name, addr)
-	fmt.Fprintf(stdout, "  curl -X PUT http://%s/kv/hello -d '{\"value\": \"world\"}'\n", httpAddrs[1])
 }
 
 // start starts the process, from sp's thread, handing it its listeners
@@ -336,7 +340,7 @@ func stopAll(children []*child, stdout, stderr io.Writer) bool {
 
 // findLeader asks the replicas who leads; a leader that says so itself
 // counts.
-func findLeader(client *http.Client, children []*child) (id, term int, ok bool) {
+func findLeader(cc *clientConn, children []*child) (id, term int, ok bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	for _, c := range children {
@@ -345,14 +349,7 @@ func findLeader(client *http.Client, children []*child) (id, term int, ok bool) 
 			continue
 		default:
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.httpAddr+"/status", nil)
-		resp, err := client.Do(req)
-		if err != nil {
-			continue
-		}
-		var st kv.StatusReply
-		err = json.NewDecoder(resp.Body).Decode(&st)
-		resp.Body.Close()
+		st, err := cc.status(ctx, withScheme(c.httpAddr, cc.token != ""))
 		if err == nil && st.Role == "leader" && st.ID >= 1 && st.ID <= len(children) {
 			if st.Term > term {
 				id, term, ok = st.ID, st.Term, true

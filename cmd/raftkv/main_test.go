@@ -14,7 +14,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,6 +48,10 @@ func TestMain(m *testing.M) {
 	// The race detector makes a program that exits with status 0 sleep a
 	// second first; not the ones these tests start, by the dozen.
 	os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	if err := setupTestSecurity(binDir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(binDir)
 	os.Exit(code)
@@ -120,7 +123,14 @@ func freePorts(t *testing.T, n int) []int {
 // runCmd runs raftkv with args and returns its exit status and output.
 func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runCmdEnv(t, nil, args...)
+}
+
+// runCmdEnv is runCmd with env added to the environment.
+func runCmdEnv(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	cmd := exec.Command(raftkvBinary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
@@ -166,7 +176,7 @@ func startProcCluster(t *testing.T, n int, extra ...string) *procCluster {
 	for i := 1; i <= n; i++ {
 		raftPeers[i] = fmt.Sprintf("127.0.0.1:%d", ports[i-1])
 		httpPeers[i] = fmt.Sprintf("127.0.0.1:%d", ports[n+i-1])
-		c.urls[i] = "http://" + httpPeers[i]
+		c.urls[i] = "https://" + httpPeers[i]
 	}
 	dir := t.TempDir()
 	for i := 1; i <= n; i++ {
@@ -175,8 +185,8 @@ func startProcCluster(t *testing.T, n int, extra ...string) *procCluster {
 			"-peers", idMap(raftPeers),
 			"-http-peers", idMap(httpPeers),
 			"-data", filepath.Join(dir, strconv.Itoa(i)),
-			"-insecure", // the launcher's tests run over TLS
-		}, extra...)}
+			"-insecure", // the launcher's tests run the Raft transport over TLS
+		}, append(testSecFlags(i), extra...)...)}
 		c.replicas[i] = r
 		r.start(t)
 	}
@@ -263,8 +273,6 @@ func (r *replicaProc) stop(timeout time.Duration) error {
 	defer r.mu.Unlock()
 	return r.err
 }
-
-var httpClient = &http.Client{Timeout: 3 * time.Second}
 
 func getJSON(u string, v any) error {
 	resp, err := httpClient.Get(u)
@@ -390,7 +398,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 			// Each client starts at another replica, and sticks with it
 			// while it answers (followers forward).
 			mine := append(append([]string(nil), urls[ci%3:]...), urls[:ci%3]...)
-			ck := kv.NewClerk(kv.HTTPConns(nil, mine...))
+			ck := kv.NewClerk(testConns(mine...))
 			for n := 0; ; n++ {
 				select {
 				case <-stop:
@@ -548,8 +556,9 @@ func TestLauncherAndClientCommands(t *testing.T) {
 		pids[i] = r.pid
 	}
 
-	addr := func(i int) string { return "http://" + rs[i].httpAddr }
-	dead := fmt.Sprintf("http://127.0.0.1:%d", freePorts(t, 1)[0])
+	addr := func(i int) string { return "https://" + rs[i].httpAddr }
+	dead := fmt.Sprintf("https://127.0.0.1:%d", freePorts(t, 1)[0])
+	runCmd := func(t *testing.T, args ...string) (int, string, string) { return runCmdEnv(t, localEnv(data), args...) }
 	cases := []struct {
 		args       []string
 		code       int
@@ -716,6 +725,9 @@ func TestServeStartErrors(t *testing.T) {
 	os.MkdirAll(corrupt, 0o755)
 	os.WriteFile(filepath.Join(corrupt, "00000000000000000002.wal"), nil, 0o644) // segment 1 is missing
 
+	badTokens := filepath.Join(dir, "tokens")
+	os.WriteFile(badTokens, []byte("# too short\nshort\n"), 0o600)
+
 	cases := []struct {
 		name string
 		args []string
@@ -734,9 +746,13 @@ func TestServeStartErrors(t *testing.T) {
 		{"no in-flight requests", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-max-inflight", "0"}, "-max-inflight 0: want a positive number"},
 		{"no body time", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-body-timeout", "0s"}, "-body-timeout 0s: want a positive duration"},
 		{"no snapshot interval", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-snapshot-bytes", "0"}, "-snapshot-bytes 0: want a positive size"},
+		{"insecure with tokens", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-insecure-http"}, "-insecure-http serves plain HTTP without authentication, and so takes no -http-tokens, -http-tls-cert, -http-tls-key, -http-ca"},
+		{"bad token file", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-http-tokens", badTokens}, "token file " + badTokens + ", line 2: token of 5 bytes"},
+		{"missing certificate", []string{"-id", "1", "-peers", peers, "-http", httpAddr, "-http-tls-cert", filepath.Join(dir, "none.crt")}, "none.crt"},
 	}
 	for _, tc := range cases {
-		code, _, stderr := runCmd(t, append([]string{"serve", "-insecure"}, tc.args...)...)
+		// The tests' credentials, but where a case gives its own.
+		code, _, stderr := runCmd(t, append(append([]string{"serve", "-insecure"}, testSecFlags(1)...), tc.args...)...)
 		if code == 0 || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%s: exit %d, stderr %q; want a failure saying %q", tc.name, code, stderr, tc.want)
 		}

@@ -7,20 +7,36 @@ import (
 )
 
 // routes puts the replica's extra endpoints in front of its key/value API:
-// GET /metrics always, /debug/pprof/ with serve -pprof, POST /debug/faults
+// GET /metrics and POST /admin/transfer always, /debug/pprof/ with serve -pprof, POST /debug/faults
 // with serve -faults-api (tests only). Paths are matched exactly, with no
 // http.ServeMux, which would clean (redirect) the API's key paths.
+//
+// The API authenticates its requests itself (kv.HTTPOptions.Auth); the
+// extra endpoints are behind the same authentication (r.guard.auth).
 func (r *replica) routes(api http.Handler) http.Handler {
 	metrics := metricsHandler(r.rf, r.kv, r.log)
+	var extra http.Handler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch p := req.URL.Path; {
+		case p == "/metrics":
+			metrics.ServeHTTP(w, req)
+		case strings.HasPrefix(p, "/debug/pprof/"):
+			servePprof(w, req)
+		case p == "/admin/transfer":
+			r.serveTransfer(w, req)
+		default:
+			r.serveFaults(w, req)
+		}
+	})
+	if r.guard.auth != nil {
+		extra = r.guard.auth.Wrap(extra)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		p := req.URL.Path
 		switch {
-		case p == "/metrics":
-			metrics.ServeHTTP(w, req)
-		case r.cfg.pprof && strings.HasPrefix(p, "/debug/pprof/"):
-			servePprof(w, req)
-		case r.cfg.faultsAPI && p == "/debug/faults":
-			r.serveFaults(w, req)
+		case p == "/metrics", p == "/admin/transfer",
+			r.cfg.pprof && strings.HasPrefix(p, "/debug/pprof/"),
+			r.cfg.faultsAPI && p == "/debug/faults":
+			extra.ServeHTTP(w, req)
 		default:
 			api.ServeHTTP(w, req)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,9 +41,10 @@ type serveConfig struct {
 	pprof      bool // serve net/http/pprof under /debug/pprof/
 	logReads   bool // GETs through the log, not ReadIndex
 	dialMaxGap time.Duration
-	snapBytes  int     // raft.Config.SnapshotBytes
-	segBytes   int64   // storage.Options.SegmentBytes; 0: the default
-	raftTLS    raftTLS // the Raft transport's TLS (raft_tls.go)
+	snapBytes  int          // raft.Config.SnapshotBytes
+	segBytes   int64        // storage.Options.SegmentBytes; 0: the default
+	raftTLS    raftTLS      // the Raft transport's TLS (raft_tls.go)
+	httpSec    httpSecurity // the HTTP API's (httpsec.go)
 	// httpLn and raftLn, if set, are listeners on httpAddr and this
 	// replica's entry in peers, opened before (by tests, or by the local
 	// launcher, whose replicas inherit them): no port is closed and opened
@@ -87,6 +89,7 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code 
 	// Test only: small WAL segments, so that tests see segments deleted
 	// after snapshots.
 	segBytes := fs.Int64("wal-segment-bytes", 0, "")
+	httpSec := addHTTPSecFlags(fs)
 	raftTLS := addRaftTLSFlags(fs)
 	pos, code, ok := parseFlags(fs, args, stdout, stderr)
 	if !ok {
@@ -157,6 +160,12 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code 
 	if err := cfg.raftTLS.check(); err != nil {
 		return cfg, fail("%v", err), false
 	}
+	if cfg.httpSec, err = httpSec.config(cfg.raftTLS.ca, cfg.raftTLS.cert, cfg.raftTLS.key); err != nil {
+		return cfg, fail("%v", err), false
+	}
+	if !cfg.httpSec.insecure {
+		cfg.httpPeers = httpsURLs(cfg.httpPeers)
+	}
 	return cfg, exitOK, true
 }
 
@@ -192,6 +201,7 @@ type replica struct {
 	certs  *transport.CertReloader // nil without TLS
 	srv    *http.Server
 	ln     net.Listener
+	guard  *httpGuard         // the HTTP API's TLS and authentication
 	cancel context.CancelFunc // ends every request's context
 }
 
@@ -224,6 +234,7 @@ loop:
 			break loop
 		case <-hup:
 			r.reloadCerts()
+			r.guard.reload(log)
 		case err := <-served:
 			log.Error("raftkv serve: HTTP server failed", "err", err)
 			code = exitError
@@ -261,6 +272,11 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 			closeListener(cfg.raftLn)
 			return nil, listenError("HTTP", cfg.httpAddr, err)
 		}
+	}
+	if r.guard, err = newHTTPGuard(cfg.httpSec, r.ln, log); err != nil {
+		r.ln.Close()
+		closeListener(cfg.raftLn)
+		return nil, err
 	}
 	store, err := storage.Open(cfg.dataDir, storage.Options{Logger: log, SegmentBytes: cfg.segBytes})
 	if err != nil {
@@ -318,9 +334,13 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 		return nil, err
 	}
 	r.kv.Attach(r.rf)
-	api := kv.NewHTTPHandler(r.kv, r.rf, cfg.id, cfg.httpPeers, kv.HTTPOptions{
-		MaxValueBytes: cfg.maxValue, MaxInFlight: cfg.maxFlight, BodyTimeout: cfg.bodyWait, Logger: log})
-	h := r.withAdmin(r.routes(api))
+	opts := kv.HTTPOptions{MaxValueBytes: cfg.maxValue, MaxInFlight: cfg.maxFlight, BodyTimeout: cfg.bodyWait, Logger: log, Auth: r.guard.auth}
+	if r.guard.tls != nil {
+		opts.Client = r.guard.tls.forwardClient()
+		r.ln = tls.NewListener(r.ln, r.guard.tls.serverConfig())
+	}
+	api := kv.NewHTTPHandler(r.kv, r.rf, cfg.id, cfg.httpPeers, opts)
+	h := r.routes(api)
 	base, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.srv = &http.Server{

@@ -90,7 +90,7 @@ func TestSnapshotCatchUp(t *testing.T) {
 	other := 6 - l - victim
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := kv.NewClerk(kv.HTTPConns(nil, c.urls[l])).Put(ctx, "before", "1"); err != nil {
+	if err := kv.NewClerk(testConns(c.urls[l])).Put(ctx, "before", "1"); err != nil {
 		t.Fatal(err)
 	}
 	held := c.waitStatus(victim, "applied the first put", 10*time.Second, func(st kv.StatusReply) bool { return st.Applied >= 2 }).LastLog
@@ -104,7 +104,7 @@ func TestSnapshotCatchUp(t *testing.T) {
 	errs := make(chan error, clients)
 	for ci := range clients {
 		wg.Go(func() {
-			ck := kv.NewClerk(kv.HTTPConns(nil, c.urls[l], c.urls[other]))
+			ck := kv.NewClerk(testConns(c.urls[l], c.urls[other]))
 			for n := range puts {
 				key := fmt.Sprintf("c%d-k%d", ci, n%keysEach)
 				value := fmt.Sprintf("%d.%d:%s", ci, n, strings.Repeat("x", 500))
@@ -158,7 +158,7 @@ func TestSnapshotCatchUp(t *testing.T) {
 
 	// The victim's data: read through it as the leader, from its own store.
 	c.makeLeader(victim)
-	ck := kv.NewClerk(kv.HTTPConns(nil, c.urls[victim]))
+	ck := kv.NewClerk(testConns(c.urls[victim]))
 	for k, v := range want {
 		got, ok, err := ck.Get(ctx, k)
 		if err != nil || !ok || got != v {
@@ -258,7 +258,7 @@ func TestServeForeignSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A cluster of one, which dials no one: port 0 for both.
-	code, _, stderr := runCmd(t, "serve", "-insecure", "-id", "1", "-peers", "1=127.0.0.1:0", "-http", "127.0.0.1:0", "-data", dir)
+	code, _, stderr := runCmd(t, "serve", "-insecure", "-insecure-http", "-id", "1", "-peers", "1=127.0.0.1:0", "-http", "127.0.0.1:0", "-data", dir)
 	want := fmt.Sprintf("replica 1 (data directory %s) stopped: raft: restore the state machine from the snapshot through 5: kv: malformed snapshot: it does not start as a snapshot of the store does", dir)
 	if code != exitError || !strings.Contains(stderr, want) {
 		t.Fatalf("serve on a data directory with a foreign snapshot: exit %d, stderr:\n%s\nwant exit %d and %q", code, stderr, exitError, want)

@@ -38,17 +38,6 @@ type transferReply struct {
 	Code       string `json:"code,omitempty"`
 }
 
-// withAdmin routes /admin/transfer to the replica, the rest to h.
-func (r *replica) withAdmin(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.URL.Path == "/admin/transfer" {
-			r.serveTransfer(w, req)
-			return
-		}
-		h.ServeHTTP(w, req)
-	})
-}
-
 // transferWait bounds a transfer: the leader abandons it after an election
 // timeout (raft.ErrTransferAbandoned), so twice the longest one is ample.
 func (r *replica) transferWait() time.Duration {
@@ -141,7 +130,7 @@ func (r *replica) handOver() {
 // leadership to replica ID, or to the most up-to-date replica.
 func runTransfer(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("transfer", stderr)
-	addr := fs.String("addr", "", "")
+	cf := addClientFlags(fs)
 	timeout := fs.Duration("timeout", 10*time.Second, "")
 	pos, code, ok := parseFlags(fs, args, stdout, stderr)
 	if !ok {
@@ -164,14 +153,14 @@ func runTransfer(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "raftkv transfer: -timeout %v: want a positive duration\n", *timeout)
 		return exitUsage
 	}
-	addrs, ok := parseAddrs(*addr)
-	if !ok {
-		fmt.Fprintf(stderr, "raftkv transfer: -addr is empty\n")
+	cc, err := cf.setup()
+	if err != nil {
+		fmt.Fprintf(stderr, "raftkv transfer: %v\n", err)
 		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	rep, err := transferLeadership(ctx, addrs, to)
+	rep, err := transferLeadership(ctx, cc, to)
 	if err != nil {
 		fmt.Fprintf(stderr, "raftkv transfer: %v\n", err)
 		return exitFailed
@@ -183,13 +172,13 @@ func runTransfer(args []string, stdout, stderr io.Writer) int {
 // transferLeadership finds the leader through the replicas at addrs and
 // asks it to hand its leadership to replica to (-1: any), until one
 // answers or ctx ends.
-func transferLeadership(ctx context.Context, addrs []string, to int) (*transferReply, error) {
+func transferLeadership(ctx context.Context, cc *clientConn, to int) (*transferReply, error) {
 	body, _ := json.Marshal(transferRequest{To: &to})
 	var lastErr error
 	for {
 		leader := ""
-		for _, a := range addrs {
-			st, err := getStatus(ctx, a)
+		for _, a := range cc.addrs {
+			st, err := cc.status(ctx, a)
 			if err != nil {
 				lastErr = fmt.Errorf("%s: %w", a, err)
 				continue
@@ -201,7 +190,7 @@ func transferLeadership(ctx context.Context, addrs []string, to int) (*transferR
 			lastErr = fmt.Errorf("%s knows of no leader", a)
 		}
 		if leader != "" {
-			rep, retry, err := postTransfer(ctx, leader, body)
+			rep, retry, err := postTransfer(ctx, cc, leader, body)
 			if err == nil {
 				return rep, nil
 			}
@@ -220,14 +209,17 @@ func transferLeadership(ctx context.Context, addrs []string, to int) (*transferR
 
 // postTransfer posts POST /admin/transfer to the replica at addr. retry
 // says whether asking the leader again may help.
-func postTransfer(ctx context.Context, addr string, body []byte) (rep *transferReply, retry bool, err error) {
+func postTransfer(ctx context.Context, cc *clientConn, addr string, body []byte) (rep *transferReply, retry bool, err error) {
 	u := strings.TrimSuffix(urlOf(addr), "/") + "/admin/transfer"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, false, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	if cc.token != "" {
+		req.Header.Set("Authorization", "Bearer "+cc.token)
+	}
+	resp, err := cc.client.Do(req)
 	if err != nil {
 		return nil, true, fmt.Errorf("%s: %w", addr, shortErr(err))
 	}

@@ -41,6 +41,11 @@ const usageLocal = `Local cluster (raftkv local, or raftkv with no command):
   -snapshot-bytes N the replicas' snapshot interval (see serve)
   -reads-through-log the replicas serve GETs through the log (see serve)
   -pprof            the replicas serve net/http/pprof (see serve)
+  -insecure-http    the replicas serve plain HTTP without authentication (see serve)
+  By default the launcher makes a CA and certificates in DIR/certs and a token in
+  DIR/tokens (0600), keeping those that exist; the replicas serve HTTPS and want
+  the token (see docs/security.md). The client commands find them when run with
+  the default addresses from the directory that holds ./raftkv-data.
   With the defaults, replicas 1, 2, 3 serve HTTP on 127.0.0.1:8001, 8002, 8003 and
   Raft on 127.0.0.1:9001, 9002, 9003. The launcher prints where each listens and
   which one leads; Ctrl-C stops them all, and so does the launcher's death (on
@@ -83,6 +88,19 @@ const usageServe = `serve flags:
                         connections use them, open ones go on
   -insecure             run the Raft transport over plain TCP: anyone who reaches the
                         Raft address can pose as a replica. For trusted networks and tests
+  -http-tls-cert FILE, -http-tls-key FILE
+                        the HTTPS certificate and key of the HTTP API (TLS 1.2 or later)
+  -http-tokens FILE     bearer tokens accepted ("Authorization: Bearer TOKEN"): one a
+                        line, "name:token" or the token alone, # comments; reread when
+                        the file changes (checked every second) and on SIGHUP
+  -http-ca FILE         accept client certificates of this CA (URI SAN
+                        raft://client/NAME), and trust it for the peers' HTTPS
+  -http-open-status     serve GET /status and /metrics without credentials (default:
+                        they want them, as every route does)
+  -insecure-http        plain HTTP, no authentication: anyone who reaches the port reads
+                        and writes every key (a loud warning off loopback)
+  One of -http-tls-cert/-key and -insecure-http is required, and with HTTPS one of
+  -http-tokens and -http-ca. SIGHUP rereads the tokens, certificate and CA.
   GET /metrics on the HTTP address serves the replica's metrics in the Prometheus
   text format (docs/operations.md lists them).
   SIGTERM or SIGINT shuts the replica down cleanly (exit status 0); a leader first
@@ -104,6 +122,11 @@ const usageClient = `Client flags (put, get, append, del, status; before or afte
   -addr URLS      replicas to ask, comma-separated, tried in turn (default
                   http://127.0.0.1:8001, falling back on :8002 and :8003)
   -timeout D      give up after D (default 10s)
+  -ca FILE        trust this CA for HTTPS (default $RAFTKV_CA)
+  -token-file F   send the first token of F (default $RAFTKV_TOKEN_FILE)
+  Without -addr, -ca, -token-file and their variables, the local cluster's
+  ./raftkv-data/certs/ca.crt and ./raftkv-data/tokens, if there. An address
+  without a scheme is https with a CA or token, http otherwise.
   A value that starts with "-" goes after "--": raftkv put k -- -1
 `
 
@@ -140,6 +163,8 @@ const usageAPI = `HTTP API (any replica; a follower forwards to the leader):
                                            (or, without "to", the most up-to-date one);
                                            200 {"from","leader","term"} once ID leads; 409
                                            not_leader; 503 transfer_abandoned or timeout
+  Every route wants "Authorization: Bearer TOKEN" or a client certificate,
+  else 401 (unless -insecure-http; /status and /metrics with -http-open-status).
   Keys and values are UTF-8 text; anything else is refused with 400, never
   altered (encode binary data first, as base64 say).
   Optional exactly-once identity: headers X-Client-ID and X-Seq (or JSON
