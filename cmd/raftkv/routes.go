@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/pprof"
 	"strings"
@@ -57,4 +58,22 @@ func servePprof(w http.ResponseWriter, req *http.Request) {
 	default: // the index, and the runtime's profiles by name (heap, goroutine, ...)
 		pprof.Index(w, req)
 	}
+}
+
+// writeJSON answers with status code and v in JSON.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// postOnly answers 405 to a request that is not a POST, and reports
+// whether it is one.
+func postOnly(w http.ResponseWriter, req *http.Request) bool {
+	if req.Method == http.MethodPost {
+		return true
+	}
+	w.Header().Set("Allow", "POST")
+	writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use POST", "code": "bad_method"})
+	return false
 }

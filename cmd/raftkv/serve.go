@@ -403,21 +403,14 @@ type faultsRequest struct {
 
 // serveFaults is the test-only fault API (serve -faults-api).
 func (r *replica) serveFaults(w http.ResponseWriter, req *http.Request) {
-	reply := func(code int, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(v)
-	}
-	if req.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		reply(http.StatusMethodNotAllowed, map[string]string{"error": "use POST"})
+	if !postOnly(w, req) {
 		return
 	}
 	var f faultsRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 1<<16))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
-		reply(http.StatusBadRequest, map[string]string{"error": "bad body: " + err.Error()})
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad body: " + err.Error()})
 		return
 	}
 	self := r.cfg.id
@@ -443,5 +436,5 @@ func (r *replica) serveFaults(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	r.log.Info("raftkv serve: faults changed", "request", f, "connected", connected)
-	reply(http.StatusOK, map[string]any{"id": self, "connected": connected})
+	writeJSON(w, http.StatusOK, map[string]any{"id": self, "connected": connected})
 }

@@ -51,21 +51,14 @@ func (r *replica) transferWait() time.Duration {
 // serveTransfer is POST /admin/transfer: it hands this replica's
 // leadership over and answers once another replica leads.
 func (r *replica) serveTransfer(w http.ResponseWriter, req *http.Request) {
-	reply := func(code int, v transferReply) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(v)
-	}
-	if req.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		reply(http.StatusMethodNotAllowed, transferReply{Error: "use POST", Code: "bad_method"})
+	if !postOnly(w, req) {
 		return
 	}
 	var tr transferRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 1<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&tr); err != nil && !errors.Is(err, io.EOF) {
-		reply(http.StatusBadRequest, transferReply{Error: `bad body: ` + err.Error() + `; want {"to": ID} or nothing`, Code: "bad_request"})
+		writeJSON(w, http.StatusBadRequest, transferReply{Error: `bad body: ` + err.Error() + `; want {"to": ID} or nothing`, Code: "bad_request"})
 		return
 	}
 	to := -1
@@ -73,7 +66,7 @@ func (r *replica) serveTransfer(w http.ResponseWriter, req *http.Request) {
 		to = *tr.To
 	}
 	if _, ok := r.cfg.peers[to]; to != -1 && !ok {
-		reply(http.StatusBadRequest, transferReply{Error: fmt.Sprintf("replica %d is not in the cluster (replicas %v)", to, sortedIDs(r.cfg.peers)), Code: "bad_request"})
+		writeJSON(w, http.StatusBadRequest, transferReply{Error: fmt.Sprintf("replica %d is not in the cluster (replicas %v)", to, sortedIDs(r.cfg.peers)), Code: "bad_request"})
 		return
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), r.transferWait())
@@ -88,7 +81,7 @@ func (r *replica) serveTransfer(w http.ResponseWriter, req *http.Request) {
 	switch {
 	case err == nil:
 		r.log.Info("raftkv serve: handed the leadership over", "to", st.Leader, "term", st.Term)
-		reply(http.StatusOK, rep)
+		writeJSON(w, http.StatusOK, rep)
 		return
 	case errors.As(err, &nl):
 		rep.From, rep.Code = 0, "not_leader"
@@ -96,7 +89,7 @@ func (r *replica) serveTransfer(w http.ResponseWriter, req *http.Request) {
 			rep.Leader, rep.LeaderHTTP = &nl.Leader, r.cfg.httpPeers[nl.Leader]
 		}
 		rep.Error = fmt.Sprintf("replica %d is not the leader; ask the leader", r.cfg.id)
-		reply(http.StatusConflict, rep)
+		writeJSON(w, http.StatusConflict, rep)
 		return
 	case errors.Is(err, raft.ErrTransferAbandoned):
 		rep.Code = "transfer_abandoned"
@@ -106,7 +99,7 @@ func (r *replica) serveTransfer(w http.ResponseWriter, req *http.Request) {
 		rep.Code = "stopped"
 	}
 	rep.Error = err.Error()
-	reply(http.StatusServiceUnavailable, rep)
+	writeJSON(w, http.StatusServiceUnavailable, rep)
 }
 
 // handOver, on a leader about to stop, hands the leadership to the most
