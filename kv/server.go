@@ -200,6 +200,10 @@ func (s *Server) Do(ctx context.Context, op Op) (Result, error) {
 		s.mu.Unlock()
 		return out.res, out.err
 	}
+	if a, ok := rf.(outcomeRaft); ok {
+		s.mu.Unlock()
+		return s.propose(ctx, a, op, cmd)
+	}
 	// Registered before the proposal, so that the apply loop cannot
 	// apply op before anyone waits for it; and by client and seq, not by
 	// index, which is known only once Propose returns.
@@ -266,6 +270,43 @@ func (s *Server) read(ctx context.Context, r reader, key string) (Result, error)
 	}
 	v, ok := s.data[key]
 	return Result{Value: v, Found: ok}, nil
+}
+
+// An outcomeRaft tells what became of a proposal; *raft.Raft is one.
+// Over it, Do waits for its command's outcome, with no waiter of its own
+// and no polling; over the lab's Start (NewLabServer), Do registers a
+// waiter that Apply answers, and polls the term.
+type outcomeRaft interface {
+	Apply(ctx context.Context, cmd []byte) (raft.Result, error)
+}
+
+// propose runs op, encoded as cmd, through a's log, and returns its
+// outcome: the one this store's Apply returned at op's index.
+func (s *Server) propose(ctx context.Context, a outcomeRaft, op Op, cmd []byte) (Result, error) {
+	res, err := a.Apply(ctx, cmd)
+	switch {
+	case err == nil:
+		out, ok := res.Value.(outcome)
+		if !ok { // the store failed and applies nothing more
+			return Result{}, ErrStopped
+		}
+		return out.res, out.err
+	case errors.Is(err, raft.ErrOutcomeUnknown):
+		// op may be in the log and commit later.
+		if ctx.Err() != nil {
+			return Result{}, ctx.Err()
+		}
+		return Result{}, ErrLeadershipLost
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrNotCommitted):
+		return Result{}, ErrWrongLeader // not applied: another server may take it
+	case errors.Is(err, raft.ErrTooLarge):
+		return Result{}, fmt.Errorf("%w: %w", ErrTooLarge, err)
+	case errors.Is(err, raft.ErrStopped):
+		return Result{}, ErrStopped
+	case ctx.Err() != nil:
+		return Result{}, ctx.Err() // before op was proposed
+	}
+	return Result{}, fmt.Errorf("kv: propose %s %q: %w", op.Kind, op.Key, err)
 }
 
 // unregister removes w from the requests waiting for id.
