@@ -203,6 +203,18 @@ func TestBootstrapRefusesServerThatLostItsState(t *testing.T) {
 	c.leaderCommits("y")
 }
 
+// startFaultyCluster starts servers 1, 2 and 3 over TCP with fault
+// injection (c.faults), each on a storage of its own.
+func startFaultyCluster(t *testing.T) *tcpCluster {
+	t.Helper()
+	c := newTCPCluster(t, 1, 2, 3)
+	c.faults = transport.NewFaults(1)
+	for _, id := range []int{1, 2, 3} {
+		c.start(id, newDiskStorage(t))
+	}
+	return c
+}
+
 // newDiskStorage opens a storage in a fresh directory.
 func newDiskStorage(t *testing.T) Storage { return openStorage(t, t.TempDir()) }
 

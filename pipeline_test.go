@@ -4,19 +4,13 @@ import (
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/raftkit/raft/transport"
 )
 
 // Over TCP a leader keeps several AppendEntries in flight to a follower
 // whose link is slow, instead of one round trip at a time, and every
 // server applies the commands in the order they were proposed.
 func TestTCPPipelinesAppendEntries(t *testing.T) {
-	c := newTCPCluster(t, 1, 2, 3)
-	c.faults = transport.NewFaults(1)
-	for _, id := range []int{1, 2, 3} {
-		c.start(id, newDiskStorage(t))
-	}
+	c := startFaultyCluster(t)
 	var lead *Raft
 	waitFor(t, "a leader", func() bool {
 		for _, rf := range c.rafts {

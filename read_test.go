@@ -5,8 +5,6 @@ import (
 	"errors"
 	"testing"
 	"time"
-
-	"github.com/raftkit/raft/transport"
 )
 
 // Thesis 6.4: ReadBarrier on the leader returns an index that covers the
@@ -14,11 +12,7 @@ import (
 // applied them; a follower refuses it naming the leader; a leader cut off
 // from the others never confirms a read.
 func TestReadBarrier(t *testing.T) {
-	c := newTCPCluster(t, 1, 2, 3)
-	c.faults = transport.NewFaults(1)
-	for _, id := range []int{1, 2, 3} {
-		c.start(id, newDiskStorage(t))
-	}
+	c := startFaultyCluster(t)
 	c.leaderCommits("a")
 	lead, _ := c.leader()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"testing"
 	"time"
-
-	"github.com/raftkit/raft/transport"
 )
 
 // leader waits for a leader among c's servers and returns it with its
@@ -73,11 +71,7 @@ func TestTransferLeadership(t *testing.T) {
 // abandoned after an election timeout; the leader leads on, and takes
 // proposals again.
 func TestTransferLeadershipAbandoned(t *testing.T) {
-	c := newTCPCluster(t, 1, 2, 3)
-	c.faults = transport.NewFaults(1)
-	for _, id := range []int{1, 2, 3} {
-		c.start(id, newDiskStorage(t))
-	}
+	c := startFaultyCluster(t)
 	c.leaderCommits("a")
 	lead, term := c.leader()
 	to := lead.me%3 + 1
