@@ -59,7 +59,9 @@ func runClient(cmd string, args []string, stdout, stderr io.Writer) int {
 	case "append":
 		op.Kind, op.Value = kv.Append, pos[1]
 	case "get":
-		op.Kind = kv.Get
+		// A read needs no identity; without one the leader serves it
+		// with ReadIndex, not through the log.
+		op.Kind, op.ClientID, op.Seq = kv.Get, 0, 0
 	default:
 		op.Kind = kv.Delete
 	}
