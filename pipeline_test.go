@@ -11,37 +11,30 @@ import (
 // server applies the commands in the order they were proposed.
 func TestTCPPipelinesAppendEntries(t *testing.T) {
 	c := startFaultyCluster(t)
-	var lead *Raft
-	waitFor(t, "a leader", func() bool {
-		for _, rf := range c.rafts {
-			if _, ok := rf.GetState(); ok {
-				lead = rf
-				return true
-			}
-		}
-		return false
-	})
+	lead, _ := c.leader()
 	for id := range c.rafts {
 		if id != lead.me {
 			c.faults.SetDelay(lead.me, id, 30*time.Millisecond)
 		}
 	}
-	const n = 200
-	maxInflight := 0
-	last := 0
-	for i := 0; i < n; i++ {
-		idx, _, err := lead.Propose([]byte(fmt.Sprint(i)))
+	// Proposals come in bursts of 20, and batches go out between them;
+	// at least 200, and more (up to 2,000) until a follower is seen with
+	// several batches in flight, so that a slow machine that sends the
+	// first 200 in few batches does not fail the test.
+	n, maxInflight, last := 0, 0, 0
+	for n < 200 || (maxInflight < 2 && n < 2000) {
+		idx, _, err := lead.Propose([]byte(fmt.Sprint(n)))
 		if err != nil {
-			t.Fatalf("proposal %d: %v", i, err)
+			t.Fatalf("proposal %d: %v", n, err)
 		}
-		last = idx
+		n, last = n+1, idx
 		if st, ok := lead.Status(); ok {
 			for _, p := range st.Progress {
 				maxInflight = max(maxInflight, p.Inflight)
 			}
 		}
-		if i%20 == 19 {
-			time.Sleep(5 * time.Millisecond) // proposals come in bursts, and batches go out meanwhile
+		if n%20 == 0 {
+			time.Sleep(5 * time.Millisecond) // load shaping, not synchronisation
 		}
 	}
 	waitFor(t, "every server to apply every command", func() bool {
