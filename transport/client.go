@@ -239,7 +239,17 @@ func (p *Peer) send(req any, w waiter) (ticket, error) {
 		return ticket{}, errLost
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	tk, err := p.queueLocked(req, w, delay)
+	p.mu.Unlock()
+	if tk.c != nil {
+		tk.c.q.flush() // not under p.mu: it may write, and calls written
+	}
+	return tk, err
+}
+
+// queueLocked is send's part under p.mu: it queues req on the connection,
+// or in the delay line for delay.
+func (p *Peer) queueLocked(req any, w waiter, delay time.Duration) (ticket, error) {
 	if delay > 0 {
 		return ticket{}, p.delayLocked(req, w, delay)
 	}
@@ -467,7 +477,7 @@ func (c *clientConn) written(last uint64) {
 }
 
 // enqueue queues the request that enc lays out with the ID it is given;
-// typ is its frame type.
+// typ is its frame type. The caller then calls c.q.flush, holding no lock.
 func (c *clientConn) enqueue(typ byte, w waiter, enc func(b []byte, id uint64) ([]byte, int, error)) (ticket, error) {
 	t := c.p.t
 	c.mu.Lock()

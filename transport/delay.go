@@ -87,6 +87,8 @@ func (p *Peer) releaseDelayed() {
 		p.mu.Unlock()
 		if err != nil {
 			d.w.deliver(nil, err)
+		} else {
+			c.q.flush()
 		}
 	}
 }

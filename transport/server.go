@@ -217,6 +217,9 @@ func isReplyTo(typ byte, reply any) bool {
 func (sc *serverConn) pushReply(id uint64, typ byte, reply any) {
 	t := sc.t
 	n, err := sc.q.push(id, t.maxMsg, func(b []byte) ([]byte, int, error) { return appendReply(b, id, reply) })
+	if err == nil {
+		sc.q.flush()
+	}
 	if errors.Is(err, errTooLarge) {
 		t.log.Warn("transport: refused to send a reply over the size limit",
 			"peer", sc.from, "request", typeName(typ), "bytes", n, "limit", t.maxMsg)
@@ -230,6 +233,7 @@ func (sc *serverConn) pushError(id uint64, code byte, msg string) {
 	sc.q.push(id, maxFramePayload, func(b []byte) ([]byte, int, error) {
 		return appendError(b, id, code, msg), 0, nil
 	})
+	sc.q.flush()
 }
 
 // close closes the connection, which then no longer counts against the
