@@ -367,7 +367,8 @@ func (rf *Raft) run() {
 			ents: rd.Entries, after: rd.AfterSave, replies: replies, commits: rd.Committed}
 		rf.incoming = nil
 		if b.mustSave || b.sink != nil || len(b.after) > 0 || len(b.replies) > 0 || len(b.commits) > 0 {
-			rf.saver.push(b)
+			// A leader's loop never waits for its disk; a follower's may.
+			rf.saver.submit(b, rf.node.Role() != core.Leader)
 			replies = nil
 		}
 	}
