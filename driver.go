@@ -72,9 +72,9 @@ type event struct {
 	msg     core.Message
 	respond func(core.Message) // takes a request's reply once it may be sent
 
-	cmd     []byte // a proposal, answered on result
-	result  chan proposal
-	outcome chan outcome // if not nil, takes what became of the proposal (Apply)
+	cmd     []byte        // a proposal, answered on result or outcome
+	result  chan proposal // takes where the proposal went, or its refusal (propose)
+	outcome chan outcome  // takes the refusal, or what became of the proposal (Apply)
 
 	status chan Status // a request for the status
 
@@ -285,28 +285,36 @@ func (rf *Raft) post(ev event) bool {
 // propose hands an encoded command to the loop. It fails with
 // ErrTooLarge, ErrNotLeader or ErrStopped.
 func (rf *Raft) propose(cmd []byte) (index, term int, err error) {
-	return rf.proposeWait(cmd, nil)
-}
-
-// proposeWait is propose; if w is not nil, the outcome of the command will
-// be sent on it (see Apply).
-func (rf *Raft) proposeWait(cmd []byte, w chan outcome) (index, term int, err error) {
-	if rf.maxCmd > 0 && len(cmd) > rf.maxCmd {
-		return -1, 0, fmt.Errorf("%w: %d bytes encoded, over the maximum of %d", ErrTooLarge, len(cmd), rf.maxCmd)
+	if err := rf.checkSize(cmd); err != nil {
+		return -1, 0, err
 	}
 	ch := make(chan proposal, 1)
-	if !rf.post(event{cmd: cmd, result: ch, outcome: w}) {
+	if !rf.post(event{cmd: cmd, result: ch}) {
 		return -1, 0, ErrStopped
 	}
 	select {
 	case p := <-ch:
 		if p.index == 0 {
-			return -1, p.term, &NotLeaderError{Leader: p.leader, Addr: rf.addrs[p.leader]}
+			return -1, p.term, rf.notLeader(p.leader)
 		}
 		return p.index, p.term, nil
 	case <-rf.done:
 		return -1, 0, ErrStopped
 	}
+}
+
+// checkSize refuses an encoded command over the maximum (ErrTooLarge).
+func (rf *Raft) checkSize(cmd []byte) error {
+	if rf.maxCmd > 0 && len(cmd) > rf.maxCmd {
+		return fmt.Errorf("%w: %d bytes encoded, over the maximum of %d", ErrTooLarge, len(cmd), rf.maxCmd)
+	}
+	return nil
+}
+
+// notLeader is the error of a proposal refused by a server that is not
+// the leader, which believes leader is.
+func (rf *Raft) notLeader(leader int) error {
+	return &NotLeaderError{Leader: leader, Addr: rf.addrs[leader]}
 }
 
 // run is the event loop: it feeds ticks, messages and proposals to the
@@ -386,16 +394,20 @@ type pendingReply struct {
 // with the Ready that follows it.
 func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) {
 	switch {
-	case ev.result != nil:
+	case ev.result != nil || ev.outcome != nil:
 		index, term, ok := rf.node.Propose(ev.cmd)
 		if ok {
 			rf.metrics.proposals.Add(1)
 			rf.metrics.proposedAt[index] = time.Now()
 		}
-		if ok && ev.outcome != nil {
+		switch {
+		case ev.result != nil:
+			ev.result <- proposal{index, term, rf.leaderHint()}
+		case ok:
 			rf.apply.wait(index, term, ev.outcome)
+		default:
+			ev.outcome <- outcome{err: rf.notLeader(rf.leaderHint())}
 		}
-		ev.result <- proposal{index, term, rf.leaderHint()}
 		return replies, false
 	case ev.snap != nil:
 		ev.snap.done <- rf.saveSnapshot(ev.snap.index, ev.snap.data)

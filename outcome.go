@@ -64,9 +64,14 @@ func (rf *Raft) Apply(ctx context.Context, cmd []byte) (Result, error) {
 	if rf.apply.sm == nil {
 		return Result{}, errors.New("raft: Apply needs a StateMachine (a server made by New)")
 	}
-	w := make(chan outcome, 1)
-	if _, _, err := rf.proposeWait(slices.Clone(cmd), w); err != nil {
+	if err := rf.checkSize(cmd); err != nil {
 		return Result{}, err
+	}
+	// The loop answers on w alone, with the refusal or the outcome: the
+	// caller wakes once, when there is something to return.
+	w := make(chan outcome, 1)
+	if !rf.post(event{cmd: slices.Clone(cmd), outcome: w}) {
+		return Result{}, ErrStopped
 	}
 	select {
 	case o := <-w:
