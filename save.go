@@ -56,9 +56,11 @@ func (s *saver) push(b saveBatch) {
 // goroutines (and the wake-up of the saver) on the way of a commit
 // (docs/performance.md): it releases at once a batch with nothing to
 // save, and, if mayBlock, saves and then releases one whose only state is
-// a HardState and entries. mayBlock holds for a server that is not the
-// leader: it has nothing to send while its state is written, and answers
-// nothing before. The order of the batches holds, since none is pending.
+// a HardState and entries. The loop passes mayBlock for a server that is
+// not the leader (it has nothing to send while its state is written, and
+// answers nothing before) when no event waits for the loop. Time the loop
+// spends saving counts as one tick at most (see clock): it starts no
+// election for it. The order of the batches holds, since none is pending.
 func (s *saver) submit(b saveBatch, mayBlock bool) {
 	s.mu.Lock()
 	idle := s.pending == 0

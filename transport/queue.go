@@ -22,12 +22,15 @@ var errQueueFull = errors.New("send queue full")
 // it for an empty one and writes what it took in one go, so that frames
 // queued while a write is under way leave together in the next.
 //
-// The goroutine that queues a frame gets it on its way with flush. On a
-// plain TCP connection with no write under way, flush writes the frames
-// itself, without blocking: a frame costs no wake-up of the writer, which
-// on a loaded machine (or behind an fsync holding the writer's thread)
-// can take longer than the write (docs/performance.md). What the socket
-// does not take at once is left to the writer.
+// The goroutine that queues a frame gets it on its way with flush. A
+// frame that is alone on its connection (nothing else in flight on it:
+// the latency case, one request and its reply at a time) is written
+// by flush itself, on a plain TCP connection with no write under way,
+// without blocking: it costs no wake-up of the writer, which on a loaded
+// machine can take longer than the write (docs/performance.md). What the
+// socket does not take at once is left to the writer. Under load, frames
+// are left to the writer, which sends those queued meanwhile in one write
+// (fewer system calls, and fewer wake-ups of the reader at the other end).
 type outQueue struct {
 	bound int // bytes queued beyond which push refuses a frame; 0 for none
 
@@ -96,18 +99,19 @@ func (q *outQueue) push(tag uint64, limit int, enc func([]byte) ([]byte, int, er
 	return n, nil
 }
 
-// flush gets the frames queued on their way: if no write is under way, it
-// writes them now in the caller's goroutine, as far as the socket takes
-// them without blocking, and leaves the rest to the writer; else the
-// write under way is followed by one of what was queued meanwhile. The
-// caller holds no lock that push is called under (flush calls written).
-func (q *outQueue) flush() {
+// flush gets the frames queued on their way. If direct, and no write is
+// under way, it writes them now in the caller's goroutine, as far as the
+// socket takes them without blocking, and leaves the rest to the writer;
+// else it wakes the writer (a write under way is followed by one of what
+// was queued meanwhile). The caller holds no lock that push is called
+// under (flush calls written).
+func (q *outQueue) flush(direct bool) {
 	q.mu.Lock()
 	if q.busy || q.closed || len(q.buf) == 0 {
 		q.mu.Unlock()
 		return
 	}
-	if q.raw == nil {
+	if !direct || q.raw == nil {
 		q.mu.Unlock()
 		signal(q.wake)
 		return
