@@ -375,10 +375,7 @@ func (rf *Raft) run() {
 			ents: rd.Entries, after: rd.AfterSave, replies: replies, commits: rd.Committed}
 		rf.incoming = nil
 		if b.mustSave || b.sink != nil || len(b.after) > 0 || len(b.replies) > 0 || len(b.commits) > 0 {
-			// A leader's loop never waits for its disk; a follower's may,
-			// when nothing else waits for the loop (under load, the
-			// saver writes while the loop takes the next messages).
-			rf.saver.submit(b, rf.node.Role() != core.Leader && len(rf.events) == 0)
+			rf.saver.push(b)
 			replies = nil
 		}
 	}

@@ -22,10 +22,6 @@ type saveBatch struct {
 	commits  []core.Entry
 }
 
-// needsSave reports whether the batch has state to make durable (or a
-// received snapshot to install or drop) before its release.
-func (b *saveBatch) needsSave() bool { return b.mustSave || b.sink != nil }
-
 // saver saves the state of the Readys in a goroutine of its own, so that
 // the event loop goes on meanwhile: a leader's AppendEntries leave while
 // its own entries are being written (Raft thesis 10.2.1), and the Readys
@@ -33,53 +29,20 @@ func (b *saveBatch) needsSave() bool { return b.mustSave || b.sink != nil }
 // batch's replies, and what it commits, go out only once the batch, and
 // every batch before it, is durable.
 type saver struct {
-	rf      *Raft
-	mu      sync.Mutex
-	queue   []saveBatch
-	pending int // batches pushed and not yet released (queued, or being saved)
-	wake    chan struct{}
+	rf    *Raft
+	mu    sync.Mutex
+	queue []saveBatch
+	wake  chan struct{}
 }
 
 func (s *saver) push(b saveBatch) {
 	s.mu.Lock()
 	s.queue = append(s.queue, b)
-	s.pending++
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
-}
-
-// submit is push, called by the loop; but when no batch is pending, the
-// loop does the saver's work itself, which spares a hand-off between
-// goroutines (and the wake-up of the saver) on the way of a commit
-// (docs/performance.md): it releases at once a batch with nothing to
-// save, and, if mayBlock, saves and then releases one whose only state is
-// a HardState and entries. The loop passes mayBlock for a server that is
-// not the leader (it has nothing to send while its state is written, and
-// answers nothing before) when no event waits for the loop. Time the loop
-// spends saving counts as one tick at most (see clock): it starts no
-// election for it. The order of the batches holds, since none is pending.
-func (s *saver) submit(b saveBatch, mayBlock bool) {
-	s.mu.Lock()
-	idle := s.pending == 0
-	s.mu.Unlock()
-	if !idle || b.sink != nil || (b.mustSave && !mayBlock) {
-		s.push(b)
-		return
-	}
-	if b.mustSave {
-		saved, err := s.save([]saveBatch{b})
-		if err != nil {
-			s.fail(err, []saveBatch{b})
-			return
-		}
-		if saved.Index > 0 {
-			s.rf.node.Saved(saved.Index, saved.Term)
-		}
-	}
-	s.release(b)
 }
 
 func (s *saver) run() {
@@ -97,40 +60,26 @@ func (s *saver) run() {
 		s.mu.Unlock()
 		for len(batches) > 0 {
 			n := s.group(batches)
-			saved, err := s.save(batches[:n])
-			if err != nil {
-				s.fail(err, batches)
+			if err := s.save(batches[:n]); err != nil {
+				if !rf.killed() {
+					// A server that cannot save must not answer anything
+					// that depends on what it failed to save.
+					err = fmt.Errorf("raft: server %d stops: save state: %w", rf.me, err)
+					rf.logger.Error(err.Error())
+					rf.stop(err)
+				}
+				s.mu.Lock()
+				s.queue = append(batches, s.queue...)
+				s.mu.Unlock()
+				s.drop()
 				return
-			}
-			if saved.Index > 0 {
-				rf.post(event{saved: saved})
 			}
 			for _, b := range batches[:n] {
 				s.release(b)
 			}
 			batches = batches[n:]
-			s.mu.Lock()
-			s.pending -= n
-			s.mu.Unlock()
 		}
 	}
-}
-
-// fail stops the server, which could not save the batches: their replies
-// are not sent, nor those of the batches queued after them.
-func (s *saver) fail(err error, batches []saveBatch) {
-	rf := s.rf
-	if !rf.killed() {
-		// A server that cannot save must not answer anything that
-		// depends on what it failed to save.
-		err = fmt.Errorf("raft: server %d stops: save state: %w", rf.me, err)
-		rf.logger.Error(err.Error())
-		rf.stop(err)
-	}
-	s.mu.Lock()
-	s.queue = append(batches, s.queue...)
-	s.mu.Unlock()
-	s.drop()
 }
 
 // group returns how many batches from the first one share one save: all
@@ -149,8 +98,7 @@ func (s *saver) group(batches []saveBatch) int {
 // save makes the state of the batches durable, with one Save: the last
 // HardState, and their entries merged as successive Saves would leave
 // them (a later batch's entries replace the log from their first index).
-// It returns the last entry saved, for Node.Saved (zero if none).
-func (s *saver) save(batches []saveBatch) (core.SnapshotMeta, error) {
+func (s *saver) save(batches []saveBatch) error {
 	rf := s.rf
 	var hs core.HardState
 	var ents []core.Entry
@@ -158,10 +106,10 @@ func (s *saver) save(batches []saveBatch) (core.SnapshotMeta, error) {
 	for _, b := range batches {
 		if b.snap != nil {
 			if b.sink == nil || b.sink.Meta() != *b.snap {
-				return core.SnapshotMeta{}, fmt.Errorf("install snapshot %+v: its data is not the one that arrived", *b.snap)
+				return fmt.Errorf("install snapshot %+v: its data is not the one that arrived", *b.snap)
 			}
 			if err := b.sink.Commit(false); err != nil {
-				return core.SnapshotMeta{}, fmt.Errorf("install snapshot through %d: %w", b.snap.Index, err)
+				return fmt.Errorf("install snapshot through %d: %w", b.snap.Index, err)
 			}
 			rf.metrics.snapshotsInstalled.Add(1)
 		} else if b.sink != nil {
@@ -179,15 +127,15 @@ func (s *saver) save(batches []saveBatch) (core.SnapshotMeta, error) {
 		}
 	}
 	if !must {
-		return core.SnapshotMeta{}, nil
+		return nil
 	}
 	if rf.killed() {
-		return core.SnapshotMeta{}, ErrStopped
+		return ErrStopped
 	}
 	// Figure 2: update stable storage before responding to RPCs.
 	start := time.Now()
 	if err := rf.store.Save(hs, ents); err != nil {
-		return core.SnapshotMeta{}, err
+		return err
 	}
 	m := rf.metrics
 	m.saveLatency.since(start)
@@ -196,11 +144,11 @@ func (s *saver) save(batches []saveBatch) (core.SnapshotMeta, error) {
 		m.entriesSaved.Add(int64(len(ents)))
 		m.saveBatch.observe(float64(len(ents)))
 	}
-	if len(ents) == 0 {
-		return core.SnapshotMeta{}, nil
+	if len(ents) > 0 {
+		last := ents[len(ents)-1]
+		rf.post(event{saved: core.SnapshotMeta{Index: last.Index, Term: last.Term}})
 	}
-	last := ents[len(ents)-1]
-	return core.SnapshotMeta{Index: last.Index, Term: last.Term}, nil
+	return nil
 }
 
 // release sends what waited for the batch's save, and hands its service

@@ -239,24 +239,13 @@ func (p *Peer) send(req any, w waiter) (ticket, error) {
 		return ticket{}, errLost
 	}
 	p.mu.Lock()
-	tk, alone, err := p.queueLocked(req, w, delay)
-	p.mu.Unlock()
-	if tk.c != nil {
-		tk.c.q.flush(alone) // not under p.mu: it may write, and calls written
-	}
-	return tk, err
-}
-
-// queueLocked is send's part under p.mu: it queues req on the connection,
-// or in the delay line for delay. alone reports that req is the only
-// request on the connection waiting for its reply.
-func (p *Peer) queueLocked(req any, w waiter, delay time.Duration) (tk ticket, alone bool, err error) {
+	defer p.mu.Unlock()
 	if delay > 0 {
-		return ticket{}, false, p.delayLocked(req, w, delay)
+		return ticket{}, p.delayLocked(req, w, delay)
 	}
 	c, err := p.connLocked()
 	if err != nil {
-		return ticket{}, false, err
+		return ticket{}, err
 	}
 	return c.enqueue(requestType(req), w, func(b []byte, id uint64) ([]byte, int, error) {
 		return appendRequest(b, id, req)
@@ -478,16 +467,14 @@ func (c *clientConn) written(last uint64) {
 }
 
 // enqueue queues the request that enc lays out with the ID it is given;
-// typ is its frame type. alone reports that it is the only request on the
-// connection waiting for its reply. The caller then calls c.q.flush,
-// holding no lock.
-func (c *clientConn) enqueue(typ byte, w waiter, enc func(b []byte, id uint64) ([]byte, int, error)) (ticket, bool, error) {
+// typ is its frame type.
+func (c *clientConn) enqueue(typ byte, w waiter, enc func(b []byte, id uint64) ([]byte, int, error)) (ticket, error) {
 	t := c.p.t
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
 		c.mu.Unlock()
-		return ticket{}, false, err
+		return ticket{}, err
 	}
 	id := c.nextID
 	n, err := c.q.push(id, t.maxMsg, func(b []byte) ([]byte, int, error) { return enc(b, id) })
@@ -497,19 +484,18 @@ func (c *clientConn) enqueue(typ byte, w waiter, enc func(b []byte, id uint64) (
 		case errors.Is(err, errTooLarge):
 			t.log.Warn("transport: refused to send a request over the size limit",
 				"peer", c.p.id, "request", typeName(typ), "bytes", n, "limit", t.maxMsg)
-			return ticket{}, false, fmt.Errorf("%w: request %s of %d bytes, limit %d", errTooLarge, typeName(typ), n, t.maxMsg)
+			return ticket{}, fmt.Errorf("%w: request %s of %d bytes, limit %d", errTooLarge, typeName(typ), n, t.maxMsg)
 		case errors.Is(err, errQueueFull) || errors.Is(err, errClosed):
 		default:
 			t.log.Error("transport: bad request", "peer", c.p.id, "err", err)
 		}
-		return ticket{}, false, fmt.Errorf("request to server %d: %w", c.p.id, err)
+		return ticket{}, fmt.Errorf("request to server %d: %w", c.p.id, err)
 	}
 	c.nextID++
 	c.calls.add(pendingCall{id: id, typ: typ, w: w})
 	c.lastCall = time.Now()
-	alone := c.calls.live == 1
 	c.mu.Unlock()
-	return ticket{c, id}, alone, nil
+	return ticket{c, id}, nil
 }
 
 // timedOut forgets a request whose Call stopped waiting, and drops the

@@ -79,7 +79,7 @@ func (p *Peer) releaseDelayed() {
 		l.bytes -= len(d.frame)
 		c, err := p.connLocked()
 		if err == nil {
-			_, _, err = c.enqueue(d.typ, d.w, func(b []byte, id uint64) ([]byte, int, error) {
+			_, err = c.enqueue(d.typ, d.w, func(b []byte, id uint64) ([]byte, int, error) {
 				setFrameID(d.frame, id)
 				return append(b, d.frame...), len(d.frame) - frameHeaderLen, nil
 			})
@@ -87,8 +87,6 @@ func (p *Peer) releaseDelayed() {
 		p.mu.Unlock()
 		if err != nil {
 			d.w.deliver(nil, err)
-		} else {
-			c.q.flush(false)
 		}
 	}
 }

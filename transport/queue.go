@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -21,32 +20,15 @@ var errQueueFull = errors.New("send queue full")
 // Frames are laid out straight into the queue's buffer; the writer swaps
 // it for an empty one and writes what it took in one go, so that frames
 // queued while a write is under way leave together in the next.
-//
-// The goroutine that queues a frame gets it on its way with flush. A
-// frame that is alone on its connection (nothing else in flight on it:
-// the latency case, one request and its reply at a time) is written
-// by flush itself, on a plain TCP connection with no write under way,
-// without blocking: it costs no wake-up of the writer, which on a loaded
-// machine can take longer than the write (docs/performance.md). What the
-// socket does not take at once is left to the writer. Under load, frames
-// are left to the writer, which sends those queued meanwhile in one write
-// (fewer system calls, and fewer wake-ups of the reader at the other end).
 type outQueue struct {
 	bound int // bytes queued beyond which push refuses a frame; 0 for none
 
 	mu      sync.Mutex
 	buf     []byte // the frames queued
 	spare   []byte // an empty buffer for the next swap, or nil
-	writing int    // bytes taken by the write under way and not yet written
-	busy    bool   // a write is under way (by run or by flush)
+	writing int    // bytes the writer took and has not written yet
 	tag     uint64 // the tag of the last frame queued
 	closed  bool
-
-	// Set by run: what flush needs to write.
-	conn    net.Conn
-	raw     syscall.RawConn // conn's socket for writeNow, or nil (not plain TCP, or not supported)
-	timeout time.Duration
-	written func(tag uint64)
 
 	wake chan struct{} // full when there is something to write
 	room chan struct{} // full after a write
@@ -68,8 +50,7 @@ func newOutQueue(bound int) *outQueue {
 // limit (errTooLarge, with the payload's size), if the queue is over its
 // bound (errQueueFull), or if the queue is closed (errClosed). A caller
 // that holds a lock of its own around push (to number its frames in
-// order) must never take it while holding the queue's. The frame leaves
-// once the caller calls flush.
+// order) must never take it while holding the queue's.
 func (q *outQueue) push(tag uint64, limit int, enc func([]byte) ([]byte, int, error)) (int, error) {
 	q.mu.Lock()
 	if q.closed {
@@ -96,72 +77,8 @@ func (q *outQueue) push(tag uint64, limit int, enc func([]byte) ([]byte, int, er
 	}
 	q.buf, q.tag = b, tag
 	q.mu.Unlock()
+	signal(q.wake)
 	return n, nil
-}
-
-// flush gets the frames queued on their way. If direct, and no write is
-// under way, it writes them now in the caller's goroutine, as far as the
-// socket takes them without blocking, and leaves the rest to the writer;
-// else it wakes the writer (a write under way is followed by one of what
-// was queued meanwhile). The caller holds no lock that push is called
-// under (flush calls written).
-func (q *outQueue) flush(direct bool) {
-	q.mu.Lock()
-	if q.busy || q.closed || len(q.buf) == 0 {
-		q.mu.Unlock()
-		return
-	}
-	if !direct || q.raw == nil {
-		q.mu.Unlock()
-		signal(q.wake)
-		return
-	}
-	b, tag := q.takeLocked()
-	conn, raw, timeout, written := q.conn, q.raw, q.timeout, q.written
-	q.mu.Unlock()
-	n := 0
-	// A deadline passed since the last write would fail this one.
-	if conn.SetWriteDeadline(time.Now().Add(timeout)) == nil {
-		n = writeNow(raw, b)
-	}
-	if q.wrote(b, n) {
-		signal(q.wake)
-	}
-	if n == len(b) && written != nil {
-		written(tag)
-	}
-}
-
-// attach gives flush the connection to write to, as run starts.
-func (q *outQueue) attach(conn net.Conn, timeout time.Duration, written func(tag uint64)) {
-	q.mu.Lock()
-	q.conn, q.raw, q.timeout, q.written = conn, rawConn(conn), timeout, written
-	q.mu.Unlock()
-}
-
-// takeLocked takes the frames queued for a write, and the tag of the last
-// one; q.mu is held and no write is under way.
-func (q *outQueue) takeLocked() ([]byte, uint64) {
-	b := q.buf
-	q.buf, q.spare, q.writing, q.busy = q.spare, nil, len(b), true
-	return b, q.tag
-}
-
-// wrote ends the write of b, of which n bytes were written: the rest goes
-// back to the head of the queue. It reports whether anything is queued.
-func (q *outQueue) wrote(b []byte, n int) bool {
-	q.mu.Lock()
-	q.writing, q.busy = 0, false
-	switch {
-	case n < len(b):
-		q.buf = append(b[n:], q.buf...)
-	case cap(b) <= keepBuffer:
-		q.spare = b[:0]
-	}
-	more := len(q.buf) > 0
-	q.mu.Unlock()
-	signal(q.room)
-	return more
 }
 
 // queued returns the bytes queued and not yet written.
@@ -199,37 +116,39 @@ func (q *outQueue) close() {
 
 // run writes the queued frames to conn until close, or a write fails: it
 // returns the error. Each write of up to writeChunk bytes must end within
-// timeout. After each batch (its own, or flush's) it calls written with
-// the tag of the batch's last frame, if written is set.
+// timeout. After each batch it calls written with the tag of the batch's
+// last frame, if written is set.
 func (q *outQueue) run(conn net.Conn, timeout time.Duration, written func(tag uint64)) error {
-	q.attach(conn, timeout, written)
 	for {
 		select {
 		case <-q.wake:
 		case <-q.done:
 			return nil
 		}
-		for more := true; more; {
-			q.mu.Lock()
-			if q.closed {
-				q.mu.Unlock()
-				return nil
-			}
-			if q.busy || len(q.buf) == 0 {
-				// flush is writing: it wakes the writer if it leaves anything.
-				q.mu.Unlock()
-				break
-			}
-			b, tag := q.takeLocked()
+		q.mu.Lock()
+		if q.closed {
 			q.mu.Unlock()
-			err := writeAll(conn, b, timeout)
-			more = q.wrote(b, len(b))
-			if err != nil {
-				return err
-			}
-			if written != nil {
-				written(tag)
-			}
+			return nil
+		}
+		b, tag := q.buf, q.tag
+		q.buf, q.spare, q.writing = q.spare, nil, len(b)
+		q.mu.Unlock()
+		if len(b) == 0 {
+			continue
+		}
+		err := writeAll(conn, b, timeout)
+		q.mu.Lock()
+		q.writing = 0
+		if cap(b) <= keepBuffer {
+			q.spare = b[:0]
+		}
+		q.mu.Unlock()
+		signal(q.room)
+		if err != nil {
+			return err
+		}
+		if written != nil {
+			written(tag)
 		}
 	}
 }

@@ -73,8 +73,6 @@ type serverConn struct {
 	from int // the caller's server ID, from the handshake
 	conn net.Conn
 	q    *outQueue
-
-	serving atomic.Int64 // requests handed to the Handler and not yet answered
 }
 
 // serveConn runs the handshake on an accepted connection, then serves its
@@ -140,14 +138,13 @@ func (sc *serverConn) serve(rd *frameReader, h Handler) {
 			t.log.Warn("transport: refused a request over the size limit",
 				"peer", sc.from, "request", typeName(in.typ), "bytes", in.over, "limit", t.maxMsg)
 			sc.pushError(in.id, codeFailed, fmt.Sprintf("transport: request %s of %d bytes is over server %d's limit of %d bytes",
-				typeName(in.typ), in.over, t.id, t.maxMsg), false)
+				typeName(in.typ), in.over, t.id, t.maxMsg))
 		case t.faults.isCut(sc.from, t.id):
 			// A cut is honoured by both ends: refuse a request over a
 			// link this side's Faults says is cut, even if the caller's
 			// did not know.
-			sc.pushError(in.id, codeLost, fmt.Sprintf("link %d→%d is cut: request refused", sc.from, t.id), false)
+			sc.pushError(in.id, codeLost, fmt.Sprintf("link %d→%d is cut: request refused", sc.from, t.id))
 		default:
-			sc.serving.Add(1)
 			h.Serve(sc.from, in.req, sc.responder(in.id, in.typ))
 		}
 	}
@@ -163,17 +160,13 @@ func (sc *serverConn) responder(id uint64, typ byte) func(reply any, err error) 
 				"peer", sc.from, "request", typeName(typ))
 			return
 		}
-		// The last answer of those under way is written at once (see
-		// outQueue); the others are left to the writer.
-		alone := sc.serving.Add(-1) == 0
-		sc.respond(id, typ, reply, err, alone)
+		sc.respond(id, typ, reply, err)
 	}
 }
 
 // respond queues the answer to request id, of frame type typ, applying
-// the injected faults to it; alone says that no other request is being
-// served (see outQueue.flush).
-func (sc *serverConn) respond(id uint64, typ byte, reply any, err error, alone bool) {
+// the injected faults to it.
+func (sc *serverConn) respond(id uint64, typ byte, reply any, err error) {
 	t := sc.t
 	if err == nil && !isReplyTo(typ, reply) {
 		err = fmt.Errorf("transport: the Handler answered a %s request with a %T", typeName(typ), reply)
@@ -181,7 +174,7 @@ func (sc *serverConn) respond(id uint64, typ byte, reply any, err error, alone b
 	}
 	if err != nil {
 		t.log.Debug("transport: handler failed", "peer", sc.from, "err", err)
-		sc.pushError(id, codeFailed, err.Error(), alone)
+		sc.pushError(id, codeFailed, err.Error())
 		return
 	}
 	// The reply's fate on the way out: a lost reply comes back as an
@@ -189,15 +182,15 @@ func (sc *serverConn) respond(id uint64, typ byte, reply any, err error, alone b
 	lost, delay := t.faults.fate(t.id, sc.from)
 	switch {
 	case lost:
-		sc.pushError(id, codeLost, fmt.Sprintf("reply %d→%d lost", t.id, sc.from), alone)
+		sc.pushError(id, codeLost, fmt.Sprintf("reply %d→%d lost", t.id, sc.from))
 	case delay > 0:
 		t.spawn(func() {
 			if t.sleep(delay, nil) == nil {
-				sc.pushReply(id, typ, reply, false)
+				sc.pushReply(id, typ, reply)
 			}
 		})
 	default:
-		sc.pushReply(id, typ, reply, alone)
+		sc.pushReply(id, typ, reply)
 	}
 }
 
@@ -219,29 +212,24 @@ func isReplyTo(typ byte, reply any) bool {
 	return false
 }
 
-// pushReply queues a reply, and has it written at once if direct (see
-// outQueue.flush); one over the size limit is replaced by an error, so
-// the call fails and the connection lives on.
-func (sc *serverConn) pushReply(id uint64, typ byte, reply any, direct bool) {
+// pushReply queues a reply; one over the size limit is replaced by an
+// error, so the call fails and the connection lives on.
+func (sc *serverConn) pushReply(id uint64, typ byte, reply any) {
 	t := sc.t
 	n, err := sc.q.push(id, t.maxMsg, func(b []byte) ([]byte, int, error) { return appendReply(b, id, reply) })
 	if errors.Is(err, errTooLarge) {
 		t.log.Warn("transport: refused to send a reply over the size limit",
 			"peer", sc.from, "request", typeName(typ), "bytes", n, "limit", t.maxMsg)
 		sc.pushError(id, codeFailed, fmt.Sprintf("transport: reply to %s of %d bytes is over server %d's limit of %d bytes",
-			typeName(typ), n, t.id, t.maxMsg), direct)
-		return
+			typeName(typ), n, t.id, t.maxMsg))
 	}
-	sc.q.flush(direct)
 }
 
-// pushError queues an error frame answering request id, and has it
-// written at once if direct (see outQueue.flush).
-func (sc *serverConn) pushError(id uint64, code byte, msg string, direct bool) {
+// pushError queues an error frame answering request id.
+func (sc *serverConn) pushError(id uint64, code byte, msg string) {
 	sc.q.push(id, maxFramePayload, func(b []byte) ([]byte, int, error) {
 		return appendError(b, id, code, msg), 0, nil
 	})
-	sc.q.flush(direct)
 }
 
 // close closes the connection, which then no longer counts against the

@@ -122,7 +122,6 @@ func TestChunkBuffersKept(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		q.flush(false)
 		if tag := <-written; tag != uint64(i) {
 			t.Fatalf("write %d reported tag %d", i, tag)
 		}
