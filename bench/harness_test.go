@@ -241,13 +241,37 @@ func TestTable(t *testing.T) {
 	}
 }
 
+// The disk's floor times every round of each kind, and leaves no folder
+// behind.
+func TestDiskFloor(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	f, err := diskFloor(20, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.alone.count() != 20 || f.two.count() != 20 {
+		t.Errorf("timed %d fsyncs alone and %d rounds of three, want 20 each", f.alone.count(), f.two.count())
+	}
+	if f.alone.percentile(50) <= 0 || f.two.percentile(50) <= 0 {
+		t.Errorf("floor %s: want durations", f)
+	}
+	left, err := os.ReadDir(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 {
+		t.Errorf("%s left behind in the temp folder", left[0].Name())
+	}
+}
+
 func TestParseFlags(t *testing.T) {
-	o, err := parseFlags([]string{"-clients", "1, 16,64", "-rounds", "2", "-duration", "1s", "-size", "200", "-only", "ours"}, os.Stderr)
+	o, err := parseFlags([]string{"-clients", "1, 16,64", "-rounds", "2", "-duration", "1s", "-size", "200", "-only", "ours", "-floor"}, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(o.clients) != 3 || o.clients[1] != 16 || o.rounds != 2 || o.duration != time.Second || o.size != 200 ||
-		len(o.sides) != 1 || o.sides[0].name != "ours" {
+		len(o.sides) != 1 || o.sides[0].name != "ours" || !o.floor {
 		t.Errorf("parsed %+v", o)
 	}
 	for _, args := range [][]string{

@@ -31,6 +31,7 @@ type options struct {
 	sides    []side
 	logCache int
 	tls      bool
+	floor    bool
 }
 
 func parseFlags(args []string, errOut io.Writer) (options, error) {
@@ -44,13 +45,14 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	only := fs.String("only", "", `run one side only: "ours" or "hashicorp"`)
 	useTLS := fs.Bool("tls", false, "ours: run the transport over mutual TLS (default plain TCP)")
 	logCache := fs.Int("logcache", 512, "hashicorp: entries of the LogCache in front of the bolt log store (0: none)")
+	floor := fs.Bool("floor", false, "measure the disk's floor before and after the rounds: how long two of three concurrent append+fsyncs of -size bytes take (see floor.go)")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
 	if fs.NArg() > 0 {
 		return options{}, fmt.Errorf("unexpected argument %q: every setting is a flag (-h lists them)", fs.Arg(0))
 	}
-	o := options{rounds: *rounds, warmup: *warmup, duration: *duration, size: *size, logCache: *logCache, tls: *useTLS}
+	o := options{rounds: *rounds, warmup: *warmup, duration: *duration, size: *size, logCache: *logCache, tls: *useTLS, floor: *floor}
 	for f := range strings.SplitSeq(*clients, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
@@ -96,6 +98,7 @@ func main() {
 	oursTLS = o.tls
 	fmt.Printf("go %s %s/%s, %d CPUs, GOMAXPROCS %d; %d-byte commands; %v warm-up + %v per round; %d rounds per side; hashicorp LogCache %d; ours over TLS %v\n",
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), o.size, o.warmup, o.duration, o.rounds, o.logCache, o.tls)
+	printFloor(o, "before the rounds")
 	var rows []row
 	for _, clients := range o.clients {
 		r := row{clients: clients, results: map[string][]roundResult{}}
@@ -113,8 +116,25 @@ func main() {
 		}
 		rows = append(rows, r)
 	}
+	printFloor(o, "after the rounds")
 	fmt.Println()
 	printTable(os.Stdout, rows, o.sides)
+}
+
+// floorRounds is how many rounds of each kind -floor times.
+const floorRounds = 1000
+
+// printFloor measures and prints the disk's floor, with -floor.
+func printFloor(o options, when string) {
+	if !o.floor {
+		return
+	}
+	f, err := diskFloor(floorRounds, o.size)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("%s, %s\n", f, when)
 }
 
 // progress describes one round in a line.
