@@ -96,7 +96,7 @@ func (r *snapshotReceiver) chunk(store Storage, from int, a *InstallSnapshotArgs
 			return nil, fmt.Errorf("raft: receive snapshot through %d from %d: %w", meta.Index, from, err)
 		}
 		r.from, r.term, r.meta, r.sink, r.offset = from, a.Term, meta, sink, 0
-	} else if r.sink == nil || r.from != from || r.term != a.Term || r.meta != meta || r.offset != a.Offset {
+	} else if r.sink == nil || r.from != from || r.term != a.Term || !r.meta.Equal(meta) || r.offset != a.Offset {
 		return nil, fmt.Errorf("raft: snapshot chunk from %d at offset %d does not continue a transfer in progress", from, a.Offset)
 	}
 	// 3. Write data into the snapshot file at the given offset.

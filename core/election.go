@@ -5,6 +5,9 @@ package core
 // all other servers. transfer marks the election of a leadership
 // transfer's target (thesis 3.10).
 func (n *Node) campaign(transfer bool) {
+	if !n.conf().IsVoter(n.id) {
+		return // only voters stand (thesis 4.2.1)
+	}
 	n.term++
 	n.vote = n.id
 	n.role, n.lead = Candidate, None
@@ -14,7 +17,7 @@ func (n *Node) campaign(transfer bool) {
 	if n.trace != nil {
 		n.tracef("campaign at last log %d/%d (transfer %v)", n.log.lastIndex(), n.log.lastTerm(), transfer)
 	}
-	if len(n.votes) >= n.quorum() {
+	if n.hasVotes() {
 		n.becomeLeader()
 		return
 	}
@@ -27,6 +30,9 @@ func (n *Node) campaign(transfer bool) {
 // is behind, never raises its term and so never disrupts a working leader
 // when it reconnects.
 func (n *Node) preCampaign() {
+	if !n.conf().IsVoter(n.id) {
+		return
+	}
 	n.role, n.lead = PreCandidate, None
 	n.progress, n.transferee, n.reads = nil, None, nil
 	n.votes = map[int]bool{n.id: true}
@@ -34,7 +40,7 @@ func (n *Node) preCampaign() {
 	if n.trace != nil {
 		n.tracef("pre-campaign for term %d at last log %d/%d", n.term+1, n.log.lastIndex(), n.log.lastTerm())
 	}
-	if len(n.votes) >= n.quorum() {
+	if n.hasVotes() {
 		n.campaign(false)
 		return
 	}
@@ -42,7 +48,7 @@ func (n *Node) preCampaign() {
 }
 
 func (n *Node) requestVotes(term int, pre, transfer bool) {
-	for _, p := range n.peers {
+	for _, p := range n.others(true) {
 		n.send(p, &RequestVoteArgs{
 			Term:         term,
 			CandidateID:  n.id,
@@ -130,7 +136,7 @@ func (n *Node) handleVoteReply(from int, r *RequestVoteReply) {
 			return // stale
 		}
 		n.votes[from] = true
-		if len(n.votes) >= n.quorum() {
+		if n.hasVotes() {
 			n.campaign(false)
 		}
 		return
@@ -139,9 +145,15 @@ func (n *Node) handleVoteReply(from int, r *RequestVoteReply) {
 		return
 	}
 	n.votes[from] = true
-	if len(n.votes) >= n.quorum() {
+	if n.hasVotes() {
 		n.becomeLeader()
 	}
+}
+
+// hasVotes reports whether the votes (or pre-votes) received are those of
+// a majority of the latest configuration's voters (thesis 4.1).
+func (n *Node) hasVotes() bool {
+	return n.conf().majority(func(id int) bool { return n.votes[id] })
 }
 
 // becomeLeader takes over the current term (5.2), initialising nextIndex
@@ -153,10 +165,8 @@ func (n *Node) becomeLeader() {
 	n.role, n.lead = Leader, n.id
 	n.votes, n.transferee = nil, None
 	n.elapsed, n.sinceChk = 0, 0
-	n.progress = make(map[int]*progress, len(n.peers))
-	for _, p := range n.peers {
-		n.progress[p] = &progress{next: n.log.lastIndex() + 1, probing: true, heartbeat: true}
-	}
+	n.progress = make(map[int]*progress)
+	n.syncProgress()
 	if n.trace != nil {
 		n.tracef("lead at last log %d/%d", n.log.lastIndex(), n.log.lastTerm())
 	}

@@ -10,8 +10,15 @@ import (
 
 // Config sets up a Node.
 type Config struct {
-	ID    int   // this server
-	Peers []int // every server of the cluster, this one included
+	ID int // this server
+	// Membership is the initial configuration of the cluster, which
+	// applies until the log or the snapshot holds one; if it is empty,
+	// Peers, every server of the cluster this one included, are its
+	// voters. With neither, the server joins an existing cluster: it has
+	// no configuration until the leader sends it one, and meanwhile
+	// neither votes nor starts elections.
+	Membership Membership
+	Peers      []int
 
 	// ElectionTicks is the base election timeout: a follower that hears
 	// from no leader for a random number of ticks in [ElectionTicks,
@@ -62,9 +69,8 @@ type Config struct {
 
 // Node is one server's protocol state.
 type Node struct {
-	id    int
-	peers []int // the other servers
-	cfg   Config
+	id  int
+	cfg Config
 
 	// Persistent state on all servers (Figure 2).
 	term int
@@ -76,7 +82,12 @@ type Node struct {
 	applied int // highest index handed out in Ready.Committed, or restored by Ready.Snapshot
 
 	installed *SnapshotMeta // a snapshot from the leader, for the next Ready
-	durable   int           // the last index of the log known to be saved
+	// snapConf is the configuration as of the log's snapshot (or the
+	// initial one), confs the configurations in the log after it, in log
+	// order.
+	snapConf Membership
+	confs    []confEntry
+	durable  int // the last index of the log known to be saved
 
 	role Role
 	lead int // leader of the current term, or None
@@ -110,8 +121,19 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Rand == nil {
 		return nil, errors.New("core: Config.Rand is nil")
 	}
-	if !slices.Contains(cfg.Peers, cfg.ID) {
-		return nil, fmt.Errorf("core: server %d is not among the peers %v", cfg.ID, cfg.Peers)
+	initial := cfg.Membership.Clone()
+	if initial.Empty() {
+		ids := slices.Clone(cfg.Peers)
+		slices.Sort(ids)
+		for _, id := range slices.Compact(ids) {
+			initial.Members = append(initial.Members, Member{ID: id})
+		}
+	}
+	if _, ok := initial.Find(cfg.ID); !initial.Empty() && !ok {
+		return nil, fmt.Errorf("core: server %d is not in the initial configuration %v", cfg.ID, initial)
+	}
+	if err := decodeConfs(cfg.Log); err != nil {
+		return nil, fmt.Errorf("core: saved log: %w", err)
 	}
 	snap := cfg.Snapshot
 	if snap.Index < 0 || snap.Term < 0 || snap.Term > cfg.State.Term || (snap.Index > 0) != (snap.Term > 0) {
@@ -149,13 +171,12 @@ func New(cfg Config) (*Node, error) {
 		saved:      cfg.State,
 		transferee: None,
 		trace:      cfg.Trace,
+		snapConf:   initial,
 	}
-	for _, p := range cfg.Peers {
-		if p != cfg.ID && !slices.Contains(n.peers, p) {
-			n.peers = append(n.peers, p)
-		}
+	if !snap.Membership.Empty() {
+		n.snapConf = snap.Membership.Clone()
 	}
-	slices.Sort(n.peers)
+	n.noteEntries(cfg.Log)
 	n.becomeFollower(n.term, None)
 	return n, nil
 }
@@ -190,6 +211,12 @@ func (n *Node) Tick() {
 		return
 	}
 	if n.elapsed >= n.timeout {
+		if !n.conf().IsVoter(n.id) {
+			// A learner, or a server outside the configuration, never
+			// starts an election (thesis 4.2.1, 4.2.2).
+			n.resetElectionTimer()
+			return
+		}
 		// 5.2: election timeout elapses without a leader's message.
 		if n.cfg.PreVote {
 			n.preCampaign()
@@ -223,7 +250,11 @@ func (n *Node) TicksToEvent() int {
 // returns the reply; the caller must not deliver it before it has handled
 // the Ready that follows.
 func (n *Node) Step(m Message) (reply Message, ok bool) {
-	if m.To != n.id || m.From == n.id || !n.isPeer(m.From) {
+	// Messages from servers outside the configuration count too: a
+	// server that joins learns the configuration from a leader it does not
+	// know yet, and a candidate may have a newer configuration (thesis
+	// 4.1); votes and acknowledgements count only from its members.
+	if m.To != n.id || m.From == n.id || m.From < 0 {
 		n.tracef("drop message from %d to %d", m.From, m.To)
 		return Message{}, false
 	}
@@ -253,8 +284,6 @@ func (n *Node) Step(m Message) (reply Message, ok bool) {
 	}
 	return Message{}, false
 }
-
-func (n *Node) isPeer(id int) bool { return slices.Contains(n.peers, id) }
 
 // Ready returns the effects of everything handled since the last call, and
 // counts them as handled.
@@ -298,6 +327,8 @@ func (n *Node) Compact(index int) error {
 	if index <= n.log.snapshot().Index {
 		return nil
 	}
+	n.snapConf = n.confAt(index)
+	n.confs = slices.DeleteFunc(n.confs, func(c confEntry) bool { return c.index <= index })
 	n.log.compact(index)
 	if n.trace != nil {
 		n.tracef("compact through %d/%d", index, n.log.snapshot().Term)
@@ -366,8 +397,6 @@ func (n *Node) Saved(index, term int) {
 		}
 	}
 }
-
-func (n *Node) quorum() int { return (len(n.peers)+1)/2 + 1 }
 
 // becomeFollower moves to term (clearing the vote if the term is new) as a
 // follower of lead.

@@ -55,11 +55,8 @@ func (n *Node) releaseReads() {
 // roundAcked reports whether a majority, the leader included, has
 // acknowledged an AppendEntries of heartbeat round r or later in this term.
 func (n *Node) roundAcked(r uint64) bool {
-	acks := 1
-	for _, p := range n.progress {
-		if p.round >= r {
-			acks++
-		}
-	}
-	return acks >= n.quorum()
+	return n.conf().majority(func(id int) bool {
+		p := n.progress[id]
+		return id == n.id || (p != nil && p.round >= r)
+	})
 }

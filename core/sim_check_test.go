@@ -339,7 +339,7 @@ func (s *sim) checkSaved(i int) error {
 	sv := s.servers[i]
 	n := sv.node
 	d := &sv.disk
-	if d.hs != (HardState{n.term, n.vote}) || d.snap != n.log.snapshot() || d.lastIndex() != n.log.lastIndex() ||
+	if d.hs != (HardState{n.term, n.vote}) || d.snap.Index != n.log.snapshot().Index || d.snap.Term != n.log.snapshot().Term || d.lastIndex() != n.log.lastIndex() ||
 		(len(d.log) > 0 && d.log[len(d.log)-1].Term != n.log.lastTerm()) {
 		return fmt.Errorf("server %d: saved %v, snapshot %+v, log to %d, but runs with term %d vote %d, snapshot %+v, log to %d",
 			i, d.hs, d.snap, d.lastIndex(), n.term, n.vote, n.log.snapshot(), n.log.lastIndex())

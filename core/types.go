@@ -25,6 +25,10 @@ const (
 	// entries of earlier terms (section 8 of the extended Raft paper); it
 	// is not handed to the service.
 	EntryNoOp
+	// EntryConfig holds a configuration of the cluster, a Membership
+	// encoded by its AppendBinary (thesis 4.1). It is not handed to the
+	// service's state machine.
+	EntryConfig
 )
 
 func (t EntryType) String() string {
@@ -33,6 +37,8 @@ func (t EntryType) String() string {
 		return "normal"
 	case EntryNoOp:
 		return "no-op"
+	case EntryConfig:
+		return "config"
 	}
 	return fmt.Sprintf("EntryType(%d)", uint8(t))
 }
