@@ -5,8 +5,8 @@ package core
 // all other servers. transfer marks the election of a leadership
 // transfer's target (thesis 3.10).
 func (n *Node) campaign(transfer bool) {
-	if !n.conf().IsVoter(n.id) {
-		return // only voters stand (thesis 4.2.1)
+	if !n.canCampaign() {
+		return
 	}
 	n.term++
 	n.vote = n.id
@@ -30,7 +30,7 @@ func (n *Node) campaign(transfer bool) {
 // is behind, never raises its term and so never disrupts a working leader
 // when it reconnects.
 func (n *Node) preCampaign() {
-	if !n.conf().IsVoter(n.id) {
+	if !n.canCampaign() {
 		return
 	}
 	n.role, n.lead = PreCandidate, None

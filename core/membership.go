@@ -362,18 +362,40 @@ func (n *Node) confChanged() {
 	case Leader:
 		n.syncProgress()
 	case Candidate, PreCandidate:
-		if !n.conf().IsVoter(n.id) {
+		if !n.canCampaign() {
 			n.becomeFollower(n.term, None)
 		}
 	}
 }
 
+// canCampaign reports whether the server may start an election: it is a
+// voter of its latest configuration, or that configuration, which removes
+// it, is not committed yet and it was a voter of the one before. (Such a
+// server may hold the only log a majority of the new configuration can
+// elect: a leader that appended its own removal and lost the leadership
+// before committing it. It counts no vote of its own, and as leader hands
+// over once its removal commits, thesis 4.2.2.) Learners and servers
+// outside the configuration never do.
+func (n *Node) canCampaign() bool {
+	if n.conf().IsVoter(n.id) {
+		return true
+	}
+	i := n.confIndex()
+	return i > n.commit && n.confAt(i-1).IsVoter(n.id)
+}
+
 // syncProgress gives a leader a progress for each other member of the
-// latest configuration, and drops those of servers no longer in it.
+// latest configuration. It keeps replicating to a server removed from it
+// until the removal is committed, then sends it a last heartbeat, which
+// tells it so (best effort: a removed server that never hears of it stays
+// out of elections with PreVote), and drops it.
 func (n *Node) syncProgress() {
-	c := n.conf()
-	for id := range n.progress {
-		if _, ok := c.Find(id); !ok {
+	c, committed := n.conf(), n.confAt(n.commit)
+	for _, id := range n.replicas() {
+		_, inLatest := c.Find(id)
+		_, inCommitted := committed.Find(id)
+		if !inLatest && !inCommitted {
+			n.sendAppend(id, n.progress[id], nil)
 			delete(n.progress, id)
 		}
 	}
@@ -382,6 +404,17 @@ func (n *Node) syncProgress() {
 			n.progress[s.ID] = &progress{next: n.log.lastIndex() + 1, probing: true, heartbeat: true}
 		}
 	}
+}
+
+// replicas returns the IDs of the servers a leader replicates to, in
+// order.
+func (n *Node) replicas() []int {
+	ids := make([]int, 0, len(n.progress))
+	for id := range n.progress {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // others returns the IDs of the other members of the latest

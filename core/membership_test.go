@@ -158,13 +158,58 @@ func TestMembership_PromoteOnlyCaughtUpLearner(t *testing.T) {
 // Removing a voter shrinks the majority at once (thesis 4.1).
 func TestMembership_RemoveShrinksMajority(t *testing.T) {
 	n := readyLeader(t, 4)
-	i, _ := change(t, n, Change{Type: Remove, ID: 4})
-	if n.progress[4] != nil {
-		t.Fatal("still replicating to the removed server")
+	i, rd := change(t, n, Change{Type: Remove, ID: 4})
+	if appends(t, rd)[4] == nil {
+		t.Fatal("the removed server does not get its removal")
 	}
 	ack(n, 2, i) // 2 of the 3 remaining voters
 	if n.commit != i {
 		t.Fatalf("commit %d, want %d", n.commit, i)
+	}
+	// Once the removal commits, a last heartbeat tells the server so, and
+	// the leader stops replicating to it.
+	if a := appends(t, n.Ready())[4]; a == nil || a.LeaderCommit != i || n.progress[4] != nil {
+		t.Fatalf("after the removal committed: AppendEntries %+v to the removed server, progress %v; want one last heartbeat with commit %d, then none", a, n.progress[4], i)
+	}
+	for k := 0; k < 3*heartbeatTicks; k++ {
+		n.Tick()
+	}
+	if a := appends(t, n.Ready())[4]; a != nil {
+		t.Fatalf("still sending to the removed server: %+v", a)
+	}
+}
+
+// A server whose latest configuration removes it, not committed yet, may
+// still campaign if it was a voter before: its log may be the only one a
+// majority of the new configuration can elect (the leader that appended
+// its own removal and then lost the leadership). It counts no vote of its
+// own.
+func TestMembership_RemovedByUncommittedConfigMayCampaign(t *testing.T) {
+	next, _ := voters(1, 2, 3).apply(Change{Type: Remove, ID: 1})
+	b, _ := next.AppendBinary(nil)
+	cfg := config(1, 3, 1)
+	cfg.State = HardState{Term: 1}
+	cfg.Log = []Entry{{Index: 1, Term: 1, Type: EntryConfig, Command: b}}
+	n := start(t, cfg)
+	ticksToCampaign(t, n)
+	n.Step(vote(2, 1, n.Term(), true))
+	if n.Role() == Leader {
+		t.Fatal("leader with one vote of {2 3}: it counted its own")
+	}
+	n.Step(vote(3, 1, n.Term(), true))
+	if n.Role() != Leader {
+		t.Fatalf("%v with the votes of 2 and 3, want leader", n.Role())
+	}
+	// Once the removal is committed, it never campaigns.
+	cfg.Log = append(cfg.Log, Entry{Index: 2, Term: 1})
+	f := start(t, cfg)
+	f.Step(ae(2, 1, 1, 2, 1, 2, nil))
+	f.Ready()
+	for k := 0; k < 10*electionTicks; k++ {
+		f.Tick()
+	}
+	if f.Term() != 1 {
+		t.Fatalf("campaigned (term %d) after its removal committed", f.Term())
 	}
 }
 

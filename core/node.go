@@ -211,7 +211,7 @@ func (n *Node) Tick() {
 		return
 	}
 	if n.elapsed >= n.timeout {
-		if !n.conf().IsVoter(n.id) {
+		if !n.canCampaign() {
 			// A learner, or a server outside the configuration, never
 			// starts an election (thesis 4.2.1, 4.2.2).
 			n.resetElectionTimer()

@@ -69,7 +69,7 @@ func (n *Node) tickLeader() {
 func (n *Node) flush() {
 	last := n.log.lastIndex()
 	snap := n.log.snapshot()
-	for _, id := range n.others(false) {
+	for _, id := range n.replicas() {
 		p := n.progress[id]
 		if p.next <= snap.Index {
 			n.sendSnapshot(id, p, snap)
@@ -269,11 +269,15 @@ func (n *Node) maybeCommit() {
 	slices.Sort(matches)
 	N := matches[(len(matches)-1)/2] // the highest index on a majority
 	if N > n.commit && n.log.term(N) == n.term {
+		prev := n.commit
 		n.commit = N
 		if n.trace != nil {
 			n.tracef("commit %d", N)
 		}
 		n.releaseReads()
+		if c := n.confIndex(); prev < c && c <= N {
+			n.syncProgress() // a configuration committed: drop the servers it removed
+		}
 		n.maybeHandOver()
 	}
 }

@@ -3,6 +3,7 @@ package core
 import (
 	"bytes"
 	"fmt"
+	"slices"
 )
 
 // simHistory is what the simulation remembers across steps and restarts to
@@ -30,6 +31,10 @@ type simHistory struct {
 	snapshots int // taken by services
 	installs  int // installed from leaders
 	transfers int // leadership transfers started
+	// commitConf: index -> the configuration of the leader that first
+	// committed it, when it did.
+	commitConf map[int]Membership
+	changes   int // configuration changes proposed
 
 	leaders   map[int]int      // term -> the server that led it
 	committed map[int]Entry    // index -> the entry applied there
@@ -61,6 +66,7 @@ func (h *simHistory) init() {
 	h.leaders = map[int]int{}
 	h.committed = map[int]Entry{}
 	h.cterm = map[int]int{}
+	h.commitConf = map[int]Membership{}
 	h.entries = map[[2]int]Entry{}
 	h.votes = map[[2]int]int{}
 	h.asked = map[[3]int]bool{}
@@ -172,7 +178,8 @@ func (h *simHistory) saved(s *sim, i int) error {
 
 // commit records that e is committed, by term cterm at the latest, and
 // checks it: no other entry was committed at its index, it sits on a
-// majority of disks, and every leader of a later term holds it.
+// majority of the disks of the voters of the configuration it was
+// committed by, and every leader of a later term holds it.
 func (h *simHistory) commit(s *sim, e Entry, cterm int) error {
 	if c, ok := h.committed[e.Index]; ok {
 		if c.Term != e.Term || !bytes.Equal(c.Command, e.Command) {
@@ -183,14 +190,8 @@ func (h *simHistory) commit(s *sim, e Entry, cterm int) error {
 		}
 		return nil
 	}
-	on := 0
-	for _, sv := range s.servers {
-		if d, ok := sv.disk.entry(e.Index); ok && d.Term == e.Term {
-			on++
-		}
-	}
-	if on < s.p.n/2+1 {
-		return fmt.Errorf("entry %d/%d is committed but on %d disks of %d", e.Index, e.Term, on, s.p.n)
+	if err := s.onMajority(e); err != nil {
+		return err
 	}
 	h.committed[e.Index], h.cterm[e.Index] = e, cterm
 	h.maxCommit = max(h.maxCommit, e.Index)
@@ -230,6 +231,40 @@ func (s *sim) apply(i int, e Entry) error {
 	return nil
 }
 
+// noteCommits records, for the entries leader i has just committed, the
+// configuration it committed them by: its latest (thesis 4.1).
+func (s *sim) noteCommits(i int) {
+	n := s.servers[i].node
+	if n.role != Leader {
+		return
+	}
+	for idx := n.commit; idx > n.log.snapshot().Index; idx-- {
+		if _, ok := s.hist.commitConf[idx]; ok {
+			break
+		}
+		s.hist.commitConf[idx] = n.conf()
+	}
+}
+
+// onMajority checks that a committed entry sits on the disks of a
+// majority of the voters of the configuration it was committed by.
+func (s *sim) onMajority(e Entry) error {
+	conf, ok := s.hist.commitConf[e.Index]
+	if !ok {
+		return fmt.Errorf("entry %d/%d is committed, but no leader committed it", e.Index, e.Term)
+	}
+	var on []int
+	for _, v := range conf.Voters() {
+		if d, ok := s.servers[v].disk.entry(e.Index); ok && d.Term == e.Term {
+			on = append(on, v)
+		}
+	}
+	if !conf.majority(func(id int) bool { return slices.Contains(on, id) }) {
+		return fmt.Errorf("entry %d/%d is committed but only on the disks of %v of the voters of %v, the configuration it was committed by", e.Index, e.Term, on, conf)
+	}
+	return nil
+}
+
 // check verifies what server i's last step could have broken.
 func (s *sim) check(i int) error {
 	sv := s.servers[i]
@@ -237,10 +272,10 @@ func (s *sim) check(i int) error {
 	if n.commit < sv.lastCommit {
 		return fmt.Errorf("server %d: commit index went back from %d to %d", i, sv.lastCommit, n.commit)
 	}
-	sv.lastCommit = n.commit
 	if n.commit > n.log.lastIndex() {
 		return fmt.Errorf("server %d commits %d beyond its last entry %d", i, n.commit, n.log.lastIndex())
 	}
+	sv.lastCommit = n.commit
 	if n.role != Leader {
 		sv.leaderTerm, sv.leaderLog = 0, nil
 		return nil

@@ -120,7 +120,7 @@ func (n *Node) maybeHandOver() {
 // once, without PreVote, with a RequestVote that voters grant despite
 // leader stickiness. A TimeoutNow of an earlier term is stale and ignored.
 func (n *Node) handleTimeoutNow(from int, a *TimeoutNowArgs) *TimeoutNowReply {
-	if a.LeaderID != from || a.Term < 1 || !n.conf().IsVoter(n.id) {
+	if a.LeaderID != from || a.Term < 1 || !n.canCampaign() {
 		n.tracef("refuse malformed TimeoutNow from %d", from)
 		return &TimeoutNowReply{Term: n.term}
 	}
