@@ -34,7 +34,7 @@ type simHistory struct {
 	// commitConf: index -> the configuration of the leader that first
 	// committed it, when it did.
 	commitConf map[int]Membership
-	changes   int // configuration changes proposed
+	changes    int // configuration changes proposed
 
 	leaders   map[int]int      // term -> the server that led it
 	committed map[int]Entry    // index -> the entry applied there
