@@ -18,7 +18,10 @@ func (n *Node) campaign(transfer bool) {
 		n.tracef("campaign at last log %d/%d (transfer %v)", n.log.lastIndex(), n.log.lastTerm(), transfer)
 	}
 	if n.hasVotes() {
+		// The only voter leads before its term and vote are saved: what
+		// it sends waits for the save (see send).
 		n.becomeLeader()
+		n.unsavedTerm = true
 		return
 	}
 	n.requestVotes(n.term, false, transfer)

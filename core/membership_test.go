@@ -384,3 +384,21 @@ func TestMembership_LeaderRemovingItselfHandsOver(t *testing.T) {
 		t.Fatalf("removed leader is %v in term %d, want a follower of term 1", n.Role(), n.Term())
 	}
 }
+
+// A server that is the only voter leads as soon as it campaigns, before
+// its new term and vote are saved: what it sends waits for the save.
+func TestMembership_LoneVoterSendsAfterSave(t *testing.T) {
+	cfg := config(1, 1, 1)
+	cfg.Peers = nil
+	cfg.Membership = Membership{Members: []Member{{ID: 1}, {ID: 2, Learner: true}}}
+	cfg.AsyncSave = true
+	n := start(t, cfg)
+	ticksToCampaign(t, n)
+	if n.Role() != Leader {
+		t.Fatalf("%v, want leader: it is the only voter", n.Role())
+	}
+	rd := n.Ready()
+	if len(rd.Messages) != 0 || len(rd.AfterSave) == 0 || !rd.MustSave() {
+		t.Fatalf("Messages %v, AfterSave %v: want every message after the save of term %d", rd.Messages, rd.AfterSave, n.Term())
+	}
+}

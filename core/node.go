@@ -91,6 +91,9 @@ type Node struct {
 
 	role Role
 	lead int // leader of the current term, or None
+	// unsavedTerm: this server leads a term it may not have saved yet (it
+	// won alone), until an entry of the term is saved.
+	unsavedTerm bool
 
 	votes map[int]bool // candidate: votes received in this term
 	// transferee is, on a leader, the target of a leadership transfer in
@@ -312,6 +315,9 @@ func (n *Node) Ready() Ready {
 	}
 	n.saved = hs
 	n.msgs, n.deferred = nil, nil
+	if !n.cfg.AsyncSave {
+		n.unsavedTerm = false // the caller saves before it sends
+	}
 	return rd
 }
 
@@ -375,10 +381,11 @@ func (n *Node) Status() Status {
 // send queues a message. A RequestVote leaves only once the candidate's
 // new term and vote for itself are saved; what a leader sends may leave
 // at once (Raft thesis 10.2.1: its term is saved already, and its own
-// entries count towards a commit only once saved, see Saved).
+// entries count towards a commit only once saved, see Saved), unless it
+// won its term alone and may not have saved it yet.
 func (n *Node) send(to int, body any) {
 	m := Message{From: n.id, To: to, Body: body}
-	if a, ok := body.(*RequestVoteArgs); ok && !a.PreVote {
+	if a, ok := body.(*RequestVoteArgs); (ok && !a.PreVote) || n.unsavedTerm {
 		n.deferred = append(n.deferred, m)
 		return
 	}
@@ -390,6 +397,9 @@ func (n *Node) send(to int, body any) {
 // makes the call a no-op). A leader counts its own log in a commit quorum
 // only that far.
 func (n *Node) Saved(index, term int) {
+	if term == n.term {
+		n.unsavedTerm = false // saved with or before its entries
+	}
 	if index > n.durable && n.log.term(index) == term {
 		n.durable = index
 		if n.role == Leader {
@@ -407,7 +417,7 @@ func (n *Node) becomeFollower(term, lead int) {
 	if n.role != Follower || n.lead != lead {
 		n.tracef("follow %d", lead)
 	}
-	n.role, n.lead = Follower, lead
+	n.role, n.lead, n.unsavedTerm = Follower, lead, false
 	n.progress, n.votes, n.reads = nil, nil, nil
 	n.transferee = None
 	n.resetElectionTimer()

@@ -136,6 +136,21 @@ func (h *simHistory) sent(s *sim, m Message) error {
 			}
 			return h.vote(m.From, b.Term, m.To)
 		}
+	}
+	// A leader's messages leave once its term is saved.
+	term := -1
+	switch b := m.Body.(type) {
+	case *AppendEntriesArgs:
+		term = b.Term
+	case *InstallSnapshotArgs:
+		term = b.Term
+	case *TimeoutNowArgs:
+		term = b.Term
+	}
+	if d.hs.Term < term {
+		return fmt.Errorf("leader %d sends %T in term %d with %+v saved", m.From, m.Body, term, d.hs)
+	}
+	switch b := m.Body.(type) {
 	case *AppendEntriesArgs:
 		// Entries up to LeaderCommit are committed, by this term at the
 		// latest.
@@ -280,11 +295,15 @@ func (s *sim) check(i int) error {
 		sv.leaderTerm, sv.leaderLog = 0, nil
 		return nil
 	}
-	// Election Safety: at most one leader per term.
-	if l, ok := s.hist.leaders[n.term]; ok && l != i {
+	// Election Safety: at most one leader per term, counting those that
+	// saved their term and vote (a server that leads alone does so before
+	// it saved them, but nothing it does leaves before: see sent).
+	d := sv.disk.hs
+	saved := d.Term == n.term && d.Vote == i
+	if l, ok := s.hist.leaders[n.term]; saved && ok && l != i {
 		return fmt.Errorf("servers %d and %d both lead term %d", l, i, n.term)
 	}
-	if _, ok := s.hist.leaders[n.term]; !ok {
+	if _, ok := s.hist.leaders[n.term]; saved && !ok {
 		s.hist.leaders[n.term] = i
 		// Leader Completeness: a new leader holds every entry committed
 		// by an earlier term.

@@ -127,7 +127,7 @@ func (t *TCP) serverHandshake(raw net.Conn) (from int, conn net.Conn, rd *frameR
 	to64 := int64(binary.BigEndian.Uint64(hello[len(magic)+9:]))
 	from = int(from64)
 	status := statusOK
-	_, known := t.peers[from]
+	known := t.known(from)
 	switch {
 	case hello[len(magic)] != version:
 		status = statusVersion

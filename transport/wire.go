@@ -199,6 +199,10 @@ func appendRequest(b []byte, id uint64, req any) ([]byte, int, error) {
 		b = binary.AppendVarint(b, r.Offset)
 		b = append(b, flag(r.Done, flagDone))
 		b = appendBytes(b, r.Data)
+		var err error
+		if b, err = appendMembership(b, r.Membership); err != nil {
+			return b[:start], 0, err
+		}
 	case *core.ProbeArgs:
 		b = appendHeader(b, typeProbe, id)
 	case *core.TimeoutNowArgs:
@@ -375,6 +379,31 @@ func (d *decoder) bytes(field string) []byte {
 }
 
 // end returns the first error, or one if bytes are left over.
+// membership decodes a configuration that appendMembership encoded.
+func (d *decoder) membership(field string) core.Membership {
+	b := d.bytes(field)
+	if d.err != nil || len(b) == 0 {
+		return core.Membership{}
+	}
+	m, err := core.DecodeMembership(b)
+	if err != nil {
+		d.fail("%s: %v", field, err)
+	}
+	return m
+}
+
+// appendMembership appends m, length first; none is an empty field.
+func appendMembership(b []byte, m core.Membership) ([]byte, error) {
+	if m.Empty() {
+		return appendBytes(b, nil), nil
+	}
+	enc, err := m.AppendBinary(nil)
+	if err != nil {
+		return b, err
+	}
+	return appendBytes(b, enc), nil
+}
+
 func (d *decoder) end() error {
 	if d.err == nil && d.off != len(d.b) {
 		d.fail("%d stray bytes at the end", len(d.b)-d.off)
@@ -432,6 +461,7 @@ func decodeRequest(typ byte, p []byte) (any, error) {
 		}
 		r.Done = d.flags("flags", flagDone) != 0
 		r.Data = d.bytes("Data")
+		r.Membership = d.membership("Membership")
 		return r, d.end()
 	case typeProbe:
 		return &core.ProbeArgs{}, d.end()
