@@ -104,7 +104,7 @@ func (rf *Raft) probed(from int, r *core.ProbeReply) {
 	for _, id := range b.empty {
 		rf.founders[id] = true
 	}
-	rf.logger.Info("raft: no peer holds state: starting a new cluster", "peers", len(rf.peers)+1)
+	rf.logger.Info("raft: no peer holds state: starting a new cluster", "peers", rf.remotes.count()+1)
 }
 
 // probeReply tells server from what state this server holds.

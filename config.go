@@ -14,7 +14,10 @@ import (
 type Config struct {
 	ID int // this server
 	// Peers maps every server of the cluster, this one included, to its
-	// address.
+	// address: the initial configuration, all voters. Once the log or a
+	// snapshot holds a configuration (after a membership change, see
+	// AddVoter), that one applies, and Peers only adds addresses. With
+	// Join, Peers lists servers of the cluster this one may hear from.
 	Peers map[int]string
 
 	// Transport reaches the other servers and serves their calls.
@@ -38,6 +41,13 @@ type Config struct {
 	// state restarts from it whatever Bootstrap says. Without Bootstrap, New
 	// refuses a Storage that holds nothing (ErrNoState).
 	Bootstrap bool
+	// Join makes a server whose Storage holds nothing a new member of an
+	// existing cluster: it starts with no configuration, neither votes nor
+	// starts elections, and waits for the leader to add it (AddLearner or
+	// AddVoter on the leader), which then sends it the log or a snapshot.
+	// A server with state restarts from it whatever Join says. Join and
+	// Bootstrap exclude each other.
+	Join bool
 
 	// TickInterval is the resolution of the server's timers (default 20 ms).
 	TickInterval time.Duration
@@ -139,6 +149,9 @@ func New(cfg Config) (*Raft, error) {
 	if _, ok := cfg.Peers[cfg.ID]; !ok {
 		return nil, fmt.Errorf("raft: server %d is not among the peers %v", cfg.ID, cfg.Peers)
 	}
+	if cfg.Join && cfg.Bootstrap {
+		return nil, errors.New("raft: Config sets both Join and Bootstrap: a server either founds a cluster or joins one")
+	}
 	if cfg.Transport == nil || cfg.Storage == nil || cfg.StateMachine == nil {
 		return nil, errors.New("raft: Config needs a Transport, a Storage and a StateMachine")
 	}
@@ -182,10 +195,18 @@ func New(cfg Config) (*Raft, error) {
 		logger = slog.Default()
 	}
 	logger = logger.With("raft_server", cfg.ID) // on every line
+	var members core.Membership
+	if !cfg.Join {
+		for id, addr := range cfg.Peers {
+			members.Members = append(members.Members, core.Member{ID: id, Addr: addr})
+		}
+		slices.SortFunc(members.Members, func(a, b core.Member) int { return a.ID - b.ID })
+	}
 	rf, err := start(setup{
-		me: cfg.ID, peers: peers, addrs: cfg.Peers, transport: cfg.Transport, store: cfg.Storage, sm: cfg.StateMachine, snapBytes: snapBytes,
+		me: cfg.ID, peers: peers, addrs: cfg.Peers, members: members, join: cfg.Join,
+		transport: cfg.Transport, store: cfg.Storage, sm: cfg.StateMachine, snapBytes: snapBytes,
 		timing: t, logger: logger, preVote: !cfg.DisablePreVote, noOp: true, maxCmd: maxCmd,
-		boot: cfg.Bootstrap, restart: !cfg.Bootstrap,
+		boot: cfg.Bootstrap, restart: !cfg.Bootstrap && !cfg.Join,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raft: server %d: %w", cfg.ID, err)

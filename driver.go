@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,8 +32,7 @@ const maxBatch = 256
 // owns the protocol state; everything else talks to it through events.
 type Raft struct {
 	me        int
-	peers     map[int]Peer
-	out       map[int]*outbox // per peer: the goroutines calling it
+	remotes   remotes // the other servers
 	store     Storage
 	transport Transport // nil for Make
 	apply     *applier
@@ -48,7 +48,6 @@ type Raft struct {
 	state     atomic.Int64 // term<<1 | isLeader, published by the loop
 	timing    timing
 	onState   func(term int, isLeader bool) // see setup
-	addrs     map[int]string                // servers' addresses as Config.Peers gives them (New only)
 	maxCmd    int                           // the largest encoded command accepted, or 0 for no limit
 	boot      *bootstrap                    // while a server with no state asks its peers; owned by the loop
 	founders  map[int]bool                  // peers that held nothing when this server founded the cluster, and have sent nothing since but probes; owned by the loop
@@ -57,9 +56,8 @@ type Raft struct {
 	reads     map[uint64]*readReq           // ReadBarrier calls waiting for the core, by ReadIndex ID; owned by the loop
 	nextRead  uint64                        // the last ReadIndex ID; owned by the loop
 
-	recv       snapshotReceiver     // chunks of a snapshot arriving
-	snapBusy   map[int]*atomic.Bool // per peer: a snapshot transfer to it is under way
-	chunkBytes int                  // the most snapshot bytes per InstallSnapshot call
+	recv       snapshotReceiver // chunks of a snapshot arriving
+	chunkBytes int              // the most snapshot bytes per InstallSnapshot call
 
 	wg      sync.WaitGroup // the loop and the applier
 	sending sync.WaitGroup // the goroutines calling peers
@@ -79,6 +77,7 @@ type event struct {
 	status chan Status // a request for the status
 
 	transfer *transferReq // a leadership transfer to start
+	change   *changeReq   // a configuration change to propose
 	read     *readReq     // a ReadBarrier to start
 
 	snap    *snapshotReq      // a snapshot the service took
@@ -96,6 +95,8 @@ type setup struct {
 	me          int
 	peers       map[int]Peer   // the other servers
 	addrs       map[int]string // the servers' addresses (Config.Peers; nil for Make)
+	members     core.Membership // the initial configuration (New), or none: the voters are me and peers (Make), or the server joins (Config.Join)
+	join        bool            // the server joins an existing cluster: no configuration until the leader sends one
 	transport   Transport      // nil for Make
 	store       Storage
 	sm          StateMachine // the service
@@ -120,12 +121,8 @@ func start(su setup) (*Raft, error) {
 		return nil, fmt.Errorf("load state: %w", err)
 	}
 	ids := []int{su.me}
-	out := make(map[int]*outbox, len(su.peers))
-	busy := make(map[int]*atomic.Bool, len(su.peers))
 	for id := range su.peers {
 		ids = append(ids, id)
-		out[id] = newOutbox()
-		busy[id] = new(atomic.Bool)
 	}
 	chunk := defaultChunkBytes
 	if c, ok := su.transport.(chunkSizer); ok && c.MaxChunkBytes() > 0 {
@@ -133,9 +130,6 @@ func start(su setup) (*Raft, error) {
 	}
 	rf := &Raft{
 		me:      su.me,
-		peers:   su.peers,
-		addrs:   su.addrs,
-		out:     out,
 		store:   su.store,
 		events:  make(chan event, maxBatch),
 		done:    make(chan struct{}),
@@ -144,13 +138,13 @@ func start(su setup) (*Raft, error) {
 		logger:  su.logger,
 		onState: su.onState,
 
-		snapBusy:   busy,
 		chunkBytes: chunk,
 		transport:  su.transport,
 	}
 	node, err := core.New(core.Config{
 		ID:             su.me,
 		Peers:          ids,
+		Membership:     su.members,
 		ElectionTicks:  su.timing.electionTicks,
 		HeartbeatTicks: su.timing.heartbeatTicks,
 		PreVote:        su.preVote,
@@ -168,10 +162,19 @@ func start(su setup) (*Raft, error) {
 		return nil, err
 	}
 	rf.node = node
+	for id, p := range su.peers {
+		rf.remotes.add(id, p, su.addrs[id])
+	}
+	for id, a := range su.addrs {
+		rf.remotes.add(id, nil, a)
+	}
+	m, _, _ := node.Membership()
+	rf.learnMembers(m)
 	rf.metrics = newMetrics()
 	rf.watch.last = Leadership{Term: hs.Term, Leader: core.None}
 	if hs.Term == 0 && hs.Vote == core.None && len(ents) == 0 {
 		switch {
+		case su.join:
 		case su.restart:
 			return nil, fmt.Errorf("%w. If this server founds a new cluster, set Config.Bootstrap. "+
 				"If it ran before, its data was lost: restore it, or replace the server as a new member (docs/operations.md, \"Replacing a lost disk\")", ErrNoState)
@@ -185,6 +188,7 @@ func start(su setup) (*Raft, error) {
 		compact: func(index int) bool { return rf.post(event{compact: index}) },
 		metrics: rf.metrics,
 		last:    snap,
+		me:      su.me,
 		done:    rf.done,
 		fail: func(err error) {
 			rf.logger.Error(err.Error())
@@ -192,6 +196,19 @@ func start(su setup) (*Raft, error) {
 		},
 	}
 	rf.apply.applied.Store(int64(snap.Index))
+	if initial := su.members; snap.Membership.Empty() {
+		// A snapshot taken before configurations were kept, or none: the
+		// initial configuration.
+		if initial.Empty() && !su.join {
+			for _, id := range ids {
+				initial.Members = append(initial.Members, core.Member{ID: id})
+			}
+			slices.SortFunc(initial.Members, func(a, b core.Member) int { return a.ID - b.ID })
+		}
+		rf.apply.setConfig(initial)
+	} else {
+		rf.apply.setConfig(snap.Membership)
+	}
 	rf.saver = &saver{rf: rf, wake: make(chan struct{}, 1)}
 	rf.wg.Add(3)
 	go func() { defer rf.wg.Done(); rf.saver.run() }()
@@ -301,7 +318,7 @@ func (rf *Raft) proposeWait(cmd []byte, w chan outcome) (index, term int, err er
 	select {
 	case p := <-ch:
 		if p.index == 0 {
-			return -1, p.term, &NotLeaderError{Leader: p.leader, Addr: rf.addrs[p.leader]}
+			return -1, p.term, &NotLeaderError{Leader: p.leader, Addr: rf.remotes.addr(p.leader)}
 		}
 		return p.index, p.term, nil
 	case <-rf.done:
@@ -356,9 +373,13 @@ func (rf *Raft) run() {
 		}
 		rd := rf.node.Ready()
 		rf.publish()
+		rf.removedCheck()
 		rf.checkTransfers()
 		rf.readsReady(rd.ReadStates)
 		rf.countCommits(rd.Committed)
+		if rd.Membership != nil {
+			rf.learnMembers(*rd.Membership)
+		}
 		// Raft thesis 10.2.1: these leave while the state is saved.
 		for _, m := range rd.Messages {
 			rf.send(m)
@@ -409,6 +430,9 @@ func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) 
 		return replies, false
 	case ev.transfer != nil:
 		rf.startTransfer(ev.transfer)
+		return replies, false
+	case ev.change != nil:
+		rf.startChange(ev.change)
 		return replies, false
 	case ev.read != nil:
 		rf.startRead(ev.read)
@@ -486,7 +510,7 @@ func (rf *Raft) publish() {
 func (rf *Raft) tellLeader() {
 	l := Leadership{Term: rf.node.Term(), Leader: rf.node.Leader()}
 	if l.Leader != core.None {
-		l.Addr = rf.addrs[l.Leader]
+		l.Addr = rf.remotes.addr(l.Leader)
 	}
 	if rf.watch.last == l { // written by this goroutine only
 		return

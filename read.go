@@ -56,7 +56,7 @@ func (rf *Raft) startRead(req *readReq) {
 	rf.nextRead++
 	if !rf.node.ReadIndex(rf.nextRead) {
 		l := rf.leaderHint()
-		req.done <- readResult{err: &NotLeaderError{Leader: l, Addr: rf.addrs[l]}}
+		req.done <- readResult{err: &NotLeaderError{Leader: l, Addr: rf.remotes.addr(l)}}
 		return
 	}
 	if rf.reads == nil {

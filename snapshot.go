@@ -87,7 +87,7 @@ type snapshotReceiver struct {
 func (r *snapshotReceiver) chunk(store Storage, from int, a *InstallSnapshotArgs) (core.SnapshotSink, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	meta := core.SnapshotMeta{Index: a.LastIncludedIndex, Term: a.LastIncludedTerm}
+	meta := core.SnapshotMeta{Index: a.LastIncludedIndex, Term: a.LastIncludedTerm, Membership: a.Membership}
 	if a.Offset == 0 {
 		// 2. Create a new snapshot file if first chunk (offset is 0).
 		r.abortLocked()
@@ -160,7 +160,11 @@ func (rf *Raft) serveChunk(from int, args *InstallSnapshotArgs, respond func(any
 // recipient of m, unless one to it is under way already (the core asks
 // again at every heartbeat until the follower has it).
 func (rf *Raft) sendSnapshot(m core.Message) {
-	busy := rf.snapBusy[m.To]
+	r := rf.remotes.get(m.To)
+	if r == nil {
+		return
+	}
+	busy := &r.snapBusy
 	if !busy.CompareAndSwap(false, true) {
 		return
 	}
@@ -168,7 +172,7 @@ func (rf *Raft) sendSnapshot(m core.Message) {
 	go func() {
 		defer rf.sending.Done()
 		defer busy.Store(false)
-		if err := rf.transferSnapshot(m.To, m.Body.(*core.InstallSnapshotArgs).Term); err != nil {
+		if err := rf.transferSnapshot(r.peer, m.To, m.Body.(*core.InstallSnapshotArgs).Term); err != nil {
 			rf.tracef("S%d snapshot to %d: %v", rf.me, m.To, err)
 		}
 	}()
@@ -176,7 +180,7 @@ func (rf *Raft) sendSnapshot(m core.Message) {
 
 // transferSnapshot sends the storage's current snapshot to server to in
 // chunks, and hands the last answer to the loop.
-func (rf *Raft) transferSnapshot(to, term int) error {
+func (rf *Raft) transferSnapshot(p Peer, to, term int) error {
 	meta, rc, err := rf.store.OpenSnapshot()
 	if err != nil {
 		rf.logger.Error("raft: open the snapshot to send", "to", to, "err", err)
@@ -196,9 +200,9 @@ func (rf *Raft) transferSnapshot(to, term int) error {
 			return err
 		}
 		args := &core.InstallSnapshotArgs{Term: term, LeaderID: rf.me, LastIncludedIndex: meta.Index, LastIncludedTerm: meta.Term,
-			Offset: off, Data: buf[:n], Done: done}
+			Membership: meta.Membership, Offset: off, Data: buf[:n], Done: done}
 		reply := new(core.InstallSnapshotReply)
-		if !rf.peers[to].Call("Raft.InstallSnapshot", args, reply) {
+		if !p.Call("Raft.InstallSnapshot", args, reply) {
 			return errors.New("call failed") // the core sends it again later
 		}
 		if done || reply.Term > term {

@@ -355,6 +355,7 @@ func decodeConfs(ents []Entry) error {
 // a leader starts or stops replicating to the servers added or removed; a
 // candidate that is no longer a voter gives up.
 func (n *Node) confChanged() {
+	n.confNews = true
 	if n.trace != nil {
 		n.tracef("configuration %v", n.conf())
 	}

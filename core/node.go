@@ -87,6 +87,8 @@ type Node struct {
 	// order.
 	snapConf Membership
 	confs    []confEntry
+	// confNews: the latest configuration changed since the last Ready.
+	confNews bool
 	durable  int // the last index of the log known to be saved
 
 	role Role
@@ -180,6 +182,7 @@ func New(cfg Config) (*Node, error) {
 		n.snapConf = snap.Membership.Clone()
 	}
 	n.noteEntries(cfg.Log)
+	n.confNews = false // the caller has Membership to start with
 	n.becomeFollower(n.term, None)
 	return n, nil
 }
@@ -304,6 +307,10 @@ func (n *Node) Ready() Ready {
 		ReadStates:   n.readStates,
 		stateChanged: hs != n.saved,
 	}
+	if n.confNews {
+		m := n.conf().Clone()
+		rd.Membership, n.confNews = &m, false
+	}
 	n.readStates = nil
 	n.installed = nil
 	if !n.cfg.AsyncSave && len(rd.Entries) > 0 {
@@ -355,6 +362,13 @@ type Status struct {
 	// Transferee is, on a leader, the target of a leadership transfer in
 	// progress, or None.
 	Transferee int
+	// Membership is the latest configuration in the log, held by the
+	// entry at MembershipIndex (the snapshot's index if it is the
+	// snapshot's or the initial one); MembershipCommitted says whether
+	// that entry is committed.
+	Membership          Membership
+	MembershipIndex     int
+	MembershipCommitted bool
 }
 
 // Progress is what a leader is sending one follower.
@@ -367,6 +381,7 @@ type Progress struct {
 // Status returns the server's view of the cluster.
 func (n *Node) Status() Status {
 	s := Status{ID: n.id, Term: n.term, Leader: n.lead, Role: n.role, Commit: n.commit, LastLog: n.log.lastIndex(), Snapshot: n.log.snapshot(), LogBytes: n.log.bytes, Transferee: n.transferee}
+	s.Membership, s.MembershipIndex, s.MembershipCommitted = n.Membership()
 	if n.role == Leader {
 		s.Match = map[int]int{n.id: n.log.lastIndex()}
 		s.Progress = make(map[int]Progress, len(n.progress))

@@ -174,6 +174,10 @@ type Ready struct {
 	// the order they were started: each may be served once the service has
 	// applied through its Index.
 	ReadStates []ReadState
+	// Membership, if set, is the latest configuration in the log, which
+	// changed since the last Ready (or is the first one): the servers the
+	// driver must be able to reach.
+	Membership *Membership
 
 	stateChanged bool
 }
@@ -186,7 +190,7 @@ func (rd *Ready) MustSave() bool {
 
 // Empty reports whether the Ready has nothing to do.
 func (rd *Ready) Empty() bool {
-	return !rd.MustSave() && len(rd.Messages) == 0 && len(rd.AfterSave) == 0 && len(rd.Committed) == 0 && len(rd.ReadStates) == 0
+	return !rd.MustSave() && len(rd.Messages) == 0 && len(rd.AfterSave) == 0 && len(rd.Committed) == 0 && len(rd.ReadStates) == 0 && rd.Membership == nil
 }
 
 // ProbeArgs asks a server what state it holds. A server that starts with
