@@ -93,11 +93,11 @@ type proposal struct{ index, term, leader int }
 // setup is what start needs to run a server.
 type setup struct {
 	me          int
-	peers       map[int]Peer   // the other servers
-	addrs       map[int]string // the servers' addresses (Config.Peers; nil for Make)
+	peers       map[int]Peer    // the other servers
+	addrs       map[int]string  // the servers' addresses (Config.Peers; nil for Make)
 	members     core.Membership // the initial configuration (New), or none: the voters are me and peers (Make), or the server joins (Config.Join)
 	join        bool            // the server joins an existing cluster: no configuration until the leader sends one
-	transport   Transport      // nil for Make
+	transport   Transport       // nil for Make
 	store       Storage
 	sm          StateMachine // the service
 	snapBytes   int          // the StateMachine is snapshotted after this many command bytes
