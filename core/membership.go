@@ -328,6 +328,9 @@ func (n *Node) noteEntries(ents []Entry) {
 func (n *Node) restoreConfs(snap SnapshotMeta) {
 	was := n.conf()
 	n.snapConf = snap.Membership
+	if n.snapConf.Empty() {
+		n.snapConf = n.initial // taken before configurations were kept, or with a fixed one
+	}
 	n.confs = slices.DeleteFunc(n.confs, func(c confEntry) bool { return c.index <= snap.Index || n.log.term(c.index) < 0 })
 	if !n.conf().Equal(was) {
 		n.confChanged()

@@ -87,6 +87,7 @@ type Node struct {
 	// order.
 	snapConf Membership
 	confs    []confEntry
+	initial  Membership // Config.Membership or Peers: what a snapshot without a configuration had
 	// confNews: the latest configuration changed since the last Ready.
 	confNews bool
 	durable  int // the last index of the log known to be saved
@@ -177,6 +178,7 @@ func New(cfg Config) (*Node, error) {
 		transferee: None,
 		trace:      cfg.Trace,
 		snapConf:   initial,
+		initial:    initial,
 	}
 	if !snap.Membership.Empty() {
 		n.snapConf = snap.Membership.Clone()

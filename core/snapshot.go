@@ -30,7 +30,10 @@ type InstallSnapshotArgs struct {
 	LeaderID          int
 	LastIncludedIndex int // the snapshot replaces all entries up to and including this index
 	LastIncludedTerm  int // term of lastIncludedIndex
-	// Membership is the latest configuration as of LastIncludedIndex.
+	// Membership is the latest configuration as of LastIncludedIndex, or
+	// none for a snapshot taken without one (the initial configuration
+	// applies: a cluster of fixed membership, or a snapshot older than
+	// configurations).
 	Membership Membership
 	Offset     int64
 	Data       []byte

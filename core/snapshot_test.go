@@ -220,7 +220,6 @@ func TestInstallSnapshot_Receiver(t *testing.T) {
 			{Term: 2, LeaderID: 1, LastIncludedIndex: 3, LastIncludedTerm: 3, Membership: voters(1, 2, 3), Done: true}, // last term past the leader's
 			{Term: 2, LeaderID: 1, LastIncludedIndex: 0, LastIncludedTerm: 1, Membership: voters(1, 2, 3), Done: true},
 			{Term: 2, LeaderID: 1, LastIncludedIndex: 3, LastIncludedTerm: 1, Membership: voters(1, 2, 3)}, // not the whole snapshot
-			{Term: 2, LeaderID: 1, LastIncludedIndex: 3, LastIncludedTerm: 1, Done: true},                  // no configuration
 		} {
 			if r := call[InstallSnapshotReply](t, n, Message{From: 1, To: 2, Body: &a}); r.Index != 0 {
 				t.Errorf("%+v accepted: %+v", a, *r)
