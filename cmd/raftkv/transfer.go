@@ -63,9 +63,11 @@ func (r *replica) serveTransfer(w http.ResponseWriter, req *http.Request) {
 	if tr.To != nil {
 		to = *tr.To
 	}
-	if _, ok := r.cfg.peers[to]; to != -1 && !ok {
-		writeJSON(w, http.StatusBadRequest, transferReply{Error: fmt.Sprintf("replica %d is not in the cluster (replicas %v)", to, sortedIDs(r.cfg.peers)), Code: "bad_request"})
-		return
+	if st, _ := r.rf.Status(); to != -1 {
+		if _, ok := st.Membership.Find(to); !ok {
+			writeJSON(w, http.StatusBadRequest, transferReply{Error: fmt.Sprintf("replica %d is not in the cluster (servers %v)", to, st.Membership.Voters()), Code: "bad_request"})
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), r.transferWait())
 	defer cancel()
