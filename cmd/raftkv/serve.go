@@ -259,7 +259,8 @@ loop:
 			}
 		}
 	}
-	if err := r.close(); err != nil && code == exitOK {
+	// A removed server's Close returns ErrRemoved: its expected end.
+	if err := r.close(); err != nil && code == exitOK && !errors.Is(err, raft.ErrRemoved) {
 		log.Error("raftkv serve: shutdown", "err", err)
 		code = exitError
 	}
