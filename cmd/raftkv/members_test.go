@@ -91,7 +91,7 @@ func TestMembersAddVoterAndRemove(t *testing.T) {
 	c := startProcCluster(t, 3, "-log-level", "warn")
 	c.waitLeader(30 * time.Second)
 	want := map[string]string{}
-	for i := 0; i < 5; i++ {
+	for i := 0; i < 3; i++ {
 		k, v := fmt.Sprintf("before%d", i), fmt.Sprintf("v%d", i)
 		mustRun(t, "put", "-addr", c.allURLs(), k, v)
 		want[k] = v
@@ -107,7 +107,7 @@ func TestMembersAddVoterAndRemove(t *testing.T) {
 			t.Fatalf("raftkv members after add-voter 4: %q, want server %d a voter at %s", out, id, c.raftPeers[id])
 		}
 	}
-	for i := 0; i < 5; i++ {
+	for i := 0; i < 3; i++ {
 		k, v := fmt.Sprintf("after%d", i), fmt.Sprintf("w%d", i)
 		mustRun(t, "put", "-addr", c.allURLs(), k, v)
 		want[k] = v
