@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/raftkit/raft"
@@ -210,9 +211,13 @@ func runMembers(cmd string, args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	want := map[string]int{"members": 0, "add-voter": 2, "add-learner": 2, "promote": 1, "remove": 1}[cmd]
+	want := len(strings.Fields(memberArgs[cmd]))
 	if len(pos) != want {
-		fmt.Fprintf(stderr, "raftkv %s: takes %s, got %q\nUsage: %s\n", cmd, plural(want, "argument"), pos, memberSynopsis(cmd))
+		msg := noArgs(pos)
+		if want > 0 {
+			msg = fmt.Sprintf("want %s (%s), got %s: %q", plural(want, "argument"), memberArgs[cmd], plural(len(pos), "argument"), pos)
+		}
+		fmt.Fprintf(stderr, "raftkv %s: %s\nUsage: %s\n", cmd, msg, memberSynopsis(cmd))
 		return exitUsage
 	}
 	var mr membersRequest

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -89,7 +91,27 @@ func checkKeys(t *testing.T, addr string, want map[string]string) {
 // remove stops by itself, with exit status 0.
 func TestMembersAddVoterAndRemove(t *testing.T) {
 	c := startProcCluster(t, 3, "-log-level", "warn")
-	c.waitLeader(30 * time.Second)
+	l := c.waitLeader(30 * time.Second)
+	f := l%3 + 1
+	for _, tc := range []struct {
+		body, code string
+		status     int
+	}{
+		{`{"op":"add-voter","id":4,"addr":"127.0.0.1:1"}`, "not_leader", http.StatusConflict},
+		{`{"op":"frob","id":4}`, "bad_request", http.StatusBadRequest},
+		{`{"op":"add-learner","id":4}`, "bad_request", http.StatusBadRequest},
+	} {
+		resp, err := httpClient.Post(c.urls[f]+"/admin/members", "application/json", strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep membersReply
+		json.NewDecoder(resp.Body).Decode(&rep)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || rep.Code != tc.code || tc.code == "not_leader" && (rep.Leader == nil || *rep.Leader != l || rep.LeaderHTTP == "") {
+			t.Fatalf("POST /admin/members %s on follower %d: %s %+v, want %d %s (naming leader %d)", tc.body, f, resp.Status, rep, tc.status, tc.code, l)
+		}
+	}
 	want := map[string]string{}
 	for i := 0; i < 3; i++ {
 		k, v := fmt.Sprintf("before%d", i), fmt.Sprintf("v%d", i)

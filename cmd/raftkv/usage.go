@@ -255,9 +255,11 @@ func commandHelp(cmd string) string {
 
 // memberSynopsis is how membership command cmd is called.
 func memberSynopsis(cmd string) string {
-	args := map[string]string{"members": "", "add-voter": " ID RAFTADDR", "add-learner": " ID RAFTADDR", "promote": " ID", "remove": " ID"}[cmd]
-	return "raftkv " + cmd + " [-addr URLS] [-timeout D]" + args
+	return strings.TrimSpace("raftkv " + cmd + " [-addr URLS] [-timeout D] " + memberArgs[cmd])
 }
+
+// memberArgs are the arguments each membership command takes.
+var memberArgs = map[string]string{"members": "", "add-voter": "ID RAFTADDR", "add-learner": "ID RAFTADDR", "promote": "ID", "remove": "ID"}
 
 // usageHint points at cmd's help, after an error.
 func usageHint(cmd string) string { return fmt.Sprintf("Run 'raftkv %s -h' for usage.", cmd) }
