@@ -86,7 +86,7 @@ func (rf *Raft) probed(from int, r *core.ProbeReply) {
 	if !r.Empty && !r.Founder {
 		err := fmt.Errorf("%w: server %d has no data, but its peer %d is at term %d with %d log entries. "+
 			"Its data directory was wiped, replaced or lost, and starting it empty under the same ID could lose acknowledged writes. "+
-			"Restore its data, or replace it as a new member (docs/operations.md, \"Replacing a lost disk\")",
+			"Restore its data, or replace it as a new member under a new ID (docs/operations.md, \"Replacing a lost disk\")",
 			ErrClusterExists, rf.me, from, r.Term, r.LastIndex)
 		rf.logger.Error(err.Error())
 		rf.stop(err)

@@ -177,7 +177,7 @@ func start(su setup) (*Raft, error) {
 		case su.join:
 		case su.restart:
 			return nil, fmt.Errorf("%w. If this server founds a new cluster, set Config.Bootstrap. "+
-				"If it ran before, its data was lost: restore it, or replace the server as a new member (docs/operations.md, \"Replacing a lost disk\")", ErrNoState)
+				"If it ran before, its data was lost: restore it, or replace the server as a new member under a new ID (docs/operations.md, \"Replacing a lost disk\")", ErrNoState)
 		case su.boot && len(su.peers) > 0:
 			rf.boot = newBootstrap(su.peers)
 		}

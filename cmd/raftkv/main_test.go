@@ -166,6 +166,11 @@ type procCluster struct {
 	t        *testing.T
 	replicas map[int]*replicaProc
 	urls     map[int]string // HTTP base URLs
+	// raftPeers and httpPeers are the replicas' addresses, dir holds
+	// their data directories (dir/ID), extra are the flags they got.
+	raftPeers, httpPeers map[int]string
+	dir                  string
+	extra                []string
 }
 
 func startProcCluster(t *testing.T, n int, extra ...string) *procCluster {
@@ -179,6 +184,7 @@ func startProcCluster(t *testing.T, n int, extra ...string) *procCluster {
 		c.urls[i] = "https://" + httpPeers[i]
 	}
 	dir := t.TempDir()
+	c.raftPeers, c.httpPeers, c.dir, c.extra = raftPeers, httpPeers, dir, extra
 	for i := 1; i <= n; i++ {
 		r := &replicaProc{id: i, out: &syncBuffer{}, args: append([]string{"serve",
 			"-id", strconv.Itoa(i),
