@@ -15,6 +15,12 @@ import (
 // could lose acknowledged writes and let it vote twice in one term.
 var ErrClusterExists = errors.New("raft: the cluster already has state, but this server has none")
 
+// ErrIDInUse is the error of a server that started with no state under
+// Config.Join and found its ID a voter of the cluster's configuration: a
+// server of that ID may have acknowledged entries or voted, and a
+// replacement holding none of its state must take a new ID.
+var ErrIDInUse = errors.New("raft: this server's ID is a voter of the cluster already")
+
 // ErrNoState is wrapped by the error of New when the storage holds nothing
 // and Config.Bootstrap is not set.
 var ErrNoState = errors.New("raft: storage holds no state")

@@ -50,6 +50,7 @@ type Raft struct {
 	onState   func(term int, isLeader bool) // see setup
 	maxCmd    int                           // the largest encoded command accepted, or 0 for no limit
 	boot      *bootstrap                    // while a server with no state asks its peers; owned by the loop
+	joining   bool                          // started with no state under Config.Join, and not yet in a configuration; owned by the loop
 	founders  map[int]bool                  // peers that held nothing when this server founded the cluster, and have sent nothing since but probes; owned by the loop
 	incoming  core.SnapshotSink             // the snapshot received from a leader and stepped last, until its Ready; owned by the loop
 	transfers []*transferReq                // leadership transfers under way, answered by checkTransfers; owned by the loop
@@ -175,6 +176,7 @@ func start(su setup) (*Raft, error) {
 	if hs.Term == 0 && hs.Vote == core.None && len(ents) == 0 {
 		switch {
 		case su.join:
+			rf.joining = true
 		case su.restart:
 			return nil, fmt.Errorf("%w. If this server founds a new cluster, set Config.Bootstrap. "+
 				"If it ran before, its data was lost: restore it, or replace the server as a new member under a new ID (docs/operations.md, \"Replacing a lost disk\")", ErrNoState)
@@ -378,6 +380,9 @@ func (rf *Raft) run() {
 		rf.readsReady(rd.ReadStates)
 		rf.countCommits(rd.Committed)
 		if rd.Membership != nil {
+			if rf.joinedAs(*rd.Membership) {
+				return // ErrIDInUse: nothing of this Ready is saved or sent
+			}
 			rf.learnMembers(*rd.Membership)
 		}
 		// Raft thesis 10.2.1: these leave while the state is saved.

@@ -60,6 +60,34 @@ func (rf *Raft) learnMembers(m core.Membership) {
 	}
 }
 
+// joinedAs checks the first configuration that names a server that joins
+// with no state: the leader adds a new server as a learner, and promotes it
+// only once it holds the log. Named a voter, the server has the ID of one
+// that may have acknowledged entries or voted, whose state it lacks: it
+// stops with ErrIDInUse, and reports true. Called by the loop, before the
+// Ready that holds m is saved or sent: a server without a configuration
+// never votes.
+func (rf *Raft) joinedAs(m core.Membership) bool {
+	if !rf.joining {
+		return false
+	}
+	s, ok := m.Find(rf.me)
+	if !ok {
+		return false
+	}
+	rf.joining = false
+	if s.Learner {
+		return false
+	}
+	err := fmt.Errorf("%w: server %d started with no data to join, but the leader's configuration %v has it as a voter. "+
+		"A server of this ID may have acknowledged writes or voted, and this one holds none of its state. "+
+		"Restore its data, or remove ID %d from the cluster and join under a new ID (docs/operations.md, \"Replacing a lost disk\")",
+		ErrIDInUse, rf.me, m, rf.me)
+	rf.logger.Error(err.Error())
+	rf.stop(err)
+	return true
+}
+
 // changeReq asks the loop to propose a change of the configuration.
 type changeReq struct {
 	c      core.Change

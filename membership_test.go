@@ -185,3 +185,31 @@ func (c *tcpCluster) wantVoters(ids ...int) []int {
 	})
 	return ids
 }
+
+// A server that joins with no state under the ID of a member (its data
+// was lost, and the operator reused the ID) stops with ErrIDInUse before
+// it votes or acknowledges anything; under a new ID it joins.
+func TestJoinRefusesIDInUse(t *testing.T) {
+	c := newTCPCluster(t, 1, 2, 3, 4)
+	initial := map[int]string{1: c.peers[1], 2: c.peers[2], 3: c.peers[3]}
+	for id := range initial {
+		c.startMember(id, initial, false)
+	}
+	c.leaderCommits("a")
+	c.stop(3)
+	rf := c.startMember(3, initial, true)
+	waitFor(t, "the joiner under ID 3 to stop", func() bool { return errors.Is(rf.Err(), ErrIDInUse) })
+	if st, ok := rf.Status(); ok && (st.Term != 0 || st.LastLog != 0) {
+		t.Fatalf("the refused joiner took part: %+v", st)
+	}
+	delete(c.rafts, 3)
+	rf.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.change(ctx, func(l *Raft) error { return l.RemoveServer(ctx, 3) })
+	c.startMember(4, map[int]string{1: c.peers[1], 2: c.peers[2], 4: c.peers[4]}, true)
+	c.change(ctx, func(l *Raft) error { return l.AddVoter(ctx, 4, c.peers[4]) })
+	c.wantVoters(1, 2, 4)
+	c.leaderCommits("b")
+}

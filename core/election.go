@@ -80,6 +80,12 @@ func (n *Node) handleRequestVote(from int, a *RequestVoteArgs) *RequestVoteReply
 		n.tracef("refuse malformed RequestVote from %d", from)
 		return &RequestVoteReply{Term: n.term, PreVote: a.PreVote}
 	}
+	if n.conf().Empty() {
+		// A server that joins and has no configuration yet votes for no
+		// one: it holds nothing it could vouch for.
+		n.tracef("refuse RequestVote from %d: no configuration yet", from)
+		return &RequestVoteReply{Term: n.term, PreVote: a.PreVote}
+	}
 	if a.Term > n.term && n.inLease() && (!a.Transfer || a.PreVote) {
 		// thesis 4.2.3: only a transfer's election disregards the lease.
 		if n.trace != nil {
@@ -174,7 +180,16 @@ func (n *Node) becomeLeader() {
 		n.tracef("lead at last log %d/%d", n.log.lastIndex(), n.log.lastTerm())
 	}
 	if n.cfg.NoOp {
-		n.log.append(Entry{Index: n.log.lastIndex() + 1, Term: n.term, Type: EntryNoOp})
+		e := Entry{Index: n.log.lastIndex() + 1, Term: n.term, Type: EntryNoOp}
+		if len(n.confs) == 0 {
+			// No configuration in the log after the snapshot: the no-op
+			// writes the current one there, so that it reaches every
+			// server with the log, one that joins among them.
+			e.Type = EntryConfig
+			e.Command, _ = n.conf().AppendBinary(nil) // IDs checked by New
+		}
+		n.log.append(e)
+		n.noteEntries([]Entry{e})
 		n.maybeCommit()
 	}
 }

@@ -402,3 +402,21 @@ func TestMembership_LoneVoterSendsAfterSave(t *testing.T) {
 		t.Fatalf("Messages %v, AfterSave %v: want every message after the save of term %d", rd.Messages, rd.AfterSave, n.Term())
 	}
 }
+
+// A server that joins and has no configuration yet grants no vote, nor
+// pre-vote: it holds nothing to vouch for.
+func TestMembership_JoinerWithoutConfigDoesNotVote(t *testing.T) {
+	cfg := config(4, 3, 1)
+	cfg.Peers, cfg.State = nil, HardState{Vote: None}
+	j := start(t, cfg)
+	for _, pre := range []bool{false, true} {
+		m := rv(1, 4, 1, 5, 1)
+		m.Body.(*RequestVoteArgs).PreVote = pre
+		if r := call[RequestVoteReply](t, j, m); r.VoteGranted {
+			t.Fatalf("granted (pre-vote %v) without a configuration", pre)
+		}
+	}
+	if j.Vote() != None {
+		t.Fatalf("voted for %d", j.Vote())
+	}
+}

@@ -47,7 +47,9 @@ type Config struct {
 	PreVote bool
 	// NoOp makes a new leader append an empty entry (EntryNoOp) of its
 	// term, so that the entries of earlier terms commit without waiting
-	// for a proposal (section 8).
+	// for a proposal (section 8). If the log holds no configuration after
+	// its snapshot, the entry is an EntryConfig of the current
+	// configuration instead, which changes nothing but puts it in the log.
 	NoOp bool
 
 	// State, Snapshot and Log are what the server saved before it last
@@ -134,6 +136,9 @@ func New(cfg Config) (*Node, error) {
 		for _, id := range slices.Compact(ids) {
 			initial.Members = append(initial.Members, Member{ID: id})
 		}
+	}
+	if _, err := initial.AppendBinary(nil); err != nil {
+		return nil, fmt.Errorf("core: initial configuration: %w", err)
 	}
 	if _, ok := initial.Find(cfg.ID); !initial.Empty() && !ok {
 		return nil, fmt.Errorf("core: server %d is not in the initial configuration %v", cfg.ID, initial)

@@ -213,19 +213,20 @@ func TestLeaders_NoOpOnElectionCommitsEarlierTerms(t *testing.T) {
 	n := start(t, cfg)
 	rd := elect(t, n)
 	last := logOf(n)[len(logOf(n))-1]
-	if last.Index != 3 || last.Term != 3 || last.Type != EntryNoOp || len(last.Command) != 0 {
-		t.Fatalf("leader's last entry %+v, want a no-op at 3/3", last)
+	// With no configuration in the log, the no-op writes the current one.
+	if m, err := DecodeMembership(last.Command); last.Index != 3 || last.Term != 3 || last.Type != EntryConfig || err != nil || !m.Equal(voters(1, 2, 3)) {
+		t.Fatalf("leader's last entry %+v, want a no-op at 3/3 holding the configuration", last)
 	}
-	if len(rd.Entries) == 0 || rd.Entries[len(rd.Entries)-1].Type != EntryNoOp {
+	if len(rd.Entries) == 0 || rd.Entries[len(rd.Entries)-1].Type != EntryConfig {
 		t.Fatalf("the no-op is not handed over for saving: %v", fmtEntries(rd.Entries))
 	}
 	a := appends(t, rd)[2]
-	if a == nil || len(a.Entries) != 1 || a.Entries[0].Type != EntryNoOp {
+	if a == nil || len(a.Entries) != 1 || a.Entries[0].Type != EntryConfig {
 		t.Fatalf("first AppendEntries to 2: %+v, want it to carry the no-op", a)
 	}
 	n.Step(aeOK(2, 1, 3, 3))
 	rd = n.Ready()
-	if len(rd.Committed) != 3 || rd.Committed[2].Type != EntryNoOp {
+	if len(rd.Committed) != 3 || rd.Committed[2].Type != EntryConfig {
 		t.Fatalf("committed %v after a majority holds the no-op, want 1..3", fmtEntries(rd.Committed))
 	}
 }
@@ -300,5 +301,19 @@ func TestRequestVote_RefusesMalformedWithoutChangingState(t *testing.T) {
 				t.Errorf("pre=%v, %+v from 3: reply %+v, state %+v; want refused and term 1, no vote", pre, a, *r, hardState(n))
 			}
 		}
+	}
+}
+
+// With a configuration in the log already, the new leader's no-op is an
+// empty EntryNoOp.
+func TestLeaders_NoOpIsEmptyWithConfigInLog(t *testing.T) {
+	cfg := config(1, 3, 1)
+	cfg.NoOp = true
+	b, _ := voters(1, 2, 3).AppendBinary(nil)
+	cfg.State, cfg.Log = HardState{Term: 2}, []Entry{{Index: 1, Term: 1, Type: EntryConfig, Command: b}, {Index: 2, Term: 2}}
+	n := start(t, cfg)
+	elect(t, n)
+	if last := logOf(n)[len(logOf(n))-1]; last.Index != 3 || last.Type != EntryNoOp || len(last.Command) != 0 {
+		t.Fatalf("leader's last entry %+v, want an empty no-op at 3", last)
 	}
 }

@@ -194,6 +194,22 @@ func TestMembersReplaceLostDisk(t *testing.T) {
 		t.Fatalf("replica %d's refusal mentions deleting:\n%s", f, tail(msg, 4096))
 	}
 
+	// Started with -join under its old ID (the wrong way), it stops as
+	// soon as the leader's configuration names it a voter, before it
+	// votes or acknowledges anything.
+	if c.replicas[f].args[0] != "serve" {
+		t.Fatalf("replica %d's arguments %q", f, c.replicas[f].args)
+	}
+	c.replicas[f].args = append([]string{"serve", "-join"}, c.replicas[f].args[1:]...)
+	c.replicas[f].out = &syncBuffer{}
+	c.replicas[f].start(t)
+	if err := c.replicas[f].waitExit(t, 20*time.Second); err == nil {
+		t.Fatalf("replica %d joined under its old ID", f)
+	}
+	if msg := c.replicas[f].out.String(); !strings.Contains(msg, "is a voter of the cluster already") || !strings.Contains(msg, "new ID") {
+		t.Fatalf("replica %d, joining under its old ID, does not say it is a voter already and needs a new ID:\n%s", f, tail(msg, 4096))
+	}
+
 	live := c.urls[l] + "," + c.urls[g]
 	mustRun(t, "remove", "-addr", live, strconv.Itoa(f))
 	delete(c.urls, f) // its process has ended; not asked again

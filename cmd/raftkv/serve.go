@@ -249,7 +249,7 @@ loop:
 					break loop
 				}
 				log.Error("raftkv serve: the Raft server stopped", "err", err)
-				if errors.Is(err, raft.ErrClusterExists) {
+				if errors.Is(err, raft.ErrClusterExists) || errors.Is(err, raft.ErrIDInUse) {
 					fmt.Fprintf(stderr, "raftkv serve: replica %d refuses to start: %v\n%s\n", cfg.id, err, replaceAdvice(cfg.id))
 				} else {
 					fmt.Fprintf(stderr, "raftkv serve: replica %d (data directory %s) stopped: %v\n", cfg.id, cfg.dataDir, err)
