@@ -363,8 +363,9 @@ const minOKUnderFaults = 300
 
 // TestLinearizableUnderFaults runs a 3-process cluster while clients
 // (kv.Clerk over HTTPConn) run operations and a nemesis kills (-9),
-// restarts and partitions replicas, then checks the history with
-// porcupine. A client error other than "not done" or "outcome unknown",
+// restarts and partitions replicas, transfers the leadership, and adds and
+// removes a fourth voter (a new process each time), then checks the
+// history with porcupine. A client error other than "not done" or "outcome unknown",
 // and a fault API call that fails, fail the test. The replicas snapshot
 // every 2 KiB of commands (some 40 operations), so that restarts start
 // from snapshots and replicas left behind catch up through the leader's.
@@ -463,9 +464,21 @@ func TestLinearizableUnderFaults(t *testing.T) {
 	sleep := func(lo, hi time.Duration) { time.Sleep(lo + time.Duration(rng.Int64N(int64(hi-lo)))) }
 	deadline := time.Now().Add(run)
 	var order []int // the faults in a shuffled order, each once per round
+	extra, nextID := 0, 4 // a fourth voter, while there is one
+	first3 := strings.Join(urls, ",")
+	// leadAmongFirst3 moves the leadership off the extra voter: the first
+	// three replicas do not know its HTTP address, and so cannot forward
+	// clients to it (docs/operations.md).
+	leadAmongFirst3 := func() {
+		if extra != 0 && c.leader() == extra {
+			to := 1 + rng.IntN(3)
+			code, out, errOut := runCmd(t, "transfer", "-addr", c.urls[extra], strconv.Itoa(to))
+			logf("transfer from the extra voter %d to %d: exit %d %s%s", extra, to, code, strings.TrimSpace(out), strings.TrimSpace(errOut))
+		}
+	}
 	for time.Now().Before(deadline) {
 		if len(order) == 0 {
-			order = rng.Perm(4)
+			order = rng.Perm(7) // 5 and 6: membership, so that a round adds and removes
 		}
 		action := order[0]
 		order = order[1:]
@@ -508,7 +521,36 @@ func TestLinearizableUnderFaults(t *testing.T) {
 			for _, id := range []int{victim, other} {
 				fault(id, `{"rejoin":true}`)
 			}
+		case 4:
+			// Leadership transfer (thesis 3.10) to another replica.
+			to := 1 + rng.IntN(3)
+			code, out, errOut := runCmd(t, "transfer", "-addr", first3, strconv.Itoa(to))
+			logf("transfer to %d: exit %d %s%s", to, code, strings.TrimSpace(out), strings.TrimSpace(errOut))
+		case 5, 6:
+			// Membership: add a fourth voter (a new process that joins), or
+			// remove the one there is. Either may fail under the faults of
+			// the moment; the next round tries again.
+			if extra == 0 {
+				extra = nextID
+				nextID++
+				raftAddr := c.join(extra)
+				code, out, errOut := runCmd(t, "add-voter", "-addr", first3, "-timeout", "10s", strconv.Itoa(extra), raftAddr)
+				logf("add-voter %d: exit %d %s%s", extra, code, strings.TrimSpace(out), strings.TrimSpace(errOut))
+			} else {
+				leadAmongFirst3()
+				code, out, errOut := runCmd(t, "remove", "-addr", first3, "-timeout", "10s", strconv.Itoa(extra))
+				logf("remove %d: exit %d %s%s", extra, code, strings.TrimSpace(out), strings.TrimSpace(errOut))
+				if code == 0 {
+					if err := c.replicas[extra].waitExit(t, 20*time.Second); err != nil {
+						t.Errorf("removed replica %d: %v; want exit status 0", extra, err)
+					}
+					delete(c.replicas, extra)
+					delete(c.urls, extra)
+					extra = 0
+				}
+			}
 		}
+		leadAmongFirst3()
 	}
 	close(stop)
 	wg.Wait()
@@ -531,7 +573,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 		}
 	}
 	kvcheck.Check(t, h.Operations(), 30*time.Second)
-	for id := range c.replicas {
+	for _, id := range []int{1, 2, 3} { // a fourth voter may have joined late
 		if st, err := c.status(id); err != nil || st.SnapshotIndex == 0 {
 			t.Errorf("replica %d: status %+v, %v; want a snapshot", id, st, err)
 		} else {
