@@ -463,7 +463,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 	}
 	sleep := func(lo, hi time.Duration) { time.Sleep(lo + time.Duration(rng.Int64N(int64(hi-lo)))) }
 	deadline := time.Now().Add(run)
-	var order []int // the faults in a shuffled order, each once per round
+	var order []int       // the faults in a shuffled order, each once per round
 	extra, nextID := 0, 4 // a fourth voter, while there is one
 	first3 := strings.Join(urls, ",")
 	// leadAmongFirst3 moves the leadership off the extra voter: the first
