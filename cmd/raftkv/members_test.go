@@ -1,15 +1,20 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/raftkit/raft/kv"
 )
 
 // join starts replica id as a new member of c (serve -join) on a fresh
@@ -223,4 +228,115 @@ func TestMembersReplaceLostDisk(t *testing.T) {
 		t.Fatalf("transfer 4: %q", out)
 	}
 	checkKeys(t, c.urls[4], want)
+}
+
+// A raftkv cluster grows from 3 to 5 voters and shrinks back to 3 (its
+// first servers removed, the leader among them) while clients write: every
+// acknowledged write reads back from the final three, and the removed
+// replicas exit by themselves.
+func TestMembersGrow3To5AndShrinkTo3UnderLoad(t *testing.T) {
+	c := startProcCluster(t, 3, "-log-level", "warn", "-snapshot-bytes", "4096")
+	c.waitLeader(30 * time.Second)
+
+	var mu sync.Mutex // guards acked and urls
+	acked := map[string]string{}
+	urls := []string{c.urls[1], c.urls[2], c.urls[3]}
+	current := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(urls)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k, v := fmt.Sprintf("w%d-%d", w, n), fmt.Sprintf("value %d of writer %d", n, w)
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				_, err := kv.NewClerk(testConns(current()...)).Do(ctx, kv.Op{Kind: kv.Put, Key: k, Value: v})
+				cancel()
+				if err == nil {
+					mu.Lock()
+					acked[k] = v
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	writes := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked)
+	}
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitUntil("writes before the changes", func() bool { return writes() >= 20 })
+
+	for _, id := range []int{4, 5} {
+		raftAddr := c.join(id)
+		mu.Lock()
+		urls = append(urls, c.urls[id])
+		mu.Unlock()
+		mustRun(t, "add-voter", "-addr", strings.Join(current(), ","), "-timeout", "20s", strconv.Itoa(id), raftAddr)
+		n := writes()
+		waitUntil("writes after adding "+strconv.Itoa(id), func() bool { return writes() >= n+10 })
+	}
+	out := mustRun(t, "members", "-addr", strings.Join(current(), ","))
+	if strings.Count(out, "\tvoter") != 5 {
+		t.Fatalf("raftkv members with 5 servers: %q", out)
+	}
+
+	// Remove the leader first, then another of the first three.
+	first := c.waitLeader(30 * time.Second)
+	if first > 3 {
+		first = 1
+	}
+	second := first%3 + 1
+	for _, id := range []int{first, second} {
+		mustRun(t, "remove", "-addr", strings.Join(current(), ","), "-timeout", "20s", strconv.Itoa(id))
+		if err := c.replicas[id].waitExit(t, 20*time.Second); err != nil {
+			t.Fatalf("replica %d after its removal: %v, want exit status 0", id, err)
+		}
+		mu.Lock()
+		urls = slices.DeleteFunc(urls, func(u string) bool { return u == c.urls[id] })
+		mu.Unlock()
+		delete(c.urls, id)
+		n := writes()
+		waitUntil("writes after removing "+strconv.Itoa(id), func() bool { return writes() >= n+10 })
+	}
+	close(stop)
+	wg.Wait()
+
+	final := current()
+	out = mustRun(t, "members", "-addr", strings.Join(final, ","))
+	if strings.Count(out, "\tvoter") != 3 {
+		t.Fatalf("raftkv members after shrinking: %q", out)
+	}
+	ck := kv.NewClerk(testConns(final...))
+	mu.Lock()
+	defer mu.Unlock()
+	for k, v := range acked {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		res, err := ck.Do(ctx, kv.Op{Kind: kv.Get, Key: k})
+		cancel()
+		if err != nil || !res.Found || res.Value != v {
+			t.Fatalf("GET %s after the changes: %+v, %v; want %q (acknowledged)", k, res, err, v)
+		}
+	}
+	t.Logf("%d acknowledged writes read back from the final configuration:\n%s", len(acked), out)
 }
