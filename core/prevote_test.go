@@ -125,6 +125,7 @@ func TestPreVote_ReceiverChangesNothing(t *testing.T) {
 			for i := 0; i < electionTicks-1; i++ {
 				n.Tick()
 			}
+			n.Skip(1) // past the stickiness of its start, its election timer not fired
 			left := n.TicksToEvent()
 			m := rv(3, 2, c.term, c.lastIndex, c.lastTerm)
 			m.Body.(*RequestVoteArgs).PreVote = true
