@@ -75,8 +75,10 @@ func (n *Node) handleRequestVote(from int, a *RequestVoteArgs) *RequestVoteReply
 		n.tracef("refuse malformed RequestVote from %d", from)
 		return &RequestVoteReply{Term: n.term, PreVote: a.PreVote}
 	}
-	if a.Term > n.term && n.inLease() && (!a.Transfer || a.PreVote) {
+	if (a.Term > n.term || n.lead == None) && n.inLease() && (!a.Transfer || a.PreVote) {
 		// thesis 4.2.3: only a transfer's election disregards the lease.
+		// A vote in the current term counts too when it has no known
+		// leader (the server adopted it from a reply, or restarted).
 		if n.trace != nil {
 			n.tracef("ignore vote request of %d for term %d: leader %d is current", a.CandidateID, a.Term, n.lead)
 		}

@@ -80,6 +80,7 @@ func (n *Node) ReadIndex(id uint64) bool {
 	case n.cfg.FollowerReads && n.role == Follower && n.lead != None:
 		n.asked = append(n.asked, askedRead{id: id, to: n.lead, at: n.now})
 		n.send(n.lead, &ReadIndexArgs{Term: n.term, ID: id})
+		n.tracef("ask %d for the read index of read %d", n.lead, id)
 		return true
 	}
 	return false
@@ -244,10 +245,12 @@ func (n *Node) handleReadIndexReply(from int, r *ReadIndexReply) {
 		return // not asked, given up, or a duplicate
 	}
 	if r.Index <= 0 {
+		n.tracef("%d refused read %d", from, r.ID)
 		n.failedReads = append(n.failedReads, r.ID)
 		n.asked = slices.Delete(n.asked, i, i+1)
 		return
 	}
+	n.tracef("read %d: read index %d from %d", r.ID, r.Index, from)
 	n.asked[i].index = r.Index
 }
 
@@ -271,6 +274,7 @@ func (n *Node) expireReads() {
 	k := 0
 	for _, a := range n.asked {
 		if n.now-a.at >= askedTimeout*n.cfg.ElectionTicks {
+			n.tracef("give up read %d (read index %d, commit %d)", a.id, a.index, n.commit)
 			n.failedReads = append(n.failedReads, a.id)
 			continue
 		}
@@ -305,6 +309,7 @@ func (n *Node) dropReads(term, lead int) {
 	for _, a := range n.asked {
 		n.failedReads = append(n.failedReads, a.id)
 	}
+	n.tracef("give up %d reads asked of %d", len(n.asked), n.lead)
 	n.asked = nil
 }
 
