@@ -50,12 +50,13 @@ func (rf *Raft) send(m core.Message) {
 		for _, e := range b.Entries {
 			rf.metrics.bytesSent.Add(int64(len(e.Command)))
 		}
+	case *core.ReadIndexReply:
+		rf.answerAsk(m) // the answer to a follower's call
+		return
 	}
 	if s, ok := rf.peers[m.To].(Sender); ok {
 		s.Send(m.Body, func(reply any, ok bool) {
-			if ok {
-				rf.post(event{msg: core.Message{From: m.To, To: rf.me, Body: reply}})
-			}
+			rf.answered(m, reply, ok)
 		})
 		return
 	}
@@ -106,8 +107,23 @@ func (rf *Raft) call(m core.Message) {
 	case *core.TimeoutNowArgs:
 		r := new(core.TimeoutNowReply)
 		ok, reply = rf.peers[m.To].Call("Raft.TimeoutNow", a, r), r
+	case *core.ReadIndexArgs:
+		r := new(core.ReadIndexReply)
+		ok, reply = rf.peers[m.To].Call("Raft.ReadIndex", a, r), r
 	}
-	if ok {
-		rf.post(event{msg: core.Message{From: m.To, To: rf.me, Body: reply}})
+	rf.answered(m, reply, ok)
+}
+
+// answered feeds the reply to request m back to the loop. A request for
+// a read index that got no answer is answered as refused, so that the
+// read fails at once rather than when the core gives it up.
+func (rf *Raft) answered(m core.Message, reply any, ok bool) {
+	if !ok {
+		a, isRead := m.Body.(*core.ReadIndexArgs)
+		if !isRead {
+			return
+		}
+		reply = &core.ReadIndexReply{ID: a.ID}
 	}
+	rf.post(event{msg: core.Message{From: m.To, To: rf.me, Body: reply}})
 }
