@@ -40,6 +40,8 @@ type serveConfig struct {
 	faultsAPI  bool
 	pprof      bool // serve net/http/pprof under /debug/pprof/
 	logReads   bool // GETs through the log, not ReadIndex
+	leaseReads bool // raft.Config.LeaderLease
+	fwerReads  bool // raft.Config.FollowerReads
 	dialMaxGap time.Duration
 	snapBytes  int          // raft.Config.SnapshotBytes
 	segBytes   int64        // storage.Options.SegmentBytes; 0: the default
@@ -83,6 +85,8 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code 
 	snapBytes := fs.Int("snapshot-bytes", raft.DefaultSnapshotBytes, "")
 	pprof := fs.Bool("pprof", false, "")
 	logReads := fs.Bool("reads-through-log", false, "")
+	leaseReads := fs.Bool("lease-reads", false, "")
+	followerReads := fs.Bool("follower-reads", false, "")
 	// Test only, and so not in the usage: POST /debug/faults cuts and
 	// heals this replica's Raft links (see serveFaults).
 	faultsAPI := fs.Bool("faults-api", false, "")
@@ -103,7 +107,7 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code 
 		return cfg, fail("%s", noArgs(pos)), false
 	}
 	cfg = serveConfig{id: *id, election: *election, heartbeat: *heartbeat, maxValue: *maxValue, maxFlight: *maxFlight, bodyWait: *bodyWait,
-		faultsAPI: *faultsAPI, pprof: *pprof, logReads: *logReads, dialMaxGap: time.Second, snapBytes: *snapBytes, segBytes: *segBytes, raftTLS: *raftTLS}
+		faultsAPI: *faultsAPI, pprof: *pprof, logReads: *logReads, leaseReads: *leaseReads, fwerReads: *followerReads, dialMaxGap: time.Second, snapBytes: *snapBytes, segBytes: *segBytes, raftTLS: *raftTLS}
 	var err error
 	if cfg.peers, err = parseIDList(*peers); err != nil {
 		return cfg, fail("-peers: %v", err), false
@@ -325,6 +329,8 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 		Bootstrap:         true, // a replica with no data checks with its peers that the cluster is new
 		ElectionTimeout:   cfg.election,
 		HeartbeatInterval: cfg.heartbeat,
+		LeaderLease:       cfg.leaseReads,
+		FollowerReads:     cfg.fwerReads,
 		Logger:            log,
 	})
 	if err != nil {
