@@ -56,6 +56,7 @@ type Raft struct {
 	transfers []*transferReq                // leadership transfers under way, answered by checkTransfers; owned by the loop
 	reads     map[uint64]*readReq           // ReadBarrier calls waiting for the core, by ReadIndex ID; owned by the loop
 	nextRead  uint64                        // the last ReadIndex ID; owned by the loop
+	asks      map[askKey]func(core.Message) // followers' requests for a read index, waiting for the core's answer; owned by the loop
 
 	recv       snapshotReceiver // chunks of a snapshot arriving
 	chunkBytes int              // the most snapshot bytes per InstallSnapshot call
@@ -110,6 +111,8 @@ type setup struct {
 	noOp        bool // a new leader appends a no-op entry
 	maxInflight int  // AppendEntries in flight per follower, or 0 for the core's default
 	maxCmd      int  // the largest encoded command accepted, or 0 for no limit
+	leaseTicks  int  // the leader's lease (core.Config.LeaseTicks), or 0 for none
+	followerRd  bool // reads on followers (core.Config.FollowerReads)
 
 	onState func(term int, isLeader bool) // if not nil, told of every change of term or role (lab)
 }
@@ -152,6 +155,8 @@ func start(su setup) (*Raft, error) {
 		AsyncSave:      true, // see saver
 		MaxInflight:    su.maxInflight,
 		NoOp:           su.noOp,
+		LeaseTicks:     su.leaseTicks,
+		FollowerReads:  su.followerRd,
 		State:          hs,
 		Snapshot:       snap,
 		Log:            ents,
@@ -354,9 +359,12 @@ func (rf *Raft) run() {
 		case ev = <-rf.events:
 			hasEvent = true
 		}
-		for n := clock.elapsed(); n > 0 && rf.boot == nil; n-- {
+		n, skipped := clock.elapsed()
+		for ; n > 0 && rf.boot == nil; n-- {
 			rf.node.Tick()
 		}
+		rf.node.Skip(skipped) // they count for the lease
+
 		last := false // an event whose effects must be handled before the next
 		if hasEvent {
 			replies, last = rf.handle(ev, replies)
@@ -377,7 +385,7 @@ func (rf *Raft) run() {
 		rf.publish()
 		rf.removedCheck()
 		rf.checkTransfers()
-		rf.readsReady(rd.ReadStates)
+		rf.readsReady(rd)
 		rf.countCommits(rd.Committed)
 		if rd.Membership != nil {
 			if rf.joinedAs(*rd.Membership) {
@@ -471,6 +479,10 @@ func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) 
 	}
 	// A founder that hears from a peer no longer vouches for it.
 	delete(rf.founders, ev.msg.From)
+	if _, ok := ev.msg.Body.(*core.ReadIndexArgs); ok && ev.respond != nil {
+		rf.serveAsk(ev.msg, ev.respond) // answered by a later message of the core
+		return replies, false
+	}
 	reply, _ := rf.node.Step(ev.msg)
 	if ev.respond != nil {
 		replies = append(replies, pendingReply{ev.respond, reply})
@@ -503,7 +515,6 @@ func (rf *Raft) publish() {
 	}
 	if old&1 == 1 && (s&1 == 0 || old>>1 != s>>1) {
 		rf.apply.abandon(rf.node.Status().Commit+1, ErrLeadershipLost)
-		rf.dropReads()
 		clear(rf.metrics.proposedAt)
 	}
 	if rf.onState != nil {

@@ -107,6 +107,9 @@ func (rf *Raft) send(m core.Message) {
 		for _, e := range b.Entries {
 			rf.metrics.bytesSent.Add(int64(len(e.Command)))
 		}
+	case *core.ReadIndexReply:
+		rf.answerAsk(m) // the answer to a follower's call
+		return
 	}
 	r := rf.remotes.get(m.To)
 	if r == nil {
@@ -115,9 +118,7 @@ func (rf *Raft) send(m core.Message) {
 	}
 	if s, ok := r.peer.(Sender); ok {
 		s.Send(m.Body, func(reply any, ok bool) {
-			if ok {
-				rf.post(event{msg: core.Message{From: m.To, To: rf.me, Body: reply}})
-			}
+			rf.answered(m, reply, ok)
 		})
 		return
 	}
@@ -168,8 +169,23 @@ func (rf *Raft) call(p Peer, m core.Message) {
 	case *core.TimeoutNowArgs:
 		r := new(core.TimeoutNowReply)
 		ok, reply = p.Call("Raft.TimeoutNow", a, r), r
+	case *core.ReadIndexArgs:
+		r := new(core.ReadIndexReply)
+		ok, reply = p.Call("Raft.ReadIndex", a, r), r
 	}
-	if ok {
-		rf.post(event{msg: core.Message{From: m.To, To: rf.me, Body: reply}})
+	rf.answered(m, reply, ok)
+}
+
+// answered feeds the reply to request m back to the loop. A request for
+// a read index that got no answer is answered as refused, so that the
+// read fails at once rather than when the core gives it up.
+func (rf *Raft) answered(m core.Message, reply any, ok bool) {
+	if !ok {
+		a, isRead := m.Body.(*core.ReadIndexArgs)
+		if !isRead {
+			return
+		}
+		reply = &core.ReadIndexReply{ID: a.ID}
 	}
+	rf.post(event{msg: core.Message{From: m.To, To: rf.me, Body: reply}})
 }

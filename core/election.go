@@ -10,8 +10,9 @@ func (n *Node) campaign(transfer bool) {
 	}
 	n.term++
 	n.vote = n.id
+	n.dropReads(n.term, None)
 	n.role, n.lead = Candidate, None
-	n.progress, n.transferee, n.reads = nil, None, nil
+	n.progress, n.transferee = nil, None
 	n.votes = map[int]bool{n.id: true}
 	n.resetElectionTimer()
 	if n.trace != nil {
@@ -36,8 +37,9 @@ func (n *Node) preCampaign() {
 	if !n.canCampaign() {
 		return
 	}
+	n.dropReads(n.term, None)
 	n.role, n.lead = PreCandidate, None
-	n.progress, n.transferee, n.reads = nil, None, nil
+	n.progress, n.transferee = nil, None
 	n.votes = map[int]bool{n.id: true}
 	n.resetElectionTimer()
 	if n.trace != nil {
@@ -63,13 +65,15 @@ func (n *Node) requestVotes(term int, pre, transfer bool) {
 	}
 }
 
-// inLease reports whether the server is the leader or has heard from the
-// current leader within the minimum election timeout. With PreVote on,
-// such a server neither grants a vote nor adopts the term of a
-// RequestVote (leader stickiness, thesis 9.6), so that a server that
-// merely lost touch with the leader cannot depose it.
+// inLease reports whether the server is the leader or a follower that
+// has heard from a leader within the minimum election timeout (or
+// started since: it may have heard from one just before it stopped).
+// With PreVote on, such a server neither grants a vote nor adopts the
+// term of a RequestVote (leader stickiness, thesis 9.6), so that a server
+// that merely lost touch with the leader cannot depose it, and a leader
+// lease holds (thesis 6.4.1).
 func (n *Node) inLease() bool {
-	return n.cfg.PreVote && (n.role == Leader || (n.role == Follower && n.lead != None && n.elapsed < n.cfg.ElectionTicks))
+	return n.cfg.PreVote && (n.role == Leader || (n.role == Follower && n.now-n.leaderAt < n.cfg.ElectionTicks))
 }
 
 // handleRequestVote is the RequestVote receiver implementation of Figure 2,
@@ -86,8 +90,10 @@ func (n *Node) handleRequestVote(from int, a *RequestVoteArgs) *RequestVoteReply
 		n.tracef("refuse RequestVote from %d: no configuration yet", from)
 		return &RequestVoteReply{Term: n.term, PreVote: a.PreVote}
 	}
-	if a.Term > n.term && n.inLease() && (!a.Transfer || a.PreVote) {
+	if (a.Term > n.term || n.lead == None) && n.inLease() && (!a.Transfer || a.PreVote) {
 		// thesis 4.2.3: only a transfer's election disregards the lease.
+		// A vote in the current term counts too when it has no known
+		// leader (the server adopted it from a reply, or restarted).
 		if n.trace != nil {
 			n.tracef("ignore vote request of %d for term %d: leader %d is current", a.CandidateID, a.Term, n.lead)
 		}

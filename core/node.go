@@ -51,6 +51,19 @@ type Config struct {
 	// its snapshot, the entry is an EntryConfig of the current
 	// configuration instead, which changes nothing but puts it in the log.
 	NoOp bool
+	// LeaseTicks, if not 0, lets the leader serve ReadIndex at once, with
+	// no round of heartbeats, for LeaseTicks ticks from the start of a
+	// round that a majority acknowledged (a leader lease, thesis 6.4.1).
+	// It assumes that the servers' clocks advance at rates close enough
+	// that LeaseTicks of the leader's ticks pass before ElectionTicks of
+	// any follower's, and that followers grant no vote within
+	// ElectionTicks of hearing from the leader (leader stickiness: it
+	// needs PreVote). It must be below ElectionTicks.
+	LeaseTicks int
+	// FollowerReads lets ReadIndex on a follower ask the leader for the
+	// read index (ReadIndexArgs), so that a follower can serve
+	// linearizable reads.
+	FollowerReads bool
 
 	// State, Snapshot and Log are what the server saved before it last
 	// stopped: its HardState, the snapshot its service was restored from
@@ -119,6 +132,22 @@ type Node struct {
 	deferred   []Message         // outgoing once the state they depend on is saved
 	saved      HardState         // hard state as of the last Ready
 	trace      func(line string)
+
+	// Reads (read.go): failedReads are the reads given up, for the next
+	// Ready; rounds the recent heartbeat rounds' starts, for the lease;
+	// transferTerm the last term in which this server sent TimeoutNow
+	// (no lease in it); asked a follower's reads waiting for the leader's
+	// read index.
+	failedReads  []uint64
+	rounds       []roundStart
+	transferTerm int
+	asked        []askedRead
+	// now counts the ticks since the server started (Tick and Skip), the
+	// clock of leases; leaderAt is when it last heard from a leader (its
+	// start counts as such: it may have acknowledged a leader just before
+	// it stopped).
+	now      int
+	leaderAt int
 }
 
 // New returns a Node starting as a follower from the saved state in cfg.
@@ -128,6 +157,12 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.Rand == nil {
 		return nil, errors.New("core: Config.Rand is nil")
+	}
+	if cfg.LeaseTicks < 0 || cfg.LeaseTicks >= cfg.ElectionTicks {
+		return nil, fmt.Errorf("core: need 0 <= LeaseTicks (%d) < ElectionTicks (%d)", cfg.LeaseTicks, cfg.ElectionTicks)
+	}
+	if cfg.LeaseTicks > 0 && !cfg.PreVote {
+		return nil, errors.New("core: leader leases (LeaseTicks) need PreVote: without leader stickiness a follower may vote for another server right after acknowledging the leader, which could then be deposed during its lease")
 	}
 	initial := cfg.Membership.Clone()
 	if initial.Empty() {
@@ -218,7 +253,9 @@ func (n *Node) Leader() int { return n.lead }
 
 // Tick advances the server's clock by one tick.
 func (n *Node) Tick() {
+	n.now++
 	n.elapsed++
+	n.expireReads()
 	if n.role == Leader {
 		n.tickLeader()
 		return
@@ -245,7 +282,7 @@ func (n *Node) Tick() {
 // driver with nothing else to do may sleep that long.
 func (n *Node) TicksToEvent() int {
 	if n.role != Leader {
-		return max(1, n.timeout-n.elapsed)
+		return max(1, min(n.timeout-n.elapsed, n.ticksToExpiry()))
 	}
 	for _, p := range n.progress {
 		if p.commitDue(n.commit) {
@@ -292,6 +329,10 @@ func (n *Node) Step(m Message) (reply Message, ok bool) {
 		return Message{From: n.id, To: m.From, Body: r}, true
 	case *TimeoutNowReply:
 		n.handleTimeoutNowReply(b)
+	case *ReadIndexArgs:
+		n.handleReadIndex(m.From, b) // answered by a later message
+	case *ReadIndexReply:
+		n.handleReadIndexReply(m.From, b)
 	default:
 		n.tracef("drop message of type %T from %d", m.Body, m.From)
 	}
@@ -304,6 +345,7 @@ func (n *Node) Ready() Ready {
 	if n.role == Leader {
 		n.flush()
 	}
+	n.releaseAsked()
 	hs := HardState{Term: n.term, Vote: n.vote}
 	rd := Ready{
 		HardState:    hs,
@@ -312,13 +354,14 @@ func (n *Node) Ready() Ready {
 		Messages:     n.msgs,
 		AfterSave:    n.deferred,
 		ReadStates:   n.readStates,
+		FailedReads:  n.failedReads,
 		stateChanged: hs != n.saved,
 	}
 	if n.confNews {
 		m := n.conf().Clone()
 		rd.Membership, n.confNews = &m, false
 	}
-	n.readStates = nil
+	n.readStates, n.failedReads = nil, nil
 	n.installed = nil
 	if !n.cfg.AsyncSave && len(rd.Entries) > 0 {
 		n.Saved(rd.Entries[len(rd.Entries)-1].Index, rd.Entries[len(rd.Entries)-1].Term)
@@ -433,6 +476,7 @@ func (n *Node) Saved(index, term int) {
 // becomeFollower moves to term (clearing the vote if the term is new) as a
 // follower of lead.
 func (n *Node) becomeFollower(term, lead int) {
+	n.dropReads(term, lead)
 	if term > n.term {
 		n.term, n.vote = term, None
 	}
@@ -440,7 +484,10 @@ func (n *Node) becomeFollower(term, lead int) {
 		n.tracef("follow %d", lead)
 	}
 	n.role, n.lead, n.unsavedTerm = Follower, lead, false
-	n.progress, n.votes, n.reads = nil, nil, nil
+	if lead != None {
+		n.leaderAt = n.now
+	}
+	n.progress, n.votes = nil, nil
 	n.transferee = None
 	n.resetElectionTimer()
 }

@@ -125,6 +125,7 @@ func TestPreVote_ReceiverChangesNothing(t *testing.T) {
 			for i := 0; i < electionTicks-1; i++ {
 				n.Tick()
 			}
+			n.Skip(1) // past the stickiness of its start, its election timer not fired
 			left := n.TicksToEvent()
 			m := rv(3, 2, c.term, c.lastIndex, c.lastTerm)
 			m.Body.(*RequestVoteArgs).PreVote = true
@@ -315,5 +316,43 @@ func TestLeaders_NoOpIsEmptyWithConfigInLog(t *testing.T) {
 	elect(t, n)
 	if last := logOf(n)[len(logOf(n))-1]; last.Index != 3 || last.Type != EntryNoOp || len(last.Command) != 0 {
 		t.Fatalf("leader's last entry %+v, want an empty no-op at 3", last)
+	}
+}
+
+// Leader stickiness from the start: a server that starts (or restarts)
+// grants no vote for the minimum election timeout, since it may have
+// acknowledged a leader just before it stopped (a leader lease counts on
+// that, thesis 6.4.1); then it votes.
+func TestLeaderStickiness_AfterStart(t *testing.T) {
+	n := start(t, preVoteConfig(2, 3, 1))
+	m := rv(3, 2, 1, 0, 0)
+	for i := 0; i < electionTicks; i++ {
+		if r := call[RequestVoteReply](t, n, m); r.VoteGranted || n.Term() != 0 {
+			t.Fatalf("%d ticks after its start: reply %+v at term %d, want refused at term 0", i, *r, n.Term())
+		}
+		n.Skip(1) // time passes; no timer fires
+	}
+	if r := call[RequestVoteReply](t, n, m); !r.VoteGranted {
+		t.Fatalf("an election timeout after its start: %+v, want granted", *r)
+	}
+}
+
+// Leader stickiness survives a newer term learned from a stale reply: the
+// follower heard from a leader within the minimum election timeout, so it
+// grants no vote in that term either.
+func TestLeaderStickiness_NewerTermFromReply(t *testing.T) {
+	n := start(t, preVoteConfig(2, 3, 1))
+	n.Skip(electionTicks)
+	call[AppendEntriesReply](t, n, ae(1, 2, 1, 0, 0, 0, nil))
+	n.Step(aeNo(3, 2, 2, 0, 0, 0)) // a reply of term 2 to an old request
+	if n.Term() != 2 || n.Leader() != None {
+		t.Fatalf("term %d leader %d after a reply of term 2, want term 2, no leader", n.Term(), n.Leader())
+	}
+	if r := call[RequestVoteReply](t, n, rv(3, 2, 2, 0, 0)); r.VoteGranted {
+		t.Fatal("a vote granted just after hearing from the leader")
+	}
+	n.Skip(electionTicks)
+	if r := call[RequestVoteReply](t, n, rv(3, 2, 2, 0, 0)); !r.VoteGranted {
+		t.Fatalf("an election timeout after hearing from the leader: %+v, want granted", *r)
 	}
 }

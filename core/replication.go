@@ -44,6 +44,7 @@ func (n *Node) tickLeader() {
 		// acknowledgement for a whole heartbeat interval are taken as lost:
 		// the leader probes again from what the follower matched.
 		n.elapsed = 0
+		n.leaseHeartbeat()
 		for _, p := range n.progress {
 			if len(p.inflight) > 0 && !p.acked {
 				p.probe(p.match + 1)
@@ -205,11 +206,11 @@ func (n *Node) handleAppendReply(from int, r *AppendEntriesReply) {
 		return // not a member (any more)
 	}
 	p.active = true
-	if r.Round > p.round {
+	if r.Success || r.ConflictIndex > 0 {
 		// thesis 6.4: the follower took this server as its leader after
-		// the heartbeat round began, success or not.
-		p.round = r.Round
-		n.releaseReads()
+		// the heartbeat round began, success or not (a refusal for its
+		// term says nothing of the kind).
+		n.ackRound(p, r.Round)
 	}
 	if r.Success {
 		// If successful: update nextIndex and matchIndex for follower.

@@ -46,11 +46,15 @@ type simHistory struct {
 
 	logSeen map[int]simLogMark // server -> how much of its log was checked
 
-	maxCommit int            // the highest index known committed: applied, or sent as leaderCommit
-	reads     map[uint64]int // ReadIndex id -> maxCommit when it started
-	readBy    map[uint64]int // ReadIndex id -> the server it was started on
-	nextRead  uint64
-	readsDone int
+	maxCommit     int            // the highest index known committed: applied, or sent as leaderCommit
+	reads         map[uint64]int // ReadIndex id -> maxCommit when it started
+	readBy        map[uint64]int // ReadIndex id -> the server it was started on
+	nextRead      uint64
+	readsDone     int
+	readsFailed   int             // given up (Ready.FailedReads)
+	leaseReads    int             // served by a leader at once, within its lease
+	followerReads int             // served on a follower
+	onFollower    map[uint64]bool // ReadIndex id -> started on a follower
 }
 
 // simLogMark remembers the part of a disk's log already checked: its first
@@ -74,20 +78,40 @@ func (h *simHistory) init() {
 	h.logSeen = map[int]simLogMark{}
 	h.reads = map[uint64]int{}
 	h.readBy = map[uint64]int{}
+	h.onFollower = map[uint64]bool{}
 }
 
-// startRead starts a ReadIndex on leader i, noting which entries are known
+// startRead starts a ReadIndex on server i, noting which entries are known
 // committed: those a server applied, or a leader told of, so far.
 func (h *simHistory) startRead(s *sim, i int) {
 	h.nextRead++
+	n := s.servers[i].node
+	lease := n.leaseValid()
+	if !n.ReadIndex(h.nextRead) {
+		if n.role == Leader || n.cfg.FollowerReads && n.role == Follower && n.lead != None {
+			panic(fmt.Sprintf("server %d (%v, leader %d) refused ReadIndex", i, n.role, n.lead))
+		}
+		return
+	}
 	h.reads[h.nextRead], h.readBy[h.nextRead] = h.maxCommit, i
-	s.servers[i].node.ReadIndex(h.nextRead)
+	if lease && len(n.readStates) > 0 && n.readStates[len(n.readStates)-1].ID == h.nextRead {
+		h.leaseReads++
+	}
+	h.onFollower[h.nextRead] = n.role != Leader
 }
 
 // readsReady checks the reads server i says are ready (thesis 6.4): a read
 // is served at an index that covers every entry known committed when it
-// started, and is committed on the server.
-func (h *simHistory) readsReady(s *sim, i int, rs []ReadState) error {
+// started, and is committed on the server; and the reads it gives up.
+func (h *simHistory) readsReady(s *sim, i int, rs []ReadState, failed []uint64) error {
+	for _, id := range failed {
+		if _, ok := h.reads[id]; !ok || h.readBy[id] != i {
+			return fmt.Errorf("server %d gives up read %d, which was not started there (or came out already)", i, id)
+		}
+		delete(h.reads, id)
+		delete(h.onFollower, id)
+		h.readsFailed++
+	}
 	for _, r := range rs {
 		start, ok := h.reads[r.ID]
 		if !ok || h.readBy[r.ID] != i {
@@ -101,6 +125,45 @@ func (h *simHistory) readsReady(s *sim, i int, rs []ReadState) error {
 			return fmt.Errorf("server %d: read %d is served at index %d, past its commit index %d", i, r.ID, r.Index, n.commit)
 		}
 		h.readsDone++
+		if h.onFollower[r.ID] {
+			h.followerReads++
+		}
+		delete(h.onFollower, r.ID)
+	}
+	return nil
+}
+
+// checkLease checks what a leader lease rests on and promises (thesis
+// 6.4.1), for server i if it leads: while its lease is valid, each
+// follower whose acknowledgement the lease counts is down or refuses
+// votes (leader stickiness), and no server leads a newer term.
+func (s *sim) checkLease(i int) error {
+	a := s.servers[i].node
+	if s.p.leaseTicks == 0 || a.role != Leader {
+		return nil
+	}
+	if a.leaseValid() {
+		base, _ := a.leaseBase()
+		for f, p := range a.progress {
+			if sv := s.servers[f]; p.leased && p.leaseFrom >= base && sv.up && !sv.node.inLease() {
+				return fmt.Errorf("leader %d of term %d holds a lease (now %d, from %d, %d ticks) that counts on server %d, which would grant a vote (%v, term %d, heard from a leader at %d, now %d)",
+					i, a.term, a.now, base, s.p.leaseTicks, f, sv.node.role, sv.node.term, sv.node.leaderAt, sv.node.now)
+			}
+		}
+	}
+	for j, sv := range s.servers {
+		b := sv.node
+		if j == i || !sv.up || b.role != Leader {
+			continue
+		}
+		old, cur := a, b
+		if old.term > cur.term {
+			old, cur = cur, old
+		}
+		if old.term < cur.term && old.leaseValid() {
+			return fmt.Errorf("server %d leads term %d while server %d, leader of term %d, holds a valid lease (now %d, lease %d ticks)",
+				cur.id, cur.term, old.id, old.term, old.now, s.p.leaseTicks)
+		}
 	}
 	return nil
 }
@@ -294,6 +357,9 @@ func (s *sim) check(i int) error {
 	if n.role != Leader {
 		sv.leaderTerm, sv.leaderLog = 0, nil
 		return nil
+	}
+	if err := s.checkLease(i); err != nil {
+		return err
 	}
 	// Election Safety: at most one leader per term, counting those that
 	// saved their term and vote (a server that leads alone does so before

@@ -95,6 +95,12 @@ type simParams struct {
 	// membership changes may add; reconfig says whether changes happen.
 	spares   int
 	reconfig bool
+	// leaseTicks, if not 0, gives the leaders a lease (Config.LeaseTicks);
+	// the clocks then tick at steady rates, skew[i] ticks per tick of the
+	// simulation (a lease assumes clocks that drift within a bound), and
+	// the lease is as long as those rates allow.
+	leaseTicks    int
+	followerReads bool // Config.FollowerReads, and reads started on followers too
 }
 
 func drawParams(rng *rand.Rand) simParams {
@@ -122,12 +128,28 @@ func drawParams(rng *rand.Rand) simParams {
 	for i := 0; i < p.n+p.spares; i++ {
 		p.skew = append(p.skew, 0.6+0.4*rng.Float64())
 	}
+	p.followerReads = rng.IntN(3) == 0
+	if p.preVote && rng.IntN(2) == 0 {
+		p.leaseTicks = leaseFor(p.electionTicks, p.skew)
+	}
 	return p
 }
 
+// leaseFor returns the longest lease that clocks ticking at steady rates
+// allow. A follower that heard from the leader refuses votes until its
+// clock has ticked electionTicks times, which takes more than
+// (electionTicks-1)/rate ticks of the simulation; the leader's clock
+// ticks lease times in at most lease/rate of them; and at a check, a
+// follower may have taken one tick of the simulation more than the
+// leader (they tick in turn). So lease/lo + 1 <= (electionTicks-1)/hi.
+func leaseFor(electionTicks int, rates []float64) int {
+	lo, hi := slices.Min(rates), slices.Max(rates)
+	return max(1, int(lo*(float64(electionTicks-1)/hi-1)))
+}
+
 func (p simParams) String() string {
-	return fmt.Sprintf("%d servers (+%d spares, membership changes %v), election %d ticks, heartbeat %d, MaxMsgBytes %d, commands up to %d bytes, window %d/%d B, PreVote %v, NoOp %v, AsyncSave %v, drop %d‰, dup %d‰, flush %.2f",
-		p.n, p.spares, p.reconfig, p.electionTicks, p.heartbeatTicks, p.maxMsgBytes, p.maxCmdBytes, p.maxInflight, p.maxInflightB, p.preVote, p.noOp, p.asyncSave, p.drop, p.dup, p.flushChance)
+	return fmt.Sprintf("%d servers (+%d spares, membership changes %v), election %d ticks, heartbeat %d, MaxMsgBytes %d, commands up to %d bytes, window %d/%d B, PreVote %v, NoOp %v, AsyncSave %v, drop %d‰, dup %d‰, flush %.2f, lease %d ticks, follower reads %v",
+		p.n, p.spares, p.reconfig, p.electionTicks, p.heartbeatTicks, p.maxMsgBytes, p.maxCmdBytes, p.maxInflight, p.maxInflightB, p.preVote, p.noOp, p.asyncSave, p.drop, p.dup, p.flushChance, p.leaseTicks, p.followerReads)
 }
 
 // simDisk is what a simulated server has saved: what survives a crash.
@@ -174,6 +196,7 @@ type simServer struct {
 	disk       simDisk
 	pending    []simBatch // not yet durable: lost by a crash
 	up         bool
+	clock      float64 // with steady clock rates: the fraction of a tick its clock has run
 	applied    []Entry // its service's state: the entries applied from index 1 (restored from a snapshot, then applied)
 	lastCommit int     // the commit index at the last check, this incarnation
 
@@ -314,6 +337,7 @@ func (s *sim) restart(i int) error {
 	cfg := Config{
 		ID: i, Peers: peers, ElectionTicks: s.p.electionTicks, HeartbeatTicks: s.p.heartbeatTicks,
 		MaxMsgBytes: s.p.maxMsgBytes, PreVote: s.p.preVote, NoOp: s.p.noOp,
+		LeaseTicks: s.p.leaseTicks, FollowerReads: s.p.followerReads,
 		AsyncSave: s.p.asyncSave, MaxInflight: s.p.maxInflight, MaxInflightBytes: s.p.maxInflightB,
 		State: sv.disk.hs, Snapshot: sv.disk.snap, Log: slices.Clone(sv.disk.log),
 		Rand:  rand.New(rand.NewPCG(s.rng.Uint64(), uint64(i))),
@@ -382,6 +406,9 @@ func (s *sim) act(chaos bool) error {
 			}
 		}
 		s.crash(i)
+		if s.rng.IntN(3) == 0 {
+			return s.restart(i) // a reboot: down for no time at all
+		}
 	case r < 0.99:
 		// Restart one that is down.
 		var down []int
@@ -410,9 +437,21 @@ func (s *sim) act(chaos bool) error {
 
 // partition splits the servers: at random into up to three groups, or the
 // leader (if any) and a random minority away from the rest, or one server
-// away from the rest.
+// away from the rest; or it cuts every link from the leader (if any) one
+// way: it hears the others, they do not hear it.
 func (s *sim) partition() {
-	switch s.rng.IntN(3) {
+	switch s.rng.IntN(4) {
+	case 3:
+		for i, sv := range s.servers {
+			if sv.up && sv.node.role == Leader {
+				for j := range s.servers {
+					if j != i {
+						s.oneWay[[2]int{i, j}] = true
+					}
+				}
+				return
+			}
+		}
 	case 0:
 		for i := range s.group {
 			s.group[i] = s.rng.IntN(3)
@@ -442,7 +481,16 @@ func (s *sim) partition() {
 // with its own chance (clock skew), and messages age.
 func (s *sim) tick() error {
 	for i, sv := range s.servers {
-		if !sv.up || s.rng.Float64() >= s.p.skew[i] {
+		if s.p.leaseTicks > 0 {
+			// Steady rates: the clock runs on while the server is down.
+			if sv.clock += s.p.skew[i]; sv.clock < 1 {
+				continue
+			}
+			sv.clock--
+			if !sv.up {
+				continue
+			}
+		} else if !sv.up || s.rng.Float64() >= s.p.skew[i] {
 			continue
 		}
 		// TicksToEvent: a Tick before the next timer fires only counts.
@@ -537,7 +585,7 @@ func isRequest(body any) bool {
 	case *RequestVoteArgs, *AppendEntriesArgs, *InstallSnapshotArgs, *TimeoutNowArgs:
 		return true
 	}
-	return false
+	return false // ReadIndexArgs too: its answer is a message of its own
 }
 
 // ready takes server i's Ready as a driver does: its state goes to the
@@ -547,7 +595,7 @@ func (s *sim) ready(i int, reply *Message) error {
 	sv := s.servers[i]
 	rd := sv.node.Ready()
 	s.noteCommits(i) // Ready may commit: a lone server's entries once saved
-	if err := s.hist.readsReady(s, i, rd.ReadStates); err != nil {
+	if err := s.hist.readsReady(s, i, rd.ReadStates, rd.FailedReads); err != nil {
 		return err
 	}
 	b := simBatch{write: rd.MustSave(), hs: rd.HardState, snap: rd.Snapshot, ents: rd.Entries, msgs: rd.AfterSave, committed: rd.Committed}
@@ -754,15 +802,21 @@ func (s *sim) leaderConf() Membership {
 	return s.servers[0].node.snapConf
 }
 
-// read starts a ReadIndex on a leader, if one is up (thesis 6.4).
+// read starts a ReadIndex on a server that thinks it leads, or, with
+// follower reads, on a follower, if one is up (thesis 6.4).
 func (s *sim) read() error {
+	var can []int
 	for i, sv := range s.servers {
-		if sv.up && sv.node.Role() == Leader {
-			s.hist.startRead(s, i)
-			return s.ready(i, nil)
+		if sv.up && (sv.node.Role() == Leader || s.p.followerReads && sv.node.Role() == Follower) {
+			can = append(can, i)
 		}
 	}
-	return nil
+	if len(can) == 0 {
+		return nil
+	}
+	i := can[s.rng.IntN(len(can))]
+	s.hist.startRead(s, i)
+	return s.ready(i, nil)
 }
 
 // snapshot has server i's service snapshot its state at a random index it
@@ -788,8 +842,8 @@ func (s *sim) snapshot(i int) error {
 
 // summary says what a run did.
 func (s *sim) summary() string {
-	return fmt.Sprintf("%v; %d terms with a leader, %d entries committed, %d messages delivered, %d snapshots taken, %d installed, %d transfers started, %d reads served, %d configuration changes",
-		s.p, len(s.hist.leaders), len(s.hist.committed), s.hist.delivered, s.hist.snapshots, s.hist.installs, s.hist.transfers, s.hist.readsDone, s.hist.changes)
+	return fmt.Sprintf("%v; %d terms with a leader, %d entries committed, %d messages delivered, %d snapshots taken, %d installed, %d transfers started, %d reads served (%d from a lease, %d on followers), %d given up, %d configuration changes",
+		s.p, len(s.hist.leaders), len(s.hist.committed), s.hist.delivered, s.hist.snapshots, s.hist.installs, s.hist.transfers, s.hist.readsDone, s.hist.leaseReads, s.hist.followerReads, s.hist.readsFailed, s.hist.changes)
 }
 
 // describe says where the servers were, for a failure report.
@@ -813,6 +867,7 @@ func (s *sim) describe() string {
 // simTotals adds up what the runs of TestSimulation did.
 type simTotals struct {
 	runs, leaders, committed, delivered, snapshots, installs, transfers, reads, changes int
+	leaseReads, followerReads, leaseRuns, followerRuns                                  int
 	sizes                                                                               [8]int
 }
 
@@ -826,11 +881,19 @@ func (t *simTotals) add(s *sim) {
 	t.transfers += s.hist.transfers
 	t.reads += s.hist.readsDone
 	t.changes += s.hist.changes
+	t.leaseReads += s.hist.leaseReads
+	t.followerReads += s.hist.followerReads
+	if s.p.leaseTicks > 0 {
+		t.leaseRuns++
+	}
+	if s.p.followerReads {
+		t.followerRuns++
+	}
 	t.sizes[s.p.n]++
 }
 
 func (t simTotals) String() string {
 	r := max(t.runs, 1)
-	return fmt.Sprintf("per seed on average %d terms with a leader, %d entries committed, %d messages delivered, %d snapshots taken, %.1f installed from a leader, %d leadership transfers started, %d reads served, %.1f configuration changes; initial cluster sizes 1..7: %v",
-		t.leaders/r, t.committed/r, t.delivered/r, t.snapshots/r, float64(t.installs)/float64(r), t.transfers/r, t.reads/r, float64(t.changes)/float64(r), t.sizes[1:])
+	return fmt.Sprintf("per seed on average %d terms with a leader, %d entries committed, %d messages delivered, %d snapshots taken, %.1f installed from a leader, %d leadership transfers started, %d reads served, %.1f configuration changes; %d seeds with leases (%d reads from a lease in all), %d with follower reads (%d served on followers in all); initial cluster sizes 1..7: %v",
+		t.leaders/r, t.committed/r, t.delivered/r, t.snapshots/r, float64(t.installs)/float64(r), t.transfers/r, t.reads/r, float64(t.changes)/float64(r), t.leaseRuns, t.leaseReads, t.followerRuns, t.followerReads, t.sizes[1:])
 }

@@ -75,6 +75,7 @@ func (n *Node) maybeTimeoutNow(id int) {
 		return
 	}
 	n.tracef("%d is caught up at %d: send TimeoutNow", id, n.log.lastIndex())
+	n.endLease() // its target will be elected despite leader stickiness
 	n.send(id, &TimeoutNowArgs{Term: n.term, LeaderID: n.id})
 }
 

@@ -29,8 +29,9 @@ const (
 	// the InstallSnapshot RPC's; version 4 replaced net/rpc and gob with
 	// the binary frames of wire.go; version 5 added the TimeoutNow RPC
 	// and RequestVote's Transfer flag (leadership transfer), and
-	// AppendEntries' heartbeat Round (ReadIndex).
-	version   byte = 5
+	// AppendEntries' heartbeat Round (ReadIndex); version 6 the ReadIndex
+	// RPC (reads on followers).
+	version   byte = 6
 	helloLen       = len(magic) + 1 + 8 + 8
 	answerLen      = len(magic) + 1 + 1
 )

@@ -30,15 +30,15 @@ type Handler interface {
 	// Serve handles a request from server from (as the handshake
 	// established it, never as the message claims): a
 	// *core.RequestVoteArgs, *core.AppendEntriesArgs,
-	// *core.InstallSnapshotArgs, *core.ProbeArgs or *core.TimeoutNowArgs,
-	// which Serve may keep
+	// *core.InstallSnapshotArgs, *core.ProbeArgs, *core.TimeoutNowArgs or
+	// *core.ReadIndexArgs, which Serve may keep
 	// (the transport does not reuse it, nor the bytes its entries'
 	// Commands or its Data hold). It must not block for long: it passes
 	// the request on and returns. respond is called exactly once, from
 	// any goroutine, with the reply (*core.RequestVoteReply,
 	// *core.AppendEntriesReply, *core.InstallSnapshotReply,
-	// *core.ProbeReply or *core.TimeoutNowReply, which the Handler must not
-	// change afterwards) or
+	// *core.ProbeReply, *core.TimeoutNowReply or *core.ReadIndexReply,
+	// which the Handler must not change afterwards) or
 	// an error (then the caller sees a failed call). Serve is called for
 	// the requests of one connection in the order they arrived, from one
 	// goroutine.

@@ -18,6 +18,7 @@ const (
 	typeInstallSnapshot byte = 3
 	typeProbe           byte = 4
 	typeTimeoutNow      byte = 5
+	typeReadIndex       byte = 6
 	typeReply           byte = 0x80
 	typeError           byte = 0xff
 )
@@ -75,6 +76,8 @@ func typeName(typ byte) string {
 		name = "Probe"
 	case req == typeTimeoutNow:
 		name = "TimeoutNow"
+	case req == typeReadIndex:
+		name = "ReadIndex"
 	default:
 		return fmt.Sprintf("unknown type %#x", typ)
 	}
@@ -85,7 +88,7 @@ func typeName(typ byte) string {
 }
 
 // isRequest reports whether typ is a request's frame type.
-func isRequest(typ byte) bool { return typ >= typeRequestVote && typ <= typeTimeoutNow }
+func isRequest(typ byte) bool { return typ >= typeRequestVote && typ <= typeReadIndex }
 
 // requestType returns the frame type of a request, or 0 if req is not a
 // non-nil pointer to one of the core package's RPC arguments.
@@ -110,6 +113,10 @@ func requestType(req any) byte {
 	case *core.TimeoutNowArgs:
 		if r != nil {
 			return typeTimeoutNow
+		}
+	case *core.ReadIndexArgs:
+		if r != nil {
+			return typeReadIndex
 		}
 	}
 	return 0
@@ -209,6 +216,10 @@ func appendRequest(b []byte, id uint64, req any) ([]byte, int, error) {
 		b = appendHeader(b, typeTimeoutNow, id)
 		b = appendInt(b, r.Term)
 		b = appendInt(b, r.LeaderID)
+	case *core.ReadIndexArgs:
+		b = appendHeader(b, typeReadIndex, id)
+		b = appendInt(b, r.Term)
+		b = binary.AppendUvarint(b, r.ID)
 	default:
 		return b, 0, fmt.Errorf("cannot encode a %T as a request", req)
 	}
@@ -248,6 +259,11 @@ func appendReply(b []byte, id uint64, reply any) ([]byte, int, error) {
 	case *core.TimeoutNowReply:
 		b = appendHeader(b, typeTimeoutNow|typeReply, id)
 		b = appendInt(b, r.Term)
+	case *core.ReadIndexReply:
+		b = appendHeader(b, typeReadIndex|typeReply, id)
+		b = appendInt(b, r.Term)
+		b = binary.AppendUvarint(b, r.ID)
+		b = appendInt(b, r.Index)
 	default:
 		return b, 0, fmt.Errorf("cannot encode a %T as a reply", reply)
 	}
@@ -468,6 +484,9 @@ func decodeRequest(typ byte, p []byte) (any, error) {
 	case typeTimeoutNow:
 		r := &core.TimeoutNowArgs{Term: d.int("Term"), LeaderID: d.int("LeaderID")}
 		return r, d.end()
+	case typeReadIndex:
+		r := &core.ReadIndexArgs{Term: d.int("Term"), ID: d.uvarint("ID")}
+		return r, d.end()
 	}
 	return nil, fmt.Errorf("%w: frame of type %#x where a request was expected", errProtocol, typ)
 }
@@ -500,6 +519,9 @@ func decodeReply(typ byte, p []byte) (any, error) {
 		return r, d.end()
 	case typeTimeoutNow | typeReply:
 		r := &core.TimeoutNowReply{Term: d.int("Term")}
+		return r, d.end()
+	case typeReadIndex | typeReply:
+		r := &core.ReadIndexReply{Term: d.int("Term"), ID: d.uvarint("ID"), Index: d.int("Index")}
 		return r, d.end()
 	}
 	return nil, fmt.Errorf("%w: frame of type %#x where a reply was expected", errProtocol, typ)

@@ -369,7 +369,24 @@ const minOKUnderFaults = 300
 // and a fault API call that fails, fail the test. The replicas snapshot
 // every 2 KiB of commands (some 40 operations), so that restarts start
 // from snapshots and replicas left behind catch up through the leader's.
-func TestLinearizableUnderFaults(t *testing.T) {
+func TestLinearizableUnderFaults(t *testing.T) { linearizableUnderFaults(t) }
+
+// TestLinearizableUnderFaultsLeaseReads is TestLinearizableUnderFaults
+// with the leader serving GETs from its lease.
+func TestLinearizableUnderFaultsLeaseReads(t *testing.T) {
+	linearizableUnderFaults(t, "-lease-reads")
+}
+
+// TestLinearizableUnderFaultsFollowerReads is TestLinearizableUnderFaults
+// with followers serving GETs (the clients start at different replicas),
+// and the leader from its lease.
+func TestLinearizableUnderFaultsFollowerReads(t *testing.T) {
+	linearizableUnderFaults(t, "-follower-reads", "-lease-reads")
+}
+
+// linearizableUnderFaults runs TestLinearizableUnderFaults with the
+// replicas started with flags as well.
+func linearizableUnderFaults(t *testing.T, flags ...string) {
 	run := 12 * time.Second
 	if testing.Short() {
 		run = 5 * time.Second
@@ -385,7 +402,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 			t.Logf("FAILED with seed %d; to replay the same random choices: %s", seed, replay)
 		}
 	})
-	c := startProcCluster(t, 3, "-faults-api", "-log-level", "warn", "-snapshot-bytes", "2048")
+	c := startProcCluster(t, 3, append([]string{"-faults-api", "-log-level", "warn", "-snapshot-bytes", "2048"}, flags...)...)
 	c.waitLeader(20 * time.Second)
 	urls := []string{c.urls[1], c.urls[2], c.urls[3]}
 

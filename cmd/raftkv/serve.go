@@ -41,6 +41,8 @@ type serveConfig struct {
 	pprof      bool // serve net/http/pprof under /debug/pprof/
 	logReads   bool // GETs through the log, not ReadIndex
 	join       bool // a new member of a running cluster (raft.Config.Join)
+	leaseReads bool // raft.Config.LeaderLease
+	fwerReads  bool // raft.Config.FollowerReads
 	dialMaxGap time.Duration
 	snapBytes  int          // raft.Config.SnapshotBytes
 	segBytes   int64        // storage.Options.SegmentBytes; 0: the default
@@ -85,6 +87,8 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code 
 	pprof := fs.Bool("pprof", false, "")
 	logReads := fs.Bool("reads-through-log", false, "")
 	join := fs.Bool("join", false, "")
+	leaseReads := fs.Bool("lease-reads", false, "")
+	followerReads := fs.Bool("follower-reads", false, "")
 	// Test only, and so not in the usage: POST /debug/faults cuts and
 	// heals this replica's Raft links (see serveFaults).
 	faultsAPI := fs.Bool("faults-api", false, "")
@@ -105,7 +109,7 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code 
 		return cfg, fail("%s", noArgs(pos)), false
 	}
 	cfg = serveConfig{id: *id, election: *election, heartbeat: *heartbeat, maxValue: *maxValue, maxFlight: *maxFlight, bodyWait: *bodyWait,
-		faultsAPI: *faultsAPI, pprof: *pprof, logReads: *logReads, join: *join, dialMaxGap: time.Second, snapBytes: *snapBytes, segBytes: *segBytes, raftTLS: *raftTLS}
+		faultsAPI: *faultsAPI, pprof: *pprof, logReads: *logReads, join: *join, leaseReads: *leaseReads, fwerReads: *followerReads, dialMaxGap: time.Second, snapBytes: *snapBytes, segBytes: *segBytes, raftTLS: *raftTLS}
 	var err error
 	if cfg.peers, err = parseIDList(*peers); err != nil {
 		return cfg, fail("-peers: %v", err), false
@@ -334,6 +338,8 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 		Join:              cfg.join,  // or waits for the leader to add it
 		ElectionTimeout:   cfg.election,
 		HeartbeatInterval: cfg.heartbeat,
+		LeaderLease:       cfg.leaseReads,
+		FollowerReads:     cfg.fwerReads,
 		Logger:            log,
 	})
 	if err != nil {

@@ -47,6 +47,8 @@ const usageLocal = `Local cluster (raftkv local, or raftkv with no command):
   -election-timeout D, -heartbeat D   the replicas' Raft timing (see serve)
   -snapshot-bytes N the replicas' snapshot interval (see serve)
   -reads-through-log the replicas serve GETs through the log (see serve)
+  -lease-reads      the leader serves GETs from its lease (see serve)
+  -follower-reads   followers serve GETs too (see serve)
   -pprof            the replicas serve net/http/pprof (see serve)
   -insecure-http    the replicas serve plain HTTP without authentication (see serve)
   By default the launcher makes a CA and certificates in DIR/certs and a token in
@@ -90,6 +92,13 @@ const usageServe = `serve flags:
   -reads-through-log    serve GETs through the Raft log like writes; without it, a GET
                         with no client identity (as the client commands send them) is
                         served by the leader with ReadIndex: no log entry, no disk write
+  -lease-reads          the leader serves such GETs from a lease, with no round of
+                        heartbeats, for (election timeout - 1 tick)/1.1 - 1 tick after
+                        a round a majority acknowledged. Assumes clocks that drift by
+                        less than 10% and every replica running with PreVote (the
+                        default); see docs/operations.md, "Reads"
+  -follower-reads       a follower serves such GETs too: it asks the leader for the
+                        read index and answers once it has applied the log through it
   -pprof                serve Go's profiles (net/http/pprof) under /debug/pprof/ on the
                         HTTP address (default off: 404)
   -tls-ca FILE, -tls-cert FILE, -tls-key FILE
@@ -162,6 +171,9 @@ answered it, which is the leader, and waits as told by Retry-After):
   -timeout D        give up an operation after D, and the bench when no operation
                     got done for D (default 10s)
   -json             print the results as JSON
+  -spread           client i sends its first request to replica i (round-robin), and
+                    stays with the replica that answers: with serve -follower-reads,
+                    followers answer the GETs
   Every second a progress line (ops so far, ops/s in the last second, failed tries)
   goes to stderr; at the end, per client count: ops/s, latency p50/p90/p99/max,
   failed operations and failed tries by kind (no_leader, overloaded, ...).

@@ -71,6 +71,18 @@ var mutations = []mutation{
 		"read.go", [][2]string{{"	return acks >= n.quorum()", "	return acks > 0"}}},
 	{"read-before-own-term-commit", "a new leader serves a ReadIndex before it has committed an entry of its term (thesis 6.4)",
 		"read.go", [][2]string{{"if len(n.reads) == 0 || n.log.term(n.commit) != n.term {", "if len(n.reads) == 0 {"}}},
+	{"lease-from-ack-time", "a leader's lease runs from when a majority acknowledged a heartbeat round, not from when the round was sent (thesis 6.4.1)",
+		"read.go", [][2]string{{"	if r <= p.round {\n		return\n	}\n	p.round = r\n	if at, ok := n.roundStart(r); ok {",
+			"	p.round = max(p.round, r)\n	if at, ok := n.now, true; ok {"}}},
+	{"lease-through-transfer", "a leader keeps using its lease after sending TimeoutNow, whose target voters elect despite leader stickiness",
+		"read.go", [][2]string{{"func (n *Node) endLease() { n.transferTerm = n.term }", "func (n *Node) endLease() {}"}}},
+	{"lease-forgets-restart", "a restarted server grants votes at once, forgetting it may have acknowledged a leader's lease just before it stopped",
+		"node.go", [][2]string{{"		lead:       None,\n", "		lead:       None,\n		leaderAt:   -cfg.ElectionTicks,\n"}}},
+	{"follower-read-own-commit", "a follower serves a read once the leader answers, at its own commit index, before it has applied through the leader's read index",
+		"read.go", [][2]string{
+			{"if a.index > 0 && a.index <= n.commit {", "if a.index > 0 {"},
+			{"ReadState{ID: a.id, Index: a.index}", "ReadState{ID: a.id, Index: min(a.index, n.commit)}"},
+		}},
 }
 
 func main() {
