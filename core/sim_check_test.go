@@ -353,6 +353,18 @@ func (s *sim) check(i int) error {
 	if n.commit > n.log.lastIndex() {
 		return fmt.Errorf("server %d commits %d beyond its last entry %d", i, n.commit, n.log.lastIndex())
 	}
+	// Thesis 4.1: a server uses the latest configuration in its log, or
+	// its snapshot's when the log holds none.
+	want := n.snapConf
+	for k := n.log.lastIndex(); k > n.log.snapshot().Index; k-- {
+		if e := n.log.entry(k); e.Type == EntryConfig {
+			want, _ = DecodeMembership(e.Command)
+			break
+		}
+	}
+	if !n.conf().Equal(want) {
+		return fmt.Errorf("server %d uses the configuration %v, but the latest in its log is %v", i, n.conf(), want)
+	}
 	sv.lastCommit = n.commit
 	if n.role != Leader {
 		sv.leaderTerm, sv.leaderLog = 0, nil
