@@ -128,6 +128,7 @@ type Node struct {
 	elapsed    int               // ticks since the last reset of the election or heartbeat timer
 	timeout    int               // randomized election timeout, in ticks
 	sinceChk   int               // leader: ticks since it last checked it still has a quorum
+	matchBuf   []int             // maybeCommit's, reused
 	msgs       []Message         // outgoing, since the last Ready
 	deferred   []Message         // outgoing once the state they depend on is saved
 	saved      HardState         // hard state as of the last Ready

@@ -259,15 +259,21 @@ func (n *Node) handleAppendReply(from int, r *AppendEntriesReply) {
 // majority with log[N].term == currentTerm (Figure 2 "Leaders"; 5.3, 5.4.2:
 // entries of earlier terms are committed only indirectly).
 func (n *Node) maybeCommit() {
-	var matches []int // of the voters of the latest configuration (thesis 4.1)
-	for _, id := range n.conf().Voters() {
-		if id == n.id {
+	matches := n.matchBuf[:0] // of the voters of the latest configuration (thesis 4.1)
+	for _, m := range n.conf().Members {
+		if m.Learner {
+			continue
+		}
+		if id := m.ID; id == n.id {
 			matches = append(matches, min(n.durable, n.log.lastIndex())) // its own log counts once saved
+		} else if p := n.progress[id]; p != nil {
+			matches = append(matches, p.match)
 		} else {
-			matches = append(matches, n.progress[id].match)
+			matches = append(matches, 0) // cannot happen: syncProgress keeps one per member
 		}
 	}
 	slices.Sort(matches)
+	n.matchBuf = matches
 	N := matches[(len(matches)-1)/2] // the highest index on a majority
 	if N > n.commit && n.log.term(N) == n.term {
 		prev := n.commit
