@@ -33,7 +33,10 @@ type applier struct {
 	waiters map[int]waiter // by index: Apply calls waiting for their entries; under mu
 	readers []readWaiter   // ReadBarrier calls waiting for the service to apply through their index; under mu
 
-	last      core.SnapshotMeta // the last entry handed out; owned by run
+	last      core.SnapshotMeta // the last entry handed out, and the configuration as of it; owned by run (and start)
+	me        int               // this server
+	member    bool              // a configuration applied so far held this server; owned by run
+	removed   atomic.Bool       // then one without it was applied
 	applied   atomic.Int64      // last.Index, for Status
 	sinceSnap int               // command bytes applied since the last snapshot; owned by run
 	done      <-chan struct{}
@@ -133,8 +136,11 @@ func (a *applier) stopped() bool {
 
 // apply hands a committed entry to the service.
 func (a *applier) apply(e core.Entry) error {
-	a.last = core.SnapshotMeta{Index: e.Index, Term: e.Term}
+	a.last.Index, a.last.Term = e.Index, e.Term
 	a.applied.Store(int64(e.Index))
+	if e.Type == core.EntryConfig {
+		a.noteConfig(e)
+	}
 	if e.Type != core.EntryNormal {
 		a.settle(e, nil) // no command for the service; a waiter's entry was replaced
 		return nil
@@ -167,7 +173,10 @@ func (a *applier) restoreSM() error {
 	if err != nil {
 		return fmt.Errorf("raft: restore the state machine from the snapshot through %d: %w", meta.Index, err)
 	}
+	conf := a.last.Membership
 	a.last, a.sinceSnap = meta, 0
+	a.last.Membership = conf
+	a.setConfig(meta.Membership)
 	a.applied.Store(int64(meta.Index))
 	a.abandon(0, errors.New("raft: the server installed a snapshot from the leader past the command"))
 	return nil

@@ -15,6 +15,12 @@ import (
 // could lose acknowledged writes and let it vote twice in one term.
 var ErrClusterExists = errors.New("raft: the cluster already has state, but this server has none")
 
+// ErrIDInUse is the error of a server that started with no state under
+// Config.Join and found its ID a voter of the cluster's configuration: a
+// server of that ID may have acknowledged entries or voted, and a
+// replacement holding none of its state must take a new ID.
+var ErrIDInUse = errors.New("raft: this server's ID is a voter of the cluster already")
+
 // ErrNoState is wrapped by the error of New when the storage holds nothing
 // and Config.Bootstrap is not set.
 var ErrNoState = errors.New("raft: storage holds no state")
@@ -86,7 +92,7 @@ func (rf *Raft) probed(from int, r *core.ProbeReply) {
 	if !r.Empty && !r.Founder {
 		err := fmt.Errorf("%w: server %d has no data, but its peer %d is at term %d with %d log entries. "+
 			"Its data directory was wiped, replaced or lost, and starting it empty under the same ID could lose acknowledged writes. "+
-			"Restore its data, or replace it as a new member (docs/operations.md, \"Replacing a lost disk\")",
+			"Restore its data, or replace it as a new member under a new ID (docs/operations.md, \"Replacing a lost disk\")",
 			ErrClusterExists, rf.me, from, r.Term, r.LastIndex)
 		rf.logger.Error(err.Error())
 		rf.stop(err)
@@ -104,7 +110,7 @@ func (rf *Raft) probed(from int, r *core.ProbeReply) {
 	for _, id := range b.empty {
 		rf.founders[id] = true
 	}
-	rf.logger.Info("raft: no peer holds state: starting a new cluster", "peers", len(rf.peers)+1)
+	rf.logger.Info("raft: no peer holds state: starting a new cluster", "peers", rf.remotes.count()+1)
 }
 
 // probeReply tells server from what state this server holds.

@@ -26,6 +26,7 @@ type tcpCluster struct {
 	logs   map[int]*syncBuf
 	sms    map[int]*listSM
 	faults *transport.Faults // if set, injects faults into every server's traffic
+	config func(*Config)     // if set, changes every server's Config
 }
 
 // syncBuf collects a server's log lines.
@@ -74,10 +75,14 @@ func (c *tcpCluster) start(id int, store Storage) *Raft {
 		c.t.Fatal(err)
 	}
 	c.sms[id] = &listSM{}
-	rf, err := New(Config{
+	cfg := Config{
 		ID: id, Peers: c.peers, Transport: TCP(tr), Storage: store, StateMachine: c.sms[id], Bootstrap: true,
 		ElectionTimeout: 200 * time.Millisecond, HeartbeatInterval: 40 * time.Millisecond, Logger: logger,
-	})
+	}
+	if c.config != nil {
+		c.config(&cfg)
+	}
+	rf, err := New(cfg)
 	if err != nil {
 		tr.Close()
 		c.t.Fatal(err)
@@ -207,8 +212,15 @@ func TestBootstrapRefusesServerThatLostItsState(t *testing.T) {
 // injection (c.faults), each on a storage of its own.
 func startFaultyCluster(t *testing.T) *tcpCluster {
 	t.Helper()
+	return startFaultyClusterWith(t, nil)
+}
+
+// startFaultyClusterWith is startFaultyCluster with config applied to
+// every server's Config.
+func startFaultyClusterWith(t *testing.T, config func(*Config)) *tcpCluster {
+	t.Helper()
 	c := newTCPCluster(t, 1, 2, 3)
-	c.faults = transport.NewFaults(1)
+	c.faults, c.config = transport.NewFaults(1), config
 	for _, id := range []int{1, 2, 3} {
 		c.start(id, newDiskStorage(t))
 	}

@@ -34,11 +34,11 @@ func (c *clock) sleep(ticks int) {
 }
 
 // elapsed returns how many ticks to give the core now that the loop is
-// awake.
-func (c *clock) elapsed() int {
+// awake, and how many more passed that it does not give (core.Node.Skip).
+func (c *clock) elapsed() (n, skipped int) {
 	n, passed := countTicks(c.tick, c.last, c.idle, c.target, time.Now())
 	c.last = c.last.Add(time.Duration(passed) * c.tick)
-	return n
+	return n, passed - n
 }
 
 // countTicks returns how many of the tick instants last+tick, last+2*tick,

@@ -31,3 +31,15 @@ func TestCountTicks(t *testing.T) {
 		}
 	}
 }
+
+// elapsed gives the core one tick for the late ones, and says how many it
+// skipped (they count for a leader's lease: core.Node.Skip).
+func TestClockElapsedSkipped(t *testing.T) {
+	const tick = 10 * time.Millisecond
+	now := time.Now()
+	c := &clock{tick: tick, last: now.Add(-500 * time.Millisecond), idle: now.Add(-499 * time.Millisecond), target: now.Add(-450 * time.Millisecond)}
+	n, skipped := c.elapsed()
+	if n != 6 || skipped < 44 {
+		t.Fatalf("a loop 45 ticks late: elapsed %d, skipped %d; want 6 given, at least 44 skipped", n, skipped)
+	}
+}

@@ -14,7 +14,10 @@ import (
 type Config struct {
 	ID int // this server
 	// Peers maps every server of the cluster, this one included, to its
-	// address.
+	// address: the initial configuration, all voters. Once the log or a
+	// snapshot holds a configuration (after a membership change, see
+	// AddVoter), that one applies, and Peers only adds addresses. With
+	// Join, Peers lists servers of the cluster this one may hear from.
 	Peers map[int]string
 
 	// Transport reaches the other servers and serves their calls.
@@ -38,6 +41,13 @@ type Config struct {
 	// state restarts from it whatever Bootstrap says. Without Bootstrap, New
 	// refuses a Storage that holds nothing (ErrNoState).
 	Bootstrap bool
+	// Join makes a server whose Storage holds nothing a new member of an
+	// existing cluster: it starts with no configuration, neither votes nor
+	// starts elections, and waits for the leader to add it (AddLearner or
+	// AddVoter on the leader), which then sends it the log or a snapshot.
+	// A server with state restarts from it whatever Join says. Join and
+	// Bootstrap exclude each other.
+	Join bool
 
 	// TickInterval is the resolution of the server's timers (default 20 ms).
 	TickInterval time.Duration
@@ -55,6 +65,31 @@ type Config struct {
 	// it reconnects.
 	DisablePreVote bool
 
+	// LeaderLease lets the leader serve ReadBarrier from a lease (thesis
+	// 6.4.1): for a while after a majority acknowledged a round of
+	// heartbeats, counted from when the round was sent, it confirms its
+	// leadership without a new round. The lease lasts (ElectionTimeout -
+	// TickInterval) / (1 + LeaseDrift), less one tick. It is safe only if
+	// the servers' clocks advance at rates within LeaseDrift of one
+	// another (a leader's lease must end before a follower's minimum
+	// election timeout, counted from the same heartbeat), and if every
+	// server of the cluster has PreVote on, since it rests on leader
+	// stickiness: a follower grants no vote within the minimum election
+	// timeout of hearing from the leader, or of its own start. New refuses
+	// LeaderLease with DisablePreVote. A leader that sends TimeoutNow (a
+	// leadership transfer) uses no lease for the rest of its term.
+	LeaderLease bool
+	// LeaseDrift is the bound on the clocks' drift that LeaderLease
+	// assumes, as a fraction of their rate (default DefaultLeaseDrift;
+	// at most 1).
+	LeaseDrift float64
+	// FollowerReads lets ReadBarrier on a follower ask the leader for a
+	// read index (a round of heartbeats, or its lease) and wait until this
+	// server has applied the log through it, so that followers serve
+	// linearizable reads. Without it a follower's ReadBarrier fails with a
+	// NotLeaderError.
+	FollowerReads bool
+
 	// MaxCommandBytes bounds the encoded size of one command (default
 	// DefaultMaxCommandBytes). Propose refuses a larger one with
 	// ErrTooLarge. New refuses a bound that the Transport or the Storage
@@ -68,6 +103,38 @@ type Config struct {
 
 // DefaultMaxCommandBytes is the default of Config.MaxCommandBytes.
 const DefaultMaxCommandBytes = 8 << 20
+
+// DefaultLeaseDrift is the default of Config.LeaseDrift: clocks that
+// advance at rates within 10% of one another.
+const DefaultLeaseDrift = 0.1
+
+// leaseTicks returns the lease of a leader, in ticks, that c asks for,
+// or 0 for none (see Config.LeaderLease).
+func (c *Config) leaseTicks(t timing) (int, error) {
+	if !c.LeaderLease {
+		return 0, nil
+	}
+	if c.DisablePreVote {
+		return 0, errors.New("LeaderLease needs PreVote and leader stickiness: leave DisablePreVote false (a follower that may vote right after hearing from the leader could help elect another leader during the lease)")
+	}
+	drift := c.LeaseDrift
+	if drift == 0 {
+		drift = DefaultLeaseDrift
+	}
+	if drift < 0 || drift > 1 {
+		return 0, fmt.Errorf("LeaseDrift %v: want a fraction above 0, at most 1", c.LeaseDrift)
+	}
+	// A follower refuses votes for more than electionTicks-1 of its
+	// ticks after a heartbeat (its ticks count whole intervals), which
+	// take at least (electionTicks-1)/(1+drift) of the leader's; one tick
+	// less covers the time between the loop's reading of the clock and
+	// its decision.
+	lease := int(float64(t.electionTicks-1)/(1+drift)) - 1
+	if lease < 1 {
+		return 0, fmt.Errorf("LeaderLease: an election timeout of %d ticks leaves no lease with LeaseDrift %v: raise ElectionTimeout or lower TickInterval", t.electionTicks, drift)
+	}
+	return lease, nil
+}
 
 // MaxSizer is implemented by a Transport or a Storage that cannot carry
 // arbitrarily large commands: MaxCommandBytes returns the largest command
@@ -139,6 +206,9 @@ func New(cfg Config) (*Raft, error) {
 	if _, ok := cfg.Peers[cfg.ID]; !ok {
 		return nil, fmt.Errorf("raft: server %d is not among the peers %v", cfg.ID, cfg.Peers)
 	}
+	if cfg.Join && cfg.Bootstrap {
+		return nil, errors.New("raft: Config sets both Join and Bootstrap: a server either founds a cluster or joins one")
+	}
 	if cfg.Transport == nil || cfg.Storage == nil || cfg.StateMachine == nil {
 		return nil, errors.New("raft: Config needs a Transport, a Storage and a StateMachine")
 	}
@@ -150,6 +220,10 @@ func New(cfg Config) (*Raft, error) {
 		return nil, fmt.Errorf("raft: SnapshotBytes %d: want a positive size", snapBytes)
 	}
 	t, err := cfg.timing()
+	if err != nil {
+		return nil, fmt.Errorf("raft: %w", err)
+	}
+	lease, err := cfg.leaseTicks(t)
 	if err != nil {
 		return nil, fmt.Errorf("raft: %w", err)
 	}
@@ -182,10 +256,19 @@ func New(cfg Config) (*Raft, error) {
 		logger = slog.Default()
 	}
 	logger = logger.With("raft_server", cfg.ID) // on every line
+	var members core.Membership
+	if !cfg.Join {
+		for id, addr := range cfg.Peers {
+			members.Members = append(members.Members, core.Member{ID: id, Addr: addr})
+		}
+		slices.SortFunc(members.Members, func(a, b core.Member) int { return a.ID - b.ID })
+	}
 	rf, err := start(setup{
-		me: cfg.ID, peers: peers, addrs: cfg.Peers, transport: cfg.Transport, store: cfg.Storage, sm: cfg.StateMachine, snapBytes: snapBytes,
+		me: cfg.ID, peers: peers, addrs: cfg.Peers, members: members, join: cfg.Join,
+		transport: cfg.Transport, store: cfg.Storage, sm: cfg.StateMachine, snapBytes: snapBytes,
 		timing: t, logger: logger, preVote: !cfg.DisablePreVote, noOp: true, maxCmd: maxCmd,
-		boot: cfg.Bootstrap, restart: !cfg.Bootstrap,
+		leaseTicks: lease, followerRd: cfg.FollowerReads,
+		boot: cfg.Bootstrap, restart: !cfg.Bootstrap && !cfg.Join,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raft: server %d: %w", cfg.ID, err)

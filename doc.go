@@ -14,9 +14,12 @@
 // StateMachine. Apply proposes a command on the leader and returns once it
 // is committed and applied there, with the StateMachine's result or an
 // error that says what became of it (NotLeaderError, ErrOutcomeUnknown,
-// ErrNotCommitted, ...). WatchLeader tells of leadership changes, Status
-// describes the server's view of the cluster, and Metrics counts what it
-// does.
+// ErrNotCommitted, ...). ReadBarrier makes linearizable reads possible
+// without a log entry: on the leader (ReadIndex, or with
+// Config.LeaderLease a lease that assumes bounded clock drift), and with
+// Config.FollowerReads on followers too. WatchLeader tells of leadership
+// changes, Status describes the server's view of the cluster, and Metrics
+// counts what it does.
 //
 // The protocol itself is package core, a deterministic state machine with
 // no goroutines or I/O; this package drives it with one event loop per

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,8 +32,7 @@ const maxBatch = 256
 // owns the protocol state; everything else talks to it through events.
 type Raft struct {
 	me        int
-	peers     map[int]Peer
-	out       map[int]*outbox // per peer: the goroutines calling it
+	remotes   remotes // the other servers
 	store     Storage
 	transport Transport // nil for Make
 	apply     *applier
@@ -48,18 +48,18 @@ type Raft struct {
 	state     atomic.Int64 // term<<1 | isLeader, published by the loop
 	timing    timing
 	onState   func(term int, isLeader bool) // see setup
-	addrs     map[int]string                // servers' addresses as Config.Peers gives them (New only)
 	maxCmd    int                           // the largest encoded command accepted, or 0 for no limit
 	boot      *bootstrap                    // while a server with no state asks its peers; owned by the loop
+	joining   bool                          // started with no state under Config.Join, and not yet in a configuration; owned by the loop
 	founders  map[int]bool                  // peers that held nothing when this server founded the cluster, and have sent nothing since but probes; owned by the loop
 	incoming  core.SnapshotSink             // the snapshot received from a leader and stepped last, until its Ready; owned by the loop
 	transfers []*transferReq                // leadership transfers under way, answered by checkTransfers; owned by the loop
 	reads     map[uint64]*readReq           // ReadBarrier calls waiting for the core, by ReadIndex ID; owned by the loop
 	nextRead  uint64                        // the last ReadIndex ID; owned by the loop
+	asks      map[askKey]func(core.Message) // followers' requests for a read index, waiting for the core's answer; owned by the loop
 
-	recv       snapshotReceiver     // chunks of a snapshot arriving
-	snapBusy   map[int]*atomic.Bool // per peer: a snapshot transfer to it is under way
-	chunkBytes int                  // the most snapshot bytes per InstallSnapshot call
+	recv       snapshotReceiver // chunks of a snapshot arriving
+	chunkBytes int              // the most snapshot bytes per InstallSnapshot call
 
 	wg      sync.WaitGroup // the loop and the applier
 	sending sync.WaitGroup // the goroutines calling peers
@@ -79,6 +79,7 @@ type event struct {
 	status chan Status // a request for the status
 
 	transfer *transferReq // a leadership transfer to start
+	change   *changeReq   // a configuration change to propose
 	read     *readReq     // a ReadBarrier to start
 
 	snap    *snapshotReq      // a snapshot the service took
@@ -94,9 +95,11 @@ type proposal struct{ index, term, leader int }
 // setup is what start needs to run a server.
 type setup struct {
 	me          int
-	peers       map[int]Peer   // the other servers
-	addrs       map[int]string // the servers' addresses (Config.Peers; nil for Make)
-	transport   Transport      // nil for Make
+	peers       map[int]Peer    // the other servers
+	addrs       map[int]string  // the servers' addresses (Config.Peers; nil for Make)
+	members     core.Membership // the initial configuration (New), or none: the voters are me and peers (Make), or the server joins (Config.Join)
+	join        bool            // the server joins an existing cluster: no configuration until the leader sends one
+	transport   Transport       // nil for Make
 	store       Storage
 	sm          StateMachine // the service
 	snapBytes   int          // the StateMachine is snapshotted after this many command bytes
@@ -108,6 +111,8 @@ type setup struct {
 	noOp        bool // a new leader appends a no-op entry
 	maxInflight int  // AppendEntries in flight per follower, or 0 for the core's default
 	maxCmd      int  // the largest encoded command accepted, or 0 for no limit
+	leaseTicks  int  // the leader's lease (core.Config.LeaseTicks), or 0 for none
+	followerRd  bool // reads on followers (core.Config.FollowerReads)
 
 	onState func(term int, isLeader bool) // if not nil, told of every change of term or role (lab)
 }
@@ -120,12 +125,8 @@ func start(su setup) (*Raft, error) {
 		return nil, fmt.Errorf("load state: %w", err)
 	}
 	ids := []int{su.me}
-	out := make(map[int]*outbox, len(su.peers))
-	busy := make(map[int]*atomic.Bool, len(su.peers))
 	for id := range su.peers {
 		ids = append(ids, id)
-		out[id] = newOutbox()
-		busy[id] = new(atomic.Bool)
 	}
 	chunk := defaultChunkBytes
 	if c, ok := su.transport.(chunkSizer); ok && c.MaxChunkBytes() > 0 {
@@ -133,9 +134,6 @@ func start(su setup) (*Raft, error) {
 	}
 	rf := &Raft{
 		me:      su.me,
-		peers:   su.peers,
-		addrs:   su.addrs,
-		out:     out,
 		store:   su.store,
 		events:  make(chan event, maxBatch),
 		done:    make(chan struct{}),
@@ -144,19 +142,21 @@ func start(su setup) (*Raft, error) {
 		logger:  su.logger,
 		onState: su.onState,
 
-		snapBusy:   busy,
 		chunkBytes: chunk,
 		transport:  su.transport,
 	}
 	node, err := core.New(core.Config{
 		ID:             su.me,
 		Peers:          ids,
+		Membership:     su.members,
 		ElectionTicks:  su.timing.electionTicks,
 		HeartbeatTicks: su.timing.heartbeatTicks,
 		PreVote:        su.preVote,
 		AsyncSave:      true, // see saver
 		MaxInflight:    su.maxInflight,
 		NoOp:           su.noOp,
+		LeaseTicks:     su.leaseTicks,
+		FollowerReads:  su.followerRd,
 		State:          hs,
 		Snapshot:       snap,
 		Log:            ents,
@@ -168,13 +168,23 @@ func start(su setup) (*Raft, error) {
 		return nil, err
 	}
 	rf.node = node
+	for id, p := range su.peers {
+		rf.remotes.add(id, p, su.addrs[id])
+	}
+	for id, a := range su.addrs {
+		rf.remotes.add(id, nil, a)
+	}
+	m, _, _ := node.Membership()
+	rf.learnMembers(m)
 	rf.metrics = newMetrics()
 	rf.watch.last = Leadership{Term: hs.Term, Leader: core.None}
 	if hs.Term == 0 && hs.Vote == core.None && len(ents) == 0 {
 		switch {
+		case su.join:
+			rf.joining = true
 		case su.restart:
 			return nil, fmt.Errorf("%w. If this server founds a new cluster, set Config.Bootstrap. "+
-				"If it ran before, its data was lost: restore it, or replace the server as a new member (docs/operations.md, \"Replacing a lost disk\")", ErrNoState)
+				"If it ran before, its data was lost: restore it, or replace the server as a new member under a new ID (docs/operations.md, \"Replacing a lost disk\")", ErrNoState)
 		case su.boot && len(su.peers) > 0:
 			rf.boot = newBootstrap(su.peers)
 		}
@@ -185,6 +195,7 @@ func start(su setup) (*Raft, error) {
 		compact: func(index int) bool { return rf.post(event{compact: index}) },
 		metrics: rf.metrics,
 		last:    snap,
+		me:      su.me,
 		done:    rf.done,
 		fail: func(err error) {
 			rf.logger.Error(err.Error())
@@ -192,6 +203,19 @@ func start(su setup) (*Raft, error) {
 		},
 	}
 	rf.apply.applied.Store(int64(snap.Index))
+	if initial := su.members; snap.Membership.Empty() {
+		// A snapshot taken before configurations were kept, or none: the
+		// initial configuration.
+		if initial.Empty() && !su.join {
+			for _, id := range ids {
+				initial.Members = append(initial.Members, core.Member{ID: id})
+			}
+			slices.SortFunc(initial.Members, func(a, b core.Member) int { return a.ID - b.ID })
+		}
+		rf.apply.setConfig(initial)
+	} else {
+		rf.apply.setConfig(snap.Membership)
+	}
 	rf.saver = &saver{rf: rf, wake: make(chan struct{}, 1)}
 	rf.wg.Add(3)
 	go func() { defer rf.wg.Done(); rf.saver.run() }()
@@ -295,7 +319,7 @@ func (rf *Raft) propose(cmd []byte) (index, term int, err error) {
 	select {
 	case p := <-ch:
 		if p.index == 0 {
-			return -1, p.term, rf.notLeader(p.leader)
+			return -1, p.term, &NotLeaderError{Leader: p.leader, Addr: rf.remotes.addr(p.leader)}
 		}
 		return p.index, p.term, nil
 	case <-rf.done:
@@ -309,12 +333,6 @@ func (rf *Raft) checkSize(cmd []byte) error {
 		return fmt.Errorf("%w: %d bytes encoded, over the maximum of %d", ErrTooLarge, len(cmd), rf.maxCmd)
 	}
 	return nil
-}
-
-// notLeader is the error of a proposal refused by a server that is not
-// the leader, which believes leader is.
-func (rf *Raft) notLeader(leader int) error {
-	return &NotLeaderError{Leader: leader, Addr: rf.addrs[leader]}
 }
 
 // run is the event loop: it feeds ticks, messages and proposals to the
@@ -343,9 +361,12 @@ func (rf *Raft) run() {
 		case ev = <-rf.events:
 			hasEvent = true
 		}
-		for n := clock.elapsed(); n > 0 && rf.boot == nil; n-- {
+		n, skipped := clock.elapsed()
+		for ; n > 0 && rf.boot == nil; n-- {
 			rf.node.Tick()
 		}
+		rf.node.Skip(skipped) // they count for the lease
+
 		last := false // an event whose effects must be handled before the next
 		if hasEvent {
 			replies, last = rf.handle(ev, replies)
@@ -364,9 +385,16 @@ func (rf *Raft) run() {
 		}
 		rd := rf.node.Ready()
 		rf.publish()
+		rf.removedCheck()
 		rf.checkTransfers()
-		rf.readsReady(rd.ReadStates)
+		rf.readsReady(rd)
 		rf.countCommits(rd.Committed)
+		if rd.Membership != nil {
+			if rf.joinedAs(*rd.Membership) {
+				return // ErrIDInUse: nothing of this Ready is saved or sent
+			}
+			rf.learnMembers(*rd.Membership)
+		}
 		// Raft thesis 10.2.1: these leave while the state is saved.
 		for _, m := range rd.Messages {
 			rf.send(m)
@@ -405,7 +433,7 @@ func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) 
 		case ok:
 			rf.apply.wait(index, term, ev.outcome)
 		default:
-			ev.outcome <- outcome{err: rf.notLeader(rf.leaderHint())}
+			ev.outcome <- outcome{err: rf.notLeader()}
 		}
 		return replies, false
 	case ev.snap != nil:
@@ -421,6 +449,9 @@ func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) 
 		return replies, false
 	case ev.transfer != nil:
 		rf.startTransfer(ev.transfer)
+		return replies, false
+	case ev.change != nil:
+		rf.startChange(ev.change)
 		return replies, false
 	case ev.read != nil:
 		rf.startRead(ev.read)
@@ -454,6 +485,10 @@ func (rf *Raft) handle(ev event, replies []pendingReply) ([]pendingReply, bool) 
 	}
 	// A founder that hears from a peer no longer vouches for it.
 	delete(rf.founders, ev.msg.From)
+	if _, ok := ev.msg.Body.(*core.ReadIndexArgs); ok && ev.respond != nil {
+		rf.serveAsk(ev.msg, ev.respond) // answered by a later message of the core
+		return replies, false
+	}
 	reply, _ := rf.node.Step(ev.msg)
 	if ev.respond != nil {
 		replies = append(replies, pendingReply{ev.respond, reply})
@@ -486,7 +521,6 @@ func (rf *Raft) publish() {
 	}
 	if old&1 == 1 && (s&1 == 0 || old>>1 != s>>1) {
 		rf.apply.abandon(rf.node.Status().Commit+1, ErrLeadershipLost)
-		rf.dropReads()
 		clear(rf.metrics.proposedAt)
 	}
 	if rf.onState != nil {
@@ -498,7 +532,7 @@ func (rf *Raft) publish() {
 func (rf *Raft) tellLeader() {
 	l := Leadership{Term: rf.node.Term(), Leader: rf.node.Leader()}
 	if l.Leader != core.None {
-		l.Addr = rf.addrs[l.Leader]
+		l.Addr = rf.remotes.addr(l.Leader)
 	}
 	if rf.watch.last == l { // written by this goroutine only
 		return

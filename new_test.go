@@ -116,6 +116,9 @@ func TestSaveFailureStopsServer(t *testing.T) {
 		Transport:    &labTransport{net: net, me: 0, ends: map[int]*labrpc.ClientEnd{1: net.MakeEnd("0-1")}},
 		Storage:      store,
 		StateMachine: &listSM{},
+		// Without leader stickiness, which would have the server refuse
+		// votes for an election timeout after its start, unsaved.
+		DisablePreVote: true,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -105,7 +105,7 @@ func (s *saver) save(batches []saveBatch) error {
 	must := false
 	for _, b := range batches {
 		if b.snap != nil {
-			if b.sink == nil || b.sink.Meta() != *b.snap {
+			if b.sink == nil || !b.sink.Meta().Equal(*b.snap) {
 				return fmt.Errorf("install snapshot %+v: its data is not the one that arrived", *b.snap)
 			}
 			if err := b.sink.Commit(false); err != nil {

@@ -15,7 +15,7 @@ func (rf *Raft) Serve(from int, req any, respond func(reply any, err error)) {
 	switch a := req.(type) {
 	case *InstallSnapshotArgs:
 		rf.serveChunk(from, a, respond)
-	case *RequestVoteArgs, *AppendEntriesArgs, *core.ProbeArgs, *core.TimeoutNowArgs:
+	case *RequestVoteArgs, *AppendEntriesArgs, *core.ProbeArgs, *core.TimeoutNowArgs, *core.ReadIndexArgs:
 		rf.serveLoop(from, req, nil, respond)
 	default:
 		respond(nil, fmt.Errorf("raft: server %d: a %T from %d is not a request", rf.me, req, from))

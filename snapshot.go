@@ -87,7 +87,7 @@ type snapshotReceiver struct {
 func (r *snapshotReceiver) chunk(store Storage, from int, a *InstallSnapshotArgs) (core.SnapshotSink, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	meta := core.SnapshotMeta{Index: a.LastIncludedIndex, Term: a.LastIncludedTerm}
+	meta := core.SnapshotMeta{Index: a.LastIncludedIndex, Term: a.LastIncludedTerm, Membership: a.Membership}
 	if a.Offset == 0 {
 		// 2. Create a new snapshot file if first chunk (offset is 0).
 		r.abortLocked()
@@ -96,7 +96,7 @@ func (r *snapshotReceiver) chunk(store Storage, from int, a *InstallSnapshotArgs
 			return nil, fmt.Errorf("raft: receive snapshot through %d from %d: %w", meta.Index, from, err)
 		}
 		r.from, r.term, r.meta, r.sink, r.offset = from, a.Term, meta, sink, 0
-	} else if r.sink == nil || r.from != from || r.term != a.Term || r.meta != meta || r.offset != a.Offset {
+	} else if r.sink == nil || r.from != from || r.term != a.Term || !r.meta.Equal(meta) || r.offset != a.Offset {
 		return nil, fmt.Errorf("raft: snapshot chunk from %d at offset %d does not continue a transfer in progress", from, a.Offset)
 	}
 	// 3. Write data into the snapshot file at the given offset.
@@ -160,7 +160,11 @@ func (rf *Raft) serveChunk(from int, args *InstallSnapshotArgs, respond func(any
 // recipient of m, unless one to it is under way already (the core asks
 // again at every heartbeat until the follower has it).
 func (rf *Raft) sendSnapshot(m core.Message) {
-	busy := rf.snapBusy[m.To]
+	r := rf.remotes.get(m.To)
+	if r == nil {
+		return
+	}
+	busy := &r.snapBusy
 	if !busy.CompareAndSwap(false, true) {
 		return
 	}
@@ -168,7 +172,7 @@ func (rf *Raft) sendSnapshot(m core.Message) {
 	go func() {
 		defer rf.sending.Done()
 		defer busy.Store(false)
-		if err := rf.transferSnapshot(m.To, m.Body.(*core.InstallSnapshotArgs).Term); err != nil {
+		if err := rf.transferSnapshot(r.peer, m.To, m.Body.(*core.InstallSnapshotArgs).Term); err != nil {
 			rf.tracef("S%d snapshot to %d: %v", rf.me, m.To, err)
 		}
 	}()
@@ -176,7 +180,7 @@ func (rf *Raft) sendSnapshot(m core.Message) {
 
 // transferSnapshot sends the storage's current snapshot to server to in
 // chunks, and hands the last answer to the loop.
-func (rf *Raft) transferSnapshot(to, term int) error {
+func (rf *Raft) transferSnapshot(p Peer, to, term int) error {
 	meta, rc, err := rf.store.OpenSnapshot()
 	if err != nil {
 		rf.logger.Error("raft: open the snapshot to send", "to", to, "err", err)
@@ -196,9 +200,9 @@ func (rf *Raft) transferSnapshot(to, term int) error {
 			return err
 		}
 		args := &core.InstallSnapshotArgs{Term: term, LeaderID: rf.me, LastIncludedIndex: meta.Index, LastIncludedTerm: meta.Term,
-			Offset: off, Data: buf[:n], Done: done}
+			Membership: meta.Membership, Offset: off, Data: buf[:n], Done: done}
 		reply := new(core.InstallSnapshotReply)
-		if !rf.peers[to].Call("Raft.InstallSnapshot", args, reply) {
+		if !p.Call("Raft.InstallSnapshot", args, reply) {
 			return errors.New("call failed") // the core sends it again later
 		}
 		if done || reply.Term > term {

@@ -53,7 +53,7 @@ func (rf *Raft) startTransfer(req *transferReq) {
 	if err := rf.node.TransferLeadership(req.to); err != nil {
 		if errors.Is(err, core.ErrNotLeader) {
 			l := rf.node.Leader()
-			req.done <- &NotLeaderError{Leader: l, Addr: rf.addrs[l]}
+			req.done <- &NotLeaderError{Leader: l, Addr: rf.remotes.addr(l)}
 			return
 		}
 		req.done <- fmt.Errorf("raft: transfer leadership to %d: %w", req.to, err)

@@ -5,17 +5,24 @@ package core
 // all other servers. transfer marks the election of a leadership
 // transfer's target (thesis 3.10).
 func (n *Node) campaign(transfer bool) {
+	if !n.canCampaign() {
+		return
+	}
 	n.term++
 	n.vote = n.id
+	n.dropReads(n.term, None)
 	n.role, n.lead = Candidate, None
-	n.progress, n.transferee, n.reads = nil, None, nil
+	n.progress, n.transferee = nil, None
 	n.votes = map[int]bool{n.id: true}
 	n.resetElectionTimer()
 	if n.trace != nil {
 		n.tracef("campaign at last log %d/%d (transfer %v)", n.log.lastIndex(), n.log.lastTerm(), transfer)
 	}
-	if len(n.votes) >= n.quorum() {
+	if n.hasVotes() {
+		// The only voter leads before its term and vote are saved: what
+		// it sends waits for the save (see send).
 		n.becomeLeader()
+		n.unsavedTerm = true
 		return
 	}
 	n.requestVotes(n.term, false, transfer)
@@ -27,14 +34,18 @@ func (n *Node) campaign(transfer bool) {
 // is behind, never raises its term and so never disrupts a working leader
 // when it reconnects.
 func (n *Node) preCampaign() {
+	if !n.canCampaign() {
+		return
+	}
+	n.dropReads(n.term, None)
 	n.role, n.lead = PreCandidate, None
-	n.progress, n.transferee, n.reads = nil, None, nil
+	n.progress, n.transferee = nil, None
 	n.votes = map[int]bool{n.id: true}
 	n.resetElectionTimer()
 	if n.trace != nil {
 		n.tracef("pre-campaign for term %d at last log %d/%d", n.term+1, n.log.lastIndex(), n.log.lastTerm())
 	}
-	if len(n.votes) >= n.quorum() {
+	if n.hasVotes() {
 		n.campaign(false)
 		return
 	}
@@ -42,7 +53,7 @@ func (n *Node) preCampaign() {
 }
 
 func (n *Node) requestVotes(term int, pre, transfer bool) {
-	for _, p := range n.peers {
+	for _, p := range n.others(true) {
 		n.send(p, &RequestVoteArgs{
 			Term:         term,
 			CandidateID:  n.id,
@@ -54,13 +65,15 @@ func (n *Node) requestVotes(term int, pre, transfer bool) {
 	}
 }
 
-// inLease reports whether the server is the leader or has heard from the
-// current leader within the minimum election timeout. With PreVote on,
-// such a server neither grants a vote nor adopts the term of a
-// RequestVote (leader stickiness, thesis 9.6), so that a server that
-// merely lost touch with the leader cannot depose it.
+// inLease reports whether the server is the leader or a follower that
+// has heard from a leader within the minimum election timeout (or
+// started since: it may have heard from one just before it stopped).
+// With PreVote on, such a server neither grants a vote nor adopts the
+// term of a RequestVote (leader stickiness, thesis 9.6), so that a server
+// that merely lost touch with the leader cannot depose it, and a leader
+// lease holds (thesis 6.4.1).
 func (n *Node) inLease() bool {
-	return n.cfg.PreVote && (n.role == Leader || (n.role == Follower && n.lead != None && n.elapsed < n.cfg.ElectionTicks))
+	return n.cfg.PreVote && (n.role == Leader || (n.role == Follower && n.now-n.leaderAt < n.cfg.ElectionTicks))
 }
 
 // handleRequestVote is the RequestVote receiver implementation of Figure 2,
@@ -71,8 +84,16 @@ func (n *Node) handleRequestVote(from int, a *RequestVoteArgs) *RequestVoteReply
 		n.tracef("refuse malformed RequestVote from %d", from)
 		return &RequestVoteReply{Term: n.term, PreVote: a.PreVote}
 	}
-	if a.Term > n.term && n.inLease() && (!a.Transfer || a.PreVote) {
+	if n.conf().Empty() {
+		// A server that joins and has no configuration yet votes for no
+		// one: it holds nothing it could vouch for.
+		n.tracef("refuse RequestVote from %d: no configuration yet", from)
+		return &RequestVoteReply{Term: n.term, PreVote: a.PreVote}
+	}
+	if (a.Term > n.term || n.lead == None) && n.inLease() && (!a.Transfer || a.PreVote) {
 		// thesis 4.2.3: only a transfer's election disregards the lease.
+		// A vote in the current term counts too when it has no known
+		// leader (the server adopted it from a reply, or restarted).
 		if n.trace != nil {
 			n.tracef("ignore vote request of %d for term %d: leader %d is current", a.CandidateID, a.Term, n.lead)
 		}
@@ -130,7 +151,7 @@ func (n *Node) handleVoteReply(from int, r *RequestVoteReply) {
 			return // stale
 		}
 		n.votes[from] = true
-		if len(n.votes) >= n.quorum() {
+		if n.hasVotes() {
 			n.campaign(false)
 		}
 		return
@@ -139,9 +160,15 @@ func (n *Node) handleVoteReply(from int, r *RequestVoteReply) {
 		return
 	}
 	n.votes[from] = true
-	if len(n.votes) >= n.quorum() {
+	if n.hasVotes() {
 		n.becomeLeader()
 	}
+}
+
+// hasVotes reports whether the votes (or pre-votes) received are those of
+// a majority of the latest configuration's voters (thesis 4.1).
+func (n *Node) hasVotes() bool {
+	return n.conf().majority(func(id int) bool { return n.votes[id] })
 }
 
 // becomeLeader takes over the current term (5.2), initialising nextIndex
@@ -153,15 +180,22 @@ func (n *Node) becomeLeader() {
 	n.role, n.lead = Leader, n.id
 	n.votes, n.transferee = nil, None
 	n.elapsed, n.sinceChk = 0, 0
-	n.progress = make(map[int]*progress, len(n.peers))
-	for _, p := range n.peers {
-		n.progress[p] = &progress{next: n.log.lastIndex() + 1, probing: true, heartbeat: true}
-	}
+	n.progress = make(map[int]*progress)
+	n.syncProgress()
 	if n.trace != nil {
 		n.tracef("lead at last log %d/%d", n.log.lastIndex(), n.log.lastTerm())
 	}
 	if n.cfg.NoOp {
-		n.log.append(Entry{Index: n.log.lastIndex() + 1, Term: n.term, Type: EntryNoOp})
+		e := Entry{Index: n.log.lastIndex() + 1, Term: n.term, Type: EntryNoOp}
+		if len(n.confs) == 0 {
+			// No configuration in the log after the snapshot: the no-op
+			// writes the current one there, so that it reaches every
+			// server with the log, one that joins among them.
+			e.Type = EntryConfig
+			e.Command, _ = n.conf().AppendBinary(nil) // IDs checked by New
+		}
+		n.log.append(e)
+		n.noteEntries([]Entry{e})
 		n.maybeCommit()
 	}
 }

@@ -36,6 +36,15 @@ func config(id, size int, seed uint64) Config {
 	}
 }
 
+// voters returns a configuration of the given voters.
+func voters(ids ...int) Membership {
+	var m Membership
+	for _, id := range ids {
+		m.Members = append(m.Members, Member{ID: id})
+	}
+	return m
+}
+
 // start returns a Node for cfg, failing the test if New refuses it.
 func start(t testing.TB, cfg Config) *Node {
 	t.Helper()

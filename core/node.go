@@ -10,8 +10,15 @@ import (
 
 // Config sets up a Node.
 type Config struct {
-	ID    int   // this server
-	Peers []int // every server of the cluster, this one included
+	ID int // this server
+	// Membership is the initial configuration of the cluster, which
+	// applies until the log or the snapshot holds one; if it is empty,
+	// Peers, every server of the cluster this one included, are its
+	// voters. With neither, the server joins an existing cluster: it has
+	// no configuration until the leader sends it one, and meanwhile
+	// neither votes nor starts elections.
+	Membership Membership
+	Peers      []int
 
 	// ElectionTicks is the base election timeout: a follower that hears
 	// from no leader for a random number of ticks in [ElectionTicks,
@@ -40,8 +47,23 @@ type Config struct {
 	PreVote bool
 	// NoOp makes a new leader append an empty entry (EntryNoOp) of its
 	// term, so that the entries of earlier terms commit without waiting
-	// for a proposal (section 8).
+	// for a proposal (section 8). If the log holds no configuration after
+	// its snapshot, the entry is an EntryConfig of the current
+	// configuration instead, which changes nothing but puts it in the log.
 	NoOp bool
+	// LeaseTicks, if not 0, lets the leader serve ReadIndex at once, with
+	// no round of heartbeats, for LeaseTicks ticks from the start of a
+	// round that a majority acknowledged (a leader lease, thesis 6.4.1).
+	// It assumes that the servers' clocks advance at rates close enough
+	// that LeaseTicks of the leader's ticks pass before ElectionTicks of
+	// any follower's, and that followers grant no vote within
+	// ElectionTicks of hearing from the leader (leader stickiness: it
+	// needs PreVote). It must be below ElectionTicks.
+	LeaseTicks int
+	// FollowerReads lets ReadIndex on a follower ask the leader for the
+	// read index (ReadIndexArgs), so that a follower can serve
+	// linearizable reads.
+	FollowerReads bool
 
 	// State, Snapshot and Log are what the server saved before it last
 	// stopped: its HardState, the snapshot its service was restored from
@@ -62,9 +84,8 @@ type Config struct {
 
 // Node is one server's protocol state.
 type Node struct {
-	id    int
-	peers []int // the other servers
-	cfg   Config
+	id  int
+	cfg Config
 
 	// Persistent state on all servers (Figure 2).
 	term int
@@ -76,10 +97,21 @@ type Node struct {
 	applied int // highest index handed out in Ready.Committed, or restored by Ready.Snapshot
 
 	installed *SnapshotMeta // a snapshot from the leader, for the next Ready
-	durable   int           // the last index of the log known to be saved
+	// snapConf is the configuration as of the log's snapshot (or the
+	// initial one), confs the configurations in the log after it, in log
+	// order.
+	snapConf Membership
+	confs    []confEntry
+	initial  Membership // Config.Membership or Peers: what a snapshot without a configuration had
+	// confNews: the latest configuration changed since the last Ready.
+	confNews bool
+	durable  int // the last index of the log known to be saved
 
 	role Role
 	lead int // leader of the current term, or None
+	// unsavedTerm: this server leads a term it may not have saved yet (it
+	// won alone), until an entry of the term is saved.
+	unsavedTerm bool
 
 	votes map[int]bool // candidate: votes received in this term
 	// transferee is, on a leader, the target of a leadership transfer in
@@ -96,10 +128,27 @@ type Node struct {
 	elapsed    int               // ticks since the last reset of the election or heartbeat timer
 	timeout    int               // randomized election timeout, in ticks
 	sinceChk   int               // leader: ticks since it last checked it still has a quorum
+	matchBuf   []int             // maybeCommit's, reused
 	msgs       []Message         // outgoing, since the last Ready
 	deferred   []Message         // outgoing once the state they depend on is saved
 	saved      HardState         // hard state as of the last Ready
 	trace      func(line string)
+
+	// Reads (read.go): failedReads are the reads given up, for the next
+	// Ready; rounds the recent heartbeat rounds' starts, for the lease;
+	// transferTerm the last term in which this server sent TimeoutNow
+	// (no lease in it); asked a follower's reads waiting for the leader's
+	// read index.
+	failedReads  []uint64
+	rounds       []roundStart
+	transferTerm int
+	asked        []askedRead
+	// now counts the ticks since the server started (Tick and Skip), the
+	// clock of leases; leaderAt is when it last heard from a leader (its
+	// start counts as such: it may have acknowledged a leader just before
+	// it stopped).
+	now      int
+	leaderAt int
 }
 
 // New returns a Node starting as a follower from the saved state in cfg.
@@ -110,8 +159,28 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Rand == nil {
 		return nil, errors.New("core: Config.Rand is nil")
 	}
-	if !slices.Contains(cfg.Peers, cfg.ID) {
-		return nil, fmt.Errorf("core: server %d is not among the peers %v", cfg.ID, cfg.Peers)
+	if cfg.LeaseTicks < 0 || cfg.LeaseTicks >= cfg.ElectionTicks {
+		return nil, fmt.Errorf("core: need 0 <= LeaseTicks (%d) < ElectionTicks (%d)", cfg.LeaseTicks, cfg.ElectionTicks)
+	}
+	if cfg.LeaseTicks > 0 && !cfg.PreVote {
+		return nil, errors.New("core: leader leases (LeaseTicks) need PreVote: without leader stickiness a follower may vote for another server right after acknowledging the leader, which could then be deposed during its lease")
+	}
+	initial := cfg.Membership.Clone()
+	if initial.Empty() {
+		ids := slices.Clone(cfg.Peers)
+		slices.Sort(ids)
+		for _, id := range slices.Compact(ids) {
+			initial.Members = append(initial.Members, Member{ID: id})
+		}
+	}
+	if _, err := initial.AppendBinary(nil); err != nil {
+		return nil, fmt.Errorf("core: initial configuration: %w", err)
+	}
+	if _, ok := initial.Find(cfg.ID); !initial.Empty() && !ok {
+		return nil, fmt.Errorf("core: server %d is not in the initial configuration %v", cfg.ID, initial)
+	}
+	if err := decodeConfs(cfg.Log); err != nil {
+		return nil, fmt.Errorf("core: saved log: %w", err)
 	}
 	snap := cfg.Snapshot
 	if snap.Index < 0 || snap.Term < 0 || snap.Term > cfg.State.Term || (snap.Index > 0) != (snap.Term > 0) {
@@ -149,13 +218,14 @@ func New(cfg Config) (*Node, error) {
 		saved:      cfg.State,
 		transferee: None,
 		trace:      cfg.Trace,
+		snapConf:   initial,
+		initial:    initial,
 	}
-	for _, p := range cfg.Peers {
-		if p != cfg.ID && !slices.Contains(n.peers, p) {
-			n.peers = append(n.peers, p)
-		}
+	if !snap.Membership.Empty() {
+		n.snapConf = snap.Membership.Clone()
 	}
-	slices.Sort(n.peers)
+	n.noteEntries(cfg.Log)
+	n.confNews = false // the caller has Membership to start with
 	n.becomeFollower(n.term, None)
 	return n, nil
 }
@@ -184,12 +254,20 @@ func (n *Node) Leader() int { return n.lead }
 
 // Tick advances the server's clock by one tick.
 func (n *Node) Tick() {
+	n.now++
 	n.elapsed++
+	n.expireReads()
 	if n.role == Leader {
 		n.tickLeader()
 		return
 	}
 	if n.elapsed >= n.timeout {
+		if !n.canCampaign() {
+			// A learner, or a server outside the configuration, never
+			// starts an election (thesis 4.2.1, 4.2.2).
+			n.resetElectionTimer()
+			return
+		}
 		// 5.2: election timeout elapses without a leader's message.
 		if n.cfg.PreVote {
 			n.preCampaign()
@@ -205,7 +283,7 @@ func (n *Node) Tick() {
 // driver with nothing else to do may sleep that long.
 func (n *Node) TicksToEvent() int {
 	if n.role != Leader {
-		return max(1, n.timeout-n.elapsed)
+		return max(1, min(n.timeout-n.elapsed, n.ticksToExpiry()))
 	}
 	for _, p := range n.progress {
 		if p.commitDue(n.commit) {
@@ -223,7 +301,11 @@ func (n *Node) TicksToEvent() int {
 // returns the reply; the caller must not deliver it before it has handled
 // the Ready that follows.
 func (n *Node) Step(m Message) (reply Message, ok bool) {
-	if m.To != n.id || m.From == n.id || !n.isPeer(m.From) {
+	// Messages from servers outside the configuration count too: a
+	// server that joins learns the configuration from a leader it does not
+	// know yet, and a candidate may have a newer configuration (thesis
+	// 4.1); votes and acknowledgements count only from its members.
+	if m.To != n.id || m.From == n.id || m.From < 0 {
 		n.tracef("drop message from %d to %d", m.From, m.To)
 		return Message{}, false
 	}
@@ -248,13 +330,15 @@ func (n *Node) Step(m Message) (reply Message, ok bool) {
 		return Message{From: n.id, To: m.From, Body: r}, true
 	case *TimeoutNowReply:
 		n.handleTimeoutNowReply(b)
+	case *ReadIndexArgs:
+		n.handleReadIndex(m.From, b) // answered by a later message
+	case *ReadIndexReply:
+		n.handleReadIndexReply(m.From, b)
 	default:
 		n.tracef("drop message of type %T from %d", m.Body, m.From)
 	}
 	return Message{}, false
 }
-
-func (n *Node) isPeer(id int) bool { return slices.Contains(n.peers, id) }
 
 // Ready returns the effects of everything handled since the last call, and
 // counts them as handled.
@@ -262,6 +346,7 @@ func (n *Node) Ready() Ready {
 	if n.role == Leader {
 		n.flush()
 	}
+	n.releaseAsked()
 	hs := HardState{Term: n.term, Vote: n.vote}
 	rd := Ready{
 		HardState:    hs,
@@ -270,9 +355,14 @@ func (n *Node) Ready() Ready {
 		Messages:     n.msgs,
 		AfterSave:    n.deferred,
 		ReadStates:   n.readStates,
+		FailedReads:  n.failedReads,
 		stateChanged: hs != n.saved,
 	}
-	n.readStates = nil
+	if n.confNews {
+		m := n.conf().Clone()
+		rd.Membership, n.confNews = &m, false
+	}
+	n.readStates, n.failedReads = nil, nil
 	n.installed = nil
 	if !n.cfg.AsyncSave && len(rd.Entries) > 0 {
 		n.Saved(rd.Entries[len(rd.Entries)-1].Index, rd.Entries[len(rd.Entries)-1].Term)
@@ -283,6 +373,9 @@ func (n *Node) Ready() Ready {
 	}
 	n.saved = hs
 	n.msgs, n.deferred = nil, nil
+	if !n.cfg.AsyncSave {
+		n.unsavedTerm = false // the caller saves before it sends
+	}
 	return rd
 }
 
@@ -298,6 +391,8 @@ func (n *Node) Compact(index int) error {
 	if index <= n.log.snapshot().Index {
 		return nil
 	}
+	n.snapConf = n.confAt(index)
+	n.confs = slices.DeleteFunc(n.confs, func(c confEntry) bool { return c.index <= index })
 	n.log.compact(index)
 	if n.trace != nil {
 		n.tracef("compact through %d/%d", index, n.log.snapshot().Term)
@@ -318,6 +413,13 @@ type Status struct {
 	// Transferee is, on a leader, the target of a leadership transfer in
 	// progress, or None.
 	Transferee int
+	// Membership is the latest configuration in the log, held by the
+	// entry at MembershipIndex (the snapshot's index if it is the
+	// snapshot's or the initial one); MembershipCommitted says whether
+	// that entry is committed.
+	Membership          Membership
+	MembershipIndex     int
+	MembershipCommitted bool
 }
 
 // Progress is what a leader is sending one follower.
@@ -330,6 +432,7 @@ type Progress struct {
 // Status returns the server's view of the cluster.
 func (n *Node) Status() Status {
 	s := Status{ID: n.id, Term: n.term, Leader: n.lead, Role: n.role, Commit: n.commit, LastLog: n.log.lastIndex(), Snapshot: n.log.snapshot(), LogBytes: n.log.bytes, Transferee: n.transferee}
+	s.Membership, s.MembershipIndex, s.MembershipCommitted = n.Membership()
 	if n.role == Leader {
 		s.Match = map[int]int{n.id: n.log.lastIndex()}
 		s.Progress = make(map[int]Progress, len(n.progress))
@@ -344,10 +447,11 @@ func (n *Node) Status() Status {
 // send queues a message. A RequestVote leaves only once the candidate's
 // new term and vote for itself are saved; what a leader sends may leave
 // at once (Raft thesis 10.2.1: its term is saved already, and its own
-// entries count towards a commit only once saved, see Saved).
+// entries count towards a commit only once saved, see Saved), unless it
+// won its term alone and may not have saved it yet.
 func (n *Node) send(to int, body any) {
 	m := Message{From: n.id, To: to, Body: body}
-	if a, ok := body.(*RequestVoteArgs); ok && !a.PreVote {
+	if a, ok := body.(*RequestVoteArgs); (ok && !a.PreVote) || n.unsavedTerm {
 		n.deferred = append(n.deferred, m)
 		return
 	}
@@ -359,6 +463,9 @@ func (n *Node) send(to int, body any) {
 // makes the call a no-op). A leader counts its own log in a commit quorum
 // only that far.
 func (n *Node) Saved(index, term int) {
+	if term == n.term {
+		n.unsavedTerm = false // saved with or before its entries
+	}
 	if index > n.durable && n.log.term(index) == term {
 		n.durable = index
 		if n.role == Leader {
@@ -367,19 +474,21 @@ func (n *Node) Saved(index, term int) {
 	}
 }
 
-func (n *Node) quorum() int { return (len(n.peers)+1)/2 + 1 }
-
 // becomeFollower moves to term (clearing the vote if the term is new) as a
 // follower of lead.
 func (n *Node) becomeFollower(term, lead int) {
+	n.dropReads(term, lead)
 	if term > n.term {
 		n.term, n.vote = term, None
 	}
 	if n.role != Follower || n.lead != lead {
 		n.tracef("follow %d", lead)
 	}
-	n.role, n.lead = Follower, lead
-	n.progress, n.votes, n.reads = nil, nil, nil
+	n.role, n.lead, n.unsavedTerm = Follower, lead, false
+	if lead != None {
+		n.leaderAt = n.now
+	}
+	n.progress, n.votes = nil, nil
 	n.transferee = None
 	n.resetElectionTimer()
 }

@@ -125,6 +125,7 @@ func TestPreVote_ReceiverChangesNothing(t *testing.T) {
 			for i := 0; i < electionTicks-1; i++ {
 				n.Tick()
 			}
+			n.Skip(1) // past the stickiness of its start, its election timer not fired
 			left := n.TicksToEvent()
 			m := rv(3, 2, c.term, c.lastIndex, c.lastTerm)
 			m.Body.(*RequestVoteArgs).PreVote = true
@@ -213,19 +214,20 @@ func TestLeaders_NoOpOnElectionCommitsEarlierTerms(t *testing.T) {
 	n := start(t, cfg)
 	rd := elect(t, n)
 	last := logOf(n)[len(logOf(n))-1]
-	if last.Index != 3 || last.Term != 3 || last.Type != EntryNoOp || len(last.Command) != 0 {
-		t.Fatalf("leader's last entry %+v, want a no-op at 3/3", last)
+	// With no configuration in the log, the no-op writes the current one.
+	if m, err := DecodeMembership(last.Command); last.Index != 3 || last.Term != 3 || last.Type != EntryConfig || err != nil || !m.Equal(voters(1, 2, 3)) {
+		t.Fatalf("leader's last entry %+v, want a no-op at 3/3 holding the configuration", last)
 	}
-	if len(rd.Entries) == 0 || rd.Entries[len(rd.Entries)-1].Type != EntryNoOp {
+	if len(rd.Entries) == 0 || rd.Entries[len(rd.Entries)-1].Type != EntryConfig {
 		t.Fatalf("the no-op is not handed over for saving: %v", fmtEntries(rd.Entries))
 	}
 	a := appends(t, rd)[2]
-	if a == nil || len(a.Entries) != 1 || a.Entries[0].Type != EntryNoOp {
+	if a == nil || len(a.Entries) != 1 || a.Entries[0].Type != EntryConfig {
 		t.Fatalf("first AppendEntries to 2: %+v, want it to carry the no-op", a)
 	}
 	n.Step(aeOK(2, 1, 3, 3))
 	rd = n.Ready()
-	if len(rd.Committed) != 3 || rd.Committed[2].Type != EntryNoOp {
+	if len(rd.Committed) != 3 || rd.Committed[2].Type != EntryConfig {
 		t.Fatalf("committed %v after a majority holds the no-op, want 1..3", fmtEntries(rd.Committed))
 	}
 }
@@ -300,5 +302,57 @@ func TestRequestVote_RefusesMalformedWithoutChangingState(t *testing.T) {
 				t.Errorf("pre=%v, %+v from 3: reply %+v, state %+v; want refused and term 1, no vote", pre, a, *r, hardState(n))
 			}
 		}
+	}
+}
+
+// With a configuration in the log already, the new leader's no-op is an
+// empty EntryNoOp.
+func TestLeaders_NoOpIsEmptyWithConfigInLog(t *testing.T) {
+	cfg := config(1, 3, 1)
+	cfg.NoOp = true
+	b, _ := voters(1, 2, 3).AppendBinary(nil)
+	cfg.State, cfg.Log = HardState{Term: 2}, []Entry{{Index: 1, Term: 1, Type: EntryConfig, Command: b}, {Index: 2, Term: 2}}
+	n := start(t, cfg)
+	elect(t, n)
+	if last := logOf(n)[len(logOf(n))-1]; last.Index != 3 || last.Type != EntryNoOp || len(last.Command) != 0 {
+		t.Fatalf("leader's last entry %+v, want an empty no-op at 3", last)
+	}
+}
+
+// Leader stickiness from the start: a server that starts (or restarts)
+// grants no vote for the minimum election timeout, since it may have
+// acknowledged a leader just before it stopped (a leader lease counts on
+// that, thesis 6.4.1); then it votes.
+func TestLeaderStickiness_AfterStart(t *testing.T) {
+	n := start(t, preVoteConfig(2, 3, 1))
+	m := rv(3, 2, 1, 0, 0)
+	for i := 0; i < electionTicks; i++ {
+		if r := call[RequestVoteReply](t, n, m); r.VoteGranted || n.Term() != 0 {
+			t.Fatalf("%d ticks after its start: reply %+v at term %d, want refused at term 0", i, *r, n.Term())
+		}
+		n.Skip(1) // time passes; no timer fires
+	}
+	if r := call[RequestVoteReply](t, n, m); !r.VoteGranted {
+		t.Fatalf("an election timeout after its start: %+v, want granted", *r)
+	}
+}
+
+// Leader stickiness survives a newer term learned from a stale reply: the
+// follower heard from a leader within the minimum election timeout, so it
+// grants no vote in that term either.
+func TestLeaderStickiness_NewerTermFromReply(t *testing.T) {
+	n := start(t, preVoteConfig(2, 3, 1))
+	n.Skip(electionTicks)
+	call[AppendEntriesReply](t, n, ae(1, 2, 1, 0, 0, 0, nil))
+	n.Step(aeNo(3, 2, 2, 0, 0, 0)) // a reply of term 2 to an old request
+	if n.Term() != 2 || n.Leader() != None {
+		t.Fatalf("term %d leader %d after a reply of term 2, want term 2, no leader", n.Term(), n.Leader())
+	}
+	if r := call[RequestVoteReply](t, n, rv(3, 2, 2, 0, 0)); r.VoteGranted {
+		t.Fatal("a vote granted just after hearing from the leader")
+	}
+	n.Skip(electionTicks)
+	if r := call[RequestVoteReply](t, n, rv(3, 2, 2, 0, 0)); !r.VoteGranted {
+		t.Fatalf("an election timeout after hearing from the leader: %+v, want granted", *r)
 	}
 }

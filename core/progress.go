@@ -27,8 +27,11 @@ type progress struct {
 	// acknowledgement since the last heartbeat.
 	active, acked bool
 	// round is the highest heartbeat round (ReadIndex) the follower
-	// acknowledged in this term.
-	round uint64
+	// acknowledged in this term; leaseFrom, if leased, when the leader
+	// started the latest such round that counts for its lease.
+	round     uint64
+	leaseFrom int
+	leased    bool
 }
 
 // batch is an AppendEntries (or a snapshot) in flight.

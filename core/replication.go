@@ -25,15 +25,15 @@ func (n *Node) tickLeader() {
 		// whole election timeout steps down, so that clients stop waiting on
 		// a deposed leader (section 6.2 of Ongaro's thesis).
 		n.sinceChk = 0
-		active := 1
+		active := n.conf().majority(func(id int) bool {
+			p := n.progress[id]
+			return id == n.id || (p != nil && p.active)
+		})
 		for _, p := range n.progress {
-			if p.active {
-				active++
-			}
 			p.active = false
 		}
-		if active < n.quorum() {
-			n.tracef("heard from only %d servers: step down", active)
+		if !active {
+			n.tracef("heard from no majority: step down")
 			n.becomeFollower(n.term, None)
 			return
 		}
@@ -44,6 +44,7 @@ func (n *Node) tickLeader() {
 		// acknowledgement for a whole heartbeat interval are taken as lost:
 		// the leader probes again from what the follower matched.
 		n.elapsed = 0
+		n.leaseHeartbeat()
 		for _, p := range n.progress {
 			if len(p.inflight) > 0 && !p.acked {
 				p.probe(p.match + 1)
@@ -69,7 +70,7 @@ func (n *Node) tickLeader() {
 func (n *Node) flush() {
 	last := n.log.lastIndex()
 	snap := n.log.snapshot()
-	for _, id := range n.peers {
+	for _, id := range n.replicas() {
 		p := n.progress[id]
 		if p.next <= snap.Index {
 			n.sendSnapshot(id, p, snap)
@@ -115,7 +116,7 @@ func (n *Node) handleAppendEntries(from int, a *AppendEntriesArgs) *AppendEntrie
 		r.Term = n.term
 		return r
 	}
-	if !wellFormed(a) || a.LeaderID != from {
+	if !wellFormed(a) || a.LeaderID != from || decodeConfs(a.Entries) != nil {
 		n.tracef("refuse malformed AppendEntries from %d", from)
 		r.Term = n.term
 		return r
@@ -159,6 +160,7 @@ func (n *Node) handleAppendEntries(from int, a *AppendEntriesArgs) *AppendEntrie
 				return r
 			}
 			n.log.truncateAndAppend(a.Entries[i:])
+			n.noteEntries(a.Entries[i:]) // thesis 4.1: a configuration takes effect once in the log
 			n.durable = min(n.durable, e.Index-1)
 			if n.trace != nil {
 				n.tracef("append %d..%d from %d", e.Index, n.log.lastIndex(), from)
@@ -200,12 +202,15 @@ func (n *Node) handleAppendReply(from int, r *AppendEntriesReply) {
 		return // stale: from an earlier term
 	}
 	p := n.progress[from]
+	if p == nil {
+		return // not a member (any more)
+	}
 	p.active = true
-	if r.Round > p.round {
+	if r.Success || r.ConflictIndex > 0 {
 		// thesis 6.4: the follower took this server as its leader after
-		// the heartbeat round began, success or not.
-		p.round = r.Round
-		n.releaseReads()
+		// the heartbeat round began, success or not (a refusal for its
+		// term says nothing of the kind).
+		n.ackRound(p, r.Round)
 	}
 	if r.Success {
 		// If successful: update nextIndex and matchIndex for follower.
@@ -254,18 +259,33 @@ func (n *Node) handleAppendReply(from int, r *AppendEntriesReply) {
 // majority with log[N].term == currentTerm (Figure 2 "Leaders"; 5.3, 5.4.2:
 // entries of earlier terms are committed only indirectly).
 func (n *Node) maybeCommit() {
-	matches := []int{min(n.durable, n.log.lastIndex())} // its own log counts once saved
-	for _, p := range n.progress {
-		matches = append(matches, p.match)
+	matches := n.matchBuf[:0] // of the voters of the latest configuration (thesis 4.1)
+	for _, m := range n.conf().Members {
+		if m.Learner {
+			continue
+		}
+		if id := m.ID; id == n.id {
+			matches = append(matches, min(n.durable, n.log.lastIndex())) // its own log counts once saved
+		} else if p := n.progress[id]; p != nil {
+			matches = append(matches, p.match)
+		} else {
+			matches = append(matches, 0) // cannot happen: syncProgress keeps one per member
+		}
 	}
 	slices.Sort(matches)
-	N := matches[len(matches)-n.quorum()]
+	n.matchBuf = matches
+	N := matches[(len(matches)-1)/2] // the highest index on a majority
 	if N > n.commit && n.log.term(N) == n.term {
+		prev := n.commit
 		n.commit = N
 		if n.trace != nil {
 			n.tracef("commit %d", N)
 		}
 		n.releaseReads()
+		if c := n.confIndex(); prev < c && c <= N {
+			n.syncProgress() // a configuration committed: drop the servers it removed
+		}
+		n.maybeHandOver()
 	}
 }
 
@@ -277,7 +297,7 @@ func (n *Node) sendSnapshot(to int, p *progress, snap SnapshotMeta) {
 	if len(p.inflight) == 0 {
 		p.probe(p.next)
 		p.sent(batch{last: snap.Index})
-		n.send(to, &InstallSnapshotArgs{Term: n.term, LeaderID: n.id, LastIncludedIndex: snap.Index, LastIncludedTerm: snap.Term, Done: true})
+		n.send(to, &InstallSnapshotArgs{Term: n.term, LeaderID: n.id, LastIncludedIndex: snap.Index, LastIncludedTerm: snap.Term, Membership: n.snapConf, Done: true})
 		if n.trace != nil {
 			n.tracef("send snapshot through %d/%d to %d", snap.Index, snap.Term, to)
 		}
@@ -314,6 +334,8 @@ func (n *Node) handleInstallSnapshot(from int, a *InstallSnapshotArgs) *InstallS
 	// 8. The driver resets the service from the snapshot (Ready.Snapshot).
 	n.log.restore(snap)
 	n.commit, n.applied, n.durable = snap.Index, snap.Index, snap.Index
+	snap.Membership = a.Membership.Clone()
+	n.restoreConfs(snap)
 	n.installed = &snap
 	if n.trace != nil {
 		n.tracef("install snapshot through %d/%d from %d, keeping %d entries", snap.Index, snap.Term, from, n.log.lastIndex()-snap.Index)
@@ -325,7 +347,7 @@ func (n *Node) handleInstallSnapshot(from int, a *InstallSnapshotArgs) *InstallS
 // handleSnapshotReply updates a follower's progress once it has the
 // snapshot.
 func (n *Node) handleSnapshotReply(from int, r *InstallSnapshotReply) {
-	if n.stepDownIfNewer(r.Term) || n.role != Leader || r.Term < n.term || r.Index == 0 {
+	if n.stepDownIfNewer(r.Term) || n.role != Leader || r.Term < n.term || r.Index == 0 || n.progress[from] == nil {
 		return
 	}
 	if n.progress[from].ack(r.Index) {

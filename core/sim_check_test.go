@@ -3,6 +3,7 @@ package core
 import (
 	"bytes"
 	"fmt"
+	"slices"
 )
 
 // simHistory is what the simulation remembers across steps and restarts to
@@ -30,6 +31,10 @@ type simHistory struct {
 	snapshots int // taken by services
 	installs  int // installed from leaders
 	transfers int // leadership transfers started
+	// commitConf: index -> the configuration of the leader that first
+	// committed it, when it did.
+	commitConf map[int]Membership
+	changes    int // configuration changes proposed
 
 	leaders   map[int]int      // term -> the server that led it
 	committed map[int]Entry    // index -> the entry applied there
@@ -41,11 +46,15 @@ type simHistory struct {
 
 	logSeen map[int]simLogMark // server -> how much of its log was checked
 
-	maxCommit int            // the highest index known committed: applied, or sent as leaderCommit
-	reads     map[uint64]int // ReadIndex id -> maxCommit when it started
-	readBy    map[uint64]int // ReadIndex id -> the server it was started on
-	nextRead  uint64
-	readsDone int
+	maxCommit     int            // the highest index known committed: applied, or sent as leaderCommit
+	reads         map[uint64]int // ReadIndex id -> maxCommit when it started
+	readBy        map[uint64]int // ReadIndex id -> the server it was started on
+	nextRead      uint64
+	readsDone     int
+	readsFailed   int             // given up (Ready.FailedReads)
+	leaseReads    int             // served by a leader at once, within its lease
+	followerReads int             // served on a follower
+	onFollower    map[uint64]bool // ReadIndex id -> started on a follower
 }
 
 // simLogMark remembers the part of a disk's log already checked: its first
@@ -61,6 +70,7 @@ func (h *simHistory) init() {
 	h.leaders = map[int]int{}
 	h.committed = map[int]Entry{}
 	h.cterm = map[int]int{}
+	h.commitConf = map[int]Membership{}
 	h.entries = map[[2]int]Entry{}
 	h.votes = map[[2]int]int{}
 	h.asked = map[[3]int]bool{}
@@ -68,20 +78,40 @@ func (h *simHistory) init() {
 	h.logSeen = map[int]simLogMark{}
 	h.reads = map[uint64]int{}
 	h.readBy = map[uint64]int{}
+	h.onFollower = map[uint64]bool{}
 }
 
-// startRead starts a ReadIndex on leader i, noting which entries are known
+// startRead starts a ReadIndex on server i, noting which entries are known
 // committed: those a server applied, or a leader told of, so far.
 func (h *simHistory) startRead(s *sim, i int) {
 	h.nextRead++
+	n := s.servers[i].node
+	lease := n.leaseValid()
+	if !n.ReadIndex(h.nextRead) {
+		if n.role == Leader || n.cfg.FollowerReads && n.role == Follower && n.lead != None {
+			panic(fmt.Sprintf("server %d (%v, leader %d) refused ReadIndex", i, n.role, n.lead))
+		}
+		return
+	}
 	h.reads[h.nextRead], h.readBy[h.nextRead] = h.maxCommit, i
-	s.servers[i].node.ReadIndex(h.nextRead)
+	if lease && len(n.readStates) > 0 && n.readStates[len(n.readStates)-1].ID == h.nextRead {
+		h.leaseReads++
+	}
+	h.onFollower[h.nextRead] = n.role != Leader
 }
 
 // readsReady checks the reads server i says are ready (thesis 6.4): a read
 // is served at an index that covers every entry known committed when it
-// started, and is committed on the server.
-func (h *simHistory) readsReady(s *sim, i int, rs []ReadState) error {
+// started, and is committed on the server; and the reads it gives up.
+func (h *simHistory) readsReady(s *sim, i int, rs []ReadState, failed []uint64) error {
+	for _, id := range failed {
+		if _, ok := h.reads[id]; !ok || h.readBy[id] != i {
+			return fmt.Errorf("server %d gives up read %d, which was not started there (or came out already)", i, id)
+		}
+		delete(h.reads, id)
+		delete(h.onFollower, id)
+		h.readsFailed++
+	}
 	for _, r := range rs {
 		start, ok := h.reads[r.ID]
 		if !ok || h.readBy[r.ID] != i {
@@ -95,6 +125,45 @@ func (h *simHistory) readsReady(s *sim, i int, rs []ReadState) error {
 			return fmt.Errorf("server %d: read %d is served at index %d, past its commit index %d", i, r.ID, r.Index, n.commit)
 		}
 		h.readsDone++
+		if h.onFollower[r.ID] {
+			h.followerReads++
+		}
+		delete(h.onFollower, r.ID)
+	}
+	return nil
+}
+
+// checkLease checks what a leader lease rests on and promises (thesis
+// 6.4.1), for server i if it leads: while its lease is valid, each
+// follower whose acknowledgement the lease counts is down or refuses
+// votes (leader stickiness), and no server leads a newer term.
+func (s *sim) checkLease(i int) error {
+	a := s.servers[i].node
+	if s.p.leaseTicks == 0 || a.role != Leader {
+		return nil
+	}
+	if a.leaseValid() {
+		base, _ := a.leaseBase()
+		for f, p := range a.progress {
+			if sv := s.servers[f]; p.leased && p.leaseFrom >= base && sv.up && !sv.node.inLease() {
+				return fmt.Errorf("leader %d of term %d holds a lease (now %d, from %d, %d ticks) that counts on server %d, which would grant a vote (%v, term %d, heard from a leader at %d, now %d)",
+					i, a.term, a.now, base, s.p.leaseTicks, f, sv.node.role, sv.node.term, sv.node.leaderAt, sv.node.now)
+			}
+		}
+	}
+	for j, sv := range s.servers {
+		b := sv.node
+		if j == i || !sv.up || b.role != Leader {
+			continue
+		}
+		old, cur := a, b
+		if old.term > cur.term {
+			old, cur = cur, old
+		}
+		if old.term < cur.term && old.leaseValid() {
+			return fmt.Errorf("server %d leads term %d while server %d, leader of term %d, holds a valid lease (now %d, lease %d ticks)",
+				cur.id, cur.term, old.id, old.term, old.now, s.p.leaseTicks)
+		}
 	}
 	return nil
 }
@@ -130,6 +199,21 @@ func (h *simHistory) sent(s *sim, m Message) error {
 			}
 			return h.vote(m.From, b.Term, m.To)
 		}
+	}
+	// A leader's messages leave once its term is saved.
+	term := -1
+	switch b := m.Body.(type) {
+	case *AppendEntriesArgs:
+		term = b.Term
+	case *InstallSnapshotArgs:
+		term = b.Term
+	case *TimeoutNowArgs:
+		term = b.Term
+	}
+	if d.hs.Term < term {
+		return fmt.Errorf("leader %d sends %T in term %d with %+v saved", m.From, m.Body, term, d.hs)
+	}
+	switch b := m.Body.(type) {
 	case *AppendEntriesArgs:
 		// Entries up to LeaderCommit are committed, by this term at the
 		// latest.
@@ -172,7 +256,8 @@ func (h *simHistory) saved(s *sim, i int) error {
 
 // commit records that e is committed, by term cterm at the latest, and
 // checks it: no other entry was committed at its index, it sits on a
-// majority of disks, and every leader of a later term holds it.
+// majority of the disks of the voters of the configuration it was
+// committed by, and every leader of a later term holds it.
 func (h *simHistory) commit(s *sim, e Entry, cterm int) error {
 	if c, ok := h.committed[e.Index]; ok {
 		if c.Term != e.Term || !bytes.Equal(c.Command, e.Command) {
@@ -183,14 +268,8 @@ func (h *simHistory) commit(s *sim, e Entry, cterm int) error {
 		}
 		return nil
 	}
-	on := 0
-	for _, sv := range s.servers {
-		if d, ok := sv.disk.entry(e.Index); ok && d.Term == e.Term {
-			on++
-		}
-	}
-	if on < s.p.n/2+1 {
-		return fmt.Errorf("entry %d/%d is committed but on %d disks of %d", e.Index, e.Term, on, s.p.n)
+	if err := s.onMajority(e); err != nil {
+		return err
 	}
 	h.committed[e.Index], h.cterm[e.Index] = e, cterm
 	h.maxCommit = max(h.maxCommit, e.Index)
@@ -230,6 +309,40 @@ func (s *sim) apply(i int, e Entry) error {
 	return nil
 }
 
+// noteCommits records, for the entries leader i has just committed, the
+// configuration it committed them by: its latest (thesis 4.1).
+func (s *sim) noteCommits(i int) {
+	n := s.servers[i].node
+	if n.role != Leader {
+		return
+	}
+	for idx := n.commit; idx > n.log.snapshot().Index; idx-- {
+		if _, ok := s.hist.commitConf[idx]; ok {
+			break
+		}
+		s.hist.commitConf[idx] = n.conf()
+	}
+}
+
+// onMajority checks that a committed entry sits on the disks of a
+// majority of the voters of the configuration it was committed by.
+func (s *sim) onMajority(e Entry) error {
+	conf, ok := s.hist.commitConf[e.Index]
+	if !ok {
+		return fmt.Errorf("entry %d/%d is committed, but no leader committed it", e.Index, e.Term)
+	}
+	var on []int
+	for _, v := range conf.Voters() {
+		if d, ok := s.servers[v].disk.entry(e.Index); ok && d.Term == e.Term {
+			on = append(on, v)
+		}
+	}
+	if !conf.majority(func(id int) bool { return slices.Contains(on, id) }) {
+		return fmt.Errorf("entry %d/%d is committed but only on the disks of %v of the voters of %v, the configuration it was committed by", e.Index, e.Term, on, conf)
+	}
+	return nil
+}
+
 // check verifies what server i's last step could have broken.
 func (s *sim) check(i int) error {
 	sv := s.servers[i]
@@ -237,19 +350,38 @@ func (s *sim) check(i int) error {
 	if n.commit < sv.lastCommit {
 		return fmt.Errorf("server %d: commit index went back from %d to %d", i, sv.lastCommit, n.commit)
 	}
-	sv.lastCommit = n.commit
 	if n.commit > n.log.lastIndex() {
 		return fmt.Errorf("server %d commits %d beyond its last entry %d", i, n.commit, n.log.lastIndex())
 	}
+	// Thesis 4.1: a server uses the latest configuration in its log, or
+	// its snapshot's when the log holds none.
+	want := n.snapConf
+	for k := n.log.lastIndex(); k > n.log.snapshot().Index; k-- {
+		if e := n.log.entry(k); e.Type == EntryConfig {
+			want, _ = DecodeMembership(e.Command)
+			break
+		}
+	}
+	if !n.conf().Equal(want) {
+		return fmt.Errorf("server %d uses the configuration %v, but the latest in its log is %v", i, n.conf(), want)
+	}
+	sv.lastCommit = n.commit
 	if n.role != Leader {
 		sv.leaderTerm, sv.leaderLog = 0, nil
 		return nil
 	}
-	// Election Safety: at most one leader per term.
-	if l, ok := s.hist.leaders[n.term]; ok && l != i {
+	if err := s.checkLease(i); err != nil {
+		return err
+	}
+	// Election Safety: at most one leader per term, counting those that
+	// saved their term and vote (a server that leads alone does so before
+	// it saved them, but nothing it does leaves before: see sent).
+	d := sv.disk.hs
+	saved := d.Term == n.term && d.Vote == i
+	if l, ok := s.hist.leaders[n.term]; saved && ok && l != i {
 		return fmt.Errorf("servers %d and %d both lead term %d", l, i, n.term)
 	}
-	if _, ok := s.hist.leaders[n.term]; !ok {
+	if _, ok := s.hist.leaders[n.term]; saved && !ok {
 		s.hist.leaders[n.term] = i
 		// Leader Completeness: a new leader holds every entry committed
 		// by an earlier term.
@@ -339,7 +471,7 @@ func (s *sim) checkSaved(i int) error {
 	sv := s.servers[i]
 	n := sv.node
 	d := &sv.disk
-	if d.hs != (HardState{n.term, n.vote}) || d.snap != n.log.snapshot() || d.lastIndex() != n.log.lastIndex() ||
+	if d.hs != (HardState{n.term, n.vote}) || d.snap.Index != n.log.snapshot().Index || d.snap.Term != n.log.snapshot().Term || d.lastIndex() != n.log.lastIndex() ||
 		(len(d.log) > 0 && d.log[len(d.log)-1].Term != n.log.lastTerm()) {
 		return fmt.Errorf("server %d: saved %v, snapshot %+v, log to %d, but runs with term %d vote %d, snapshot %+v, log to %d",
 			i, d.hs, d.snap, d.lastIndex(), n.term, n.vote, n.log.snapshot(), n.log.lastIndex())

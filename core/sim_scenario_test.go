@@ -19,8 +19,15 @@ type scenario struct {
 
 func newScenario(t *testing.T, preVote bool) *scenario {
 	t.Helper()
+	return newScenarioWith(t, func(p *simParams) { p.preVote = preVote })
+}
+
+// newScenarioWith is newScenario with the parameters set changes.
+func newScenarioWith(t *testing.T, set func(p *simParams)) *scenario {
+	t.Helper()
 	p := simParams{n: 5, electionTicks: 10, heartbeatTicks: 3, maxMsgBytes: 256, maxCmdBytes: 8,
-		preVote: preVote, noOp: true, flushChance: 1, skew: []float64{1, 1, 1, 1, 1}, maxInflight: 8, maxInflightB: 1 << 20}
+		noOp: true, flushChance: 1, skew: []float64{1, 1, 1, 1, 1}, maxInflight: 8, maxInflightB: 1 << 20}
+	set(&p)
 	rng := rand.New(rand.NewPCG(7, 7))
 	s, err := newSim(7, rng, p, false, nil)
 	if err != nil {

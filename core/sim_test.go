@@ -91,6 +91,16 @@ type simParams struct {
 	drop, dup      int       // per mille of messages lost, duplicated
 	skew           []float64 // per server: the chance that a tick of the simulation is a tick of its clock
 	flushChance    float64   // per step: the chance that a server's disk completes its pending writes
+	// spares are servers outside the initial configuration, which
+	// membership changes may add; reconfig says whether changes happen.
+	spares   int
+	reconfig bool
+	// leaseTicks, if not 0, gives the leaders a lease (Config.LeaseTicks);
+	// the clocks then tick at steady rates, skew[i] ticks per tick of the
+	// simulation (a lease assumes clocks that drift within a bound), and
+	// the lease is as long as those rates allow.
+	leaseTicks    int
+	followerReads bool // Config.FollowerReads, and reads started on followers too
 }
 
 func drawParams(rng *rand.Rand) simParams {
@@ -112,15 +122,34 @@ func drawParams(rng *rand.Rand) simParams {
 		p.n = 3 + 2*rng.IntN(2) // clusters of 3 and 5 more often than not
 	}
 	p.heartbeatTicks = 1 + rng.IntN(p.electionTicks/2)
-	for i := 0; i < p.n; i++ {
+	if p.reconfig = rng.IntN(3) == 0; p.reconfig {
+		p.spares = rng.IntN(3)
+	}
+	for i := 0; i < p.n+p.spares; i++ {
 		p.skew = append(p.skew, 0.6+0.4*rng.Float64())
+	}
+	p.followerReads = rng.IntN(3) == 0
+	if p.preVote && rng.IntN(2) == 0 {
+		p.leaseTicks = leaseFor(p.electionTicks, p.skew)
 	}
 	return p
 }
 
+// leaseFor returns the longest lease that clocks ticking at steady rates
+// allow. A follower that heard from the leader refuses votes until its
+// clock has ticked electionTicks times, which takes more than
+// (electionTicks-1)/rate ticks of the simulation; the leader's clock
+// ticks lease times in at most lease/rate of them; and at a check, a
+// follower may have taken one tick of the simulation more than the
+// leader (they tick in turn). So lease/lo + 1 <= (electionTicks-1)/hi.
+func leaseFor(electionTicks int, rates []float64) int {
+	lo, hi := slices.Min(rates), slices.Max(rates)
+	return max(1, int(lo*(float64(electionTicks-1)/hi-1)))
+}
+
 func (p simParams) String() string {
-	return fmt.Sprintf("%d servers, election %d ticks, heartbeat %d, MaxMsgBytes %d, commands up to %d bytes, window %d/%d B, PreVote %v, NoOp %v, AsyncSave %v, drop %d‰, dup %d‰, flush %.2f",
-		p.n, p.electionTicks, p.heartbeatTicks, p.maxMsgBytes, p.maxCmdBytes, p.maxInflight, p.maxInflightB, p.preVote, p.noOp, p.asyncSave, p.drop, p.dup, p.flushChance)
+	return fmt.Sprintf("%d servers (+%d spares, membership changes %v), election %d ticks, heartbeat %d, MaxMsgBytes %d, commands up to %d bytes, window %d/%d B, PreVote %v, NoOp %v, AsyncSave %v, drop %d‰, dup %d‰, flush %.2f, lease %d ticks, follower reads %v",
+		p.n, p.spares, p.reconfig, p.electionTicks, p.heartbeatTicks, p.maxMsgBytes, p.maxCmdBytes, p.maxInflight, p.maxInflightB, p.preVote, p.noOp, p.asyncSave, p.drop, p.dup, p.flushChance, p.leaseTicks, p.followerReads)
 }
 
 // simDisk is what a simulated server has saved: what survives a crash.
@@ -167,6 +196,7 @@ type simServer struct {
 	disk       simDisk
 	pending    []simBatch // not yet durable: lost by a crash
 	up         bool
+	clock      float64 // with steady clock rates: the fraction of a tick its clock has run
 	applied    []Entry // its service's state: the entries applied from index 1 (restored from a snapshot, then applied)
 	lastCommit int     // the commit index at the last check, this incarnation
 
@@ -220,7 +250,7 @@ func simulate(seed uint64, steps int, trace bool, logf func(string, ...any)) (s 
 func newSim(seed uint64, rng *rand.Rand, p simParams, trace bool, logf func(string, ...any)) (*sim, error) {
 	s := &sim{seed: seed, rng: rng, p: p, oneWay: map[[2]int]bool{}}
 	s.hist.init()
-	s.group = make([]int, s.p.n)
+	s.group = make([]int, s.p.n+s.p.spares)
 	if trace && logf != nil {
 		s.trace = func(l string) { logf("%5d %s", s.step, l) }
 		logf("seed %d: %v", seed, s.p)
@@ -228,7 +258,7 @@ func newSim(seed uint64, rng *rand.Rand, p simParams, trace bool, logf func(stri
 	for i := 0; i < s.p.n; i++ {
 		s.ids = append(s.ids, i)
 	}
-	for i := 0; i < s.p.n; i++ {
+	for i := 0; i < s.p.n+s.p.spares; i++ {
 		s.servers = append(s.servers, &simServer{id: i, disk: simDisk{hs: HardState{Vote: None}}})
 		if err := s.restart(i); err != nil {
 			return s, err
@@ -275,8 +305,8 @@ func (s *sim) heal(logf func(string, ...any)) error {
 			continue
 		}
 		done := true
-		for _, sv := range s.servers {
-			if len(sv.applied) < final {
+		for i, sv := range s.servers {
+			if _, member := s.leaderConf().Find(i); member && len(sv.applied) < final {
 				done = false
 			}
 		}
@@ -300,9 +330,14 @@ func (s *sim) appliedLens() []int {
 
 func (s *sim) restart(i int) error {
 	sv := s.servers[i]
+	peers := s.ids
+	if i >= s.p.n {
+		peers = nil // a spare: it joins when a leader adds it
+	}
 	cfg := Config{
-		ID: i, Peers: s.ids, ElectionTicks: s.p.electionTicks, HeartbeatTicks: s.p.heartbeatTicks,
+		ID: i, Peers: peers, ElectionTicks: s.p.electionTicks, HeartbeatTicks: s.p.heartbeatTicks,
 		MaxMsgBytes: s.p.maxMsgBytes, PreVote: s.p.preVote, NoOp: s.p.noOp,
+		LeaseTicks: s.p.leaseTicks, FollowerReads: s.p.followerReads,
 		AsyncSave: s.p.asyncSave, MaxInflight: s.p.maxInflight, MaxInflightBytes: s.p.maxInflightB,
 		State: sv.disk.hs, Snapshot: sv.disk.snap, Log: slices.Clone(sv.disk.log),
 		Rand:  rand.New(rand.NewPCG(s.rng.Uint64(), uint64(i))),
@@ -358,6 +393,8 @@ func (s *sim) act(chaos bool) error {
 		return s.transfer()
 	case chaos && r < 0.93:
 		return s.read()
+	case chaos && s.p.reconfig && r < 0.94:
+		return s.reconfigure()
 	case !chaos || r < 0.975:
 	case r < 0.98:
 		// Crash a server, a leader more often than not (as in the Figure 8
@@ -369,6 +406,9 @@ func (s *sim) act(chaos bool) error {
 			}
 		}
 		s.crash(i)
+		if s.rng.IntN(3) == 0 {
+			return s.restart(i) // a reboot: down for no time at all
+		}
 	case r < 0.99:
 		// Restart one that is down.
 		var down []int
@@ -384,7 +424,7 @@ func (s *sim) act(chaos bool) error {
 		s.partition()
 	case r < 0.997:
 		// Cut a link one way.
-		from, to := s.rng.IntN(s.p.n), s.rng.IntN(s.p.n)
+		from, to := s.rng.IntN(len(s.servers)), s.rng.IntN(len(s.servers))
 		if from != to {
 			s.oneWay[[2]int{from, to}] = true
 		}
@@ -397,15 +437,27 @@ func (s *sim) act(chaos bool) error {
 
 // partition splits the servers: at random into up to three groups, or the
 // leader (if any) and a random minority away from the rest, or one server
-// away from the rest.
+// away from the rest; or it cuts every link from the leader (if any) one
+// way: it hears the others, they do not hear it.
 func (s *sim) partition() {
-	switch s.rng.IntN(3) {
+	switch s.rng.IntN(4) {
+	case 3:
+		for i, sv := range s.servers {
+			if sv.up && sv.node.role == Leader {
+				for j := range s.servers {
+					if j != i {
+						s.oneWay[[2]int{i, j}] = true
+					}
+				}
+				return
+			}
+		}
 	case 0:
 		for i := range s.group {
 			s.group[i] = s.rng.IntN(3)
 		}
 	case 1:
-		lead := s.rng.IntN(s.p.n)
+		lead := s.rng.IntN(len(s.servers))
 		for i, sv := range s.servers {
 			if sv.up && sv.node.role == Leader {
 				lead = i
@@ -416,12 +468,12 @@ func (s *sim) partition() {
 		}
 		// The leader and others, a minority in all.
 		s.group[lead] = 1
-		for _, i := range s.rng.Perm(s.p.n)[:max(0, (s.p.n-1)/2-1)] {
+		for _, i := range s.rng.Perm(len(s.servers))[:max(0, (len(s.servers)-1)/2-1)] {
 			s.group[i] = 1
 		}
 	default:
 		clear(s.group)
-		s.group[s.rng.IntN(s.p.n)] = 1
+		s.group[s.rng.IntN(len(s.servers))] = 1
 	}
 }
 
@@ -429,7 +481,16 @@ func (s *sim) partition() {
 // with its own chance (clock skew), and messages age.
 func (s *sim) tick() error {
 	for i, sv := range s.servers {
-		if !sv.up || s.rng.Float64() >= s.p.skew[i] {
+		if s.p.leaseTicks > 0 {
+			// Steady rates: the clock runs on while the server is down.
+			if sv.clock += s.p.skew[i]; sv.clock < 1 {
+				continue
+			}
+			sv.clock--
+			if !sv.up {
+				continue
+			}
+		} else if !sv.up || s.rng.Float64() >= s.p.skew[i] {
 			continue
 		}
 		// TicksToEvent: a Tick before the next timer fires only counts.
@@ -524,7 +585,7 @@ func isRequest(body any) bool {
 	case *RequestVoteArgs, *AppendEntriesArgs, *InstallSnapshotArgs, *TimeoutNowArgs:
 		return true
 	}
-	return false
+	return false // ReadIndexArgs too: its answer is a message of its own
 }
 
 // ready takes server i's Ready as a driver does: its state goes to the
@@ -533,7 +594,8 @@ func isRequest(body any) bool {
 func (s *sim) ready(i int, reply *Message) error {
 	sv := s.servers[i]
 	rd := sv.node.Ready()
-	if err := s.hist.readsReady(s, i, rd.ReadStates); err != nil {
+	s.noteCommits(i) // Ready may commit: a lone server's entries once saved
+	if err := s.hist.readsReady(s, i, rd.ReadStates, rd.FailedReads); err != nil {
 		return err
 	}
 	b := simBatch{write: rd.MustSave(), hs: rd.HardState, snap: rd.Snapshot, ents: rd.Entries, msgs: rd.AfterSave, committed: rd.Committed}
@@ -648,7 +710,7 @@ func (s *sim) send(m Message) error {
 	if a, ok := m.Body.(*InstallSnapshotArgs); ok {
 		d := s.servers[m.From].disk
 		b := *a
-		b.LastIncludedIndex, b.LastIncludedTerm = d.snap.Index, d.snap.Term
+		b.LastIncludedIndex, b.LastIncludedTerm, b.Membership = d.snap.Index, d.snap.Term, d.snap.Membership
 		msg.m.Body, msg.snap = &b, d.snapState
 	}
 	chance := 40
@@ -694,8 +756,9 @@ func (s *sim) transfer() error {
 		if !sv.up || sv.node.Role() != Leader {
 			continue
 		}
-		to := s.rng.IntN(s.p.n+1) - 1 // None now and then
-		if err := sv.node.TransferLeadership(to); err != nil && to != i && (to != None || s.p.n > 1) {
+		to := s.rng.IntN(len(s.servers)+1) - 1 // None now and then
+		voters := sv.node.conf().Voters()
+		if err := sv.node.TransferLeadership(to); err != nil && to != i && (to != None || len(voters) > 1) && (to == None || slices.Contains(voters, to)) {
 			return fmt.Errorf("leader %d: TransferLeadership(%d): %w", i, to, err)
 		}
 		s.hist.transfers++
@@ -704,15 +767,56 @@ func (s *sim) transfer() error {
 	return nil
 }
 
-// read starts a ReadIndex on a leader, if one is up (thesis 6.4).
-func (s *sim) read() error {
+// reconfigure has a leader, if one is up, change the configuration by one
+// server at random: add a server outside it as a learner, promote a
+// learner, or remove a member (itself now and then).
+func (s *sim) reconfigure() error {
 	for i, sv := range s.servers {
-		if sv.up && sv.node.Role() == Leader {
-			s.hist.startRead(s, i)
-			return s.ready(i, nil)
+		if !sv.up || sv.node.Role() != Leader {
+			continue
 		}
+		conf := sv.node.conf()
+		id := s.rng.IntN(len(s.servers))
+		c := Change{Type: Remove, ID: id}
+		if m, ok := conf.Find(id); !ok {
+			c.Type = AddLearner
+		} else if m.Learner && s.rng.IntN(3) > 0 {
+			c.Type = Promote
+		}
+		if _, _, err := sv.node.ProposeChange(c); err == nil {
+			s.hist.changes++
+		}
+		return s.ready(i, nil)
 	}
 	return nil
+}
+
+// leaderConf returns the latest configuration of a leader that is up, or
+// the initial one.
+func (s *sim) leaderConf() Membership {
+	for _, sv := range s.servers {
+		if sv.up && sv.node.Role() == Leader {
+			return sv.node.conf()
+		}
+	}
+	return s.servers[0].node.snapConf
+}
+
+// read starts a ReadIndex on a server that thinks it leads, or, with
+// follower reads, on a follower, if one is up (thesis 6.4).
+func (s *sim) read() error {
+	var can []int
+	for i, sv := range s.servers {
+		if sv.up && (sv.node.Role() == Leader || s.p.followerReads && sv.node.Role() == Follower) {
+			can = append(can, i)
+		}
+	}
+	if len(can) == 0 {
+		return nil
+	}
+	i := can[s.rng.IntN(len(can))]
+	s.hist.startRead(s, i)
+	return s.ready(i, nil)
 }
 
 // snapshot has server i's service snapshot its state at a random index it
@@ -731,15 +835,15 @@ func (s *sim) snapshot(i int) error {
 	s.hist.snapshots++
 	// The snapshot is durable before the log is compacted.
 	d.log = slices.Clone(d.log[idx-d.snap.Index:])
-	d.snap = SnapshotMeta{Index: idx, Term: e.Term}
+	d.snap = SnapshotMeta{Index: idx, Term: e.Term, Membership: sv.node.confAt(idx)}
 	d.snapState = sv.applied[:idx:idx]
 	return sv.node.Compact(idx)
 }
 
 // summary says what a run did.
 func (s *sim) summary() string {
-	return fmt.Sprintf("%v; %d terms with a leader, %d entries committed, %d messages delivered, %d snapshots taken, %d installed, %d transfers started, %d reads served",
-		s.p, len(s.hist.leaders), len(s.hist.committed), s.hist.delivered, s.hist.snapshots, s.hist.installs, s.hist.transfers, s.hist.readsDone)
+	return fmt.Sprintf("%v; %d terms with a leader, %d entries committed, %d messages delivered, %d snapshots taken, %d installed, %d transfers started, %d reads served (%d from a lease, %d on followers), %d given up, %d configuration changes",
+		s.p, len(s.hist.leaders), len(s.hist.committed), s.hist.delivered, s.hist.snapshots, s.hist.installs, s.hist.transfers, s.hist.readsDone, s.hist.leaseReads, s.hist.followerReads, s.hist.readsFailed, s.hist.changes)
 }
 
 // describe says where the servers were, for a failure report.
@@ -753,16 +857,18 @@ func (s *sim) describe() string {
 			continue
 		}
 		st := sv.node.Status()
-		out += fmt.Sprintf("  S%d up=%v %v term %d vote %d commit %d log %d disk %+v/%d pending %d\n",
-			i, sv.up, st.Role, st.Term, sv.node.vote, st.Commit, st.LastLog, sv.disk.hs, len(sv.disk.log), len(sv.pending))
+		m, at, _ := sv.node.Membership()
+		out += fmt.Sprintf("  S%d up=%v %v term %d vote %d commit %d log %d disk %+v/%d pending %d configuration %v at %d\n",
+			i, sv.up, st.Role, st.Term, sv.node.vote, st.Commit, st.LastLog, sv.disk.hs, len(sv.disk.log), len(sv.pending), m, at)
 	}
 	return out
 }
 
 // simTotals adds up what the runs of TestSimulation did.
 type simTotals struct {
-	runs, leaders, committed, delivered, snapshots, installs, transfers, reads int
-	sizes                                                                      [8]int
+	runs, leaders, committed, delivered, snapshots, installs, transfers, reads, changes int
+	leaseReads, followerReads, leaseRuns, followerRuns                                  int
+	sizes                                                                               [8]int
 }
 
 func (t *simTotals) add(s *sim) {
@@ -774,11 +880,20 @@ func (t *simTotals) add(s *sim) {
 	t.installs += s.hist.installs
 	t.transfers += s.hist.transfers
 	t.reads += s.hist.readsDone
+	t.changes += s.hist.changes
+	t.leaseReads += s.hist.leaseReads
+	t.followerReads += s.hist.followerReads
+	if s.p.leaseTicks > 0 {
+		t.leaseRuns++
+	}
+	if s.p.followerReads {
+		t.followerRuns++
+	}
 	t.sizes[s.p.n]++
 }
 
 func (t simTotals) String() string {
 	r := max(t.runs, 1)
-	return fmt.Sprintf("per seed on average %d terms with a leader, %d entries committed, %d messages delivered, %d snapshots taken, %.1f installed from a leader, %d leadership transfers started, %d reads served; cluster sizes 1..7: %v",
-		t.leaders/r, t.committed/r, t.delivered/r, t.snapshots/r, float64(t.installs)/float64(r), t.transfers/r, t.reads/r, t.sizes[1:])
+	return fmt.Sprintf("per seed on average %d terms with a leader, %d entries committed, %d messages delivered, %d snapshots taken, %.1f installed from a leader, %d leadership transfers started, %d reads served, %.1f configuration changes; %d seeds with leases (%d reads from a lease in all), %d with follower reads (%d served on followers in all); initial cluster sizes 1..7: %v",
+		t.leaders/r, t.committed/r, t.delivered/r, t.snapshots/r, float64(t.installs)/float64(r), t.transfers/r, t.reads/r, float64(t.changes)/float64(r), t.leaseRuns, t.leaseReads, t.followerRuns, t.followerReads, t.sizes[1:])
 }

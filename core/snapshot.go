@@ -8,6 +8,15 @@ import "io"
 type SnapshotMeta struct {
 	Index int // index of the last entry the snapshot covers
 	Term  int // term of that entry
+	// Membership is the latest configuration as of Index (Figure 13's
+	// "last config"; thesis 4.1), or none if the snapshot was taken before
+	// configurations were kept (the initial one then applies).
+	Membership Membership
+}
+
+// Equal reports whether m and o describe the same snapshot.
+func (m SnapshotMeta) Equal(o SnapshotMeta) bool {
+	return m.Index == o.Index && m.Term == o.Term && m.Membership.Equal(o.Membership)
 }
 
 // InstallSnapshotArgs is the InstallSnapshot RPC's request (Figure 13):
@@ -21,9 +30,14 @@ type InstallSnapshotArgs struct {
 	LeaderID          int
 	LastIncludedIndex int // the snapshot replaces all entries up to and including this index
 	LastIncludedTerm  int // term of lastIncludedIndex
-	Offset            int64
-	Data              []byte
-	Done              bool
+	// Membership is the latest configuration as of LastIncludedIndex, or
+	// none for a snapshot taken without one (the initial configuration
+	// applies: a cluster of fixed membership, or a snapshot older than
+	// configurations).
+	Membership Membership
+	Offset     int64
+	Data       []byte
+	Done       bool
 }
 
 // InstallSnapshotReply is the InstallSnapshot RPC's reply (Figure 13).

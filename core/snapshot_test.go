@@ -32,7 +32,7 @@ func TestCompact_DiscardsEntriesTheSnapshotCovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := l.Status()
-	if st.Snapshot != (SnapshotMeta{Index: 3, Term: 1}) || st.LastLog != 5 || st.Commit != 5 {
+	if !st.Snapshot.Equal(SnapshotMeta{Index: 3, Term: 1, Membership: st.Snapshot.Membership}) || st.LastLog != 5 || st.Commit != 5 {
 		t.Fatalf("after Compact(3): %+v, want snapshot 3/1, last log 5, commit 5", st)
 	}
 	if got := logTerms(l); len(got) != 2 {
@@ -59,7 +59,7 @@ func TestRestart_FromSnapshot(t *testing.T) {
 	cfg.Snapshot = SnapshotMeta{Index: 10, Term: 2}
 	cfg.Log = ents(11, 2, 3)
 	n := start(t, cfg)
-	if st := n.Status(); st.Commit != 10 || st.LastLog != 12 || st.Snapshot != cfg.Snapshot {
+	if st := n.Status(); st.Commit != 10 || st.LastLog != 12 || st.Snapshot.Index != cfg.Snapshot.Index || st.Snapshot.Term != cfg.Snapshot.Term {
 		t.Fatalf("restarted: %+v", st)
 	}
 	r := call[AppendEntriesReply](t, n, ae(1, 2, 3, 12, 3, 12, nil))
@@ -157,7 +157,7 @@ func TestLeaders_SendSnapshotToFollowerBehindIt(t *testing.T) {
 // past its commit index) is not installed.
 func TestInstallSnapshot_Receiver(t *testing.T) {
 	snapMsg := func(term, index, lastTerm int) Message {
-		return Message{From: 1, To: 2, Body: &InstallSnapshotArgs{Term: term, LeaderID: 1, LastIncludedIndex: index, LastIncludedTerm: lastTerm, Done: true}}
+		return Message{From: 1, To: 2, Body: &InstallSnapshotArgs{Term: term, LeaderID: 1, LastIncludedIndex: index, LastIncludedTerm: lastTerm, Membership: voters(1, 2, 3), Done: true}}
 	}
 	t.Run("older term", func(t *testing.T) {
 		n := restore(t, 2, 3, HardState{Term: 3, Vote: None}, ents(1, 1, 1))
@@ -175,7 +175,7 @@ func TestInstallSnapshot_Receiver(t *testing.T) {
 			t.Fatalf("reply %+v, want term 2 index 3", *r)
 		}
 		rd := n.Ready()
-		if rd.Snapshot == nil || *rd.Snapshot != (SnapshotMeta{Index: 3, Term: 1}) || !rd.MustSave() {
+		if rd.Snapshot == nil || rd.Snapshot.Index != 3 || rd.Snapshot.Term != 1 || !rd.MustSave() {
 			t.Fatalf("Ready.Snapshot %v, want 3/1 to save", rd.Snapshot)
 		}
 		if !sameEntries(rd.Entries, ents(4, 2, 2, 2)) {
@@ -216,10 +216,10 @@ func TestInstallSnapshot_Receiver(t *testing.T) {
 	t.Run("malformed", func(t *testing.T) {
 		n := restore(t, 2, 3, HardState{Term: 2, Vote: None}, nil)
 		for _, a := range []InstallSnapshotArgs{
-			{Term: 2, LeaderID: 3, LastIncludedIndex: 3, LastIncludedTerm: 1, Done: true}, // not the sender
-			{Term: 2, LeaderID: 1, LastIncludedIndex: 3, LastIncludedTerm: 3, Done: true}, // last term past the leader's
-			{Term: 2, LeaderID: 1, LastIncludedIndex: 0, LastIncludedTerm: 1, Done: true},
-			{Term: 2, LeaderID: 1, LastIncludedIndex: 3, LastIncludedTerm: 1}, // not the whole snapshot
+			{Term: 2, LeaderID: 3, LastIncludedIndex: 3, LastIncludedTerm: 1, Membership: voters(1, 2, 3), Done: true}, // not the sender
+			{Term: 2, LeaderID: 1, LastIncludedIndex: 3, LastIncludedTerm: 3, Membership: voters(1, 2, 3), Done: true}, // last term past the leader's
+			{Term: 2, LeaderID: 1, LastIncludedIndex: 0, LastIncludedTerm: 1, Membership: voters(1, 2, 3), Done: true},
+			{Term: 2, LeaderID: 1, LastIncludedIndex: 3, LastIncludedTerm: 1, Membership: voters(1, 2, 3)}, // not the whole snapshot
 		} {
 			if r := call[InstallSnapshotReply](t, n, Message{From: 1, To: 2, Body: &a}); r.Index != 0 {
 				t.Errorf("%+v accepted: %+v", a, *r)

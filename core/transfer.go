@@ -40,8 +40,8 @@ func (n *Node) TransferLeadership(to int) error {
 		}
 	case to == n.id:
 		return fmt.Errorf("core: server %d is the leader already", to)
-	case !n.isPeer(to):
-		return fmt.Errorf("core: server %d is not a server of the cluster %v", to, append([]int{n.id}, n.peers...))
+	case !n.conf().IsVoter(to):
+		return fmt.Errorf("core: server %d is not a voter of the configuration %v", to, n.conf())
 	}
 	n.transferee, n.transferElapsed = to, 0
 	n.tracef("transfer leadership to %d", to)
@@ -53,11 +53,11 @@ func (n *Node) TransferLeadership(to int) error {
 // the leadership to, or None.
 func (n *Node) Transferee() int { return n.transferee }
 
-// mostUpToDate returns the follower with the highest matchIndex (the
-// lowest ID among equals), or None if there is no other server.
+// mostUpToDate returns the other voter with the highest matchIndex (the
+// lowest ID among equals), or None if there is no other voter.
 func (n *Node) mostUpToDate() int {
 	best := None
-	for _, id := range n.peers { // sorted
+	for _, id := range n.others(true) { // sorted
 		if best == None || n.progress[id].match > n.progress[best].match {
 			best = id
 		}
@@ -71,10 +71,11 @@ func (n *Node) mostUpToDate() int {
 // the whole log sends it again, so that a lost one only delays the
 // transfer.
 func (n *Node) maybeTimeoutNow(id int) {
-	if id != n.transferee || n.progress[id].match != n.log.lastIndex() {
+	if id != n.transferee || n.progress[id] == nil || n.progress[id].match != n.log.lastIndex() {
 		return
 	}
 	n.tracef("%d is caught up at %d: send TimeoutNow", id, n.log.lastIndex())
+	n.endLease() // its target will be elected despite leader stickiness
 	n.send(id, &TimeoutNowArgs{Term: n.term, LeaderID: n.id})
 }
 
@@ -89,7 +90,30 @@ func (n *Node) tickTransfer() {
 	if n.transferElapsed >= n.cfg.ElectionTicks {
 		n.tracef("abandon the transfer to %d after an election timeout", n.transferee)
 		n.transferee = None
+		if !n.conf().IsVoter(n.id) {
+			// A leader removed from the configuration steps down even
+			// when no one took over (thesis 4.2.2).
+			n.becomeFollower(n.term, None)
+		}
 	}
+}
+
+// maybeHandOver makes a leader that the committed configuration no longer
+// counts as a voter hand the leadership to the most up-to-date voter
+// (thesis 4.2.2: it steps down once the change is committed; the transfer
+// spares the cluster an election timeout).
+func (n *Node) maybeHandOver() {
+	if n.role != Leader || n.conf().IsVoter(n.id) || n.confIndex() > n.commit || n.transferee != None {
+		return
+	}
+	to := n.mostUpToDate()
+	if to == None {
+		n.becomeFollower(n.term, None)
+		return
+	}
+	n.transferee, n.transferElapsed = to, 0
+	n.tracef("removed from the configuration: hand the leadership to %d", to)
+	n.maybeTimeoutNow(to)
 }
 
 // handleTimeoutNow is the TimeoutNow receiver (thesis 3.10): a follower
@@ -97,7 +121,7 @@ func (n *Node) tickTransfer() {
 // once, without PreVote, with a RequestVote that voters grant despite
 // leader stickiness. A TimeoutNow of an earlier term is stale and ignored.
 func (n *Node) handleTimeoutNow(from int, a *TimeoutNowArgs) *TimeoutNowReply {
-	if a.LeaderID != from || a.Term < 1 {
+	if a.LeaderID != from || a.Term < 1 || !n.canCampaign() {
 		n.tracef("refuse malformed TimeoutNow from %d", from)
 		return &TimeoutNowReply{Term: n.term}
 	}

@@ -25,6 +25,10 @@ const (
 	// entries of earlier terms (section 8 of the extended Raft paper); it
 	// is not handed to the service.
 	EntryNoOp
+	// EntryConfig holds a configuration of the cluster, a Membership
+	// encoded by its AppendBinary (thesis 4.1). It is not handed to the
+	// service's state machine.
+	EntryConfig
 )
 
 func (t EntryType) String() string {
@@ -33,6 +37,8 @@ func (t EntryType) String() string {
 		return "normal"
 	case EntryNoOp:
 		return "no-op"
+	case EntryConfig:
+		return "config"
 	}
 	return fmt.Sprintf("EntryType(%d)", uint8(t))
 }
@@ -135,7 +141,9 @@ type AppendEntriesReply struct {
 // Message is an RPC request or reply travelling between two servers. Body
 // is one of *RequestVoteArgs, *RequestVoteReply, *AppendEntriesArgs,
 // *AppendEntriesReply, *InstallSnapshotArgs, *InstallSnapshotReply,
-// *TimeoutNowArgs or *TimeoutNowReply. Receivers never modify a Body.
+// *TimeoutNowArgs, *TimeoutNowReply, *ReadIndexArgs or *ReadIndexReply
+// (a ReadIndexArgs gets its ReadIndexReply as a message of its own, not
+// from Step). Receivers never modify a Body.
 type Message struct {
 	From, To int
 	Body     any
@@ -164,10 +172,16 @@ type Ready struct {
 	// AfterSave may leave only once the state is saved: RequestVote.
 	AfterSave []Message
 	Committed []Entry // newly committed entries, in log order
-	// ReadStates are the reads started by ReadIndex that are ready, in
-	// the order they were started: each may be served once the service has
-	// applied through its Index.
+	// ReadStates are the reads started by ReadIndex that are ready: each
+	// may be served once the service has applied through its Index.
 	ReadStates []ReadState
+	// FailedReads are the IDs of reads started by ReadIndex that will not
+	// come out.
+	FailedReads []uint64
+	// Membership, if set, is the latest configuration in the log, which
+	// changed since the last Ready: the servers the driver must be able to
+	// reach.
+	Membership *Membership
 
 	stateChanged bool
 }
@@ -180,7 +194,7 @@ func (rd *Ready) MustSave() bool {
 
 // Empty reports whether the Ready has nothing to do.
 func (rd *Ready) Empty() bool {
-	return !rd.MustSave() && len(rd.Messages) == 0 && len(rd.AfterSave) == 0 && len(rd.Committed) == 0 && len(rd.ReadStates) == 0
+	return !rd.MustSave() && len(rd.Messages) == 0 && len(rd.AfterSave) == 0 && len(rd.Committed) == 0 && len(rd.ReadStates) == 0 && len(rd.FailedReads) == 0 && rd.Membership == nil
 }
 
 // ProbeArgs asks a server what state it holds. A server that starts with

@@ -66,6 +66,9 @@ type htSetup struct {
 	client    *http.Client
 	// fwdClient, if set, is each replica's HTTPOptions.Client.
 	fwdClient map[int]*http.Client
+	// followerReads and leaderLease are each replica's
+	// raft.Config.FollowerReads and LeaderLease.
+	followerReads, leaderLease bool
 }
 
 func newHTCluster(t *testing.T, opts HTTPOptions) *htCluster {
@@ -120,6 +123,7 @@ func newHTClusterWith(t *testing.T, setup htSetup) *htCluster {
 			ID: id, Peers: peers, Transport: raft.TCP(tr), Storage: store, StateMachine: s, Bootstrap: true,
 			ElectionTimeout: 200 * time.Millisecond, HeartbeatInterval: 40 * time.Millisecond, Logger: quiet,
 			MaxCommandBytes: setup.maxCommandBytes, SnapshotBytes: setup.snapshotBytes,
+			FollowerReads: setup.followerReads, LeaderLease: setup.leaderLease,
 		})
 		if err != nil {
 			t.Fatal(err)

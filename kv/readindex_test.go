@@ -51,3 +51,29 @@ func TestGetWithReadIndex(t *testing.T) {
 		t.Errorf("5 GETs through the log took the log from %d to %d entries, want %d", before, after, before+5)
 	}
 }
+
+// With raft.Config.FollowerReads, a follower serves a GET itself: it
+// sees the last write, adds nothing to the log, and is not forwarded; with
+// LeaderLease too, the leader serves GETs the same.
+func TestGetOnFollower(t *testing.T) {
+	c := newHTClusterWith(t, htSetup{followerReads: true, leaderLease: true})
+	l := c.leader()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.nodes[l].kv.Do(ctx, Op{Kind: Put, Key: "k", Value: "v1", ClientID: 7, Seq: 1}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := c.nodes[l].rf.Status()
+	before := st.LastLog
+	for _, id := range append(c.followers(l), l) {
+		for i := 0; i < 10; i++ {
+			res, err := c.nodes[id].kv.Do(ctx, Op{Kind: Get, Key: "k"})
+			if err != nil || !res.Found || res.Value != "v1" {
+				t.Fatalf("GET %d at replica %d (leader %d): %+v, %v; want v1 served there", i, id, l, res, err)
+			}
+		}
+	}
+	if st, _ := c.nodes[l].rf.Status(); st.LastLog != before {
+		t.Errorf("GETs took the log from %d to %d entries", before, st.LastLog)
+	}
+}

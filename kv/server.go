@@ -52,7 +52,8 @@ type ServerOptions struct {
 	// operation goes. Without it, a GET that carries no client identity
 	// (Seq 0, as the Clerk sends them) is served with ReadIndex when the
 	// Raft server can (a *raft.Raft can: see reader), with no log entry
-	// and no disk write.
+	// and no disk write: by the leader, and, if the Raft server has
+	// raft.Config.FollowerReads, by a follower too.
 	ReadsThroughLog bool
 }
 
@@ -247,10 +248,11 @@ func (s *Server) Do(ctx context.Context, op Op) (Result, error) {
 	}
 }
 
-// read serves a GET with ReadIndex: once r, the leader, has confirmed
-// that it still leads and the store has applied the log through the
-// commit index it had then, the store holds every write committed before
-// the read began, so the read is linearizable.
+// read serves a GET with ReadIndex: once the leader has confirmed that it
+// still leads (for r itself, or for r as a follower that asked it) and the
+// store has applied the log through the leader's commit index of then,
+// the store holds every write committed before the read began, so the
+// read is linearizable.
 func (s *Server) read(ctx context.Context, r reader, key string) (Result, error) {
 	_, err := r.ReadBarrier(ctx)
 	switch {

@@ -207,7 +207,7 @@ func (s *chanSM) Restore(io.Reader) error {
 
 // RestoreAt hands a snapshot installed from the leader to the service.
 func (s *chanSM) RestoreAt(meta core.SnapshotMeta, r io.Reader) error {
-	if meta == s.skip {
+	if meta.Equal(s.skip) {
 		s.skip = core.SnapshotMeta{}
 		return nil
 	}

@@ -46,7 +46,7 @@ func reload(t *testing.T, ps *Persister) loaded {
 func TestPersisterStorageRoundTrip(t *testing.T) {
 	ps := MakePersister()
 	s := &persisterStorage{ps: ps}
-	if hs, snap, ents, err := s.Load(); err != nil || hs != (HardState{Vote: core.None}) || snap != (SnapshotMeta{}) || ents != nil {
+	if hs, snap, ents, err := s.Load(); err != nil || hs != (HardState{Vote: core.None}) || !snap.Equal(SnapshotMeta{}) || ents != nil {
 		t.Fatalf("empty persister loads %v %v %v %v", hs, snap, ents, err)
 	}
 	steps := []struct {
@@ -68,7 +68,7 @@ func TestPersisterStorageRoundTrip(t *testing.T) {
 		if err := s.Save(st.hs, st.ents); err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
-		if got := reload(t, ps); got.hs != st.hs || got.snap != (SnapshotMeta{}) || !reflect.DeepEqual(got.ents, st.want) {
+		if got := reload(t, ps); got.hs != st.hs || !got.snap.Equal(SnapshotMeta{}) || !reflect.DeepEqual(got.ents, st.want) {
 			t.Fatalf("step %d: reloaded %+v, want %v %v", i, got, st.hs, st.want)
 		}
 	}
@@ -109,7 +109,7 @@ func commitSnapshot(t *testing.T, s Storage, meta SnapshotMeta, data []byte, kee
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sink.Meta() != meta {
+	if !sink.Meta().Equal(meta) {
 		t.Fatalf("sink's Meta = %+v, want %+v", sink.Meta(), meta)
 	}
 	if _, err := sink.Write(data); err != nil {
@@ -127,10 +127,10 @@ func checkSnapshot(t *testing.T, s Storage, meta SnapshotMeta, data []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got != meta {
+	if !got.Equal(meta) {
 		t.Fatalf("OpenSnapshot meta = %+v, want %+v", got, meta)
 	}
-	if meta == (SnapshotMeta{}) {
+	if meta.Equal(SnapshotMeta{}) {
 		if r != nil {
 			t.Fatal("OpenSnapshot with no snapshot returned a reader")
 		}
@@ -157,7 +157,7 @@ func TestPersisterStorageSnapshot(t *testing.T) {
 	// A service's snapshot through 4 keeps the entries after it.
 	snap4 := SnapshotMeta{Index: 4, Term: 2}
 	commitSnapshot(t, s, snap4, []byte("state at 4"), true)
-	if got := reload(t, ps); got.hs != hs || got.snap != snap4 || !reflect.DeepEqual(got.ents, entries(5, 2, 2)) {
+	if got := reload(t, ps); got.hs != hs || !got.snap.Equal(snap4) || !reflect.DeepEqual(got.ents, entries(5, 2, 2)) {
 		t.Fatalf("after compaction: %+v", got)
 	}
 	if after := ps.RaftStateSize(); after >= before {
@@ -190,7 +190,7 @@ func TestPersisterStorageSnapshot(t *testing.T) {
 	// One installed from a leader, past the log, empties it.
 	snap20 := SnapshotMeta{Index: 20, Term: 5}
 	commitSnapshot(t, s, snap20, []byte("state at 20"), false)
-	if got := reload(t, ps); got.hs != hs || got.snap != snap20 || got.ents != nil {
+	if got := reload(t, ps); got.hs != hs || !got.snap.Equal(snap20) || got.ents != nil {
 		t.Fatalf("after install: %+v", got)
 	}
 	if err := s.Save(HardState{Term: 5, Vote: core.None}, entries(22, 5)); err == nil {
@@ -202,21 +202,21 @@ func TestPersisterStorageSnapshot(t *testing.T) {
 	// An install within the log empties it too.
 	snap21 := SnapshotMeta{Index: 21, Term: 5}
 	commitSnapshot(t, s, snap21, nil, false)
-	if got := reload(t, ps); got.snap != snap21 || got.ents != nil || got.hs.Term != 5 {
+	if got := reload(t, ps); !got.snap.Equal(snap21) || got.ents != nil || got.hs.Term != 5 {
 		t.Fatalf("after install within the log: %+v", got)
 	}
 	checkSnapshot(t, s, snap21, nil)
 
 	// A restarted server sees the snapshot and continues.
 	s2 := &persisterStorage{ps: ps}
-	if hs, snap, ents, err := s2.Load(); err != nil || snap != snap21 || ents != nil || hs.Term != 5 {
+	if hs, snap, ents, err := s2.Load(); err != nil || !snap.Equal(snap21) || ents != nil || hs.Term != 5 {
 		t.Fatalf("Load after restart: %v %v %v %v", hs, snap, ents, err)
 	}
 	checkSnapshot(t, s2, snap21, nil)
 	if err := s2.Save(HardState{Term: 6, Vote: 2}, entries(22, 6)); err != nil {
 		t.Fatal(err)
 	}
-	if got := reload(t, ps); got.snap != snap21 || !reflect.DeepEqual(got.ents, entries(22, 6)) {
+	if got := reload(t, ps); !got.snap.Equal(snap21) || !reflect.DeepEqual(got.ents, entries(22, 6)) {
 		t.Fatalf("after a Save after restart: %+v", got)
 	}
 }
@@ -351,7 +351,7 @@ func TestPersisterStorageVersion1(t *testing.T) {
 	ps.Save(b, nil)
 	s := &persisterStorage{ps: ps}
 	hs, snap, ents, err := s.Load()
-	if err != nil || hs != (HardState{Term: 3, Vote: core.None}) || snap != (SnapshotMeta{}) || !reflect.DeepEqual(ents, entries(1, 1, 2)) {
+	if err != nil || hs != (HardState{Term: 3, Vote: core.None}) || !snap.Equal(SnapshotMeta{}) || !reflect.DeepEqual(ents, entries(1, 1, 2)) {
 		t.Fatalf("version 1 blob loads %v %v %v %v", hs, snap, ents, err)
 	}
 	if err := s.Save(HardState{Term: 3, Vote: 1}, []Entry{{Index: 3, Term: 3, Type: core.EntryNoOp}}); err != nil {

@@ -12,11 +12,18 @@ import (
 // the log and the header of a snapshot file, which both store it with its
 // length in front:
 //
-//	version byte (metaVersion) | uvarint index | uvarint term
+//	version 1: version byte | uvarint index | uvarint term
+//	version 2: version byte | uvarint index | uvarint term |
+//	           the configuration as of index (core.Membership.AppendBinary),
+//	           to the end; none if the meta has none
 //
-// When SnapshotMeta gains fields (a membership configuration, say), they
-// get a new version, which older code refuses rather than misreads.
-const metaVersion = 1
+// Version 2 is written; both are read (a version 1 meta has no
+// configuration: the initial one applies). A version older code does not
+// know is refused rather than misread.
+const (
+	metaVersion1 = 1
+	metaVersion  = 2
+)
 
 // minMeta is the fewest bytes an encoded meta takes.
 const minMeta = 3
@@ -26,17 +33,19 @@ const minMeta = 3
 const maxMetaBytes = 1 << 20
 
 // appendMeta appends the encoding of m to dst. m's fields must not be
-// negative.
+// negative, nor its members' IDs.
 func appendMeta(dst []byte, m core.SnapshotMeta) []byte {
 	dst = append(dst, metaVersion)
 	dst = binary.AppendUvarint(dst, uint64(m.Index))
-	return binary.AppendUvarint(dst, uint64(m.Term))
+	dst = binary.AppendUvarint(dst, uint64(m.Term))
+	if !m.Membership.Empty() {
+		dst, _ = m.Membership.AppendBinary(dst) // checked by checkMeta
+	}
+	return dst
 }
 
 // metaSize returns the length of the encoding of m.
-func metaSize(m core.SnapshotMeta) int {
-	return 1 + uvarintSize(uint64(m.Index)) + uvarintSize(uint64(m.Term))
-}
+func metaSize(m core.SnapshotMeta) int { return len(appendMeta(nil, m)) }
 
 // decodeMeta decodes b, which must hold exactly one encoded meta. A meta
 // names a snapshot (index and term at least 1) or none (both 0).
@@ -44,11 +53,18 @@ func decodeMeta(b []byte) (core.SnapshotMeta, error) {
 	d := decoder{b: b}
 	var m core.SnapshotMeta
 	v := d.byte("meta version")
-	if d.err == nil && v != metaVersion {
+	if d.err == nil && v != metaVersion && v != metaVersion1 {
 		return m, fmt.Errorf("snapshot meta of version %d (written by a newer version?)", v)
 	}
 	m.Index = d.uint("snapshot index")
 	m.Term = d.uint("snapshot term")
+	if d.err == nil && v == metaVersion && len(d.b) > 0 {
+		conf, err := core.DecodeMembership(d.b)
+		if err != nil {
+			return core.SnapshotMeta{}, fmt.Errorf("snapshot meta: %w", err)
+		}
+		m.Membership, d.b = conf, nil
+	}
 	switch {
 	case d.err != nil:
 		return core.SnapshotMeta{}, d.err
@@ -64,6 +80,9 @@ func decodeMeta(b []byte) (core.SnapshotMeta, error) {
 func checkMeta(m core.SnapshotMeta) error {
 	if m.Index < 1 || m.Term < 1 {
 		return errors.New("a snapshot needs an index and a term of at least 1")
+	}
+	if _, err := m.Membership.AppendBinary(nil); err != nil {
+		return fmt.Errorf("the snapshot's configuration: %w", err)
 	}
 	return nil
 }

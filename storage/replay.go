@@ -208,7 +208,7 @@ func (s *state) header(r *record, first bool) error {
 		*s = state{hs: r.hs, snap: r.snap, base: r.last}
 		return nil
 	}
-	if r.hs != s.hs || r.snap != s.snap || r.last != s.last() {
+	if r.hs != s.hs || !r.snap.Equal(s.snap) || r.last != s.last() {
 		return fmt.Errorf("segment header (term %d, vote %d, snapshot through index %d term %d, last index %d) does not match the log before it (term %d, vote %d, snapshot through index %d term %d, last index %d)",
 			r.hs.Term, r.hs.Vote, r.snap.Index, r.snap.Term, r.last, s.hs.Term, s.hs.Vote, s.snap.Index, s.snap.Term, s.last())
 	}

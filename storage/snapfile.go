@@ -181,7 +181,7 @@ type snapshotReader struct {
 func newSnapshotReader(f *os.File, name string, want core.SnapshotMeta) (*snapshotReader, error) {
 	r := &snapshotReader{f: f, name: name}
 	m, err := r.readHeader()
-	if err == nil && m != want {
+	if err == nil && (m.Index != want.Index || m.Term != want.Term) {
 		err = r.corrupt(0, fmt.Sprintf("holds the snapshot through index %d term %d, not index %d term %d", m.Index, m.Term, want.Index, want.Term))
 	}
 	if err != nil {

@@ -289,7 +289,7 @@ func (w *WAL) removeSnapshots(atOpen bool) {
 			continue
 		case atOpen && isSnapshotTemp(name):
 			why = "a snapshot that was being written when the server stopped"
-		case !isSnap || m == w.snap:
+		case !isSnap || (m.Index == w.snap.Index && m.Term == w.snap.Term):
 			continue
 		case m.Index < w.snap.Index:
 			why = "a snapshot older than the current one"

@@ -34,7 +34,7 @@ func commitSnap(t testing.TB, w *WAL, m *model, meta core.SnapshotMeta, data []b
 	if err != nil {
 		t.Fatalf("CreateSnapshot(%+v): %v", meta, err)
 	}
-	if sink.Meta() != meta {
+	if !sink.Meta().Equal(meta) {
 		t.Fatalf("sink's Meta = %+v, want %+v", sink.Meta(), meta)
 	}
 	// In pieces of several sizes, across block boundaries.
@@ -60,7 +60,7 @@ func checkSnap(t testing.TB, w *WAL, meta core.SnapshotMeta, data []byte) {
 	if err != nil {
 		t.Fatalf("OpenSnapshot: %v", err)
 	}
-	if got != meta {
+	if !got.Equal(meta) {
 		t.Fatalf("OpenSnapshot meta = %+v, want %+v", got, meta)
 	}
 	if meta.Index == 0 {
@@ -585,7 +585,7 @@ func checkAfterCrash(t *testing.T, step, dir string, want model, data map[int][]
 	if err != nil {
 		t.Fatalf("%s: Load: %v", step, err)
 	}
-	if snap != want.snap {
+	if !snap.Equal(want.snap) {
 		t.Fatalf("%s: reopened with the snapshot %+v, want %+v", step, snap, want.snap)
 	}
 	checkState(t, hs, snap, ents, want)

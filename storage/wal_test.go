@@ -114,7 +114,7 @@ func checkState(t testing.TB, hs core.HardState, snap core.SnapshotMeta, ents []
 	if hs != m.hs {
 		t.Fatalf("HardState = %+v, want %+v", hs, m.hs)
 	}
-	if snap != m.snap {
+	if !snap.Equal(m.snap) {
 		t.Fatalf("snapshot = %+v, want %+v", snap, m.snap)
 	}
 	if len(ents) != len(m.ents) {
@@ -165,7 +165,7 @@ func TestLoadFreshDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if hs != (core.HardState{Term: 0, Vote: core.None}) || snap != (core.SnapshotMeta{}) || ents != nil {
+	if hs != (core.HardState{Term: 0, Vote: core.None}) || !snap.Equal(core.SnapshotMeta{}) || ents != nil {
 		t.Fatalf("Load of a fresh dir = %+v, %+v, %v; want {0 %d}, no snapshot, no entries", hs, snap, ents, core.None)
 	}
 	// The first segment holds a segment header and nothing else.

@@ -18,6 +18,7 @@ const (
 	methodProbe           = "Raft.Probe"
 	methodInstallSnapshot = "Raft.InstallSnapshot"
 	methodTimeoutNow      = "Raft.TimeoutNow"
+	methodReadIndex       = "Raft.ReadIndex"
 )
 
 var (
@@ -75,6 +76,7 @@ func (p *Peer) Addr() string { return p.addr }
 //	"Raft.Probe"            *core.ProbeArgs            *core.ProbeReply
 //	"Raft.InstallSnapshot"  *core.InstallSnapshotArgs  *core.InstallSnapshotReply
 //	"Raft.TimeoutNow"       *core.TimeoutNowArgs       *core.TimeoutNowReply
+//	"Raft.ReadIndex"        *core.ReadIndexArgs        *core.ReadIndexReply
 //
 // Call returns false, leaving reply as it was, when no answer came in
 // Config.CallTimeout; at once when the peer could not be dialed lately
@@ -138,6 +140,8 @@ func validCall(svcMeth string, args, reply any) bool {
 		return bound[core.InstallSnapshotArgs, core.InstallSnapshotReply](args, reply)
 	case methodTimeoutNow:
 		return bound[core.TimeoutNowArgs, core.TimeoutNowReply](args, reply)
+	case methodReadIndex:
+		return bound[core.ReadIndexArgs, core.ReadIndexReply](args, reply)
 	}
 	return false
 }
@@ -163,12 +167,14 @@ func setReply(reply, decoded any) {
 		*r = *decoded.(*core.InstallSnapshotReply)
 	case *core.TimeoutNowReply:
 		*r = *decoded.(*core.TimeoutNowReply)
+	case *core.ReadIndexReply:
+		*r = *decoded.(*core.ReadIndexReply)
 	}
 }
 
 func (p *Peer) badCall(svcMeth string, args, reply any) error {
-	err := fmt.Errorf("transport: bad call %q with %T, %T: want one of %q, %q, %q, %q or %q with non-nil pointers to the core package's Args and Reply of that RPC",
-		svcMeth, args, reply, methodRequestVote, methodAppendEntries, methodProbe, methodInstallSnapshot, methodTimeoutNow)
+	err := fmt.Errorf("transport: bad call %q with %T, %T: want one of %q, %q, %q, %q, %q or %q with non-nil pointers to the core package's Args and Reply of that RPC",
+		svcMeth, args, reply, methodRequestVote, methodAppendEntries, methodProbe, methodInstallSnapshot, methodTimeoutNow, methodReadIndex)
 	p.t.log.Error(err.Error(), "peer", p.id)
 	return err
 }
@@ -176,17 +182,16 @@ func (p *Peer) badCall(svcMeth string, args, reply any) error {
 // Send sends a request without waiting for its reply: the requests Send
 // is given for one peer are written in the order of the calls. req is a
 // *core.RequestVoteArgs, *core.AppendEntriesArgs, *core.InstallSnapshotArgs,
-// *core.ProbeArgs or *core.TimeoutNowArgs; Send reads it only until it
-// returns.
+// *core.ProbeArgs, *core.TimeoutNowArgs or *core.ReadIndexArgs; Send reads
+// it only until it returns.
 //
 // Send never blocks: beyond Config.SendQueueBytes of requests queued for
 // the peer and not yet written, it fails at once, as it does when the
 // peer could not be dialed lately (see Call). done is called exactly once,
 // from a transport goroutine, with the reply (*core.RequestVoteReply,
-// *core.AppendEntriesReply, *core.InstallSnapshotReply, *core.ProbeReply
-// or *core.TimeoutNowReply, which done may keep) and ok true; or with nil
-// and ok
-// false: the request or its reply was lost (to an injected fault, after
+// *core.AppendEntriesReply, *core.InstallSnapshotReply, *core.ProbeReply,
+// *core.TimeoutNowReply or *core.ReadIndexReply, which done may keep) and
+// ok true; or with nil and ok false: the request or its reply was lost (to an injected fault, after
 // the lost wait), refused (queue full, over a size limit, the handler
 // failed, a bad req), no reply came within Config.CallTimeout of the
 // request being written, the connection broke, or the transport closed.

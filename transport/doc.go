@@ -1,7 +1,7 @@
 // Package transport carries Raft's RPCs between servers over TCP.
 //
 // Each server has one TCP: it listens on its own address and serves the
-// RequestVote, AppendEntries, Probe, InstallSnapshot and TimeoutNow requests of the
+// RequestVote, AppendEntries, Probe, InstallSnapshot, TimeoutNow and ReadIndex requests of the
 // other servers with a Handler (Serve), and gives a Peer for every other
 // server. A Peer sends requests two ways: Call waits for the reply (it
 // satisfies the raft package's Peer interface), Send pipelines (see below).
@@ -81,7 +81,7 @@
 //
 //	length   u32, big endian: the payload's length
 //	type     u8: 1 RequestVote, 2 AppendEntries, 3 InstallSnapshot, 4 Probe,
-//	         5 TimeoutNow;
+//	         5 TimeoutNow, 6 ReadIndex;
 //	         a reply's type is its request's | 0x80; 0xff an error
 //	id       u64, big endian: the request's ID, which its reply repeats
 //	payload  the message's fields, in the order of the core package's

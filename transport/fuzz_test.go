@@ -42,6 +42,7 @@ func seedRequestArgs() []any {
 		&core.RequestVoteArgs{Term: 3, CandidateID: 1, LastLogIndex: 7, LastLogTerm: 2, PreVote: true},
 		&core.RequestVoteArgs{Term: 4, CandidateID: 2, LastLogIndex: 7, LastLogTerm: 3, Transfer: true},
 		&core.TimeoutNowArgs{Term: 3, LeaderID: 1},
+		&core.ReadIndexArgs{Term: 3, ID: 1 << 40},
 		&core.AppendEntriesArgs{Term: 3, LeaderID: 1, PrevLogIndex: 7, PrevLogTerm: 2, LeaderCommit: 5, Round: 300},
 		&core.AppendEntriesArgs{Term: 3, LeaderID: 1, Entries: entries(3, 20)},
 		&core.AppendEntriesArgs{Term: -3, LeaderID: -1, PrevLogIndex: -2, PrevLogTerm: -4, LeaderCommit: -5,
@@ -77,20 +78,21 @@ func seedReplies(t testing.TB) []byte {
 		&core.ProbeReply{Term: 3, LastIndex: 9, Empty: true, Founder: true},
 		&core.InstallSnapshotReply{Term: 3, Index: 7},
 		&core.TimeoutNowReply{Term: 4},
+		&core.ReadIndexReply{Term: 4, ID: 1 << 40, Index: 99},
 	} {
 		var err error
 		if out, _, err = appendReply(out, uint64(i), reply); err != nil {
 			t.Fatal(err)
 		}
 	}
-	out = appendError(out, 5, codeFailed, "not now")
-	return appendError(out, 6, codeLost, "reply 1→0 lost")
+	out = appendError(out, 6, codeFailed, "not now")
+	return appendError(out, 7, codeLost, "reply 1→0 lost")
 }
 
 // The frames in seedRequests and seedReplies.
 const (
-	seedRequestCount = 11
-	seedReplyCount   = 7
+	seedRequestCount = 12
+	seedReplyCount   = 8
 )
 
 // heapAllocs returns the bytes allocated on the heap so far.

@@ -29,8 +29,9 @@ const (
 	// the InstallSnapshot RPC's; version 4 replaced net/rpc and gob with
 	// the binary frames of wire.go; version 5 added the TimeoutNow RPC
 	// and RequestVote's Transfer flag (leadership transfer), and
-	// AppendEntries' heartbeat Round (ReadIndex).
-	version   byte = 5
+	// AppendEntries' heartbeat Round (ReadIndex); version 6 the ReadIndex
+	// RPC (reads on followers).
+	version   byte = 6
 	helloLen       = len(magic) + 1 + 8 + 8
 	answerLen      = len(magic) + 1 + 1
 )
@@ -127,7 +128,7 @@ func (t *TCP) serverHandshake(raw net.Conn) (from int, conn net.Conn, rd *frameR
 	to64 := int64(binary.BigEndian.Uint64(hello[len(magic)+9:]))
 	from = int(from64)
 	status := statusOK
-	_, known := t.peers[from]
+	known := t.known(from)
 	switch {
 	case hello[len(magic)] != version:
 		status = statusVersion

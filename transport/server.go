@@ -208,6 +208,8 @@ func isReplyTo(typ byte, reply any) bool {
 		return r != nil && typ == typeProbe
 	case *core.TimeoutNowReply:
 		return r != nil && typ == typeTimeoutNow
+	case *core.ReadIndexReply:
+		return r != nil && typ == typeReadIndex
 	}
 	return false
 }

@@ -135,7 +135,7 @@ func (t *TCP) serverSide(c *tls.Config) *tls.Config {
 		if err != nil {
 			return err
 		}
-		if _, ok := t.peers[id]; !ok || id == t.id {
+		if !t.known(id) || id == t.id {
 			return fmt.Errorf("the caller's certificate names server %d, which is not among the peers: %s", id, certSays(cs.PeerCertificates[0]))
 		}
 		if userVerify != nil {

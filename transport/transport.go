@@ -30,15 +30,15 @@ type Handler interface {
 	// Serve handles a request from server from (as the handshake
 	// established it, never as the message claims): a
 	// *core.RequestVoteArgs, *core.AppendEntriesArgs,
-	// *core.InstallSnapshotArgs, *core.ProbeArgs or *core.TimeoutNowArgs,
-	// which Serve may keep
+	// *core.InstallSnapshotArgs, *core.ProbeArgs, *core.TimeoutNowArgs or
+	// *core.ReadIndexArgs, which Serve may keep
 	// (the transport does not reuse it, nor the bytes its entries'
 	// Commands or its Data hold). It must not block for long: it passes
 	// the request on and returns. respond is called exactly once, from
 	// any goroutine, with the reply (*core.RequestVoteReply,
 	// *core.AppendEntriesReply, *core.InstallSnapshotReply,
-	// *core.ProbeReply or *core.TimeoutNowReply, which the Handler must not
-	// change afterwards) or
+	// *core.ProbeReply, *core.TimeoutNowReply or *core.ReadIndexReply,
+	// which the Handler must not change afterwards) or
 	// an error (then the caller sees a failed call). Serve is called for
 	// the requests of one connection in the order they arrived, from one
 	// goroutine.
@@ -134,7 +134,8 @@ type TCP struct {
 	queueBytes  int
 	log         *slog.Logger
 	faults      *Faults
-	clients     map[int]*Peer
+	clients     map[int]*Peer // with peers, under pmu: AddPeers adds to them
+	pmu         sync.RWMutex
 
 	tls           *tls.Config // Config.TLS, or nil without TLS
 	serverTLSConf *tls.Config // what the server side serves with (tls.go)
@@ -298,7 +299,9 @@ func (t *TCP) MaxChunkBytes() int { return max(t.maxMsg-chunkOverhead, 0) }
 // Peer returns the Peer that reaches server id, the same one on every call.
 // id must be in Config.Peers and not the server's own.
 func (t *TCP) Peer(id int) (*Peer, error) {
+	t.pmu.RLock()
 	p, ok := t.clients[id]
+	t.pmu.RUnlock()
 	if !ok {
 		if id == t.id {
 			return nil, fmt.Errorf("transport: server %d: no Peer for the server itself", id)
@@ -306,6 +309,31 @@ func (t *TCP) Peer(id int) (*Peer, error) {
 		return nil, fmt.Errorf("transport: server %d: unknown peer ID %d", t.id, id)
 	}
 	return p, nil
+}
+
+// AddPeers makes the servers of peers (ID to address) known, as a
+// cluster's configuration grows: their calls are accepted, and Peer
+// reaches them. A server known already keeps its address.
+func (t *TCP) AddPeers(peers map[int]string) {
+	t.pmu.Lock()
+	defer t.pmu.Unlock()
+	for id, addr := range peers {
+		if _, ok := t.peers[id]; ok || addr == "" {
+			continue
+		}
+		t.peers[id] = addr
+		if id != t.id {
+			t.clients[id] = &Peer{t: t, id: id, addr: addr, backoff: t.backoffMin}
+		}
+	}
+}
+
+// known reports whether server id is a peer the transport knows.
+func (t *TCP) known(id int) bool {
+	t.pmu.RLock()
+	defer t.pmu.RUnlock()
+	_, ok := t.peers[id]
+	return ok
 }
 
 // Close stops the server: it closes the listener and every connection,

@@ -18,6 +18,7 @@ const (
 	typeInstallSnapshot byte = 3
 	typeProbe           byte = 4
 	typeTimeoutNow      byte = 5
+	typeReadIndex       byte = 6
 	typeReply           byte = 0x80
 	typeError           byte = 0xff
 )
@@ -75,6 +76,8 @@ func typeName(typ byte) string {
 		name = "Probe"
 	case req == typeTimeoutNow:
 		name = "TimeoutNow"
+	case req == typeReadIndex:
+		name = "ReadIndex"
 	default:
 		return fmt.Sprintf("unknown type %#x", typ)
 	}
@@ -85,7 +88,7 @@ func typeName(typ byte) string {
 }
 
 // isRequest reports whether typ is a request's frame type.
-func isRequest(typ byte) bool { return typ >= typeRequestVote && typ <= typeTimeoutNow }
+func isRequest(typ byte) bool { return typ >= typeRequestVote && typ <= typeReadIndex }
 
 // requestType returns the frame type of a request, or 0 if req is not a
 // non-nil pointer to one of the core package's RPC arguments.
@@ -110,6 +113,10 @@ func requestType(req any) byte {
 	case *core.TimeoutNowArgs:
 		if r != nil {
 			return typeTimeoutNow
+		}
+	case *core.ReadIndexArgs:
+		if r != nil {
+			return typeReadIndex
 		}
 	}
 	return 0
@@ -199,12 +206,20 @@ func appendRequest(b []byte, id uint64, req any) ([]byte, int, error) {
 		b = binary.AppendVarint(b, r.Offset)
 		b = append(b, flag(r.Done, flagDone))
 		b = appendBytes(b, r.Data)
+		var err error
+		if b, err = appendMembership(b, r.Membership); err != nil {
+			return b[:start], 0, err
+		}
 	case *core.ProbeArgs:
 		b = appendHeader(b, typeProbe, id)
 	case *core.TimeoutNowArgs:
 		b = appendHeader(b, typeTimeoutNow, id)
 		b = appendInt(b, r.Term)
 		b = appendInt(b, r.LeaderID)
+	case *core.ReadIndexArgs:
+		b = appendHeader(b, typeReadIndex, id)
+		b = appendInt(b, r.Term)
+		b = binary.AppendUvarint(b, r.ID)
 	default:
 		return b, 0, fmt.Errorf("cannot encode a %T as a request", req)
 	}
@@ -244,6 +259,11 @@ func appendReply(b []byte, id uint64, reply any) ([]byte, int, error) {
 	case *core.TimeoutNowReply:
 		b = appendHeader(b, typeTimeoutNow|typeReply, id)
 		b = appendInt(b, r.Term)
+	case *core.ReadIndexReply:
+		b = appendHeader(b, typeReadIndex|typeReply, id)
+		b = appendInt(b, r.Term)
+		b = binary.AppendUvarint(b, r.ID)
+		b = appendInt(b, r.Index)
 	default:
 		return b, 0, fmt.Errorf("cannot encode a %T as a reply", reply)
 	}
@@ -375,6 +395,31 @@ func (d *decoder) bytes(field string) []byte {
 }
 
 // end returns the first error, or one if bytes are left over.
+// membership decodes a configuration that appendMembership encoded.
+func (d *decoder) membership(field string) core.Membership {
+	b := d.bytes(field)
+	if d.err != nil || len(b) == 0 {
+		return core.Membership{}
+	}
+	m, err := core.DecodeMembership(b)
+	if err != nil {
+		d.fail("%s: %v", field, err)
+	}
+	return m
+}
+
+// appendMembership appends m, length first; none is an empty field.
+func appendMembership(b []byte, m core.Membership) ([]byte, error) {
+	if m.Empty() {
+		return appendBytes(b, nil), nil
+	}
+	enc, err := m.AppendBinary(nil)
+	if err != nil {
+		return b, err
+	}
+	return appendBytes(b, enc), nil
+}
+
 func (d *decoder) end() error {
 	if d.err == nil && d.off != len(d.b) {
 		d.fail("%d stray bytes at the end", len(d.b)-d.off)
@@ -432,11 +477,15 @@ func decodeRequest(typ byte, p []byte) (any, error) {
 		}
 		r.Done = d.flags("flags", flagDone) != 0
 		r.Data = d.bytes("Data")
+		r.Membership = d.membership("Membership")
 		return r, d.end()
 	case typeProbe:
 		return &core.ProbeArgs{}, d.end()
 	case typeTimeoutNow:
 		r := &core.TimeoutNowArgs{Term: d.int("Term"), LeaderID: d.int("LeaderID")}
+		return r, d.end()
+	case typeReadIndex:
+		r := &core.ReadIndexArgs{Term: d.int("Term"), ID: d.uvarint("ID")}
 		return r, d.end()
 	}
 	return nil, fmt.Errorf("%w: frame of type %#x where a request was expected", errProtocol, typ)
@@ -470,6 +519,9 @@ func decodeReply(typ byte, p []byte) (any, error) {
 		return r, d.end()
 	case typeTimeoutNow | typeReply:
 		r := &core.TimeoutNowReply{Term: d.int("Term")}
+		return r, d.end()
+	case typeReadIndex | typeReply:
+		r := &core.ReadIndexReply{Term: d.int("Term"), ID: d.uvarint("ID"), Index: d.int("Index")}
 		return r, d.end()
 	}
 	return nil, fmt.Errorf("%w: frame of type %#x where a reply was expected", errProtocol, typ)

@@ -76,6 +76,10 @@ func roundTrips(maxCmd int) []roundTrip {
 			&core.TimeoutNowReply{Term: 8}},
 		{"timeout now, negative", &core.TimeoutNowArgs{Term: math.MinInt64, LeaderID: -1},
 			&core.TimeoutNowReply{Term: math.MaxInt64}},
+		{"read index", &core.ReadIndexArgs{Term: 7, ID: 12},
+			&core.ReadIndexReply{Term: 7, ID: 12, Index: 40}},
+		{"read index, extremes", &core.ReadIndexArgs{Term: math.MinInt64, ID: math.MaxUint64},
+			&core.ReadIndexReply{Term: math.MaxInt64, ID: math.MaxUint64, Index: math.MinInt64}},
 		{"probe", &core.ProbeArgs{},
 			&core.ProbeReply{Term: math.MaxInt64, LastIndex: math.MinInt64, Empty: true}},
 		{"probe founder", &core.ProbeArgs{},
@@ -151,6 +155,8 @@ func methodOf(req any) (string, any) {
 		return methodProbe, new(core.ProbeReply)
 	case *core.TimeoutNowArgs:
 		return methodTimeoutNow, new(core.TimeoutNowReply)
+	case *core.ReadIndexArgs:
+		return methodReadIndex, new(core.ReadIndexReply)
 	}
 	panic(fmt.Sprintf("methodOf(%T)", req))
 }

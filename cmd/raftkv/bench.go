@@ -49,6 +49,7 @@ type benchConfig struct {
 	grace      time.Duration // after a run, how long operations in flight may finish
 	progress   io.Writer     // a line every second; nil: none
 	record     func(benchOp) // if set, gets every operation as it ends (for tests)
+	spread     bool          // client i starts at replica i mod len(addrs), not the first
 }
 
 // benchOp is one operation the bench ran, as benchConfig.record sees it.
@@ -118,6 +119,7 @@ func runBenchCmd(args []string, stdout, stderr io.Writer) int {
 	warmup := fs.Duration("warmup", 0, "")
 	timeout := fs.Duration("timeout", 10*time.Second, "")
 	asJSON := fs.Bool("json", false, "")
+	spread := fs.Bool("spread", false, "")
 	pos, code, ok := parseFlags(fs, args, stdout, stderr)
 	if !ok {
 		return code
@@ -129,7 +131,7 @@ func runBenchCmd(args []string, stdout, stderr io.Writer) int {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	cfg := benchConfig{ops: *ops, putRatio: *putRatio, keys: *keys, valueBytes: *valueBytes,
-		warmup: *warmup, timeout: *timeout, grace: benchGrace, progress: stderr}
+		warmup: *warmup, timeout: *timeout, grace: benchGrace, progress: stderr, spread: *spread}
 	cfg.duration = *duration
 	if set["ops"] && !set["duration"] {
 		cfg.duration = 0 // -ops alone: as long as N operations take
@@ -427,6 +429,9 @@ func benchOnce(ctx context.Context, cfg *benchConfig, run, clients int, ids map[
 	var wg sync.WaitGroup
 	for i := range workers {
 		w := &benchWorker{sh: sh, id: i, ids: ids, leader: -1, stats: [2]*benchStats{newBenchStats(), newBenchStats()}}
+		if cfg.spread {
+			w.leader = i % len(cfg.addrs) // its first request goes there
+		}
 		client := &http.Client{Transport: servedByTransport{tr, w}}
 		conns := make([]kv.Conn, len(cfg.addrs))
 		for j, a := range cfg.addrs {

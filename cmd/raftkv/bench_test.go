@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -409,5 +410,46 @@ func TestBenchFollowsLeader(t *testing.T) {
 	defer mu.Unlock()
 	if hits[1] != 1 || hits[2] != 0 || hits[3] != 19 {
 		t.Errorf("requests per replica %v; want the first at replica 1, the first in the list, and the rest at replica 3, the leader", hits)
+	}
+}
+
+// With spread, client i starts at replica i and stays with the replica
+// that answers it, as when followers serve GETs (serve -follower-reads);
+// without it, every client starts at the first replica.
+func TestBenchSpread(t *testing.T) {
+	for _, spread := range []bool{false, true} {
+		var mu sync.Mutex
+		hits := map[int]int{}
+		var urls [3]string
+		var srvs [3]*httptest.Server
+		for i := range srvs {
+			id := i + 1
+			srvs[i] = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/status" {
+					json.NewEncoder(w).Encode(kv.StatusReply{ID: id, Role: "follower", Leader: 3,
+						Peers: map[int]string{1: urls[0], 2: urls[1], 3: urls[2]}})
+					return
+				}
+				mu.Lock()
+				hits[id]++
+				mu.Unlock()
+				w.Header().Set(kv.HeaderServedBy, strconv.Itoa(id)) // served here
+				w.WriteHeader(http.StatusNotFound)
+				fmt.Fprint(w, `{"error":"not found","code":"not_found"}`)
+			}))
+			t.Cleanup(srvs[i].Close)
+			urls[i] = strings.TrimPrefix(srvs[i].URL, "http://")
+		}
+		cfg := benchConfig{addrs: []string{srvs[0].URL, srvs[1].URL, srvs[2].URL}, clients: []int{3}, ops: 60, putRatio: 0, keys: 10,
+			valueBytes: 10, timeout: 20 * time.Second, grace: time.Second, spread: spread}
+		runs, err := runBench(context.Background(), cfg)
+		if err != nil || len(runs) != 1 || runs[0].Gets != 60 {
+			t.Fatalf("spread %v: runs %+v, error %v; want 60 GETs done", spread, runs, err)
+		}
+		mu.Lock()
+		if spread && (hits[1] == 0 || hits[2] == 0 || hits[3] == 0) || !spread && hits[1] != 60 {
+			t.Errorf("spread %v: requests per replica %v", spread, hits)
+		}
+		mu.Unlock()
 	}
 }

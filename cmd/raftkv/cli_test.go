@@ -67,7 +67,12 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"local", "-n", "0"}, "raftkv local: -n 0: want 1 to 99 replicas\nRun 'raftkv local -h' for usage.\n"},
 		{[]string{"serve", "-bogus"}, "raftkv serve: flag provided but not defined: -bogus\nRun 'raftkv serve -h' for usage.\n"},
 		{[]string{"get", "-bogus", "k"}, "raftkv get: flag provided but not defined: -bogus\nRun 'raftkv get -h' for usage.\n"},
-		{[]string{"frob"}, "raftkv: unknown command \"frob\": the commands are local, serve, put, get, append, del, status, bench, transfer and certs\nRun 'raftkv -h' for usage.\n"},
+		{[]string{"members", "x"}, "raftkv members: takes no arguments, got 1 argument: [\"x\"]\nUsage: raftkv members [-addr URLS] [-timeout D]\n"},
+		{[]string{"add-voter", "4"}, "raftkv add-voter: want 2 arguments (ID RAFTADDR), got 1 argument: [\"4\"]\nUsage: raftkv add-voter [-addr URLS] [-timeout D] ID RAFTADDR\n"},
+		{[]string{"add-learner", "0", "h:1"}, "raftkv add-learner: server ID \"0\": want a positive integer\n"},
+		{[]string{"add-voter", "4", "nohost"}, "raftkv add-voter: Raft address \"nohost\": want host:port, as the new server's -peers entry: address nohost: missing port in address\n"},
+		{[]string{"remove"}, "raftkv remove: want 1 argument (ID), got 0 arguments: []\nUsage: raftkv remove [-addr URLS] [-timeout D] ID\n"},
+		{[]string{"frob"}, "raftkv: unknown command \"frob\": the commands are local, serve, put, get, append, del, status, bench, transfer, members, add-voter, add-learner, promote, remove and certs\nRun 'raftkv -h' for usage.\n"},
 	}
 	for _, tc := range cases {
 		code, stdout, stderr := runIn(tc.args...)

@@ -55,6 +55,8 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 	snapBytes := fs.Int("snapshot-bytes", 0, "")
 	pprof := fs.Bool("pprof", false, "")
 	logReads := fs.Bool("reads-through-log", false, "")
+	leaseReads := fs.Bool("lease-reads", false, "")
+	followerReads := fs.Bool("follower-reads", false, "")
 	insecureHTTP := fs.Bool("insecure-http", false, "")
 	pos, code, ok := parseFlags(fs, args, stdout, stderr)
 	if !ok {
@@ -169,6 +171,12 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 		}
 		if *logReads {
 			c.args = append(c.args, "-reads-through-log")
+		}
+		if *leaseReads {
+			c.args = append(c.args, "-lease-reads")
+		}
+		if *followerReads {
+			c.args = append(c.args, "-follower-reads")
 		}
 		if sec != nil {
 			c.args = append(c.args, sec.serveFlags(i)...)

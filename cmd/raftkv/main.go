@@ -41,8 +41,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runCerts(args[1:], stdout, stderr)
 	case "transfer":
 		return runTransfer(args[1:], stdout, stderr)
+	case "members", "add-voter", "add-learner", "promote", "remove":
+		return runMembers(cmd, args[1:], stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "raftkv: unknown command %q: the commands are local, serve, put, get, append, del, status, bench, transfer and certs\nRun 'raftkv -h' for usage.\n", cmd)
+		fmt.Fprintf(stderr, "raftkv: unknown command %q: the commands are local, serve, put, get, append, del, status, bench, transfer, members, add-voter, add-learner, promote, remove and certs\nRun 'raftkv -h' for usage.\n", cmd)
 		return exitUsage
 	}
 }

@@ -166,6 +166,11 @@ type procCluster struct {
 	t        *testing.T
 	replicas map[int]*replicaProc
 	urls     map[int]string // HTTP base URLs
+	// raftPeers and httpPeers are the replicas' addresses, dir holds
+	// their data directories (dir/ID), extra are the flags they got.
+	raftPeers, httpPeers map[int]string
+	dir                  string
+	extra                []string
 }
 
 func startProcCluster(t *testing.T, n int, extra ...string) *procCluster {
@@ -179,6 +184,7 @@ func startProcCluster(t *testing.T, n int, extra ...string) *procCluster {
 		c.urls[i] = "https://" + httpPeers[i]
 	}
 	dir := t.TempDir()
+	c.raftPeers, c.httpPeers, c.dir, c.extra = raftPeers, httpPeers, dir, extra
 	for i := 1; i <= n; i++ {
 		r := &replicaProc{id: i, out: &syncBuffer{}, args: append([]string{"serve",
 			"-id", strconv.Itoa(i),
@@ -357,12 +363,30 @@ const minOKUnderFaults = 300
 
 // TestLinearizableUnderFaults runs a 3-process cluster while clients
 // (kv.Clerk over HTTPConn) run operations and a nemesis kills (-9),
-// restarts and partitions replicas, then checks the history with
-// porcupine. A client error other than "not done" or "outcome unknown",
+// restarts and partitions replicas, transfers the leadership, and adds and
+// removes a fourth voter (a new process each time), then checks the
+// history with porcupine. A client error other than "not done" or "outcome unknown",
 // and a fault API call that fails, fail the test. The replicas snapshot
 // every 2 KiB of commands (some 40 operations), so that restarts start
 // from snapshots and replicas left behind catch up through the leader's.
-func TestLinearizableUnderFaults(t *testing.T) {
+func TestLinearizableUnderFaults(t *testing.T) { linearizableUnderFaults(t) }
+
+// TestLinearizableUnderFaultsLeaseReads is TestLinearizableUnderFaults
+// with the leader serving GETs from its lease.
+func TestLinearizableUnderFaultsLeaseReads(t *testing.T) {
+	linearizableUnderFaults(t, "-lease-reads")
+}
+
+// TestLinearizableUnderFaultsFollowerReads is TestLinearizableUnderFaults
+// with followers serving GETs (the clients start at different replicas),
+// and the leader from its lease.
+func TestLinearizableUnderFaultsFollowerReads(t *testing.T) {
+	linearizableUnderFaults(t, "-follower-reads", "-lease-reads")
+}
+
+// linearizableUnderFaults runs TestLinearizableUnderFaults with the
+// replicas started with flags as well.
+func linearizableUnderFaults(t *testing.T, flags ...string) {
 	run := 12 * time.Second
 	if testing.Short() {
 		run = 5 * time.Second
@@ -378,7 +402,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 			t.Logf("FAILED with seed %d; to replay the same random choices: %s", seed, replay)
 		}
 	})
-	c := startProcCluster(t, 3, "-faults-api", "-log-level", "warn", "-snapshot-bytes", "2048")
+	c := startProcCluster(t, 3, append([]string{"-faults-api", "-log-level", "warn", "-snapshot-bytes", "2048"}, flags...)...)
 	c.waitLeader(20 * time.Second)
 	urls := []string{c.urls[1], c.urls[2], c.urls[3]}
 
@@ -456,10 +480,22 @@ func TestLinearizableUnderFaults(t *testing.T) {
 	}
 	sleep := func(lo, hi time.Duration) { time.Sleep(lo + time.Duration(rng.Int64N(int64(hi-lo)))) }
 	deadline := time.Now().Add(run)
-	var order []int // the faults in a shuffled order, each once per round
+	var order []int       // the faults in a shuffled order, each once per round
+	extra, nextID := 0, 4 // a fourth voter, while there is one
+	first3 := strings.Join(urls, ",")
+	// leadAmongFirst3 moves the leadership off the extra voter: the first
+	// three replicas do not know its HTTP address, and so cannot forward
+	// clients to it (docs/operations.md).
+	leadAmongFirst3 := func() {
+		if extra != 0 && c.leader() == extra {
+			to := 1 + rng.IntN(3)
+			code, out, errOut := runCmd(t, "transfer", "-addr", c.urls[extra], strconv.Itoa(to))
+			logf("transfer from the extra voter %d to %d: exit %d %s%s", extra, to, code, strings.TrimSpace(out), strings.TrimSpace(errOut))
+		}
+	}
 	for time.Now().Before(deadline) {
 		if len(order) == 0 {
-			order = rng.Perm(4)
+			order = rng.Perm(7) // 5 and 6: membership, so that a round adds and removes
 		}
 		action := order[0]
 		order = order[1:]
@@ -502,7 +538,36 @@ func TestLinearizableUnderFaults(t *testing.T) {
 			for _, id := range []int{victim, other} {
 				fault(id, `{"rejoin":true}`)
 			}
+		case 4:
+			// Leadership transfer (thesis 3.10) to another replica.
+			to := 1 + rng.IntN(3)
+			code, out, errOut := runCmd(t, "transfer", "-addr", first3, strconv.Itoa(to))
+			logf("transfer to %d: exit %d %s%s", to, code, strings.TrimSpace(out), strings.TrimSpace(errOut))
+		case 5, 6:
+			// Membership: add a fourth voter (a new process that joins), or
+			// remove the one there is. Either may fail under the faults of
+			// the moment; the next round tries again.
+			if extra == 0 {
+				extra = nextID
+				nextID++
+				raftAddr := c.join(extra)
+				code, out, errOut := runCmd(t, "add-voter", "-addr", first3, "-timeout", "10s", strconv.Itoa(extra), raftAddr)
+				logf("add-voter %d: exit %d %s%s", extra, code, strings.TrimSpace(out), strings.TrimSpace(errOut))
+			} else {
+				leadAmongFirst3()
+				code, out, errOut := runCmd(t, "remove", "-addr", first3, "-timeout", "10s", strconv.Itoa(extra))
+				logf("remove %d: exit %d %s%s", extra, code, strings.TrimSpace(out), strings.TrimSpace(errOut))
+				if code == 0 {
+					if err := c.replicas[extra].waitExit(t, 20*time.Second); err != nil {
+						t.Errorf("removed replica %d: %v; want exit status 0", extra, err)
+					}
+					delete(c.replicas, extra)
+					delete(c.urls, extra)
+					extra = 0
+				}
+			}
 		}
+		leadAmongFirst3()
 	}
 	close(stop)
 	wg.Wait()
@@ -525,7 +590,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 		}
 	}
 	kvcheck.Check(t, h.Operations(), 30*time.Second)
-	for id := range c.replicas {
+	for _, id := range []int{1, 2, 3} { // a fourth voter may have joined late
 		if st, err := c.status(id); err != nil || st.SnapshotIndex == 0 {
 			t.Errorf("replica %d: status %+v, %v; want a snapshot", id, st, err)
 		} else {

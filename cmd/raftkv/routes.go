@@ -8,7 +8,7 @@ import (
 )
 
 // routes puts the replica's extra endpoints in front of its key/value API:
-// GET /metrics and POST /admin/transfer always, /debug/pprof/ with serve -pprof, POST /debug/faults
+// GET /metrics, POST /admin/transfer and GET and POST /admin/members always, /debug/pprof/ with serve -pprof, POST /debug/faults
 // with serve -faults-api (tests only). Paths are matched exactly, with no
 // http.ServeMux, which would clean (redirect) the API's key paths.
 //
@@ -24,6 +24,8 @@ func (r *replica) routes(api http.Handler) http.Handler {
 			servePprof(w, req)
 		case p == "/admin/transfer":
 			r.serveTransfer(w, req)
+		case p == "/admin/members":
+			r.serveMembers(w, req)
 		default:
 			r.serveFaults(w, req)
 		}
@@ -34,7 +36,7 @@ func (r *replica) routes(api http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		p := req.URL.Path
 		switch {
-		case p == "/metrics", p == "/admin/transfer",
+		case p == "/metrics", p == "/admin/transfer", p == "/admin/members",
 			r.cfg.pprof && strings.HasPrefix(p, "/debug/pprof/"),
 			r.cfg.faultsAPI && p == "/debug/faults":
 			extra.ServeHTTP(w, req)

@@ -40,6 +40,9 @@ type serveConfig struct {
 	faultsAPI  bool
 	pprof      bool // serve net/http/pprof under /debug/pprof/
 	logReads   bool // GETs through the log, not ReadIndex
+	join       bool // a new member of a running cluster (raft.Config.Join)
+	leaseReads bool // raft.Config.LeaderLease
+	fwerReads  bool // raft.Config.FollowerReads
 	dialMaxGap time.Duration
 	snapBytes  int          // raft.Config.SnapshotBytes
 	segBytes   int64        // storage.Options.SegmentBytes; 0: the default
@@ -83,6 +86,9 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code 
 	snapBytes := fs.Int("snapshot-bytes", raft.DefaultSnapshotBytes, "")
 	pprof := fs.Bool("pprof", false, "")
 	logReads := fs.Bool("reads-through-log", false, "")
+	join := fs.Bool("join", false, "")
+	leaseReads := fs.Bool("lease-reads", false, "")
+	followerReads := fs.Bool("follower-reads", false, "")
 	// Test only, and so not in the usage: POST /debug/faults cuts and
 	// heals this replica's Raft links (see serveFaults).
 	faultsAPI := fs.Bool("faults-api", false, "")
@@ -103,7 +109,7 @@ func parseServe(args []string, stdout, stderr io.Writer) (cfg serveConfig, code 
 		return cfg, fail("%s", noArgs(pos)), false
 	}
 	cfg = serveConfig{id: *id, election: *election, heartbeat: *heartbeat, maxValue: *maxValue, maxFlight: *maxFlight, bodyWait: *bodyWait,
-		faultsAPI: *faultsAPI, pprof: *pprof, logReads: *logReads, dialMaxGap: time.Second, snapBytes: *snapBytes, segBytes: *segBytes, raftTLS: *raftTLS}
+		faultsAPI: *faultsAPI, pprof: *pprof, logReads: *logReads, join: *join, leaseReads: *leaseReads, fwerReads: *followerReads, dialMaxGap: time.Second, snapBytes: *snapBytes, segBytes: *segBytes, raftTLS: *raftTLS}
 	var err error
 	if cfg.peers, err = parseIDList(*peers); err != nil {
 		return cfg, fail("-peers: %v", err), false
@@ -241,9 +247,14 @@ loop:
 			break loop
 		case <-watch.C:
 			if err := r.rf.Err(); err != nil {
+				if errors.Is(err, raft.ErrRemoved) {
+					log.Warn("raftkv serve: removed from the cluster's configuration; stopping")
+					fmt.Fprintf(stderr, "raftkv serve: replica %d was removed from the cluster and stopped; its data directory %s is kept. Do not start it again under ID %d\n", cfg.id, cfg.dataDir, cfg.id)
+					break loop
+				}
 				log.Error("raftkv serve: the Raft server stopped", "err", err)
-				if errors.Is(err, raft.ErrClusterExists) {
-					fmt.Fprintf(stderr, "raftkv serve: replica %d refuses to start: %v\n", cfg.id, err)
+				if errors.Is(err, raft.ErrClusterExists) || errors.Is(err, raft.ErrIDInUse) {
+					fmt.Fprintf(stderr, "raftkv serve: replica %d refuses to start: %v\n%s\n", cfg.id, err, replaceAdvice(cfg.id))
 				} else {
 					fmt.Fprintf(stderr, "raftkv serve: replica %d (data directory %s) stopped: %v\n", cfg.id, cfg.dataDir, err)
 				}
@@ -252,7 +263,8 @@ loop:
 			}
 		}
 	}
-	if err := r.close(); err != nil && code == exitOK {
+	// A removed server's Close returns ErrRemoved: its expected end.
+	if err := r.close(); err != nil && code == exitOK && !errors.Is(err, raft.ErrRemoved) {
 		log.Error("raftkv serve: shutdown", "err", err)
 		code = exitError
 	}
@@ -286,7 +298,7 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 		case errors.Is(err, storage.ErrLocked):
 			return nil, fmt.Errorf("data directory %s is in use by another process (is this replica already running?): %w", cfg.dataDir, err)
 		case errors.Is(err, storage.ErrCorrupt):
-			return nil, fmt.Errorf("data directory %s holds a damaged log, so this replica cannot vouch for what it acknowledged; keep the directory as it is (do not delete it: starting this replica empty could lose acknowledged writes), and restore it from a copy or replace the replica as a new member (docs/operations.md, \"Replacing a lost disk\"): %w", cfg.dataDir, err)
+			return nil, fmt.Errorf("data directory %s holds a damaged log, so this replica cannot vouch for what it acknowledged; keep the directory as it is (starting this replica empty under ID %d could lose acknowledged writes): %w\n%s", cfg.dataDir, cfg.id, err, replaceAdvice(cfg.id))
 		}
 		return nil, fmt.Errorf("data directory %s: %w", cfg.dataDir, err)
 	}
@@ -322,15 +334,21 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 		Storage:           store,
 		StateMachine:      r.kv,
 		SnapshotBytes:     cfg.snapBytes,
-		Bootstrap:         true, // a replica with no data checks with its peers that the cluster is new
+		Bootstrap:         !cfg.join, // a replica with no data checks with its peers that the cluster is new
+		Join:              cfg.join,  // or waits for the leader to add it
 		ElectionTimeout:   cfg.election,
 		HeartbeatInterval: cfg.heartbeat,
+		LeaderLease:       cfg.leaseReads,
+		FollowerReads:     cfg.fwerReads,
 		Logger:            log,
 	})
 	if err != nil {
 		tr.Close()
 		store.Close()
 		r.ln.Close()
+		if errors.Is(err, raft.ErrNoState) {
+			return nil, fmt.Errorf("%w\n%s", err, replaceAdvice(cfg.id))
+		}
 		return nil, err
 	}
 	r.kv.Attach(r.rf)
@@ -354,6 +372,19 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return r, nil
+}
+
+// replaceAdvice is the safe way back for replica id, whose data is lost
+// or damaged: a new member under a new ID (docs/operations.md,
+// "Replacing a lost disk").
+func replaceAdvice(id int) string {
+	return fmt.Sprintf("To replace replica %d safely, keep its data directory as it is and either restore the directory from a copy taken while it was stopped, "+
+		"or replace it as a new member under a NEW ID (docs/operations.md, \"Replacing a lost disk\"):\n"+
+		"  1. raftkv remove %d                      (on any running replica: the old ID leaves the configuration)\n"+
+		"  2. raftkv serve -join -id NEWID -data EMPTYDIR -peers <the servers, and NEWID=RAFTADDR> ...\n"+
+		"                                        (NEWID: an ID the cluster never had; raftkv certs -ids NEWID makes its certificate)\n"+
+		"  3. raftkv add-voter NEWID RAFTADDR       (adds it as a learner, lets it catch up, then makes it a voter)\n"+
+		"Never start replica %d again with empty data under ID %d.", id, id, id, id)
 }
 
 // closeListener closes ln if there is one.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/raftkit/raft"
@@ -65,9 +63,11 @@ func (r *replica) serveTransfer(w http.ResponseWriter, req *http.Request) {
 	if tr.To != nil {
 		to = *tr.To
 	}
-	if _, ok := r.cfg.peers[to]; to != -1 && !ok {
-		writeJSON(w, http.StatusBadRequest, transferReply{Error: fmt.Sprintf("replica %d is not in the cluster (replicas %v)", to, sortedIDs(r.cfg.peers)), Code: "bad_request"})
-		return
+	if st, _ := r.rf.Status(); to != -1 {
+		if _, ok := st.Membership.Find(to); !ok {
+			writeJSON(w, http.StatusBadRequest, transferReply{Error: fmt.Sprintf("replica %d is not in the cluster (servers %v)", to, st.Membership.Voters()), Code: "bad_request"})
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), r.transferWait())
 	defer cancel()
@@ -162,71 +162,34 @@ func runTransfer(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// transferLeadership finds the leader through the replicas at addrs and
-// asks it to hand its leadership to replica to (-1: any), until one
-// answers or ctx ends.
+// transferLeadership finds the leader through the replicas of cc and asks
+// it to hand its leadership to replica to (-1: any), until one answers or
+// ctx ends.
 func transferLeadership(ctx context.Context, cc *clientConn, to int) (*transferReply, error) {
 	body, _ := json.Marshal(transferRequest{To: &to})
-	var lastErr error
-	for {
-		leader := ""
-		for _, a := range cc.addrs {
-			st, err := cc.status(ctx, a)
-			if err != nil {
-				lastErr = fmt.Errorf("%s: %w", a, err)
-				continue
-			}
-			if st.Leader >= 0 && st.LeaderHTTP != "" {
-				leader = st.LeaderHTTP
-				break
-			}
-			lastErr = fmt.Errorf("%s knows of no leader", a)
-		}
-		if leader != "" {
-			rep, retry, err := postTransfer(ctx, cc, leader, body)
-			if err == nil {
-				return rep, nil
-			}
-			if !retry {
-				return nil, err
-			}
-			lastErr = err
-		}
-		select {
-		case <-time.After(200 * time.Millisecond):
-		case <-ctx.Done():
-			return nil, fmt.Errorf("no transfer done in time: %v", lastErr)
-		}
-	}
+	var rep *transferReply
+	err := untilLeader(ctx, cc, "transfer", func(leader string) (bool, error) {
+		var retry bool
+		var err error
+		rep, retry, err = postTransfer(ctx, cc, leader, body)
+		return retry, err
+	})
+	return rep, err
 }
 
 // postTransfer posts POST /admin/transfer to the replica at addr. retry
 // says whether asking the leader again may help.
 func postTransfer(ctx context.Context, cc *clientConn, addr string, body []byte) (rep *transferReply, retry bool, err error) {
-	u := strings.TrimSuffix(urlOf(addr), "/") + "/admin/transfer"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-	if err != nil {
-		return nil, false, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if cc.token != "" {
-		req.Header.Set("Authorization", "Bearer "+cc.token)
-	}
-	resp, err := cc.client.Do(req)
-	if err != nil {
-		return nil, true, fmt.Errorf("%s: %w", addr, shortErr(err))
-	}
-	defer resp.Body.Close()
 	rep = new(transferReply)
-	if err := json.NewDecoder(resp.Body).Decode(rep); err != nil {
-		return nil, true, fmt.Errorf("%s: HTTP %d, bad answer: %v", addr, resp.StatusCode, err)
-	}
+	status, err := adminRequest(ctx, cc, http.MethodPost, addr, "/admin/transfer", body, rep)
 	switch {
-	case resp.StatusCode == http.StatusOK && rep.Leader != nil:
+	case err != nil:
+		return nil, true, err
+	case status == http.StatusOK && rep.Leader != nil:
 		return rep, false, nil
-	case resp.StatusCode == http.StatusBadRequest:
+	case status == http.StatusBadRequest:
 		return nil, false, fmt.Errorf("%s refused: %s", addr, rep.Error)
 	}
-	return nil, resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusServiceUnavailable,
-		fmt.Errorf("%s: HTTP %d: %s", addr, resp.StatusCode, rep.Error)
+	return nil, status == http.StatusConflict || status == http.StatusServiceUnavailable,
+		fmt.Errorf("%s: HTTP %d: %s", addr, status, rep.Error)
 }

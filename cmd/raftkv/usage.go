@@ -24,6 +24,13 @@ Usage:
   raftkv bench [flags]              load a running cluster and report throughput and latency
   raftkv transfer [ID]              have the leader hand its leadership to replica ID (default:
                                     the most up-to-date one) and print the new leader
+  raftkv members                    print the cluster's configuration: each server's ID, role
+                                    (voter or learner) and Raft address
+  raftkv add-voter ID RAFTADDR      add server ID (started with serve -join) as a learner, wait
+                                    for it to catch up, then make it a voter
+  raftkv add-learner ID RAFTADDR    add server ID as a learner (gets the log, does not vote)
+  raftkv promote ID                 make learner ID a voter once it has caught up
+  raftkv remove ID                  remove server ID from the configuration; it stops itself
   raftkv certs -dir DIR [-ids LIST] [-hosts LIST]
                                     write a CA and the replicas' certificates for mutual TLS
   raftkv -h                         this help; raftkv CMD -h: CMD's alone
@@ -40,6 +47,8 @@ const usageLocal = `Local cluster (raftkv local, or raftkv with no command):
   -election-timeout D, -heartbeat D   the replicas' Raft timing (see serve)
   -snapshot-bytes N the replicas' snapshot interval (see serve)
   -reads-through-log the replicas serve GETs through the log (see serve)
+  -lease-reads      the leader serves GETs from its lease (see serve)
+  -follower-reads   followers serve GETs too (see serve)
   -pprof            the replicas serve net/http/pprof (see serve)
   -insecure-http    the replicas serve plain HTTP without authentication (see serve)
   By default the launcher makes a CA and certificates in DIR/certs and a token in
@@ -63,6 +72,11 @@ const usageServe = `serve flags:
   -http-peers LIST      every replica's HTTP address, for forwarding requests to the
                         leader: 1=127.0.0.1:8001,2=127.0.0.1:8002,3=127.0.0.1:8003
   -data DIR             the replica's data directory (default ./raftkv-data/N)
+  -join                 start as a new member of a running cluster: with an empty data
+                        directory, the replica waits for the leader to add it (raftkv
+                        add-voter N ADDR); -peers then lists the cluster's servers and
+                        this one, -http-peers their HTTP addresses. Use a NEW ID, never
+                        one the cluster had (docs/operations.md, "Adding a server")
   -election-timeout D   base election timeout (default 300ms)
   -heartbeat D          leader heartbeat interval (default 100ms)
   -snapshot-bytes N     snapshot the store after every N bytes of commands applied,
@@ -78,6 +92,13 @@ const usageServe = `serve flags:
   -reads-through-log    serve GETs through the Raft log like writes; without it, a GET
                         with no client identity (as the client commands send them) is
                         served by the leader with ReadIndex: no log entry, no disk write
+  -lease-reads          the leader serves such GETs from a lease, with no round of
+                        heartbeats, for (election timeout - 1 tick)/1.1 - 1 tick after
+                        a round a majority acknowledged. Assumes clocks that drift by
+                        less than 10% and every replica running with PreVote (the
+                        default); see docs/operations.md, "Reads"
+  -follower-reads       a follower serves such GETs too: it asks the leader for the
+                        read index and answers once it has applied the log through it
   -pprof                serve Go's profiles (net/http/pprof) under /debug/pprof/ on the
                         HTTP address (default off: 404)
   -tls-ca FILE, -tls-cert FILE, -tls-key FILE
@@ -103,6 +124,8 @@ const usageServe = `serve flags:
   -http-tokens and -http-ca. SIGHUP rereads the tokens, certificate and CA.
   GET /metrics on the HTTP address serves the replica's metrics in the Prometheus
   text format (docs/operations.md lists them).
+  A replica removed from the configuration (raftkv remove) stops by itself, with
+  exit status 0, keeping its data directory; do not start it again.
   SIGTERM or SIGINT shuts the replica down cleanly (exit status 0); a leader first
   hands its leadership to the most up-to-date replica (waiting at most 4 election
   timeouts), so that clients need not wait for an election timeout.
@@ -116,9 +139,13 @@ const usageCerts = `certs flags (raftkv certs; existing files are kept, missing 
                     localhost, 127.0.0.1 and ::1: db1.example,10.0.0.5
   Then run each replica with -tls-ca DIR/ca.crt -tls-cert DIR/server-N.crt
   -tls-key DIR/server-N.key. Keep ca.key away from the replicas.
+  For a server joining later, run raftkv certs again on the same DIR with its new
+  ID in -ids: the existing CA (ca.crt, ca.key) signs its certificate, and the
+  files already there are kept.
 `
 
-const usageClient = `Client flags (put, get, append, del, status; before or after the arguments):
+const usageClient = `Client flags (put, get, append, del, status, transfer, members, add-voter,
+add-learner, promote, remove; before or after the arguments):
   -addr URLS      replicas to ask, comma-separated, tried in turn (default
                   http://127.0.0.1:8001, falling back on :8002 and :8003)
   -timeout D      give up after D (default 10s)
@@ -144,6 +171,9 @@ answered it, which is the leader, and waits as told by Retry-After):
   -timeout D        give up an operation after D, and the bench when no operation
                     got done for D (default 10s)
   -json             print the results as JSON
+  -spread           client i sends its first request to replica i (round-robin), and
+                    stays with the replica that answers: with serve -follower-reads,
+                    followers answer the GETs
   Every second a progress line (ops so far, ops/s in the last second, failed tries)
   goes to stderr; at the end, per client count: ops/s, latency p50/p90/p99/max,
   failed operations and failed tries by kind (no_leader, overloaded, ...).
@@ -163,6 +193,17 @@ const usageAPI = `HTTP API (any replica; a follower forwards to the leader):
                                            (or, without "to", the most up-to-date one);
                                            200 {"from","leader","term"} once ID leads; 409
                                            not_leader; 503 transfer_abandoned or timeout
+  GET    /admin/members                    the configuration as this replica knows it:
+                                           {"from","members":[{"id","addr","learner"}],
+                                           "index","committed","leader","leaderHTTP"}
+  POST   /admin/members {"op","id","addr"} leader only: op add-voter (learner, catch up,
+                                           promote), add-learner, promote or remove; "addr"
+                                           (the Raft address) for the adds. 200 with the new
+                                           configuration once committed; 400 bad_request; 409
+                                           not_leader (with "leader", "leaderHTTP"),
+                                           already_member, not_member, last_voter; 503
+                                           leader_not_ready, change_in_progress,
+                                           not_caught_up, outcome_unknown, timeout, stopped
   Every route wants "Authorization: Bearer TOKEN" or a client certificate,
   else 401 (unless -insecure-http; /status and /metrics with -http-open-status).
   Keys and values are UTF-8 text; anything else is refused with 400, never
@@ -213,6 +254,8 @@ func commandHelp(cmd string) string {
 		return "Usage: raftkv bench [flags]\n\n" + usageBench
 	case "transfer":
 		return "Usage: raftkv transfer [-addr URLS] [-timeout D] [ID]\n\n" + usageClient
+	case "members", "add-voter", "add-learner", "promote", "remove":
+		return "Usage: " + memberSynopsis(cmd) + "\n\n" + usageClient
 	case "certs":
 		return "Usage: raftkv certs -dir DIR [-ids LIST] [-hosts LIST]\n\n" + usageCerts
 	}
@@ -221,6 +264,14 @@ func commandHelp(cmd string) string {
 	}
 	return usage
 }
+
+// memberSynopsis is how membership command cmd is called.
+func memberSynopsis(cmd string) string {
+	return strings.TrimSpace("raftkv " + cmd + " [-addr URLS] [-timeout D] " + memberArgs[cmd])
+}
+
+// memberArgs are the arguments each membership command takes.
+var memberArgs = map[string]string{"members": "", "add-voter": "ID RAFTADDR", "add-learner": "ID RAFTADDR", "promote": "ID", "remove": "ID"}
 
 // usageHint points at cmd's help, after an error.
 func usageHint(cmd string) string { return fmt.Sprintf("Run 'raftkv %s -h' for usage.", cmd) }

@@ -23,6 +23,14 @@ type mutation struct {
 }
 
 var mutations = []mutation{
+	{"two-changes-at-once", "a leader changes the configuration again before the last change committed (thesis 4.1)",
+		"membership.go", [][2]string{{"	case n.confIndex() > n.commit:\n		return 0, n.term, ErrChangeInProgress\n", ""}}},
+	{"learners-count", "learners count in majorities like voters",
+		"membership.go", [][2]string{{"		if s.Learner {\n			continue\n		}\n		voters++", "		voters++"}}},
+	{"truncation-keeps-config", "a follower keeps the configuration of an entry that a new leader replaced",
+		"membership.go", [][2]string{{"	n.confs = slices.DeleteFunc(n.confs, func(c confEntry) bool { return c.index >= ents[0].Index })\n", ""}}},
+	{"change-before-own-commit", "a new leader changes the configuration before it committed an entry of its term (thesis 4.1's fix)",
+		"membership.go", [][2]string{{"	case n.log.term(n.commit) != n.term:\n		return 0, n.term, ErrLeaderNotReady\n", ""}}},
 	{"figure8-count-replicas", "a leader commits an entry of an earlier term by counting replicas (5.4.2)",
 		"replication.go", [][2]string{{"if N > n.commit && n.log.term(N) == n.term {", "if N > n.commit {"}}},
 	{"vote-without-up-to-date-check", "a server grants its vote whatever the candidate's log (5.4.1)",
@@ -35,9 +43,9 @@ var mutations = []mutation{
 	{"count-old-term-votes", "a candidate counts votes granted in an earlier term",
 		"election.go", [][2]string{{"n.role != Candidate || r.Term < n.term || !r.VoteGranted", "n.role != Candidate || !r.VoteGranted"}}},
 	{"quorum-off-by-one", "a majority is one server fewer than it is",
-		"node.go", [][2]string{{"func (n *Node) quorum() int { return (len(n.peers)+1)/2 + 1 }", "func (n *Node) quorum() int { return (len(n.peers) + 1) / 2 }"}}},
+		"membership.go", [][2]string{{"return voters > 0 && yes > voters/2", "return voters > 0 && yes >= voters/2"}}},
 	{"forget-vote-on-restart", "a restarted server forgets whom it voted for",
-		"node.go", [][2]string{{"		vote:  cfg.State.Vote,", "		vote:  None,"}}},
+		"node.go", [][2]string{{"		vote: cfg.State.Vote,", "		vote: None,"}}},
 	{"vote-not-saved", "a vote granted without a change of term is not saved (MustSave compares the term only)",
 		"node.go", [][2]string{{"stateChanged: hs != n.saved,", "stateChanged: hs.Term != n.saved.Term,"}}},
 	{"count-old-term-acks", "a leader counts AppendEntries successes from an earlier term",
@@ -63,6 +71,18 @@ var mutations = []mutation{
 		"read.go", [][2]string{{"	return acks >= n.quorum()", "	return acks > 0"}}},
 	{"read-before-own-term-commit", "a new leader serves a ReadIndex before it has committed an entry of its term (thesis 6.4)",
 		"read.go", [][2]string{{"if len(n.reads) == 0 || n.log.term(n.commit) != n.term {", "if len(n.reads) == 0 {"}}},
+	{"lease-from-ack-time", "a leader's lease runs from when a majority acknowledged a heartbeat round, not from when the round was sent (thesis 6.4.1)",
+		"read.go", [][2]string{{"	if r <= p.round {\n		return\n	}\n	p.round = r\n	if at, ok := n.roundStart(r); ok {",
+			"	p.round = max(p.round, r)\n	if at, ok := n.now, true; ok {"}}},
+	{"lease-through-transfer", "a leader keeps using its lease after sending TimeoutNow, whose target voters elect despite leader stickiness",
+		"read.go", [][2]string{{"func (n *Node) endLease() { n.transferTerm = n.term }", "func (n *Node) endLease() {}"}}},
+	{"lease-forgets-restart", "a restarted server grants votes at once, forgetting it may have acknowledged a leader's lease just before it stopped",
+		"node.go", [][2]string{{"		lead:       None,\n", "		lead:       None,\n		leaderAt:   -cfg.ElectionTicks,\n"}}},
+	{"follower-read-own-commit", "a follower serves a read once the leader answers, at its own commit index, before it has applied through the leader's read index",
+		"read.go", [][2]string{
+			{"if a.index > 0 && a.index <= n.commit {", "if a.index > 0 {"},
+			{"ReadState{ID: a.id, Index: a.index}", "ReadState{ID: a.id, Index: min(a.index, n.commit)}"},
+		}},
 }
 
 func main() {

@@ -1,0 +1,330 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/raftkit/raft"
+	"github.com/raftkit/raft/core"
+)
+
+// Membership changes (Raft thesis 4): GET and POST /admin/members on the
+// leader, and the commands raftkv members, add-voter, add-learner,
+// promote and remove.
+
+// memberOps are the operations of POST /admin/members.
+var memberOps = map[string]bool{"add-voter": true, "add-learner": true, "promote": true, "remove": true}
+
+// membersRequest is the body of POST /admin/members: the operation, the
+// server it is about, and, to add one, its Raft address.
+type membersRequest struct {
+	Op   string `json:"op"`
+	ID   *int   `json:"id"`
+	Addr string `json:"addr,omitempty"`
+}
+
+// memberJSON is a server of the configuration.
+type memberJSON struct {
+	ID      int    `json:"id"`
+	Addr    string `json:"addr"`
+	Learner bool   `json:"learner"`
+}
+
+// membersReply answers GET and POST /admin/members: the configuration as
+// the answering replica knows it (after the change, for a POST that
+// succeeded), the index of the entry holding it and whether that entry
+// is committed; on failure, why, and the leader as far as the replica
+// knows.
+type membersReply struct {
+	From       int          `json:"from,omitempty"`
+	Members    []memberJSON `json:"members,omitempty"`
+	Index      int          `json:"index,omitempty"`
+	Committed  bool         `json:"committed"`
+	Leader     *int         `json:"leader,omitempty"`
+	LeaderHTTP string       `json:"leaderHTTP,omitempty"`
+	Error      string       `json:"error,omitempty"`
+	Code       string       `json:"code,omitempty"`
+}
+
+// memberChangeWait bounds a change on the server side; the client's
+// request context usually ends it first. AddVoter waits there for the
+// learner to catch up, which a large store may take minutes to do.
+const memberChangeWait = 10 * time.Minute
+
+// membersView fills rep with this replica's view of the configuration
+// and of the leader.
+func (r *replica) membersView(rep *membersReply) {
+	st, _ := r.rf.Status()
+	rep.From = r.cfg.id
+	rep.Members = rep.Members[:0]
+	for _, m := range st.Membership.Members {
+		rep.Members = append(rep.Members, memberJSON{ID: m.ID, Addr: m.Addr, Learner: m.Learner})
+	}
+	rep.Index, rep.Committed = st.MembershipIndex, st.MembershipCommitted
+	if st.Leader >= 0 {
+		rep.Leader, rep.LeaderHTTP = &st.Leader, r.cfg.httpPeers[st.Leader]
+	}
+}
+
+// serveMembers is GET /admin/members (this replica's view of the
+// configuration) and POST /admin/members (a change, on the leader).
+func (r *replica) serveMembers(w http.ResponseWriter, req *http.Request) {
+	var rep membersReply
+	if req.Method == http.MethodGet {
+		r.membersView(&rep)
+		writeJSON(w, http.StatusOK, rep)
+		return
+	}
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use GET or POST", "code": "bad_method"})
+		return
+	}
+	var mr membersRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 1<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&mr); err != nil {
+		writeJSON(w, http.StatusBadRequest, membersReply{Error: `bad body: ` + err.Error() + `; want {"op": "add-voter"|"add-learner"|"promote"|"remove", "id": ID, "addr": "host:port"}`, Code: "bad_request"})
+		return
+	}
+	if msg := checkMembersRequest(mr); msg != "" {
+		writeJSON(w, http.StatusBadRequest, membersReply{Error: msg, Code: "bad_request"})
+		return
+	}
+	id := *mr.ID
+	ctx, cancel := context.WithTimeout(req.Context(), memberChangeWait)
+	defer cancel()
+	var err error
+	switch mr.Op {
+	case "add-voter":
+		err = r.rf.AddVoter(ctx, id, mr.Addr)
+	case "add-learner":
+		err = r.rf.AddLearner(ctx, id, mr.Addr)
+	case "promote":
+		err = r.rf.Promote(ctx, id)
+	case "remove":
+		err = r.rf.RemoveServer(ctx, id)
+	}
+	if err == nil {
+		r.log.Info("raftkv serve: configuration changed", "op", mr.Op, "server", id, "addr", mr.Addr)
+		r.membersView(&rep)
+		writeJSON(w, http.StatusOK, rep)
+		return
+	}
+	r.membersView(&rep)
+	rep.Members, rep.Index, rep.Committed = nil, 0, false
+	status, code := memberErrorCode(err)
+	rep.Code, rep.Error = code, err.Error()
+	var nl *raft.NotLeaderError
+	if errors.As(err, &nl) {
+		rep.From, rep.Leader, rep.LeaderHTTP = 0, nil, ""
+		if nl.Leader >= 0 {
+			rep.Leader, rep.LeaderHTTP = &nl.Leader, r.cfg.httpPeers[nl.Leader]
+		}
+		rep.Error = fmt.Sprintf("replica %d is not the leader; ask the leader", r.cfg.id)
+	}
+	if code == "timeout" && mr.Op == "add-voter" {
+		rep.Error += fmt.Sprintf("; server %d may be a learner still catching up: see raftkv members, and run raftkv add-voter %d %s again to promote it once it has", id, id, mr.Addr)
+	}
+	if code == "outcome_unknown" {
+		rep.Error += "; see raftkv members for whether the change took effect"
+	}
+	writeJSON(w, status, rep)
+}
+
+// checkMembersRequest says what is wrong with mr, or "".
+func checkMembersRequest(mr membersRequest) string {
+	switch {
+	case !memberOps[mr.Op]:
+		return fmt.Sprintf(`op %q: want "add-voter", "add-learner", "promote" or "remove"`, mr.Op)
+	case mr.ID == nil:
+		return `no "id": the server the change is about`
+	case *mr.ID <= 0:
+		return fmt.Sprintf("id %d: want a positive server ID", *mr.ID)
+	case (mr.Op == "add-voter" || mr.Op == "add-learner") && mr.Addr == "":
+		return fmt.Sprintf(`%s needs "addr": the new server's Raft address, host:port`, mr.Op)
+	case (mr.Op == "promote" || mr.Op == "remove") && mr.Addr != "":
+		return fmt.Sprintf(`%s takes no "addr"`, mr.Op)
+	}
+	if mr.Addr != "" {
+		if _, _, err := net.SplitHostPort(mr.Addr); err != nil {
+			return fmt.Sprintf("addr %q: want host:port: %v", mr.Addr, err)
+		}
+	}
+	return ""
+}
+
+// memberErrorCode maps the error of a membership change to an HTTP
+// status and a code. Those with 409 not_leader, and 503 leader_not_ready,
+// change_in_progress, not_caught_up and stopped, may succeed if asked
+// again (of the leader).
+func memberErrorCode(err error) (status int, code string) {
+	var nl *raft.NotLeaderError
+	switch {
+	case errors.As(err, &nl):
+		return http.StatusConflict, "not_leader"
+	case errors.Is(err, core.ErrMember):
+		return http.StatusConflict, "already_member"
+	case errors.Is(err, core.ErrNotMember):
+		return http.StatusConflict, "not_member"
+	case errors.Is(err, core.ErrLastVoter):
+		return http.StatusConflict, "last_voter"
+	case errors.Is(err, raft.ErrOutcomeUnknown):
+		return http.StatusServiceUnavailable, "outcome_unknown"
+	case errors.Is(err, raft.ErrLeaderNotReady):
+		return http.StatusServiceUnavailable, "leader_not_ready"
+	case errors.Is(err, raft.ErrChangeInProgress):
+		return http.StatusServiceUnavailable, "change_in_progress"
+	case errors.Is(err, raft.ErrNotCaughtUp):
+		return http.StatusServiceUnavailable, "not_caught_up"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable, "timeout"
+	}
+	return http.StatusServiceUnavailable, "stopped"
+}
+
+// retryMemberCode says whether asking the leader again may help after an
+// answer with code.
+func retryMemberCode(code string) bool {
+	switch code {
+	case "not_leader", "leader_not_ready", "change_in_progress", "not_caught_up", "stopped":
+		return true
+	}
+	return false
+}
+
+// runMembers is "raftkv members", "add-voter ID ADDR", "add-learner ID
+// ADDR", "promote ID" and "remove ID".
+func runMembers(cmd string, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet(cmd, stderr)
+	cf := addClientFlags(fs)
+	timeout := fs.Duration("timeout", 10*time.Second, "")
+	pos, code, ok := parseFlags(fs, args, stdout, stderr)
+	if !ok {
+		return code
+	}
+	want := len(strings.Fields(memberArgs[cmd]))
+	if len(pos) != want {
+		msg := noArgs(pos)
+		if want > 0 {
+			msg = fmt.Sprintf("want %s (%s), got %s: %q", plural(want, "argument"), memberArgs[cmd], plural(len(pos), "argument"), pos)
+		}
+		fmt.Fprintf(stderr, "raftkv %s: %s\nUsage: %s\n", cmd, msg, memberSynopsis(cmd))
+		return exitUsage
+	}
+	var mr membersRequest
+	if want > 0 {
+		id, err := strconv.Atoi(pos[0])
+		if err != nil || id <= 0 {
+			fmt.Fprintf(stderr, "raftkv %s: server ID %q: want a positive integer\n", cmd, pos[0])
+			return exitUsage
+		}
+		mr = membersRequest{Op: cmd, ID: &id}
+		if want == 2 {
+			mr.Addr = pos[1]
+			if _, _, err := net.SplitHostPort(mr.Addr); err != nil {
+				fmt.Fprintf(stderr, "raftkv %s: Raft address %q: want host:port, as the new server's -peers entry: %v\n", cmd, mr.Addr, err)
+				return exitUsage
+			}
+		}
+	}
+	if *timeout <= 0 {
+		fmt.Fprintf(stderr, "raftkv %s: -timeout %v: want a positive duration\n", cmd, *timeout)
+		return exitUsage
+	}
+	cc, err := cf.setup()
+	if err != nil {
+		fmt.Fprintf(stderr, "raftkv %s: %v\n", cmd, err)
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	var rep *membersReply
+	if cmd == "members" {
+		rep, err = getMembers(ctx, cc)
+	} else {
+		rep, err = changeMembers(ctx, cc, mr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "raftkv %s: %v\n", cmd, err)
+		return exitFailed
+	}
+	switch cmd {
+	case "add-voter":
+		fmt.Fprintf(stdout, "server %d (%s) is a voter\n", *mr.ID, mr.Addr)
+	case "add-learner":
+		fmt.Fprintf(stdout, "server %d (%s) is a learner; raftkv promote %d makes it a voter once it has caught up\n", *mr.ID, mr.Addr, *mr.ID)
+	case "promote":
+		fmt.Fprintf(stdout, "server %d is a voter\n", *mr.ID)
+	case "remove":
+		fmt.Fprintf(stdout, "server %d is removed; it stops itself once it learns so\n", *mr.ID)
+	}
+	printMembers(stdout, rep)
+	return exitOK
+}
+
+// printMembers prints the configuration of rep.
+func printMembers(w io.Writer, rep *membersReply) {
+	state := "committed"
+	if !rep.Committed {
+		state = "not committed yet"
+	}
+	leader := "none known"
+	if rep.Leader != nil {
+		leader = strconv.Itoa(*rep.Leader)
+	}
+	fmt.Fprintf(w, "configuration at log index %d (%s), leader %s:\n", rep.Index, state, leader)
+	for _, m := range rep.Members {
+		role := "voter"
+		if m.Learner {
+			role = "learner"
+		}
+		fmt.Fprintf(w, "  %d\t%-7s\t%s\n", m.ID, role, m.Addr)
+	}
+}
+
+// getMembers asks the leader for the configuration.
+func getMembers(ctx context.Context, cc *clientConn) (*membersReply, error) {
+	var rep *membersReply
+	err := untilLeader(ctx, cc, "members", func(leader string) (bool, error) {
+		rep = new(membersReply)
+		status, err := adminRequest(ctx, cc, http.MethodGet, leader, "/admin/members", nil, rep)
+		if err != nil {
+			return true, err
+		}
+		if status != http.StatusOK {
+			return true, fmt.Errorf("%s: HTTP %d: %s", leader, status, rep.Error)
+		}
+		return false, nil
+	})
+	return rep, err
+}
+
+// changeMembers asks the leader for the change mr, again while asking
+// again may help.
+func changeMembers(ctx context.Context, cc *clientConn, mr membersRequest) (*membersReply, error) {
+	body, _ := json.Marshal(mr)
+	var rep *membersReply
+	err := untilLeader(ctx, cc, mr.Op, func(leader string) (bool, error) {
+		rep = new(membersReply)
+		status, err := adminRequest(ctx, cc, http.MethodPost, leader, "/admin/members", body, rep)
+		switch {
+		case err != nil:
+			return true, err
+		case status == http.StatusOK:
+			return false, nil
+		case status == http.StatusBadRequest:
+			return false, fmt.Errorf("%s refused: %s", leader, rep.Error)
+		}
+		return retryMemberCode(rep.Code), fmt.Errorf("%s: HTTP %d %s: %s", leader, status, rep.Code, rep.Error)
+	})
+	return rep, err
+}
