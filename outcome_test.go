@@ -69,3 +69,35 @@ func TestApplyOutcomes(t *testing.T) {
 		t.Fatalf("Apply on a stopped server: %v, want ErrStopped", err)
 	}
 }
+
+// While its command waits for the event loop, Apply still ends with its
+// context, or with the server: the command may yet be proposed (or was),
+// so the outcome is unknown. (No loop runs here: the command stays queued.)
+func TestApplyWhileQueued(t *testing.T) {
+	for _, stop := range []string{"context", "server"} {
+		rf := &Raft{events: make(chan event, 1), done: make(chan struct{}), apply: &applier{sm: &listSM{}}}
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() {
+			_, err := rf.Apply(ctx, []byte("x"))
+			errc <- err
+		}()
+		waitFor(t, "the command queued", func() bool { return len(rf.events) > 0 })
+		want := context.Canceled
+		if stop == "context" {
+			cancel()
+		} else {
+			rf.stop(nil)
+			want = ErrStopped
+		}
+		select {
+		case err := <-errc:
+			if !errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, want) {
+				t.Errorf("%s ended while the command was queued: %v, want ErrOutcomeUnknown and %v", stop, err, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Apply did not return within 10 s of its %s ending", stop)
+		}
+		cancel()
+	}
+}
