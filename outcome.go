@@ -53,10 +53,10 @@ type Result struct {
 // Apply proposes cmd, then waits until it is committed and this server's
 // StateMachine has applied it, and returns the StateMachine's result. It
 // fails with a *NotLeaderError (ErrNotLeader) on a server that is not the
-// leader, ErrTooLarge, ErrStopped, ErrNotCommitted (certainly not
-// committed), or ErrOutcomeUnknown (with the reason: the context ended,
-// leadership was lost, or the server stopped, after proposing). Apply does
-// not keep cmd.
+// leader, ErrTooLarge, ErrStopped (stopped before it took cmd),
+// ErrNotCommitted (certainly not committed), or ErrOutcomeUnknown (with
+// the reason: the context ended, leadership was lost, or the server
+// stopped, once cmd was handed to the server). Apply does not keep cmd.
 func (rf *Raft) Apply(ctx context.Context, cmd []byte) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
