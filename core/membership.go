@@ -421,12 +421,12 @@ func (n *Node) replicas() []int {
 	return ids
 }
 
-// others returns the IDs of the other members of the latest
-// configuration, in order; with votersOnly, of the other voters.
-func (n *Node) others(votersOnly bool) []int {
+// otherVoters returns the IDs of the other voters of the latest
+// configuration, in order.
+func (n *Node) otherVoters() []int {
 	var ids []int
 	for _, s := range n.conf().Members {
-		if s.ID != n.id && (!votersOnly || !s.Learner) {
+		if s.ID != n.id && !s.Learner {
 			ids = append(ids, s.ID)
 		}
 	}

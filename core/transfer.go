@@ -57,7 +57,7 @@ func (n *Node) Transferee() int { return n.transferee }
 // lowest ID among equals), or None if there is no other voter.
 func (n *Node) mostUpToDate() int {
 	best := None
-	for _, id := range n.others(true) { // sorted
+	for _, id := range n.otherVoters() { // sorted
 		if best == None || n.progress[id].match > n.progress[best].match {
 			best = id
 		}
