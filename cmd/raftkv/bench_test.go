@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -372,44 +373,55 @@ func TestBenchFlags(t *testing.T) {
 	}
 }
 
-// TestBenchFollowsLeader: a follower that forwards answers with the
-// leader's X-Raftkv-Served-By; the bench sends its next requests to the
-// leader itself.
-func TestBenchFollowsLeader(t *testing.T) {
+// fakeReplicas starts three HTTP servers that play replicas 1-3 of a
+// cluster led by 3: /status says so, and every other request gets 404 with
+// servedBy(id) in X-Raftkv-Served-By. It returns their URLs and the
+// requests each got.
+func fakeReplicas(t *testing.T, servedBy func(id int) int) (addrs []string, hits func() map[int]int) {
 	var mu sync.Mutex
-	hits := map[int]int{}
+	got := map[int]int{}
 	var urls [3]string
-	var srvs [3]*httptest.Server
-	for i := range srvs {
+	for i := range urls {
 		id := i + 1
-		srvs[i] = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/status" {
 				json.NewEncoder(w).Encode(kv.StatusReply{ID: id, Role: "follower", Leader: 3,
 					Peers: map[int]string{1: urls[0], 2: urls[1], 3: urls[2]}})
 				return
 			}
 			mu.Lock()
-			hits[id]++
+			got[id]++
 			mu.Unlock()
-			// Every replica answers as if replica 3, the leader, served
-			// the request (a follower forwards it).
-			w.Header().Set(kv.HeaderServedBy, "3")
+			w.Header().Set(kv.HeaderServedBy, strconv.Itoa(servedBy(id)))
 			w.WriteHeader(http.StatusNotFound)
 			fmt.Fprint(w, `{"error":"not found","code":"not_found"}`)
 		}))
-		t.Cleanup(srvs[i].Close)
-		urls[i] = strings.TrimPrefix(srvs[i].URL, "http://") // as -http-peers gives them
+		t.Cleanup(srv.Close)
+		urls[i] = strings.TrimPrefix(srv.URL, "http://") // as -http-peers gives them
+		addrs = append(addrs, srv.URL)
 	}
-	cfg := benchConfig{addrs: []string{srvs[0].URL, srvs[1].URL, srvs[2].URL}, clients: []int{1}, ops: 20, putRatio: 0, keys: 10,
+	return addrs, func() map[int]int {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(got)
+	}
+}
+
+// TestBenchFollowsLeader: a follower that forwards answers with the
+// leader's X-Raftkv-Served-By; the bench sends its next requests to the
+// leader itself.
+func TestBenchFollowsLeader(t *testing.T) {
+	// Every replica answers as if replica 3, the leader, served the
+	// request (a follower forwards it).
+	addrs, hits := fakeReplicas(t, func(int) int { return 3 })
+	cfg := benchConfig{addrs: addrs, clients: []int{1}, ops: 20, putRatio: 0, keys: 10,
 		valueBytes: 10, timeout: 20 * time.Second, grace: time.Second}
 	runs, err := runBench(context.Background(), cfg)
 	if err != nil || len(runs) != 1 || runs[0].Ops != 20 || runs[0].Gets != 20 {
 		t.Fatalf("bench: runs %+v, error %v; want 20 GETs done", runs, err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if hits[1] != 1 || hits[2] != 0 || hits[3] != 19 {
-		t.Errorf("requests per replica %v; want the first at replica 1, the first in the list, and the rest at replica 3, the leader", hits)
+	if h := hits(); h[1] != 1 || h[2] != 0 || h[3] != 19 {
+		t.Errorf("requests per replica %v; want the first at replica 1, the first in the list, and the rest at replica 3, the leader", h)
 	}
 }
 
@@ -418,38 +430,15 @@ func TestBenchFollowsLeader(t *testing.T) {
 // without it, every client starts at the first replica.
 func TestBenchSpread(t *testing.T) {
 	for _, spread := range []bool{false, true} {
-		var mu sync.Mutex
-		hits := map[int]int{}
-		var urls [3]string
-		var srvs [3]*httptest.Server
-		for i := range srvs {
-			id := i + 1
-			srvs[i] = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == "/status" {
-					json.NewEncoder(w).Encode(kv.StatusReply{ID: id, Role: "follower", Leader: 3,
-						Peers: map[int]string{1: urls[0], 2: urls[1], 3: urls[2]}})
-					return
-				}
-				mu.Lock()
-				hits[id]++
-				mu.Unlock()
-				w.Header().Set(kv.HeaderServedBy, strconv.Itoa(id)) // served here
-				w.WriteHeader(http.StatusNotFound)
-				fmt.Fprint(w, `{"error":"not found","code":"not_found"}`)
-			}))
-			t.Cleanup(srvs[i].Close)
-			urls[i] = strings.TrimPrefix(srvs[i].URL, "http://")
-		}
-		cfg := benchConfig{addrs: []string{srvs[0].URL, srvs[1].URL, srvs[2].URL}, clients: []int{3}, ops: 60, putRatio: 0, keys: 10,
+		addrs, hits := fakeReplicas(t, func(id int) int { return id }) // served here
+		cfg := benchConfig{addrs: addrs, clients: []int{3}, ops: 60, putRatio: 0, keys: 10,
 			valueBytes: 10, timeout: 20 * time.Second, grace: time.Second, spread: spread}
 		runs, err := runBench(context.Background(), cfg)
 		if err != nil || len(runs) != 1 || runs[0].Gets != 60 {
 			t.Fatalf("spread %v: runs %+v, error %v; want 60 GETs done", spread, runs, err)
 		}
-		mu.Lock()
-		if spread && (hits[1] == 0 || hits[2] == 0 || hits[3] == 0) || !spread && hits[1] != 60 {
-			t.Errorf("spread %v: requests per replica %v", spread, hits)
+		if h := hits(); spread && (h[1] == 0 || h[2] == 0 || h[3] == 0) || !spread && h[1] != 60 {
+			t.Errorf("spread %v: requests per replica %v", spread, h)
 		}
-		mu.Unlock()
 	}
 }

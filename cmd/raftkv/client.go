@@ -37,16 +37,10 @@ func runClient(cmd string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "raftkv %s: the key is empty\n", cmd)
 		return exitUsage
 	}
-	if *timeout <= 0 {
-		fmt.Fprintf(stderr, "raftkv %s: -timeout %v: want a positive duration\n", cmd, *timeout)
-		return exitUsage
+	cc, ctx, cancel, code := cf.connect(cmd, *timeout, stderr)
+	if code != exitOK {
+		return code
 	}
-	cc, err := cf.setup()
-	if err != nil {
-		fmt.Fprintf(stderr, "raftkv %s: %v\n", cmd, err)
-		return exitUsage
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	if cmd == "status" {
 		return runStatus(ctx, cc, stdout, stderr)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -49,6 +50,23 @@ type clientConn struct {
 	tr     *http.Transport
 	client *http.Client
 	token  string // "" for none
+}
+
+// connect checks a command's -timeout and resolves the flags (see
+// setup): it returns the connection and a context bounded by the timeout,
+// or, having said why on stderr, the exit code of a usage error.
+func (f *clientFlags) connect(cmd string, timeout time.Duration, stderr io.Writer) (*clientConn, context.Context, context.CancelFunc, int) {
+	if timeout <= 0 {
+		fmt.Fprintf(stderr, "raftkv %s: -timeout %v: want a positive duration\n", cmd, timeout)
+		return nil, nil, nil, exitUsage
+	}
+	cc, err := f.setup()
+	if err != nil {
+		fmt.Fprintf(stderr, "raftkv %s: %v\n", cmd, err)
+		return nil, nil, nil, exitUsage
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	return cc, ctx, cancel, exitOK
 }
 
 // setup resolves the flags: -ca and -token-file, else $RAFTKV_CA and

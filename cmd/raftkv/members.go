@@ -236,18 +236,13 @@ func runMembers(cmd string, args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	if *timeout <= 0 {
-		fmt.Fprintf(stderr, "raftkv %s: -timeout %v: want a positive duration\n", cmd, *timeout)
-		return exitUsage
+	cc, ctx, cancel, code := cf.connect(cmd, *timeout, stderr)
+	if code != exitOK {
+		return code
 	}
-	cc, err := cf.setup()
-	if err != nil {
-		fmt.Fprintf(stderr, "raftkv %s: %v\n", cmd, err)
-		return exitUsage
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	var rep *membersReply
+	var err error
 	if cmd == "members" {
 		rep, err = getMembers(ctx, cc)
 	} else {

@@ -142,16 +142,10 @@ func runTransfer(args []string, stdout, stderr io.Writer) int {
 		}
 		to = n
 	}
-	if *timeout <= 0 {
-		fmt.Fprintf(stderr, "raftkv transfer: -timeout %v: want a positive duration\n", *timeout)
-		return exitUsage
+	cc, ctx, cancel, code := cf.connect("transfer", *timeout, stderr)
+	if code != exitOK {
+		return code
 	}
-	cc, err := cf.setup()
-	if err != nil {
-		fmt.Fprintf(stderr, "raftkv transfer: %v\n", err)
-		return exitUsage
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	rep, err := transferLeadership(ctx, cc, to)
 	if err != nil {
