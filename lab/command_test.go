@@ -2,6 +2,7 @@ package lab
 
 import (
 	"math"
+	"runtime"
 	"reflect"
 	"strings"
 	"testing"
@@ -69,5 +70,43 @@ func TestUndecodableCommandStopsServer(t *testing.T) {
 	}
 	if m := <-ch; m.CommandIndex != 1 || m.Command != 5 || m.CommandTerm != 1 {
 		t.Errorf("sent %+v, want command 5 at index 1 of term 1", m)
+	}
+}
+
+// TestStoppedServerSendsNoGap checks that a stopped server's apply channel
+// never skips a command: with a reader always ready, a stopped chanSM
+// sends nothing more, so what it sent is a prefix of what it applied.
+func TestStoppedServerSendsNoGap(t *testing.T) {
+	ch := make(chan ApplyMsg)
+	got := make(chan []int)
+	go func() {
+		var idx []int
+		for m := range ch {
+			idx = append(idx, m.CommandIndex)
+		}
+		got <- idx
+	}()
+	sm := &chanSM{ch: ch, done: make(chan struct{}), fail: func(err error) { t.Error(err) }}
+	data, err := encodeCommand(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 10; i++ {
+		sm.Apply(raft.Command{Index: i, Term: 1, Data: data})
+	}
+	sm.stop()
+	for i := 11; i <= 200; i++ {
+		runtime.Gosched() // let the reader wait on the channel again
+		sm.Apply(raft.Command{Index: i, Term: 1, Data: data})
+	}
+	close(ch)
+	idx := <-got
+	for k, i := range idx {
+		if i != k+1 {
+			t.Fatalf("the apply channel got %v: index %d in place %d", idx, i, k+1)
+		}
+	}
+	if len(idx) != 10 {
+		t.Fatalf("the apply channel got %d commands, want the 10 applied before the stop", len(idx))
 	}
 }

@@ -176,7 +176,17 @@ type chanSM struct {
 
 func (s *chanSM) stop() { s.stopOnce.Do(func() { close(s.done) }) }
 
+// send hands m to the service unless the server is stopped. What a stopped
+// server sent is a prefix of what it applied: once a message is dropped for
+// the stop, every later one is too. (A select with both cases ready picks
+// at random, so without the first check a stopped server could drop one
+// message and send the next.)
 func (s *chanSM) send(m ApplyMsg) {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
 	select {
 	case s.ch <- m:
 	case <-s.done:
