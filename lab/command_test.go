@@ -2,8 +2,8 @@ package lab
 
 import (
 	"math"
-	"runtime"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
