@@ -213,3 +213,25 @@ func TestJoinRefusesIDInUse(t *testing.T) {
 	c.wantVoters(1, 2, 4)
 	c.leaderCommits("b")
 }
+
+// A server that was down while the cluster removed it stops with
+// ErrRemoved when it comes back: the leader sends it the log through its
+// removal, which it never heard of.
+func TestRemovedWhileDownStopsOnReturn(t *testing.T) {
+	c := newTCPCluster(t, 1, 2, 3, 4)
+	dirs := map[int]string{}
+	for id := 1; id <= 4; id++ {
+		dirs[id] = t.TempDir()
+		c.start(id, openStorage(t, dirs[id]))
+	}
+	c.leaderCommits("a")
+	c.stop(4)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.change(ctx, func(l *Raft) error { return l.RemoveServer(ctx, 4) })
+	c.wantVoters(1, 2, 3)
+
+	rf := c.start(4, openStorage(t, dirs[4]))
+	waitFor(t, "the removed server to learn of its removal and stop", func() bool { return errors.Is(rf.Err(), ErrRemoved) })
+	c.leaderCommits("b")
+}

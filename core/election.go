@@ -84,6 +84,7 @@ func (n *Node) handleRequestVote(from int, a *RequestVoteArgs) *RequestVoteReply
 		n.tracef("refuse malformed RequestVote from %d", from)
 		return &RequestVoteReply{Term: n.term, PreVote: a.PreVote}
 	}
+	n.tellRemoved(from)
 	if n.conf().Empty() {
 		// A server that joins and has no configuration yet votes for no
 		// one: it holds nothing it could vouch for.

@@ -391,8 +391,8 @@ func (n *Node) canCampaign() bool {
 // syncProgress gives a leader a progress for each other member of the
 // latest configuration. It keeps replicating to a server removed from it
 // until the removal is committed, then sends it a last heartbeat, which
-// tells it so (best effort: a removed server that never hears of it stays
-// out of elections with PreVote), and drops it.
+// tells it so (a removed server that misses it is told again when it asks
+// for votes: tellRemoved), and drops it.
 func (n *Node) syncProgress() {
 	c, committed := n.conf(), n.confAt(n.commit)
 	for _, id := range n.replicas() {
@@ -408,6 +408,35 @@ func (n *Node) syncProgress() {
 			n.progress[s.ID] = &progress{next: n.log.lastIndex() + 1, probing: true, heartbeat: true}
 		}
 	}
+}
+
+// tellRemoved has a leader replicate to a server that asks for votes
+// although the committed latest configuration leaves it out: it was down
+// when its removal committed, and has never heard of it. It learns of it
+// from its log, as the others did: once it holds the configuration that
+// removes it, committed, it stops (thesis 4.2.2). Its votes and
+// acknowledgements count for nothing, as for any non-member.
+func (n *Node) tellRemoved(id int) {
+	if n.role != Leader || id == n.id || n.progress[id] != nil || n.confIndex() > n.commit {
+		return
+	}
+	if _, in := n.conf().Find(id); in {
+		return
+	}
+	n.tracef("%d asks for votes but was removed: send it the log", id)
+	n.progress[id] = &progress{next: n.log.lastIndex() + 1, probing: true, heartbeat: true}
+}
+
+// doneTelling drops the progress of a server outside the latest
+// configuration once it holds that configuration, committed (every
+// AppendEntries carries the leader's commit index, which was past it).
+func (n *Node) doneTelling(id int) {
+	p := n.progress[id]
+	if _, in := n.conf().Find(id); in || p == nil || p.match < n.confIndex() || n.confIndex() > n.commit {
+		return
+	}
+	n.tracef("%d holds its removal at %d", id, n.confIndex())
+	delete(n.progress, id)
 }
 
 // replicas returns the IDs of the servers a leader replicates to, in

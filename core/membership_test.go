@@ -179,6 +179,69 @@ func TestMembership_RemoveShrinksMajority(t *testing.T) {
 	}
 }
 
+// A server that was down while its removal committed learns of it when it
+// comes back: its pre-vote makes the leader send it the log, through the
+// committed configuration that leaves it out, and the leader then stops.
+func TestMembership_RemovedWhileDownLearnsOnReturn(t *testing.T) {
+	n := readyLeader(t, 4)
+	i, _ := change(t, n, Change{Type: Remove, ID: 4})
+	ack(n, 2, i)
+	ack(n, 3, i)
+	if n.commit != i {
+		t.Fatalf("commit %d, want %d", n.commit, i)
+	}
+	n.Ready() // the last heartbeat to 4, which is down: lost
+	if n.progress[4] != nil {
+		t.Fatal("the leader still replicates to the removed server")
+	}
+
+	// 4 restarts with entry 1 only, still a voter of the initial
+	// configuration, and asks for votes.
+	cfg := config(4, 4, 1)
+	cfg.State, cfg.Log, cfg.PreVote = HardState{Term: 1}, ents(1, 1), true
+	s4 := start(t, cfg)
+	var pre Message
+	for k := 0; k < 4*electionTicks && pre.Body == nil; k++ {
+		s4.Tick()
+		for _, m := range sent(s4.Ready()) {
+			if a, ok := m.Body.(*RequestVoteArgs); ok && m.To == 1 && a.PreVote {
+				pre = m
+			}
+		}
+	}
+	if pre.Body == nil {
+		t.Fatal("the returning server sent the leader no pre-vote")
+	}
+	if r := call[RequestVoteReply](t, n, pre); r.VoteGranted {
+		t.Fatal("the leader granted a pre-vote")
+	}
+	for round := 0; round < 10 && n.progress[4] != nil; round++ {
+		for _, m := range sent(n.Ready()) {
+			if m.To != 4 {
+				continue
+			}
+			if reply, ok := s4.Step(m); ok {
+				s4.Ready()
+				n.Step(reply)
+			}
+		}
+	}
+	m, index, committed := s4.Membership()
+	if _, in := m.Find(4); in || index != i || !committed {
+		t.Fatalf("the returning server's configuration is %v at %d (committed %v), want the removal at %d, committed", m, index, committed, i)
+	}
+	if n.progress[4] != nil {
+		t.Fatal("the leader still replicates to the removed server once it holds its removal")
+	}
+	if s4.canCampaign() {
+		t.Fatal("the removed server may still campaign")
+	}
+	// It counts for nothing meanwhile: the three remaining voters decide.
+	if n.conf().IsVoter(4) {
+		t.Fatal("the removed server is a voter again")
+	}
+}
+
 // A server whose latest configuration removes it, not committed yet, may
 // still campaign if it was a voter before: its log may be the only one a
 // majority of the new configuration can elect (the leader that appended

@@ -219,6 +219,7 @@ func (n *Node) handleAppendReply(from int, r *AppendEntriesReply) {
 			n.maybeCommit()
 		}
 		n.maybeTimeoutNow(from)
+		n.doneTelling(from)
 		return
 	}
 	if r.ConflictIndex == 0 || r.Index < p.match || (p.probing && r.Index != p.next-1) {
@@ -353,4 +354,5 @@ func (n *Node) handleSnapshotReply(from int, r *InstallSnapshotReply) {
 	if n.progress[from].ack(r.Index) {
 		n.maybeCommit()
 	}
+	n.doneTelling(from)
 }

@@ -306,8 +306,12 @@ func (s *sim) heal(logf func(string, ...any)) error {
 		}
 		done := true
 		for i, sv := range s.servers {
-			if _, member := s.leaderConf().Find(i); member && len(sv.applied) < final {
+			_, member := s.leaderConf().Find(i)
+			if member && len(sv.applied) < final {
 				done = false
+			}
+			if !member && sv.node.canCampaign() {
+				done = false // removed, but has not learned it yet
 			}
 		}
 		if done {

@@ -83,6 +83,8 @@ var mutations = []mutation{
 			{"if a.index > 0 && a.index <= n.commit {", "if a.index > 0 {"},
 			{"ReadState{ID: a.id, Index: a.index}", "ReadState{ID: a.id, Index: min(a.index, n.commit)}"},
 		}},
+	{"removed-never-told", "a leader ignores the pre-votes of a server that was down while its removal committed, which never learns of it",
+		"election.go", [][2]string{{"\tn.tellRemoved(from)\n", ""}}},
 }
 
 func main() {
