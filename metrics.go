@@ -24,6 +24,10 @@ type Metrics struct {
 	SnapshotsInstalled int64 // snapshots received from a leader and installed
 	SnapshotBytes      int64 // bytes of the last snapshot taken or installed
 	BytesSent          int64 // command bytes sent in AppendEntries
+	ReadsRound         int64 // read barriers the leader confirmed with a round of heartbeats (ReadIndex)
+	ReadsLease         int64 // read barriers the leader confirmed within its lease
+	ReadsFollower      int64 // read barriers on a follower, with the leader's read index
+	ReadsFailed        int64 // read barriers that failed: the leadership was lost, or the leader gave no index
 
 	CommitLatency    Histogram // seconds from a proposal to its commit, on the leader
 	SaveLatency      Histogram // seconds per storage write
@@ -90,6 +94,7 @@ type metrics struct {
 	electionsStarted, leaderTerms, leaderChanges, proposals atomic.Int64
 	committed, applied, saves, entriesSaved, snapshotsTaken atomic.Int64
 	snapshotsInstalled, snapshotBytes, bytesSent            atomic.Int64
+	readsRound, readsLease, readsFollower, readsFailed      atomic.Int64
 	commitLatency, saveLatency, saveBatch, snapshotDuration *histogram
 
 	proposedAt map[int]time.Time // leader: when each entry of its term was proposed; owned by the loop
@@ -111,7 +116,8 @@ func (rf *Raft) Metrics() Metrics {
 		Proposals: m.proposals.Load(), EntriesCommitted: m.committed.Load(), EntriesApplied: m.applied.Load(),
 		Saves: m.saves.Load(), EntriesSaved: m.entriesSaved.Load(),
 		SnapshotsTaken: m.snapshotsTaken.Load(), SnapshotsInstalled: m.snapshotsInstalled.Load(), SnapshotBytes: m.snapshotBytes.Load(),
-		BytesSent:     m.bytesSent.Load(),
+		BytesSent:  m.bytesSent.Load(),
+		ReadsRound: m.readsRound.Load(), ReadsLease: m.readsLease.Load(), ReadsFollower: m.readsFollower.Load(), ReadsFailed: m.readsFailed.Load(),
 		CommitLatency: m.commitLatency.snapshot(), SaveLatency: m.saveLatency.snapshot(),
 		SaveBatch: m.saveBatch.snapshot(), SnapshotDuration: m.snapshotDuration.snapshot(),
 	}

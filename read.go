@@ -90,6 +90,14 @@ func (rf *Raft) readsReady(rd core.Ready) {
 	for _, rs := range rd.ReadStates {
 		if req, ok := rf.reads[rs.ID]; ok {
 			delete(rf.reads, rs.ID)
+			switch {
+			case req.follower:
+				rf.metrics.readsFollower.Add(1)
+			case rs.Lease:
+				rf.metrics.readsLease.Add(1)
+			default:
+				rf.metrics.readsRound.Add(1)
+			}
 			rf.apply.waitApplied(rs.Index, req)
 		}
 	}
@@ -99,6 +107,7 @@ func (rf *Raft) readsReady(rd core.Ready) {
 			continue
 		}
 		delete(rf.reads, id)
+		rf.metrics.readsFailed.Add(1)
 		if req.follower {
 			req.done <- readResult{err: fmt.Errorf("raft: read barrier on a follower: no read index from the leader (it refused, changed or did not answer in time): %w", rf.notLeader())}
 		} else {

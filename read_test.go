@@ -32,6 +32,9 @@ func TestReadBarrier(t *testing.T) {
 	if cmds := c.sms[lead.me].applied(); len(cmds) == 0 || cmds[len(cmds)-1].Index != res.Index {
 		t.Fatalf("ReadBarrier returned with the StateMachine's commands %+v, want b at %d last", cmds, res.Index)
 	}
+	if m := lead.Metrics(); m.ReadsRound != 1 || m.ReadsLease != 0 || m.ReadsFollower != 0 || m.ReadsFailed != 0 {
+		t.Fatalf("after one read barrier without a lease: metrics %+v, want one read confirmed by a round", m)
+	}
 	f := lead.me%3 + 1
 	var nl *NotLeaderError
 	if _, err := c.rafts[f].ReadBarrier(ctx); !errors.As(err, &nl) || nl.Leader != lead.me {
@@ -47,6 +50,9 @@ func TestReadBarrier(t *testing.T) {
 	if idx, err := lead.ReadBarrier(short); err == nil {
 		t.Fatalf("ReadBarrier on a leader cut off from the others returned %d", idx)
 	}
+	// The read fails in the core once the leader steps down (or its
+	// context may have ended first).
+	waitFor(t, "the cut-off leader's read counted failed", func() bool { return lead.Metrics().ReadsFailed == 1 })
 }
 
 // With FollowerReads, ReadBarrier on a follower returns an index that
@@ -71,6 +77,9 @@ func TestReadBarrier_FollowerReads(t *testing.T) {
 	if cmds := c.sms[f.me].applied(); len(cmds) == 0 || cmds[len(cmds)-1].Index < res.Index {
 		t.Fatalf("ReadBarrier on follower %d returned with its StateMachine's commands %+v, want b at %d applied", f.me, cmds, res.Index)
 	}
+	if m := f.Metrics(); m.ReadsFollower != 1 || m.ReadsRound+m.ReadsLease+m.ReadsFailed != 0 {
+		t.Fatalf("after one follower read: the follower's metrics %+v, want one follower read", m)
+	}
 	c.faults.Cut(lead.me, f.me)
 	var nl *NotLeaderError
 	if _, err := f.ReadBarrier(ctx); !errors.As(err, &nl) {
@@ -92,10 +101,16 @@ func TestReadBarrier_LeaderLease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 20; i++ {
+	reads := 0
+	waitFor(t, "a read served within the lease", func() bool {
 		if idx, err := lead.ReadBarrier(ctx); err != nil || idx < res.Index {
-			t.Fatalf("ReadBarrier %d: %d, %v; want an index of at least %d", i, idx, err, res.Index)
+			t.Fatalf("ReadBarrier %d: %d, %v; want an index of at least %d", reads, idx, err, res.Index)
 		}
+		reads++
+		return reads >= 20 && lead.Metrics().ReadsLease > 0
+	})
+	if m := lead.Metrics(); m.ReadsLease+m.ReadsRound != int64(reads) || m.ReadsFailed != 0 {
+		t.Fatalf("after %d reads: metrics %+v, want each counted once, by lease or round", reads, m)
 	}
 	for id := range c.rafts {
 		if id != lead.me {

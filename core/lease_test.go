@@ -70,7 +70,7 @@ func servedAtOnce(t *testing.T, n *Node, id uint64) bool {
 	if len(rd.ReadStates) == 0 {
 		return false
 	}
-	if want := []ReadState{{ID: id, Index: n.Status().Commit}}; !slices.Equal(rd.ReadStates, want) {
+	if want := []ReadState{{ID: id, Index: n.Status().Commit, Lease: true}}; !slices.Equal(rd.ReadStates, want) {
 		t.Fatalf("ReadStates %+v, want %+v", rd.ReadStates, want)
 	}
 	if a := appends(t, rd); len(a) != 0 {

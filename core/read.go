@@ -9,6 +9,7 @@ import "slices"
 type ReadState struct {
 	ID    uint64 // as given to ReadIndex
 	Index int
+	Lease bool // the leader's lease vouched for it: it started no round of heartbeats
 }
 
 // ReadIndexArgs asks the leader for a read index on behalf of a read
@@ -36,7 +37,8 @@ type ReadIndexReply struct {
 type pendingRead struct {
 	id    uint64
 	round uint64
-	from  int // the follower that asked for it (ReadIndexArgs), or None for a read of this server
+	from  int  // the follower that asked for it (ReadIndexArgs), or None for a read of this server
+	lease bool // started within the lease: no round of its own
 }
 
 // askedRead is a read started on a follower: it waits for the leader's
@@ -89,7 +91,8 @@ func (n *Node) ReadIndex(id uint64) bool {
 // startRead starts a read on the leader, of this server (from None) or of
 // follower from.
 func (n *Node) startRead(id uint64, from int) {
-	if !n.leaseValid() {
+	lease := n.leaseValid()
+	if !lease {
 		// thesis 6.4 step 2: a new round of heartbeats, which the
 		// followers' acknowledgements name.
 		n.newRound()
@@ -97,7 +100,7 @@ func (n *Node) startRead(id uint64, from int) {
 			p.heartbeat = true
 		}
 	}
-	n.reads = append(n.reads, pendingRead{id: id, round: n.round, from: from})
+	n.reads = append(n.reads, pendingRead{id: id, round: n.round, from: from, lease: lease})
 	n.releaseReads()
 }
 
@@ -123,7 +126,7 @@ func (n *Node) answerRead(r pendingRead, index int) {
 	case r.from != None:
 		n.send(r.from, &ReadIndexReply{Term: n.term, ID: r.id, Index: index})
 	case index > 0:
-		n.readStates = append(n.readStates, ReadState{ID: r.id, Index: index})
+		n.readStates = append(n.readStates, ReadState{ID: r.id, Index: index, Lease: r.lease})
 	default:
 		n.failedReads = append(n.failedReads, r.id)
 	}

@@ -78,6 +78,10 @@ var counterMetrics = []counterMetric{
 	{desc("raft_snapshots_taken_total", "Snapshots this replica took of its store."), func(m *raft.Metrics) int64 { return m.SnapshotsTaken }},
 	{desc("raft_snapshots_installed_total", "Snapshots received from a leader and installed."), func(m *raft.Metrics) int64 { return m.SnapshotsInstalled }},
 	{desc("raft_sent_command_bytes_total", "Command bytes sent to followers in AppendEntries."), func(m *raft.Metrics) int64 { return m.BytesSent }},
+	{desc("raft_reads_round_total", "Linearizable reads the leader confirmed with a round of heartbeats (ReadIndex)."), func(m *raft.Metrics) int64 { return m.ReadsRound }},
+	{desc("raft_reads_lease_total", "Linearizable reads the leader confirmed within its lease."), func(m *raft.Metrics) int64 { return m.ReadsLease }},
+	{desc("raft_reads_follower_total", "Linearizable reads served by this replica as a follower, with the leader's read index."), func(m *raft.Metrics) int64 { return m.ReadsFollower }},
+	{desc("raft_reads_failed_total", "Linearizable reads that failed: the leadership was lost, or the leader gave no read index."), func(m *raft.Metrics) int64 { return m.ReadsFailed }},
 }
 
 var histogramMetrics = []histogramMetric{

@@ -63,6 +63,14 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Fatalf("PUT k%d: %s", i, resp.Status)
 		}
 	}
+	resp, err := httpClient.Get(c.urls[leader] + "/kv/k0") // a linearizable read, by ReadIndex
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET k0: %s", resp.Status)
+	}
 
 	// Followers learn of commits with the leader's next message: wait
 	// for every replica to count the PUTs committed and applied.
@@ -107,6 +115,9 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	if v, _ := value(f, "raft_proposals_total"); v < puts {
 		t.Errorf("leader: raft_proposals_total = %v; want at least %d", v, puts)
+	}
+	if v, _ := value(f, "raft_reads_round_total"); v < 1 {
+		t.Errorf("leader: raft_reads_round_total = %v after a GET; want at least 1", v)
 	}
 	if v, _ := value(f, "raft_leader_id"); v != float64(leader) {
 		t.Errorf("leader: raft_leader_id = %v; want %d", v, leader)
