@@ -60,9 +60,10 @@ package kv
 //	                    with the same client identity is safe
 //
 // A replica that is not the leader forwards a request to the leader's HTTP
-// address, marking it with the X-Raftkv-Forwarded-By header; a forwarded
-// request that reaches a non-leader is answered 503 not_leader, never
-// forwarded again. The forwarded request carries the client's
+// address (the one it was given, else the one the store's directory
+// holds: see HTTPPeers), marking it with the X-Raftkv-Forwarded-By
+// header; a forwarded request that reaches a non-leader is answered 503
+// not_leader, never forwarded again. The forwarded request carries the client's
 // credentials: its Authorization header as it came, or, for a client
 // authenticated by its certificate, the HeaderClient header naming it
 // (which the leader believes only from a peer with a server certificate,
