@@ -25,8 +25,8 @@ import (
 // An entry stays when its server leaves the configuration: the
 // configuration's entries do not pass through the store, so dropping it
 // would take a second log entry, and a removed server's ID is never used
-// again, so its entry is never looked up for forwarding (HTTPPeers.All
-// lists only the configuration's servers).
+// again, so its entry is never looked up for forwarding (and HTTPPeers.All
+// takes the directory's addresses of the configuration's servers only).
 
 // MaxHTTPAddrBytes bounds an HTTP address in the directory.
 const MaxHTTPAddrBytes = 256
