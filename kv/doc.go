@@ -47,5 +47,13 @@
 // the store and the table of clients, the log's clock included, so a
 // replica restored from one answers every later request (a retry, a stale
 // or reused sequence number, an expired client) as a replica that applied
-// the whole log would.
+// the whole log would; and the directory of the servers' HTTP addresses.
+//
+// # Servers' HTTP addresses
+//
+// The library's configuration holds the servers' Raft addresses only. The
+// store keeps, as replicated service data, a directory of their HTTP
+// addresses (Server.SetMemberHTTP, recorded through the log), which the
+// HTTP API uses to forward requests to a leader whose address the
+// replica was not given (HTTPPeers).
 package kv

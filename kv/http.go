@@ -60,9 +60,10 @@ package kv
 //	                    with the same client identity is safe
 //
 // A replica that is not the leader forwards a request to the leader's HTTP
-// address, marking it with the X-Raftkv-Forwarded-By header; a forwarded
-// request that reaches a non-leader is answered 503 not_leader, never
-// forwarded again. The forwarded request carries the client's
+// address (the one it was given, else the one the store's directory
+// holds: see HTTPPeers), marking it with the X-Raftkv-Forwarded-By
+// header; a forwarded request that reaches a non-leader is answered 503
+// not_leader, never forwarded again. The forwarded request carries the client's
 // credentials: its Authorization header as it came, or, for a client
 // authenticated by its certificate, the HeaderClient header naming it
 // (which the leader believes only from a peer with a server certificate,
@@ -141,6 +142,10 @@ type HTTPOptions struct {
 	// Auth, if set, authenticates every request first (see Auth); nil
 	// serves everyone.
 	Auth *Auth
+	// DirectoryScheme is the scheme given to a server's HTTP address
+	// from the store's directory (Server.SetMemberHTTP) recorded as
+	// host:port: "https" or "http" (default "http"; see HTTPPeers).
+	DirectoryScheme string
 }
 
 // StatusProvider is what the handler needs of the Raft server for
@@ -166,10 +171,12 @@ type StatusReply struct {
 	SnapshotTerm  int `json:"snapshotTerm"`
 	// The log after the snapshot: its entries (lastLog - snapshotIndex)
 	// and their commands' bytes.
-	LogEntries int            `json:"logEntries"`
-	LogBytes   int            `json:"logBytes"`
-	Match      map[int]int    `json:"match"` // leader only: each replica's match index; {} elsewhere
-	Peers      map[int]string `json:"peers"` // every replica's HTTP address
+	LogEntries int         `json:"logEntries"`
+	LogBytes   int         `json:"logBytes"`
+	Match      map[int]int `json:"match"` // leader only: each replica's match index; {} elsewhere
+	// Peers is every replica's HTTP address this one knows: those it was
+	// given, and the directory's for the configuration's other servers.
+	Peers map[int]string `json:"peers"`
 }
 
 // httpRequest is the JSON body of a request.
@@ -222,16 +229,17 @@ type httpHandler struct {
 	s     *Server
 	rf    StatusProvider
 	self  int
-	addrs map[int]string
+	peers HTTPPeers
 	opts  HTTPOptions
 	log   *slog.Logger
 	slots chan struct{} // one token per request in progress
 }
 
 // NewHTTPHandler returns the HTTP API of replica self, whose store is s and
-// whose Raft server is rf; httpAddrs maps every replica's ID to its HTTP
-// address ("host:port" or a base URL), for forwarding to the leader and
-// for /status.
+// whose Raft server is rf; httpAddrs maps replicas' IDs to their HTTP
+// addresses ("host:port" or a base URL), for forwarding to the leader and
+// for /status. For a replica httpAddrs lacks, the handler takes the
+// address recorded in s's directory (Server.SetMemberHTTP).
 func NewHTTPHandler(s *Server, rf StatusProvider, self int, httpAddrs map[int]string, opts HTTPOptions) http.Handler {
 	if opts.MaxValueBytes <= 0 {
 		opts.MaxValueBytes = DefaultMaxValueBytes
@@ -264,7 +272,8 @@ func NewHTTPHandler(s *Server, rf StatusProvider, self int, httpAddrs map[int]st
 	for id, a := range httpAddrs {
 		addrs[id] = a
 	}
-	return &httpHandler{s: s, rf: rf, self: self, addrs: addrs, opts: opts, log: opts.Logger, slots: make(chan struct{}, opts.MaxInFlight)}
+	peers := HTTPPeers{Local: addrs, Store: s, Scheme: opts.DirectoryScheme}
+	return &httpHandler{s: s, rf: rf, self: self, peers: peers, opts: opts, log: opts.Logger, slots: make(chan struct{}, opts.MaxInFlight)}
 }
 
 func newHTTPTransport() *http.Transport {
@@ -597,7 +606,7 @@ func (h *httpHandler) forward(w http.ResponseWriter, r *http.Request, op Op) {
 		h.notLeader(w, CodeNotLeader, fmt.Sprintf("replica %d is not the leader (request forwarded by replica %s; not forwarded again)", h.self, by), leader)
 		return
 	}
-	addr := h.addrs[leader]
+	addr := h.peers.Addr(leader)
 	if leader == core.None || leader == h.self || addr == "" {
 		h.notLeader(w, CodeNoLeader, "no leader", leader)
 		return
@@ -641,7 +650,7 @@ func (h *httpHandler) notLeader(w http.ResponseWriter, code, msg string, leader 
 	rep := h.retryReply(code, msg, false)
 	if leader != core.None && leader != h.self {
 		rep.Leader = &leader
-		rep.LeaderHTTP = h.addrs[leader]
+		rep.LeaderHTTP = h.peers.Addr(leader)
 	}
 	writeJSON(w, http.StatusServiceUnavailable, rep)
 }
@@ -662,7 +671,7 @@ func (h *httpHandler) serveStatus(w http.ResponseWriter) {
 	}
 	rep := StatusReply{
 		ID:      h.self,
-		HTTP:    h.addrs[h.self],
+		HTTP:    h.peers.Addr(h.self),
 		Term:    st.Term,
 		Role:    st.Role.String(),
 		Leader:  st.Leader,
@@ -670,7 +679,7 @@ func (h *httpHandler) serveStatus(w http.ResponseWriter) {
 		Applied: h.s.Applied(),
 		LastLog: st.LastLog,
 		Match:   st.Match,
-		Peers:   h.addrs,
+		Peers:   h.peers.All(st.Membership),
 
 		SnapshotIndex: st.Snapshot.Index,
 		SnapshotTerm:  st.Snapshot.Term,
@@ -678,7 +687,7 @@ func (h *httpHandler) serveStatus(w http.ResponseWriter) {
 		LogBytes:      st.LogBytes,
 	}
 	if rep.Leader != core.None {
-		rep.LeaderHTTP = h.addrs[rep.Leader]
+		rep.LeaderHTTP = h.peers.Addr(rep.Leader)
 	}
 	if rep.Match == nil {
 		rep.Match = map[int]int{}

@@ -9,7 +9,9 @@ import (
 // An Op travels through the Raft log in a compact binary form:
 //
 //	version  1 byte, opVersion
-//	kind     1 byte: 1 get, 2 put, 3 append, 4 delete
+//	kind     1 byte: 1 get, 2 put, 3 append, 4 delete, 5 a server's
+//	         HTTP address (see memberHTTP: the key is the server's ID in
+//	         decimal, the value the address)
 //	ClientID varint (zig-zag, as encoding/binary's)
 //	Seq      varint
 //	Time     varint
@@ -19,24 +21,30 @@ import (
 // Every varint takes its shortest form and nothing follows the value, so
 // that each Op has exactly one encoding. A replica refuses a version it
 // does not know rather than guess: every replica must read what any
-// replica writes.
+// replica writes. (A replica older than kind 5 stops at the first entry
+// of that kind: upgrade every replica before recording HTTP addresses.)
 const opVersion = 1
 
 // kindCodes numbers the kinds in the encoding; the numbers never change.
-var kindCodes = map[Kind]byte{Get: 1, Put: 2, Append: 3, Delete: 4}
+var kindCodes = map[Kind]byte{Get: 1, Put: 2, Append: 3, Delete: 4, memberHTTP: 5}
 
 // codeKinds is kindCodes inverted.
-var codeKinds = map[byte]Kind{1: Get, 2: Put, 3: Append, 4: Delete}
+var codeKinds = map[byte]Kind{1: Get, 2: Put, 3: Append, 4: Delete, 5: memberHTTP}
 
 // errBadOp is wrapped by every error of UnmarshalBinary.
 var errBadOp = errors.New("kv: malformed op")
 
 // MarshalBinary returns op's encoding in the log. It fails only for an
-// unknown Kind.
+// unknown Kind, or a record of an HTTP address that is not valid.
 func (op Op) MarshalBinary() ([]byte, error) {
 	code, ok := kindCodes[op.Kind]
 	if !ok {
 		return nil, fmt.Errorf("kv: encode op: unknown kind %q (want get, put, append or delete)", op.Kind)
+	}
+	if op.Kind == memberHTTP {
+		if _, _, err := memberHTTPOf(op); err != nil {
+			return nil, fmt.Errorf("kv: encode op: %w", err)
+		}
 	}
 	b := make([]byte, 0, 2+3*binary.MaxVarintLen64+2*binary.MaxVarintLen32+len(op.Key)+len(op.Value))
 	b = append(b, opVersion, code)
@@ -80,6 +88,7 @@ func (op *Op) UnmarshalBinary(b []byte) error {
 			return err
 		}
 	}
+	keyAt := d.off // where the key starts
 	for _, f := range []struct {
 		name string
 		v    *string
@@ -90,6 +99,12 @@ func (op *Op) UnmarshalBinary(b []byte) error {
 	}
 	if d.off != len(d.b) {
 		return d.fail(fmt.Sprintf("%d bytes after the value", len(d.b)-d.off))
+	}
+	if o.Kind == memberHTTP {
+		if _, _, err := memberHTTPOf(o); err != nil {
+			d.off = keyAt
+			return d.fail("record of an HTTP address: " + err.Error())
+		}
 	}
 	*op = o
 	return nil

@@ -19,6 +19,8 @@ var codecOps = []Op{
 	{Kind: Append, Key: "", Value: "", ClientID: -1, Seq: 0, Time: -5},
 	{Kind: Delete, Key: "k\x00\xff", ClientID: math.MaxInt64, Seq: math.MaxInt64, Time: math.MinInt64},
 	{Kind: Put, Key: strings.Repeat("k", 300), Value: strings.Repeat("v", 70000), ClientID: math.MinInt64, Seq: 1},
+	memberHTTPOp(4, "10.0.0.4:8001"),
+	{Kind: memberHTTP, Key: "9223372036854775807", Value: "https://db4.example:8443/", ClientID: 77, Time: 1767225600000000000},
 }
 
 func TestOpRoundTrip(t *testing.T) {
@@ -65,7 +67,7 @@ func TestOpDecodeMalformed(t *testing.T) {
 		{"version 0", cat([]byte{0}, good[1:]), "version 0 at byte 0"},
 		{"no kind", good[:1], "no kind at byte 1"},
 		{"kind 0", cat(good[:1], []byte{0}, good[2:]), "unknown kind 0 at byte 1"},
-		{"kind 5", cat(good[:1], []byte{5}, good[2:]), "unknown kind 5 at byte 1"},
+		{"kind 6", cat(good[:1], []byte{6}, good[2:]), "unknown kind 6 at byte 1"},
 		{"client ID truncated", good[:3], "client ID: truncated at byte 2"},
 		{"client ID over 64 bits", cat(good[:2], bytes.Repeat([]byte{0xff}, 10), []byte{0x7f}), "client ID: over 64 bits at byte 2"},
 		{"client ID not minimal", cat(good[:2], []byte{0x80, 0x00}, good[4:]), "client ID: varint not in its shortest form (2 bytes, not 1) at byte 2"},

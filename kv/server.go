@@ -73,6 +73,7 @@ type Server struct {
 	mu       sync.Mutex
 	rf       Raft // nil until Attach
 	data     map[string]string
+	httpDir  map[int]string // the servers' HTTP addresses (directory.go)
 	sessions *sessions
 	waiting  map[reqID][]*waiter // requests waiting for an entry of their client and seq
 	applied  int                 // index of the last applied command
@@ -125,6 +126,7 @@ func NewServer(opts ServerOptions) *Server {
 	return &Server{
 		opts:     opts,
 		data:     map[string]string{},
+		httpDir:  map[int]string{},
 		sessions: newSessions(opts.ClientTTL, opts.MaxClients),
 		waiting:  map[reqID][]*waiter{},
 		done:     make(chan struct{}),
@@ -393,7 +395,7 @@ func (s *Server) Restore(r io.Reader) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.data, s.sessions, s.applied = st.data, st.sessions, st.applied
+	s.data, s.httpDir, s.sessions, s.applied = st.data, st.httpDir, st.sessions, st.applied
 	// The snapshot may hold requests that wait here: answer them.
 	for id, ws := range s.waiting {
 		var left []*waiter
@@ -421,6 +423,9 @@ func (s *Server) apply(op Op) outcome {
 	if out, known := s.sessions.check(op); known {
 		s.sessions.touch(op.ClientID)
 		return out
+	}
+	if op.Kind == memberHTTP { // SetMemberHTTP sends it with Seq 0: never in the table
+		return s.applyMemberHTTP(op)
 	}
 	old, found := s.data[op.Key]
 	switch op.Kind {

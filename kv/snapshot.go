@@ -8,6 +8,8 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"maps"
+	"math"
 	"slices"
 	"time"
 )
@@ -22,13 +24,22 @@ import (
 //	          first: client ID (varint), seq (varint), the digest of its
 //	          request (32 bytes), its result's value and found (a byte,
 //	          0 or 1), its last activity (varint)
+//	members   version 2 only: uvarint count, then per server, by
+//	          increasing ID: its ID (uvarint), its HTTP address (string,
+//	          at most MaxHTTPAddrBytes; see CheckHTTPAddr)
 //	checksum  uint32 little endian: CRC-32C of everything before it
 //
 // where a string (key, value) is a uvarint length, then the bytes. It is
 // written and read as a stream, never held whole in memory.
+//
+// A store whose directory of HTTP addresses is empty writes version 1,
+// which is version 2 without the members: so that, in a rolling upgrade,
+// the replicas not yet upgraded read the snapshots of those that are, as
+// long as no HTTP address has been recorded. A server reads both.
 const (
-	snapMagic   = "raftkv\x00"
-	snapVersion = 1
+	snapMagic     = "raftkv\x00"
+	snapVersion   = 2
+	snapVersionV1 = 1 // no members
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -42,8 +53,12 @@ func (s *Server) writeSnapshot(w io.Writer) error {
 	sum := crc32.New(crcTable)
 	bw := bufio.NewWriterSize(io.MultiWriter(w, sum), 64<<10)
 	e := snapEncoder{w: bw}
+	version := byte(snapVersion)
+	if len(s.httpDir) == 0 {
+		version = snapVersionV1
+	}
 	bw.WriteString(snapMagic)
-	bw.WriteByte(snapVersion)
+	bw.WriteByte(version)
 	e.uvarint(uint64(s.applied))
 	e.varint(s.sessions.now)
 	e.uvarint(uint64(len(s.data)))
@@ -64,6 +79,14 @@ func (s *Server) writeSnapshot(w io.Writer) error {
 		}
 		bw.WriteByte(found)
 		e.varint(x.lastActive)
+	}
+	if version >= 2 {
+		ids := slices.Sorted(maps.Keys(s.httpDir))
+		e.uvarint(uint64(len(ids)))
+		for _, id := range ids {
+			e.uvarint(uint64(id))
+			e.string(s.httpDir[id])
+		}
 	}
 	if err := bw.Flush(); err != nil { // bufio keeps the first error
 		return fmt.Errorf("kv: write snapshot: %w", err)
@@ -90,6 +113,7 @@ func (e *snapEncoder) string(v string) {
 type storeState struct {
 	applied  int
 	data     map[string]string
+	httpDir  map[int]string
 	sessions *sessions
 }
 
@@ -102,10 +126,11 @@ func readSnapshot(r io.Reader, ttl time.Duration, max int) (*storeState, error) 
 	if d.err != nil || string(magic[:len(snapMagic)]) != snapMagic {
 		return nil, fmt.Errorf("%w: it does not start as a snapshot of the store does", errBadSnapshot)
 	}
-	if v := magic[len(snapMagic)]; v != snapVersion {
-		return nil, fmt.Errorf("%w: version %d, which this server does not know (it reads version %d): is a newer replica in the cluster?", errBadSnapshot, v, snapVersion)
+	version := magic[len(snapMagic)]
+	if version != snapVersion && version != snapVersionV1 {
+		return nil, fmt.Errorf("%w: version %d, which this server does not know (it reads versions %d and %d): is a newer replica in the cluster?", errBadSnapshot, version, snapVersionV1, snapVersion)
 	}
-	st := &storeState{data: map[string]string{}, sessions: newSessions(ttl, max)}
+	st := &storeState{data: map[string]string{}, httpDir: map[int]string{}, sessions: newSessions(ttl, max)}
 	applied := d.uvarint("applied index")
 	if applied > 1<<62 {
 		return nil, d.fail(fmt.Sprintf("applied index %d out of range", applied))
@@ -139,6 +164,11 @@ func readSnapshot(r io.Reader, ttl time.Duration, max int) (*storeState, error) 
 		}
 		st.sessions.byID[x.client] = st.sessions.lru.PushBack(x)
 	}
+	if version >= 2 {
+		if err := d.members(st.httpDir); err != nil {
+			return nil, err
+		}
+	}
 	if d.err != nil {
 		return nil, d.err
 	}
@@ -154,6 +184,38 @@ func readSnapshot(r io.Reader, ttl time.Duration, max int) (*storeState, error) 
 		return nil, fmt.Errorf("%w: data after the checksum, at byte %d", errBadSnapshot, d.off+4)
 	}
 	return st, nil
+}
+
+// members reads the directory of HTTP addresses into dir.
+func (d *snapDecoder) members(dir map[int]string) error {
+	n := d.uvarint("member count")
+	last := uint64(0)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		at := d.off
+		id := d.uvarint("member ID")
+		switch {
+		case d.err != nil:
+			return d.err
+		case id == 0 || id > math.MaxInt:
+			d.off = at
+			return d.fail(fmt.Sprintf("member ID %d out of range", id))
+		case id <= last:
+			d.off = at
+			return d.fail(fmt.Sprintf("member %d after member %d: not in increasing order", id, last))
+		}
+		last = id
+		at = d.off
+		addr := d.boundedString("HTTP address", MaxHTTPAddrBytes)
+		if d.err != nil {
+			return d.err
+		}
+		if err := CheckHTTPAddr(addr); err != nil {
+			d.off = at
+			return d.fail(fmt.Sprintf("member %d: %v", id, err))
+		}
+		dir[int(id)] = addr
+	}
+	return d.err
 }
 
 // snapDecoder reads a snapshot, summing what it reads and keeping the
@@ -238,8 +300,19 @@ func (d *snapDecoder) varint(name string) int64 {
 // string reads a length, then that many bytes, without trusting the
 // length with an allocation before the bytes have arrived.
 func (d *snapDecoder) string(name string) string {
+	return d.boundedString(name, math.MaxUint64)
+}
+
+// boundedString is string, refusing a length over max.
+func (d *snapDecoder) boundedString(name string, max uint64) string {
+	at := d.off
 	n := d.uvarint(name + " length")
 	if d.err != nil {
+		return ""
+	}
+	if n > max {
+		d.off = at
+		d.err = d.fail(fmt.Sprintf("%s of %d bytes, over the limit of %d", name, n, max))
 		return ""
 	}
 	const chunk = 1 << 20

@@ -32,7 +32,7 @@ func (s *Server) state() string {
 		x := e.Value.(*session)
 		fmt.Fprintf(&b, " %d:%d:%x:%q:%v@%d", x.client, x.seq, x.digest[:4], x.res.Value, x.res.Found, x.lastActive)
 	}
-	fmt.Fprintf(&b, " | data %v", s.data) // fmt sorts map keys
+	fmt.Fprintf(&b, " | data %v | http %v", s.data, s.httpDir) // fmt sorts map keys
 	return b.String()
 }
 
@@ -245,8 +245,11 @@ func TestSnapshotLarge(t *testing.T) {
 
 // rawSnapshot builds a snapshot from its parts after the magic, with a
 // valid checksum.
-func rawSnapshot(parts ...any) []byte {
-	b := append([]byte(snapMagic), snapVersion)
+func rawSnapshot(parts ...any) []byte { return rawSnapshotV(snapVersion, parts...) }
+
+// rawSnapshotV is rawSnapshot of the given version.
+func rawSnapshotV(version byte, parts ...any) []byte {
+	b := append([]byte(snapMagic), version)
 	for _, p := range parts {
 		switch v := p.(type) {
 		case uint64:
@@ -288,7 +291,7 @@ func TestRestoreMalformed(t *testing.T) {
 	}{
 		{"empty", nil, "does not start as a snapshot"},
 		{"foreign", []byte("PK\x03\x04 something else entirely"), "does not start as a snapshot"},
-		{"newer version", append([]byte(snapMagic), 2, 0, 0, 0, 0), "version 2, which this server does not know"},
+		{"newer version", append([]byte(snapMagic), 3, 0, 0, 0, 0), "version 3, which this server does not know"},
 		{"damaged data", flip(len(good) / 2), "malformed snapshot"},
 		{"damaged checksum", flip(len(good) - 1), "the snapshot is damaged"},
 		{"data after the end", append(bytes.Clone(good), 0), "data after the checksum"},

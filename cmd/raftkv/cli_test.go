@@ -28,6 +28,7 @@ func TestCommandHelp(t *testing.T) {
 		{[]string{"put", "-h"}, []string{"Usage: raftkv put [-addr URLS] [-timeout D] KEY VALUE", "-addr URLS"}, []string{"-base-http", "-peers LIST"}},
 		{[]string{"get", "-help"}, []string{"Usage: raftkv get [-addr URLS] [-timeout D] KEY\n"}, []string{"-base-http"}},
 		{[]string{"status", "-h"}, []string{"Usage: raftkv status [-addr URLS] [-timeout D]\n"}, []string{"-base-http"}},
+		{[]string{"add-voter", "-h"}, []string{"Usage: raftkv add-voter [-addr URLS] [-timeout D] ID RAFTADDR [-http HTTPADDR]\n", "-http HTTPADDR", "-addr URLS"}, []string{"-base-http", "-peers LIST"}},
 		{[]string{"-h"}, []string{"raftkv serve -id N", "-base-http", "-clients LIST", "GET    /metrics", "-pprof"}, nil},
 	}
 	for _, tc := range cases {
@@ -68,7 +69,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"serve", "-bogus"}, "raftkv serve: flag provided but not defined: -bogus\nRun 'raftkv serve -h' for usage.\n"},
 		{[]string{"get", "-bogus", "k"}, "raftkv get: flag provided but not defined: -bogus\nRun 'raftkv get -h' for usage.\n"},
 		{[]string{"members", "x"}, "raftkv members: takes no arguments, got 1 argument: [\"x\"]\nUsage: raftkv members [-addr URLS] [-timeout D]\n"},
-		{[]string{"add-voter", "4"}, "raftkv add-voter: want 2 arguments (ID RAFTADDR), got 1 argument: [\"4\"]\nUsage: raftkv add-voter [-addr URLS] [-timeout D] ID RAFTADDR\n"},
+		{[]string{"add-voter", "4"}, "raftkv add-voter: want 2 arguments (ID RAFTADDR), got 1 argument: [\"4\"]\nUsage: raftkv add-voter [-addr URLS] [-timeout D] ID RAFTADDR [-http HTTPADDR]\n"},
+		{[]string{"add-voter", "4", "h:1", "-http", "ftp://h:2"}, "raftkv add-voter: -http: kv: bad HTTP address \"ftp://h:2\": scheme \"ftp\": want http or https; give the new server's HTTP address, as its -http flag\n"},
+		{[]string{"add-learner", "-http", ":8001", "4", "h:1"}, "raftkv add-learner: -http: kv: bad HTTP address \":8001\": no host: the other replicas dial this address, so give its host name or IP address; give the new server's HTTP address, as its -http flag\n"},
+		{[]string{"promote", "4", "-http", "h:2"}, "raftkv promote: flag provided but not defined: -http\nRun 'raftkv promote -h' for usage.\n"},
 		{[]string{"add-learner", "0", "h:1"}, "raftkv add-learner: server ID \"0\": want a positive integer\n"},
 		{[]string{"add-voter", "4", "nohost"}, "raftkv add-voter: Raft address \"nohost\": want host:port, as the new server's -peers entry: address nohost: missing port in address\n"},
 		{[]string{"remove"}, "raftkv remove: want 1 argument (ID), got 0 arguments: []\nUsage: raftkv remove [-addr URLS] [-timeout D] ID\n"},

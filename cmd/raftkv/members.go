@@ -14,6 +14,7 @@ import (
 
 	"github.com/raftkit/raft"
 	"github.com/raftkit/raft/core"
+	"github.com/raftkit/raft/kv"
 )
 
 // Membership changes (Raft thesis 4): GET and POST /admin/members on the
@@ -24,17 +25,23 @@ import (
 var memberOps = map[string]bool{"add-voter": true, "add-learner": true, "promote": true, "remove": true}
 
 // membersRequest is the body of POST /admin/members: the operation, the
-// server it is about, and, to add one, its Raft address.
+// server it is about, and, to add one, its Raft address and, optionally,
+// its HTTP address, which the leader records through the log (kv's
+// directory) before the change, for the replicas that were not given it
+// in -http-peers.
 type membersRequest struct {
 	Op   string `json:"op"`
 	ID   *int   `json:"id"`
 	Addr string `json:"addr,omitempty"`
+	HTTP string `json:"http,omitempty"`
 }
 
-// memberJSON is a server of the configuration.
+// memberJSON is a server of the configuration, with its HTTP address if
+// the answering replica knows it (from -http-peers or the directory).
 type memberJSON struct {
 	ID      int    `json:"id"`
 	Addr    string `json:"addr"`
+	HTTP    string `json:"http,omitempty"`
 	Learner bool   `json:"learner"`
 }
 
@@ -66,11 +73,11 @@ func (r *replica) membersView(rep *membersReply) {
 	rep.From = r.cfg.id
 	rep.Members = rep.Members[:0]
 	for _, m := range st.Membership.Members {
-		rep.Members = append(rep.Members, memberJSON{ID: m.ID, Addr: m.Addr, Learner: m.Learner})
+		rep.Members = append(rep.Members, memberJSON{ID: m.ID, Addr: m.Addr, HTTP: r.peers.Addr(m.ID), Learner: m.Learner})
 	}
 	rep.Index, rep.Committed = st.MembershipIndex, st.MembershipCommitted
 	if st.Leader >= 0 {
-		rep.Leader, rep.LeaderHTTP = &st.Leader, r.cfg.httpPeers[st.Leader]
+		rep.Leader, rep.LeaderHTTP = &st.Leader, r.peers.Addr(st.Leader)
 	}
 }
 
@@ -92,7 +99,7 @@ func (r *replica) serveMembers(w http.ResponseWriter, req *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 1<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&mr); err != nil {
-		writeJSON(w, http.StatusBadRequest, membersReply{Error: `bad body: ` + err.Error() + `; want {"op": "add-voter"|"add-learner"|"promote"|"remove", "id": ID, "addr": "host:port"}`, Code: "bad_request"})
+		writeJSON(w, http.StatusBadRequest, membersReply{Error: `bad body: ` + err.Error() + `; want {"op": "add-voter"|"add-learner"|"promote"|"remove", "id": ID, "addr": "host:port", "http": "host:port"}`, Code: "bad_request"})
 		return
 	}
 	if msg := checkMembersRequest(mr); msg != "" {
@@ -102,19 +109,20 @@ func (r *replica) serveMembers(w http.ResponseWriter, req *http.Request) {
 	id := *mr.ID
 	ctx, cancel := context.WithTimeout(req.Context(), memberChangeWait)
 	defer cancel()
-	var err error
-	switch mr.Op {
-	case "add-voter":
+	err := r.recordHTTP(ctx, mr)
+	switch {
+	case err != nil:
+	case mr.Op == "add-voter":
 		err = r.rf.AddVoter(ctx, id, mr.Addr)
-	case "add-learner":
+	case mr.Op == "add-learner":
 		err = r.rf.AddLearner(ctx, id, mr.Addr)
-	case "promote":
+	case mr.Op == "promote":
 		err = r.rf.Promote(ctx, id)
-	case "remove":
+	case mr.Op == "remove":
 		err = r.rf.RemoveServer(ctx, id)
 	}
 	if err == nil {
-		r.log.Info("raftkv serve: configuration changed", "op", mr.Op, "server", id, "addr", mr.Addr)
+		r.log.Info("raftkv serve: configuration changed", "op", mr.Op, "server", id, "addr", mr.Addr, "http", mr.HTTP)
 		r.membersView(&rep)
 		writeJSON(w, http.StatusOK, rep)
 		return
@@ -123,21 +131,51 @@ func (r *replica) serveMembers(w http.ResponseWriter, req *http.Request) {
 	rep.Members, rep.Index, rep.Committed = nil, 0, false
 	status, code := memberErrorCode(err)
 	rep.Code, rep.Error = code, err.Error()
-	var nl *raft.NotLeaderError
-	if errors.As(err, &nl) {
-		rep.From, rep.Leader, rep.LeaderHTTP = 0, nil, ""
-		if nl.Leader >= 0 {
-			rep.Leader, rep.LeaderHTTP = &nl.Leader, r.cfg.httpPeers[nl.Leader]
+	if code == "not_leader" {
+		rep.From = 0
+		var nl *raft.NotLeaderError
+		if errors.As(err, &nl) {
+			rep.Leader, rep.LeaderHTTP = nil, ""
+			if nl.Leader >= 0 {
+				rep.Leader, rep.LeaderHTTP = &nl.Leader, r.peers.Addr(nl.Leader)
+			}
+		} else if rep.Leader != nil && *rep.Leader == r.cfg.id { // lost the leadership while recording
+			rep.Leader, rep.LeaderHTTP = nil, ""
 		}
 		rep.Error = fmt.Sprintf("replica %d is not the leader; ask the leader", r.cfg.id)
 	}
 	if code == "timeout" && mr.Op == "add-voter" {
-		rep.Error += fmt.Sprintf("; server %d may be a learner still catching up: see raftkv members, and run raftkv add-voter %d %s again to promote it once it has", id, id, mr.Addr)
+		again := fmt.Sprintf("raftkv add-voter %d %s", id, mr.Addr)
+		if mr.HTTP != "" {
+			again += " -http " + mr.HTTP
+		}
+		rep.Error += fmt.Sprintf("; server %d may be a learner still catching up: see raftkv members, and run %s again to promote it once it has", id, again)
 	}
 	if code == "outcome_unknown" {
 		rep.Error += "; see raftkv members for whether the change took effect"
 	}
 	writeJSON(w, status, rep)
+}
+
+// recordHTTP records, for an add, the new server's HTTP address through
+// the log (kv's directory), before the change: once the server is a
+// member, every replica that applied the change can forward requests to
+// it. Nothing is recorded without "http", nor for an add-learner of a
+// member, which the library refuses.
+func (r *replica) recordHTTP(ctx context.Context, mr membersRequest) error {
+	if mr.HTTP == "" {
+		return nil
+	}
+	if st, _ := r.rf.Status(); mr.Op == "add-learner" {
+		if _, member := st.Membership.Find(*mr.ID); member {
+			return nil
+		}
+	}
+	if err := r.kv.SetMemberHTTP(ctx, *mr.ID, mr.HTTP); err != nil {
+		return fmt.Errorf("recording the HTTP address %s of server %d, before the change (not made): %w", mr.HTTP, *mr.ID, err)
+	}
+	r.log.Info("raftkv serve: recorded the HTTP address of a server", "server", *mr.ID, "http", mr.HTTP)
+	return nil
 }
 
 // checkMembersRequest says what is wrong with mr, or "".
@@ -153,6 +191,13 @@ func checkMembersRequest(mr membersRequest) string {
 		return fmt.Sprintf(`%s needs "addr": the new server's Raft address, host:port`, mr.Op)
 	case (mr.Op == "promote" || mr.Op == "remove") && mr.Addr != "":
 		return fmt.Sprintf(`%s takes no "addr"`, mr.Op)
+	case (mr.Op == "promote" || mr.Op == "remove") && mr.HTTP != "":
+		return fmt.Sprintf(`%s takes no "http"`, mr.Op)
+	}
+	if mr.HTTP != "" {
+		if err := kv.CheckHTTPAddr(mr.HTTP); err != nil {
+			return fmt.Sprintf("http: %v", err)
+		}
 	}
 	if mr.Addr != "" {
 		if _, _, err := net.SplitHostPort(mr.Addr); err != nil {
@@ -169,7 +214,8 @@ func checkMembersRequest(mr membersRequest) string {
 func memberErrorCode(err error) (status int, code string) {
 	var nl *raft.NotLeaderError
 	switch {
-	case errors.As(err, &nl):
+	case errors.As(err, &nl), errors.Is(err, kv.ErrWrongLeader), errors.Is(err, kv.ErrLeadershipLost):
+		// kv's: recording the HTTP address; the change was not made.
 		return http.StatusConflict, "not_leader"
 	case errors.Is(err, core.ErrMember):
 		return http.StatusConflict, "already_member"
@@ -201,12 +247,17 @@ func retryMemberCode(code string) bool {
 	return false
 }
 
-// runMembers is "raftkv members", "add-voter ID ADDR", "add-learner ID
-// ADDR", "promote ID" and "remove ID".
+// runMembers is "raftkv members", "add-voter ID ADDR [-http HTTPADDR]",
+// "add-learner ID ADDR [-http HTTPADDR]", "promote ID" and "remove ID".
 func runMembers(cmd string, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet(cmd, stderr)
 	cf := addClientFlags(fs)
 	timeout := fs.Duration("timeout", 10*time.Second, "")
+	adding := cmd == "add-voter" || cmd == "add-learner"
+	httpAddr := new(string)
+	if adding {
+		httpAddr = fs.String("http", "", "")
+	}
 	pos, code, ok := parseFlags(fs, args, stdout, stderr)
 	if !ok {
 		return code
@@ -236,6 +287,12 @@ func runMembers(cmd string, args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
+	if mr.HTTP = *httpAddr; adding && mr.HTTP != "" {
+		if err := kv.CheckHTTPAddr(mr.HTTP); err != nil {
+			fmt.Fprintf(stderr, "raftkv %s: -http: %v; give the new server's HTTP address, as its -http flag\n", cmd, err)
+			return exitUsage
+		}
+	}
 	cc, ctx, cancel, code := cf.connect(cmd, *timeout, stderr)
 	if code != exitOK {
 		return code
@@ -263,10 +320,19 @@ func runMembers(cmd string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "server %d is removed; it stops itself once it learns so\n", *mr.ID)
 	}
 	printMembers(stdout, rep)
+	if adding && mr.HTTP == "" {
+		how := "run raftkv add-voter %d %s -http HTTPADDR again: for a voter, that records the address and changes nothing else"
+		if cmd == "add-learner" {
+			how = "promote it with raftkv add-voter %d %s -http HTTPADDR rather than raftkv promote"
+		}
+		fmt.Fprintf(stderr, "raftkv %s: no -http given, so no HTTP address of server %d was recorded: the replicas whose -http-peers lack it cannot forward requests to it if it leads. To record it, "+how+"\n",
+			cmd, *mr.ID, *mr.ID, mr.Addr)
+	}
 	return exitOK
 }
 
-// printMembers prints the configuration of rep.
+// printMembers prints the configuration of rep: per server, its ID, role,
+// Raft address and HTTP address ("-" if the replica does not know it).
 func printMembers(w io.Writer, rep *membersReply) {
 	state := "committed"
 	if !rep.Committed {
@@ -282,7 +348,11 @@ func printMembers(w io.Writer, rep *membersReply) {
 		if m.Learner {
 			role = "learner"
 		}
-		fmt.Fprintf(w, "  %d\t%-7s\t%s\n", m.ID, role, m.Addr)
+		h := m.HTTP
+		if h == "" {
+			h = "-"
+		}
+		fmt.Fprintf(w, "  %d\t%-7s\t%s\t%s\n", m.ID, role, m.Addr, h)
 	}
 }
 

@@ -105,6 +105,10 @@ func TestMembersAddVoterAndRemove(t *testing.T) {
 		{`{"op":"add-voter","id":4,"addr":"127.0.0.1:1"}`, "not_leader", http.StatusConflict},
 		{`{"op":"frob","id":4}`, "bad_request", http.StatusBadRequest},
 		{`{"op":"add-learner","id":4}`, "bad_request", http.StatusBadRequest},
+		// The HTTP address is recorded on the leader only, and checked first.
+		{`{"op":"add-voter","id":4,"addr":"127.0.0.1:1","http":"127.0.0.1:2"}`, "not_leader", http.StatusConflict},
+		{`{"op":"add-voter","id":4,"addr":"127.0.0.1:1","http":"nohost"}`, "bad_request", http.StatusBadRequest},
+		{`{"op":"remove","id":4,"http":"127.0.0.1:2"}`, "bad_request", http.StatusBadRequest},
 	} {
 		resp, err := httpClient.Post(c.urls[f]+"/admin/members", "application/json", strings.NewReader(tc.body))
 		if err != nil {
@@ -130,7 +134,7 @@ func TestMembersAddVoterAndRemove(t *testing.T) {
 	}
 	out := mustRun(t, "members", "-addr", c.allURLs())
 	for id := 1; id <= 4; id++ {
-		if !strings.Contains(out, fmt.Sprintf("  %d\tvoter  \t%s\n", id, c.raftPeers[id])) {
+		if !strings.Contains(out, fmt.Sprintf("  %d\tvoter  \t%s\t", id, c.raftPeers[id])) {
 			t.Fatalf("raftkv members after add-voter 4: %q, want server %d a voter at %s", out, id, c.raftPeers[id])
 		}
 	}
@@ -167,9 +171,10 @@ func TestMembersAddVoterAndRemove(t *testing.T) {
 // The lost-disk procedure, as docs/operations.md gives it: a follower
 // whose data directory is wiped refuses to start under its ID and names
 // the procedure; the operator removes it, starts a new ID with -join on
-// an empty directory and adds it with add-voter; every acknowledged key
-// is then readable through the new configuration, with the new server
-// leading and one of the old ones down.
+// an empty directory and adds it with add-voter -http; every acknowledged
+// key is then readable through the new configuration, with the new server
+// leading and one of the old ones down, and the old one left forwards
+// clients to it.
 func TestMembersReplaceLostDisk(t *testing.T) {
 	c := startProcCluster(t, 3, "-log-level", "warn")
 	l := c.waitLeader(30 * time.Second)
@@ -190,7 +195,7 @@ func TestMembersReplaceLostDisk(t *testing.T) {
 		t.Fatalf("replica %d started on an empty data directory under its old ID", f)
 	}
 	msg := c.replicas[f].out.String()
-	for _, s := range []string{"refuses to start", fmt.Sprintf("raftkv remove %d", f), "-join", "NEW ID", "raftkv add-voter NEWID RAFTADDR", "Replacing a lost disk"} {
+	for _, s := range []string{"refuses to start", fmt.Sprintf("raftkv remove %d", f), "-join", "NEW ID", "raftkv add-voter NEWID RAFTADDR -http HTTPADDR", "Replacing a lost disk"} {
 		if !strings.Contains(msg, s) {
 			t.Fatalf("replica %d's refusal does not say %q:\n%s", f, s, tail(msg, 4096))
 		}
@@ -219,7 +224,7 @@ func TestMembersReplaceLostDisk(t *testing.T) {
 	mustRun(t, "remove", "-addr", live, strconv.Itoa(f))
 	delete(c.urls, f) // its process has ended; not asked again
 	raft4 := c.join(4)
-	mustRun(t, "add-voter", "-addr", live, "-timeout", "15s", "4", raft4)
+	mustRun(t, "add-voter", "-addr", live, "-timeout", "15s", "4", raft4, "-http", c.httpPeers[4])
 
 	// Down to {l, 4} of {l, g, 4}: 4 must be a voter holding the log.
 	c.replicas[g].kill()
@@ -228,6 +233,11 @@ func TestMembersReplaceLostDisk(t *testing.T) {
 		t.Fatalf("transfer 4: %q", out)
 	}
 	checkKeys(t, c.urls[4], want)
+	// The old replica forwards to the new leader, whose HTTP address it
+	// has from the log (add-voter -http).
+	mustRun(t, "put", "-addr", c.urls[l], "after", "x")
+	want["after"] = "x"
+	checkKeys(t, c.urls[l], want)
 }
 
 // A raftkv cluster grows from 3 to 5 voters and shrinks back to 3 (its

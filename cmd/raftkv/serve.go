@@ -203,6 +203,7 @@ type replica struct {
 	log    *slog.Logger
 	rf     *raft.Raft
 	kv     *kv.Server
+	peers  kv.HTTPPeers // the replicas' HTTP addresses: -http-peers, then the store's directory
 	faults *transport.Faults
 	certs  *transport.CertReloader // nil without TLS
 	srv    *http.Server
@@ -352,7 +353,14 @@ func startReplica(cfg serveConfig, log *slog.Logger) (*replica, error) {
 		return nil, err
 	}
 	r.kv.Attach(r.rf)
-	opts := kv.HTTPOptions{MaxValueBytes: cfg.maxValue, MaxInFlight: cfg.maxFlight, BodyTimeout: cfg.bodyWait, Logger: log, Auth: r.guard.auth}
+	// An address the directory holds as host:port gets the scheme this
+	// replica's own API has, as -http-peers entries do (httpsURLs).
+	scheme := "https"
+	if cfg.httpSec.insecure {
+		scheme = "http"
+	}
+	r.peers = kv.HTTPPeers{Local: cfg.httpPeers, Store: r.kv, Scheme: scheme}
+	opts := kv.HTTPOptions{MaxValueBytes: cfg.maxValue, MaxInFlight: cfg.maxFlight, BodyTimeout: cfg.bodyWait, Logger: log, Auth: r.guard.auth, DirectoryScheme: scheme}
 	if r.guard.tls != nil {
 		opts.Client = r.guard.tls.forwardClient()
 		r.ln = tls.NewListener(r.ln, r.guard.tls.serverConfig())
@@ -383,7 +391,9 @@ func replaceAdvice(id int) string {
 		"  1. raftkv remove %d                      (on any running replica: the old ID leaves the configuration)\n"+
 		"  2. raftkv serve -join -id NEWID -data EMPTYDIR -peers <the servers, and NEWID=RAFTADDR> ...\n"+
 		"                                        (NEWID: an ID the cluster never had; raftkv certs -ids NEWID makes its certificate)\n"+
-		"  3. raftkv add-voter NEWID RAFTADDR       (adds it as a learner, lets it catch up, then makes it a voter)\n"+
+		"  3. raftkv add-voter NEWID RAFTADDR -http HTTPADDR\n"+
+		"                                        (records its HTTP address for the other replicas, adds it as a\n"+
+		"                                        learner, lets it catch up, then makes it a voter)\n"+
 		"Never start replica %d again with empty data under ID %d.", id, id, id, id)
 }
 

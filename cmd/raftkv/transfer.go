@@ -75,7 +75,7 @@ func (r *replica) serveTransfer(w http.ResponseWriter, req *http.Request) {
 	st, _ := r.rf.Status()
 	rep := transferReply{From: r.cfg.id, Term: st.Term}
 	if st.Leader >= 0 {
-		rep.Leader, rep.LeaderHTTP = &st.Leader, r.cfg.httpPeers[st.Leader]
+		rep.Leader, rep.LeaderHTTP = &st.Leader, r.peers.Addr(st.Leader)
 	}
 	var nl *raft.NotLeaderError
 	switch {
@@ -86,7 +86,7 @@ func (r *replica) serveTransfer(w http.ResponseWriter, req *http.Request) {
 	case errors.As(err, &nl):
 		rep.From, rep.Code = 0, "not_leader"
 		if nl.Leader >= 0 {
-			rep.Leader, rep.LeaderHTTP = &nl.Leader, r.cfg.httpPeers[nl.Leader]
+			rep.Leader, rep.LeaderHTTP = &nl.Leader, r.peers.Addr(nl.Leader)
 		}
 		rep.Error = fmt.Sprintf("replica %d is not the leader; ask the leader", r.cfg.id)
 		writeJSON(w, http.StatusConflict, rep)

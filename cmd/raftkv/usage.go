@@ -25,10 +25,14 @@ Usage:
   raftkv transfer [ID]              have the leader hand its leadership to replica ID (default:
                                     the most up-to-date one) and print the new leader
   raftkv members                    print the cluster's configuration: each server's ID, role
-                                    (voter or learner) and Raft address
-  raftkv add-voter ID RAFTADDR      add server ID (started with serve -join) as a learner, wait
-                                    for it to catch up, then make it a voter
-  raftkv add-learner ID RAFTADDR    add server ID as a learner (gets the log, does not vote)
+                                    (voter or learner), Raft address and HTTP address
+  raftkv add-voter ID RAFTADDR -http HTTPADDR
+                                    add server ID (started with serve -join) as a learner, wait
+                                    for it to catch up, then make it a voter; -http records its
+                                    HTTP address in the log first, so that every replica can
+                                    forward requests to it (see "Membership" below)
+  raftkv add-learner ID RAFTADDR -http HTTPADDR
+                                    add server ID as a learner (gets the log, does not vote)
   raftkv promote ID                 make learner ID a voter once it has caught up
   raftkv remove ID                  remove server ID from the configuration; it stops itself
   raftkv certs -dir DIR [-ids LIST] [-hosts LIST]
@@ -70,13 +74,15 @@ const usageServe = `serve flags:
                         1=127.0.0.1:9001,2=127.0.0.1:9002,3=127.0.0.1:9003
   -http ADDR            where the HTTP API listens (default: this replica's entry in -http-peers)
   -http-peers LIST      every replica's HTTP address, for forwarding requests to the
-                        leader: 1=127.0.0.1:8001,2=127.0.0.1:8002,3=127.0.0.1:8003
+                        leader: 1=127.0.0.1:8001,2=127.0.0.1:8002,3=127.0.0.1:8003. For a
+                        server it lacks, the replica uses the address recorded in the
+                        log by add-voter/add-learner -http
   -data DIR             the replica's data directory (default ./raftkv-data/N)
   -join                 start as a new member of a running cluster: with an empty data
                         directory, the replica waits for the leader to add it (raftkv
-                        add-voter N ADDR); -peers then lists the cluster's servers and
-                        this one, -http-peers their HTTP addresses. Use a NEW ID, never
-                        one the cluster had (docs/operations.md, "Adding a server")
+                        add-voter N ADDR -http HTTPADDR); -peers then lists the cluster's
+                        servers and this one, -http-peers their HTTP addresses. Use a NEW
+                        ID, never one the cluster had (docs/operations.md, "Adding a server")
   -election-timeout D   base election timeout (default 300ms)
   -heartbeat D          leader heartbeat interval (default 100ms)
   -snapshot-bytes N     snapshot the store after every N bytes of commands applied,
@@ -144,6 +150,20 @@ const usageCerts = `certs flags (raftkv certs; existing files are kept, missing 
   files already there are kept.
 `
 
+const usageMembers = `Membership (members, add-voter, add-learner, promote, remove; the client flags
+below apply):
+  -http HTTPADDR  add-voter and add-learner: the new server's HTTP address, where the
+                  other replicas reach its API (host:port, or a base URL http://... or
+                  https://...; at most 256 bytes). The leader records it in the log
+                  before the change, and every
+                  replica whose -http-peers lacks the server uses it to forward requests
+                  to it when it leads, and shows it in raftkv members. Without -http, only
+                  replicas given the address in -http-peers can. add-voter of a voter
+                  with -http records the address and changes nothing else.
+  raftkv members prints, per server: ID, voter or learner, Raft address, HTTP address
+  ("-" if the replica asked does not know it).
+`
+
 const usageClient = `Client flags (put, get, append, del, status, transfer, members, add-voter,
 add-learner, promote, remove; before or after the arguments):
   -addr URLS      replicas to ask, comma-separated, tried in turn (default
@@ -194,11 +214,15 @@ const usageAPI = `HTTP API (any replica; a follower forwards to the leader):
                                            200 {"from","leader","term"} once ID leads; 409
                                            not_leader; 503 transfer_abandoned or timeout
   GET    /admin/members                    the configuration as this replica knows it:
-                                           {"from","members":[{"id","addr","learner"}],
+                                           {"from","members":[{"id","addr","http","learner"}],
                                            "index","committed","leader","leaderHTTP"}
-  POST   /admin/members {"op","id","addr"} leader only: op add-voter (learner, catch up,
+                                           ("http" if this replica knows it)
+  POST   /admin/members {"op","id","addr","http"}
+                                           leader only: op add-voter (learner, catch up,
                                            promote), add-learner, promote or remove; "addr"
-                                           (the Raft address) for the adds. 200 with the new
+                                           (the Raft address) for the adds, and "http" (the
+                                           HTTP address, optional), recorded in the log
+                                           before the change. 200 with the new
                                            configuration once committed; 400 bad_request; 409
                                            not_leader (with "leader", "leaderHTTP"),
                                            already_member, not_member, last_voter; 503
@@ -229,7 +253,7 @@ no replica reachable, or a run with no operation done).
 `
 
 // usage is the whole help, "raftkv -h".
-var usage = strings.Join([]string{usageIntro, usageLocal, usageServe, usageCerts, usageClient, usageBench, usageAPI, usageExit}, "\n")
+var usage = strings.Join([]string{usageIntro, usageLocal, usageServe, usageCerts, usageMembers, usageClient, usageBench, usageAPI, usageExit}, "\n")
 
 // clientArgs are the arguments each client command takes.
 var clientArgs = map[string][]string{
@@ -255,7 +279,7 @@ func commandHelp(cmd string) string {
 	case "transfer":
 		return "Usage: raftkv transfer [-addr URLS] [-timeout D] [ID]\n\n" + usageClient
 	case "members", "add-voter", "add-learner", "promote", "remove":
-		return "Usage: " + memberSynopsis(cmd) + "\n\n" + usageClient
+		return "Usage: " + memberSynopsis(cmd) + "\n\n" + usageMembers + "\n" + usageClient
 	case "certs":
 		return "Usage: raftkv certs -dir DIR [-ids LIST] [-hosts LIST]\n\n" + usageCerts
 	}
@@ -267,7 +291,11 @@ func commandHelp(cmd string) string {
 
 // memberSynopsis is how membership command cmd is called.
 func memberSynopsis(cmd string) string {
-	return strings.TrimSpace("raftkv " + cmd + " [-addr URLS] [-timeout D] " + memberArgs[cmd])
+	s := strings.TrimSpace("raftkv " + cmd + " [-addr URLS] [-timeout D] " + memberArgs[cmd])
+	if cmd == "add-voter" || cmd == "add-learner" {
+		s += " [-http HTTPADDR]"
+	}
+	return s
 }
 
 // memberArgs are the arguments each membership command takes.
