@@ -1,6 +1,7 @@
 package core
 
 import (
+	"errors"
 	"math/rand/v2"
 	"testing"
 )
@@ -201,4 +202,79 @@ func TestScenario_TransferToUnreachableAbandoned(t *testing.T) {
 	if _, _, ok := lead.Propose([]byte("x")); !ok {
 		t.Fatal("a proposal was refused after the transfer was abandoned")
 	}
+}
+
+// Thesis 4.1's fix to single-server changes: two leaders of different
+// terms, each with one change of its own, must not commit with disjoint
+// majorities. Leader L of 4 voters, cut off, appends the removal of one
+// follower (C1: L and one other are a majority). The other three elect M;
+// M is cut off from a third, A, and with the fourth, D, it could commit
+// the removal of L (C2: M and D are a majority) — but it has committed no
+// entry of its term, so ProposeChange refuses. L and A then elect L, which
+// commits with C1's majority. With the fix nothing committed is ever
+// overwritten; without it the invariants catch a committed entry changed.
+func TestScenario_ChangesOfTwoLeadersNeverCommitDisjointly(t *testing.T) {
+	sc := newScenarioWith(t, func(p *simParams) {
+		p.n, p.skew, p.noOp = 4, []float64{1, 1, 1, 1}, false
+	})
+	s, L := sc.s, sc.leader
+	var others []int
+	for i := range s.servers {
+		if i != L {
+			others = append(others, i)
+		}
+	}
+	x := others[2] // C1 removes x
+	s.group[L] = 1
+	if _, _, err := s.servers[L].node.ProposeChange(Change{Type: Remove, ID: x}); err != nil {
+		t.Fatalf("the stable leader refused a change: %v", err)
+	}
+	if err := s.ready(L, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// The other three elect M; A, neither M nor x, is cut off at once.
+	M := -1
+	for k := 0; k < 40*s.p.electionTicks && M < 0; k++ {
+		sc.runLoad(1, false)
+		for _, i := range others {
+			if s.servers[i].node.Role() == Leader {
+				M = i
+			}
+		}
+	}
+	if M < 0 {
+		t.Fatal("the three servers without L elected no leader")
+	}
+	A := -1
+	for _, i := range others {
+		if i != M && i != x {
+			A = i
+		}
+	}
+	s.group[A] = 2
+	_, _, err := s.servers[M].node.ProposeChange(Change{Type: Remove, ID: L})
+	if !errors.Is(err, ErrLeaderNotReady) {
+		t.Errorf("a new leader that has committed nothing of its term: ProposeChange = %v, want ErrLeaderNotReady", err)
+	}
+	if err := s.ready(M, nil); err != nil {
+		t.Fatal(err)
+	}
+	sc.runLoad(3*s.p.electionTicks, false) // M and the fourth server commit the change, if made
+
+	// L and A, together, elect L: C1's majority.
+	s.group[A] = 1
+	for k := 0; k < 40*s.p.electionTicks && s.servers[L].node.Role() != Leader; k++ {
+		sc.runLoad(1, false)
+	}
+	if s.servers[L].node.Role() != Leader {
+		t.Fatalf("L and A elected no leader (C1 makes them a majority)")
+	}
+	s.propose(L)
+	if err := s.ready(L, nil); err != nil {
+		t.Fatal(err)
+	}
+	sc.runLoad(3*s.p.electionTicks, false)
+	clear(s.group)
+	sc.runLoad(10*s.p.electionTicks, true) // the invariants hold throughout
 }
