@@ -53,7 +53,7 @@ func (n *Node) preCampaign() {
 }
 
 func (n *Node) requestVotes(term int, pre, transfer bool) {
-	for _, p := range n.otherVoters() {
+	for _, p := range n.voteTargets() {
 		n.send(p, &RequestVoteArgs{
 			Term:         term,
 			CandidateID:  n.id,

@@ -462,6 +462,26 @@ func (n *Node) otherVoters() []int {
 	return ids
 }
 
+// voteTargets returns the IDs of the servers a candidate asks for votes,
+// in order: the other members of every configuration its log holds, not
+// only the voters whose votes count. A server removed while it was down
+// may not know who leads now; asking the members of the configurations it
+// knows reaches the leader if it is one of them, which then tells it of
+// its removal (tellRemoved). Only the latest configuration's voters'
+// votes count (hasVotes).
+func (n *Node) voteTargets() []int {
+	var ids []int
+	for _, c := range append([]confEntry{{m: n.snapConf}}, n.confs...) {
+		for _, s := range c.m.Members {
+			if s.ID != n.id {
+				ids = append(ids, s.ID)
+			}
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
 // Membership returns the latest configuration in the server's log and
 // the index of the entry that holds it (the snapshot's index if the
 // snapshot's configuration, or the initial one, is the latest), and

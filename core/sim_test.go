@@ -310,7 +310,7 @@ func (s *sim) heal(logf func(string, ...any)) error {
 			if member && len(sv.applied) < final {
 				done = false
 			}
-			if !member && sv.node.canCampaign() {
+			if !member && s.untold(sv.node) {
 				done = false // removed, but has not learned it yet
 			}
 		}
@@ -322,6 +322,21 @@ func (s *sim) heal(logf func(string, ...any)) error {
 		}
 	}
 	return fmt.Errorf("no progress after healing: final command index %d, applied %v", final, s.appliedLens())
+}
+
+// untold reports whether n, outside the leader's configuration, should
+// yet learn of its removal: it asks the leader for votes (it may campaign,
+// and the leader is a member of a configuration it knows), and has not
+// committed a configuration without itself (the driver then stops it).
+func (s *sim) untold(n *Node) bool {
+	lead := -1
+	for i, sv := range s.servers {
+		if sv.up && sv.node.Role() == Leader {
+			lead = i
+		}
+	}
+	_, stillIn := n.confAt(n.commit).Find(n.id)
+	return lead >= 0 && n.canCampaign() && stillIn && slices.Contains(n.voteTargets(), lead)
 }
 
 func (s *sim) appliedLens() []int {
