@@ -128,6 +128,13 @@ func start(su setup) (*Raft, error) {
 	for id := range su.peers {
 		ids = append(ids, id)
 	}
+	voters := ids // the initial configuration, if su.members is empty
+	if su.join {
+		// No configuration until the leader sends one: the peers are only
+		// where the cluster may be reached, and a server without one
+		// neither votes nor campaigns (see joinedAs).
+		voters = nil
+	}
 	chunk := defaultChunkBytes
 	if c, ok := su.transport.(chunkSizer); ok && c.MaxChunkBytes() > 0 {
 		chunk = min(chunk, c.MaxChunkBytes())
@@ -147,7 +154,7 @@ func start(su setup) (*Raft, error) {
 	}
 	node, err := core.New(core.Config{
 		ID:             su.me,
-		Peers:          ids,
+		Peers:          voters,
 		Membership:     su.members,
 		ElectionTicks:  su.timing.electionTicks,
 		HeartbeatTicks: su.timing.heartbeatTicks,
