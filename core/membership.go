@@ -209,6 +209,17 @@ func (m Membership) AppendBinary(b []byte) ([]byte, error) {
 	return b, nil
 }
 
+// check says what is wrong with m, or returns nil: it must be what
+// DecodeMembership accepts (members in order of ID, each once, IDs not
+// negative, a voter unless empty).
+func (m Membership) check() error {
+	b, err := m.AppendBinary(nil)
+	if err == nil {
+		_, err = DecodeMembership(b)
+	}
+	return err
+}
+
 // DecodeMembership decodes what AppendBinary encoded: all of b. It refuses
 // members out of order or twice, unknown flags, and a configuration with
 // members but no voter.

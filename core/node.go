@@ -173,7 +173,7 @@ func New(cfg Config) (*Node, error) {
 			initial.Members = append(initial.Members, Member{ID: id})
 		}
 	}
-	if _, err := initial.AppendBinary(nil); err != nil {
+	if err := initial.check(); err != nil {
 		return nil, fmt.Errorf("core: initial configuration: %w", err)
 	}
 	if _, ok := initial.Find(cfg.ID); !initial.Empty() && !ok {
@@ -183,6 +183,9 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("core: saved log: %w", err)
 	}
 	snap := cfg.Snapshot
+	if err := snap.Membership.check(); err != nil {
+		return nil, fmt.Errorf("core: saved snapshot's configuration: %w", err)
+	}
 	if snap.Index < 0 || snap.Term < 0 || snap.Term > cfg.State.Term || (snap.Index > 0) != (snap.Term > 0) {
 		return nil, fmt.Errorf("core: saved snapshot through %d at term %d is inconsistent (current term %d)", snap.Index, snap.Term, cfg.State.Term)
 	}

@@ -316,7 +316,7 @@ func (n *Node) handleInstallSnapshot(from int, a *InstallSnapshotArgs) *InstallS
 	if a.Term < n.term {
 		return r // 1. Reply immediately if term < currentTerm.
 	}
-	if a.LeaderID != from || a.LastIncludedIndex < 1 || a.LastIncludedTerm < 1 || a.LastIncludedTerm > a.Term || !a.Done {
+	if a.LeaderID != from || a.LastIncludedIndex < 1 || a.LastIncludedTerm < 1 || a.LastIncludedTerm > a.Term || !a.Done || a.Membership.check() != nil {
 		n.tracef("refuse malformed InstallSnapshot from %d", from)
 		return r
 	}

@@ -220,6 +220,11 @@ func TestInstallSnapshot_Receiver(t *testing.T) {
 			{Term: 2, LeaderID: 1, LastIncludedIndex: 3, LastIncludedTerm: 3, Membership: voters(1, 2, 3), Done: true}, // last term past the leader's
 			{Term: 2, LeaderID: 1, LastIncludedIndex: 0, LastIncludedTerm: 1, Membership: voters(1, 2, 3), Done: true},
 			{Term: 2, LeaderID: 1, LastIncludedIndex: 3, LastIncludedTerm: 1, Membership: voters(1, 2, 3)}, // not the whole snapshot
+			// configurations DecodeMembership refuses: a negative ID, one twice, out of order, no voter
+			{Term: 2, LeaderID: 1, LastIncludedIndex: 3, LastIncludedTerm: 1, Membership: voters(-1, 1, 2), Done: true},
+			{Term: 2, LeaderID: 1, LastIncludedIndex: 3, LastIncludedTerm: 1, Membership: voters(1, 1, 2), Done: true},
+			{Term: 2, LeaderID: 1, LastIncludedIndex: 3, LastIncludedTerm: 1, Membership: voters(2, 1, 3), Done: true},
+			{Term: 2, LeaderID: 1, LastIncludedIndex: 3, LastIncludedTerm: 1, Membership: Membership{Members: []Member{{ID: 1, Learner: true}}}, Done: true},
 		} {
 			if r := call[InstallSnapshotReply](t, n, Message{From: 1, To: 2, Body: &a}); r.Index != 0 {
 				t.Errorf("%+v accepted: %+v", a, *r)
@@ -244,5 +249,20 @@ func TestAppendEntries_BeforeSnapshotSucceedsUpToCommit(t *testing.T) {
 	}
 	if st := n.Status(); st.LastLog != 6 || st.Snapshot.Index != 5 {
 		t.Fatalf("log changed: %+v", st)
+	}
+}
+
+// New refuses a saved snapshot whose configuration DecodeMembership would
+// refuse (a Storage other than ours may hand one over).
+func TestRestart_RefusesMalformedSnapshotConfiguration(t *testing.T) {
+	cfg := config(2, 3, 1)
+	cfg.State = HardState{Term: 1, Vote: None}
+	cfg.Snapshot = SnapshotMeta{Index: 3, Term: 1, Membership: voters(2, 1, 3)}
+	if _, err := New(cfg); err == nil {
+		t.Fatal("New accepted a snapshot with members out of order")
+	}
+	cfg.Snapshot.Membership = voters(1, 2, 3)
+	if _, err := New(cfg); err != nil {
+		t.Fatalf("New refused a good snapshot: %v", err)
 	}
 }
