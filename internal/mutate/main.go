@@ -57,9 +57,9 @@ var mutations = []mutation{
 	{"snapshot-keeps-conflicting-log", "installing a snapshot keeps the entries after it even if the log's entry at its index differs (Figure 13, rule 6)",
 		"log.go", [][2]string{{"	if l.term(snap.Index) == snap.Term {\n", "	if l.term(snap.Index) >= 0 || snap.Index < l.lastIndex() {\n"}}},
 	{"leader-counts-unsaved-log", "a leader counts its own entries towards a commit before they are saved (thesis 10.2.1)",
-		"replication.go", [][2]string{{"matches := []int{min(n.durable, n.log.lastIndex())}", "matches := []int{n.log.lastIndex()}"}}},
+		"replication.go", [][2]string{{"matches = append(matches, min(n.durable, n.log.lastIndex()))", "matches = append(matches, n.log.lastIndex())"}}},
 	{"vote-request-before-save", "a candidate asks for votes before its new term and vote are saved",
-		"node.go", [][2]string{{"if a, ok := body.(*RequestVoteArgs); ok && !a.PreVote {", "if a, ok := body.(*RequestVoteArgs); ok && a.PreVote {"}}},
+		"node.go", [][2]string{{"if a, ok := body.(*RequestVoteArgs); (ok && !a.PreVote) || n.unsavedTerm {", "if a, ok := body.(*RequestVoteArgs); (ok && a.PreVote) || n.unsavedTerm {"}}},
 	{"newer-term-keeps-vote", "adopting a newer term does not clear the vote",
 		"node.go", [][2]string{
 			{"		n.term, n.vote, n.lead = term, None, None", "		n.term, n.lead = term, None"},
@@ -68,7 +68,7 @@ var mutations = []mutation{
 	{"transfer-vote-skips-log-check", "a voter trusts a leadership transfer's RequestVote and grants it whatever the candidate's log (thesis 3.10)",
 		"election.go", [][2]string{{"	case !n.log.upToDate(a.LastLogIndex, a.LastLogTerm):", "	case !a.Transfer && !n.log.upToDate(a.LastLogIndex, a.LastLogTerm):"}}},
 	{"read-without-quorum", "a leader serves a ReadIndex without a majority acknowledging its heartbeat round (thesis 6.4)",
-		"read.go", [][2]string{{"	return acks >= n.quorum()", "	return acks > 0"}}},
+		"read.go", [][2]string{{"return id == n.id || (p != nil && p.round >= r)", "return id == n.id || p != nil"}}},
 	{"read-before-own-term-commit", "a new leader serves a ReadIndex before it has committed an entry of its term (thesis 6.4)",
 		"read.go", [][2]string{{"if len(n.reads) == 0 || n.log.term(n.commit) != n.term {", "if len(n.reads) == 0 {"}}},
 	{"lease-from-ack-time", "a leader's lease runs from when a majority acknowledged a heartbeat round, not from when the round was sent (thesis 6.4.1)",
@@ -144,6 +144,20 @@ var (
 	baseRe = regexp.MustCompile(`-sim\.base (\d+)`)
 )
 
+// plant returns src, the source of core/m.file, with m's edits made.
+func (m mutation) plant(src []byte) ([]byte, error) {
+	for _, e := range m.edits {
+		// Runs of spaces and tabs match any such run: gofmt realigns.
+		re := regexp.MustCompile(blanks.ReplaceAllString(regexp.QuoteMeta(e[0]), `[ \t]+`))
+		if n := len(re.FindAllIndex(src, -1)); n != 1 {
+			return nil, fmt.Errorf("the text to replace occurs %d times in core/%s (want once): %q", n, m.file, e[0])
+		}
+		loc := re.FindIndex(src)
+		src = append(src[:loc[0]:loc[0]], append([]byte(e[1]), src[loc[1]:]...)...)
+	}
+	return src, nil
+}
+
 // try plants m in a copy of the module and runs the simulation over it.
 func try(root string, m mutation, seeds int, timeout time.Duration) (result, error) {
 	dir, err := os.MkdirTemp("", "mutate-")
@@ -159,14 +173,8 @@ func try(root string, m mutation, seeds int, timeout time.Duration) (result, err
 	if err != nil {
 		return result{}, err
 	}
-	for _, e := range m.edits {
-		// Runs of spaces and tabs match any such run: gofmt realigns.
-		re := regexp.MustCompile(blanks.ReplaceAllString(regexp.QuoteMeta(e[0]), `[ \t]+`))
-		if n := len(re.FindAllIndex(src, -1)); n != 1 {
-			return result{}, fmt.Errorf("the text to replace occurs %d times in core/%s (want once): %q", n, m.file, e[0])
-		}
-		loc := re.FindIndex(src)
-		src = append(src[:loc[0]:loc[0]], append([]byte(e[1]), src[loc[1]:]...)...)
+	if src, err = m.plant(src); err != nil {
+		return result{}, err
 	}
 	if err := os.WriteFile(path, src, 0o644); err != nil {
 		return result{}, err
