@@ -58,9 +58,10 @@ func TestMembersHTTPAddressThroughTheLog(t *testing.T) {
 	mustRun(t, "put", "-addr", c.urls[1], "k", "through 1")
 	checkKeys(t, c.urls[1], map[string]string{"k": "through 1"})
 	for id := 1; id <= 3; id++ {
-		if st := c.mustStatus(id); st.Leader != 4 || st.LeaderHTTP != http4 || st.Peers[4] != http4 {
-			t.Fatalf("replica %d's /status: leader %d at %q, peers %v; want leader 4 at %s", id, st.Leader, st.LeaderHTTP, st.Peers, http4)
-		}
+		// A replica that has not heard from 4 yet will soon: wait for it.
+		c.waitStatus(id, "leader 4 at "+http4+" in /status", 20*time.Second, func(st kv.StatusReply) bool {
+			return st.Leader == 4 && st.LeaderHTTP == http4 && st.Peers[4] == http4
+		})
 		if got := c.membersOf(id).httpOf(4); got != http4 {
 			t.Fatalf("replica %d's GET /admin/members gives server 4 HTTP address %q, want %s", id, got, http4)
 		}
