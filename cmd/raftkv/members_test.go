@@ -98,6 +98,7 @@ func TestMembersAddVoterAndRemove(t *testing.T) {
 	c := startProcCluster(t, 3, "-log-level", "warn")
 	l := c.waitLeader(30 * time.Second)
 	f := l%3 + 1
+	c.waitStatus(f, "the follower to know the leader", 20*time.Second, func(st kv.StatusReply) bool { return st.Leader == l })
 	for _, tc := range []struct {
 		body, code string
 		status     int
