@@ -425,8 +425,9 @@ func (n *Node) syncProgress() {
 // although the committed latest configuration leaves it out: it was down
 // when its removal committed, and has never heard of it. It learns of it
 // from its log, as the others did: once it holds the configuration that
-// removes it, committed, it stops (thesis 4.2.2). Its votes and
-// acknowledgements count for nothing, as for any non-member.
+// removes it, committed, it stops (the removed servers of thesis 4.2.3,
+// which with PreVote cannot disrupt, but would otherwise never stop). Its
+// votes and acknowledgements count for nothing, as for any non-member.
 func (n *Node) tellRemoved(id int) {
 	if n.role != Leader || id == n.id || n.progress[id] != nil || n.confIndex() > n.commit {
 		return
