@@ -17,14 +17,7 @@ func newSpareScenario(t *testing.T) *scenario {
 }
 
 // leaderID returns the server that leads, or None.
-func (sc *scenario) leaderID() int {
-	for i, sv := range sc.s.servers {
-		if sv.up && sv.node.Role() == Leader {
-			return i
-		}
-	}
-	return None
-}
+func (sc *scenario) leaderID() int { return sc.s.leader() }
 
 // until runs the cluster until cond holds, for at most 40 election
 // timeouts, and fails the test with what if it never does.

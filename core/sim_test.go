@@ -329,14 +329,9 @@ func (s *sim) heal(logf func(string, ...any)) error {
 // and the leader is a member of a configuration it knows), and has not
 // committed a configuration without itself (the driver then stops it).
 func (s *sim) untold(n *Node) bool {
-	lead := -1
-	for i, sv := range s.servers {
-		if sv.up && sv.node.Role() == Leader {
-			lead = i
-		}
-	}
+	lead := s.leader()
 	_, stillIn := n.confAt(n.commit).Find(n.id)
-	return lead >= 0 && n.canCampaign() && stillIn && slices.Contains(n.voteTargets(), lead)
+	return lead != None && n.canCampaign() && stillIn && slices.Contains(n.voteTargets(), lead)
 }
 
 func (s *sim) appliedLens() []int {
@@ -810,13 +805,21 @@ func (s *sim) reconfigure() error {
 	return nil
 }
 
+// leader returns the first server that is up and leads, or None.
+func (s *sim) leader() int {
+	for i, sv := range s.servers {
+		if sv.up && sv.node.Role() == Leader {
+			return i
+		}
+	}
+	return None
+}
+
 // leaderConf returns the latest configuration of a leader that is up, or
 // the initial one.
 func (s *sim) leaderConf() Membership {
-	for _, sv := range s.servers {
-		if sv.up && sv.node.Role() == Leader {
-			return sv.node.conf()
-		}
+	if l := s.leader(); l != None {
+		return s.servers[l].node.conf()
 	}
 	return s.servers[0].node.snapConf
 }
