@@ -135,9 +135,12 @@ func (a *applier) stopped() bool {
 }
 
 // apply hands a committed entry to the service.
+// applied moves only once the service holds e: a read barrier answered
+// from another goroutine (waitApplied) must not see e's index while the
+// service is still applying it.
 func (a *applier) apply(e core.Entry) error {
 	a.last.Index, a.last.Term = e.Index, e.Term
-	a.applied.Store(int64(e.Index))
+	defer a.applied.Store(int64(e.Index))
 	if e.Type == core.EntryConfig {
 		a.noteConfig(e)
 	}
