@@ -29,7 +29,9 @@ func TestReadBarrierWaitsForApplyToFinish(t *testing.T) {
 	g := &gateSM{started: make(chan struct{}), release: make(chan struct{})}
 	a := &applier{sm: g, metrics: newMetrics()}
 	applied := make(chan error, 1)
-	go func() { applied <- a.apply(core.Entry{Index: 1, Term: 1, Type: core.EntryNormal, Command: []byte("x")}) }()
+	go func() {
+		applied <- a.apply(core.Entry{Index: 1, Term: 1, Type: core.EntryNormal, Command: []byte("x")})
+	}()
 	<-g.started
 	req := &readReq{done: make(chan readResult, 1)}
 	a.waitApplied(1, req)
